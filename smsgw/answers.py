@@ -1,0 +1,77 @@
+"""What the dispatcher decided: facts and the billing outcome, before any wording.
+
+`replies.render(answer, unicode=...)` turns an Answer into the SMS text; the dispatcher never
+writes text and the replies module never looks anything up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from .billing import MessageType
+from .commands import Month
+
+
+@dataclass(frozen=True)
+class HelpAnswer:
+    message_type = MessageType.FREE
+
+
+@dataclass(frozen=True)
+class SyntaxAnswer:
+    """A message that could not be understood; `error` is a CONTRACT §1 error code."""
+
+    error: str
+    command: str | None  # QT, HS, THE, HELP when the command was recognised, else None
+    message_type = MessageType.REFUND_SYNTAX
+
+
+@dataclass(frozen=True)
+class NotFoundAnswer:
+    command: str          # QT, HS or THE
+    id: str               # the identifier asked about, upper-case
+    message_type = MessageType.REFUND_CONTENT
+
+
+@dataclass(frozen=True)
+class NotOwnerAnswer:
+    command: str          # QT or THE
+    message_type = MessageType.REFUND_CONTENT
+
+
+@dataclass(frozen=True)
+class Totals:
+    bhxh_months: int
+    bhtn_months: int
+
+
+@dataclass(frozen=True)
+class QTAnswer:
+    ssn: str
+    start: Month | None   # the asked period, or None for the whole history
+    end: Month | None
+    asked: Totals         # within the asked period (the whole history when none was asked)
+    whole: Totals | None  # whole-history totals, present only when a period was asked
+    message_type = MessageType.CHARGED
+
+
+@dataclass(frozen=True)
+class CardAnswer:
+    card_no: str
+    valid_to: date
+    expired: bool
+    message_type = MessageType.CHARGED
+
+
+@dataclass(frozen=True)
+class DossierAnswer:
+    code: str
+    status: str           # one of records.DOSSIER_STATUSES
+    updated_at: date
+    message_type = MessageType.CHARGED
+
+
+Answer = (
+    HelpAnswer | SyntaxAnswer | NotFoundAnswer | NotOwnerAnswer | QTAnswer | CardAnswer | DossierAnswer
+)

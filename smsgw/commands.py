@@ -1,0 +1,80 @@
+"""Typed values produced by the message language: one frozen dataclass per command."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class IdKind(str, Enum):
+    SSN = "ssn"                  # ma so BHXH, 10 digits
+    PERSONAL_ID = "personal_id"  # CCCD, 12 digits
+    CARD = "card"                # BHYT card code, 15 characters
+    DOSSIER = "dossier"          # NNNNN.L/YYYY/NNNNN
+
+
+@dataclass(frozen=True, order=True)
+class Month:
+    """A calendar month; `index` counts months since year 0 so that ranges are integer ranges."""
+
+    year: int
+    month: int
+
+    @property
+    def index(self) -> int:
+        return self.year * 12 + (self.month - 1)
+
+    @classmethod
+    def from_index(cls, index: int) -> "Month":
+        return cls(index // 12, index % 12 + 1)
+
+    @classmethod
+    def parse(cls, text: str) -> "Month":
+        """Parse `YYYY-MM` (the storage and CSV form)."""
+        if len(text) != 7 or text[4] != "-" or not (text[:4] + text[5:]).isdigit() or not text.isascii():
+            raise ValueError(f"not a YYYY-MM month: {text!r}")
+        month = cls(int(text[:4]), int(text[5:]))
+        if not 1 <= month.month <= 12:
+            raise ValueError(f"month outside 01-12: {text!r}")
+        return month
+
+    def __str__(self) -> str:
+        return f"{self.year:04d}-{self.month:02d}"
+
+
+@dataclass(frozen=True)
+class Help:
+    name = "HELP"
+
+
+@dataclass(frozen=True)
+class QT:
+    """Participation time of a person, optionally within [start, end] (inclusive months)."""
+
+    person: str
+    id_kind: IdKind
+    start: Month | None = None
+    end: Month | None = None
+    name = "QT"
+
+
+@dataclass(frozen=True)
+class HS:
+    dossier: str
+    name = "HS"
+
+    @property
+    def id_kind(self) -> IdKind:
+        return IdKind.DOSSIER
+
+
+@dataclass(frozen=True)
+class THE:
+    """Health-card validity, asked by card code or by person (ssn / personal id)."""
+
+    id: str
+    id_kind: IdKind
+    name = "THE"
+
+
+Command = Help | QT | HS | THE

@@ -1,0 +1,131 @@
+"""Configuration: one TOML file (CONTRACT §6) loaded once into typed, frozen objects.
+
+Every key is checked: an unknown key, a wrong type or a bad value is a `ConfigError` naming the
+file and the dotted key. With no file, the defaults below apply (no carrier is configured).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+COMMANDS = ("QT", "HS", "THE")
+ADAPTERS = ("generic", "mock")
+MODES = ("sync", "async")
+AUTHS = ("hmac", "none")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class CarrierConfig:
+    name: str
+    adapter: str = "generic"
+    secret: str | None = None
+    auth: str = "hmac"              # "hmac" (X-Smsgw-Signature) or "none"
+    mode: str = "sync"
+    mt_url: str | None = None
+    retry_initial: float = 1.0      # seconds before the first MT retry
+    retry_max: float = 300.0        # cap of the exponential back-off
+    give_up_after: float = 86_400.0  # seconds after which an undelivered MT is failed and refunded
+    timeout: float = 10.0           # seconds for one MT request
+
+
+@dataclass(frozen=True)
+class Config:
+    shortcode: str = "8079"
+    unicode: bool = False
+    owner_only: frozenset[str] = frozenset({"QT", "THE"})
+    carriers: dict[str, CarrierConfig] = field(default_factory=dict)
+    source: str = "<defaults>"
+
+
+_GATEWAY = {"shortcode": str, "unicode": bool}
+_POLICY = {"owner_only": list}
+_CARRIER = {
+    "adapter": str, "secret": str, "auth": str, "mode": str, "mt_url": str,
+    "retry_initial": (int, float), "retry_max": (int, float), "give_up_after": (int, float),
+    "timeout": (int, float),
+}
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Load and validate the TOML file at `path`; None gives the defaults."""
+    if path is None:
+        return Config()
+    source = str(path)
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    return parse_config(data, source)
+
+
+def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
+    def fail(key: str, reason: str) -> ConfigError:
+        return ConfigError(f"{source}: {key}: {reason}")
+
+    def check(table: Any, schema: dict[str, Any], prefix: str) -> dict[str, Any]:
+        if not isinstance(table, dict):
+            raise fail(prefix, "must be a table")
+        for key, value in table.items():
+            if key not in schema:
+                raise fail(f"{prefix}.{key}", f"unknown key (known: {', '.join(sorted(schema))})")
+            expected = schema[key]
+            # bool is an int in Python; never accept it where a number is meant.
+            if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
+                names = expected.__name__ if isinstance(expected, type) else "number"
+                raise fail(f"{prefix}.{key}", f"must be a {names}, not {type(value).__name__}")
+        return table
+
+    for key in data:
+        if key not in ("gateway", "policy", "carriers"):
+            raise fail(key, "unknown table (known: carriers, gateway, policy)")
+    gateway = check(data.get("gateway", {}), _GATEWAY, "gateway")
+    policy = check(data.get("policy", {}), _POLICY, "policy")
+
+    shortcode = gateway.get("shortcode", "8079")
+    if not shortcode.isdigit():
+        raise fail("gateway.shortcode", f"must be digits, not {shortcode!r}")
+    owner_only = policy.get("owner_only", ["QT", "THE"])
+    for command in owner_only:
+        if command not in COMMANDS:
+            raise fail("policy.owner_only", f"unknown command {command!r} (known: {', '.join(COMMANDS)})")
+
+    carriers_table = data.get("carriers", {})
+    if not isinstance(carriers_table, dict):
+        raise fail("carriers", "must be a table of [carriers.NAME] tables")
+    carriers = {}
+    for name, table in carriers_table.items():
+        prefix = f"carriers.{name}"
+        table = check(table, _CARRIER, prefix)
+        carrier = CarrierConfig(name=name, **table)
+        if carrier.adapter not in ADAPTERS:
+            raise fail(f"{prefix}.adapter", f"unknown adapter {carrier.adapter!r} (known: {', '.join(ADAPTERS)})")
+        if carrier.mode not in MODES:
+            raise fail(f"{prefix}.mode", f"must be one of {', '.join(MODES)}, not {carrier.mode!r}")
+        if carrier.auth not in AUTHS:
+            raise fail(f"{prefix}.auth", f"must be one of {', '.join(AUTHS)}, not {carrier.auth!r}")
+        if carrier.auth == "hmac" and not carrier.secret:
+            raise fail(f"{prefix}.secret", 'required unless auth = "none"')
+        if carrier.mode == "async" and not carrier.mt_url:
+            raise fail(f"{prefix}.mt_url", 'required when mode = "async"')
+        for key in ("retry_initial", "retry_max", "give_up_after", "timeout"):
+            if getattr(carrier, key) <= 0:
+                raise fail(f"{prefix}.{key}", "must be positive")
+        carriers[name] = carrier
+
+    return Config(
+        shortcode=shortcode,
+        unicode=gateway.get("unicode", False),
+        owner_only=frozenset(owner_only),
+        carriers=carriers,
+        source=source,
+    )
