@@ -1,0 +1,114 @@
+"""SMS encoding: the GSM 03.38 7-bit alphabet or UCS-2, and how many parts a text takes.
+
+A text made only of GSM-7 characters goes as GSM-7: 160 septets fit one SMS, a longer text is
+sent in parts of 153 septets (the rest of each part is the concatenation header). The extension
+characters (`^{}\\[~]|€` and form feed) are an escape septet plus one, and a part never splits
+such a pair. Any other text goes as UCS-2: 70 UTF-16 code units fit one SMS, else parts of 67,
+and a part never splits a surrogate pair. The empty text is one (empty) SMS.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from typing import Literal
+
+Encoding = Literal["gsm7", "ucs2"]
+
+# GSM 03.38 default alphabet, indexed by septet value; 0x1B is the escape to the extension table.
+GSM7_BASIC = (
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM7_EXTENSION = "\f^{}\\[]~|€"
+
+GSM7_SINGLE = 160
+GSM7_PART = 153
+UCS2_SINGLE = 70
+UCS2_PART = 67
+
+_BASIC = frozenset(GSM7_BASIC) - {"\x1b"}
+_EXTENSION = frozenset(GSM7_EXTENSION)
+_D_WITH_STROKE = str.maketrans({"đ": "d", "Đ": "D", "Ð": "D"})
+
+
+def _is_diacritic_mark(char: str) -> bool:
+    # The Combining Diacritical Marks block holds every Vietnamese tone and vowel mark; marks of
+    # other scripts (Devanagari vowel signs, ...) are letters of their words and are kept.
+    return "\u0300" <= char <= "\u036f"
+
+
+def fold(text: str) -> str:
+    """Vietnamese (and other Latin) text without diacritics: `Thẻ hết hạn` -> `The het han`.
+
+    Each character is decomposed (NFD) and its combining diacritical marks are dropped; đ, Đ and
+    the look-alike Ð become d, D, D. Characters without such marks are returned unchanged.
+    """
+    folded = []
+    for char in text.translate(_D_WITH_STROKE):
+        if _is_diacritic_mark(char):
+            continue
+        decomposed = unicodedata.normalize("NFD", char)
+        stripped = "".join(c for c in decomposed if not _is_diacritic_mark(c))
+        folded.append(char if stripped == decomposed else unicodedata.normalize("NFC", stripped))
+    return "".join(folded)
+
+
+def is_gsm7(text: str) -> bool:
+    """True when every character is in the GSM 03.38 default alphabet or its extension table."""
+    return all(char in _BASIC or char in _EXTENSION for char in text)
+
+
+@dataclass(frozen=True)
+class Measure:
+    encoding: Encoding
+    units: int       # septets (GSM-7) or UTF-16 code units (UCS-2)
+    segments: int    # SMS parts the text is sent in
+
+
+def _costs(text: str) -> tuple[Encoding, list[int]]:
+    if is_gsm7(text):
+        return "gsm7", [2 if char in _EXTENSION else 1 for char in text]
+    return "ucs2", [2 if ord(char) > 0xFFFF else 1 for char in text]
+
+
+def _part_starts(encoding: Encoding, costs: list[int]) -> list[int]:
+    """Index of the first character of each part, packing greedily."""
+    single, part = (GSM7_SINGLE, GSM7_PART) if encoding == "gsm7" else (UCS2_SINGLE, UCS2_PART)
+    if sum(costs) <= single:
+        return [0]
+    starts = [0]
+    used = 0
+    for index, cost in enumerate(costs):
+        if used + cost > part:
+            starts.append(index)
+            used = 0
+        used += cost
+    return starts
+
+
+def measure(text: str) -> Measure:
+    """Encoding, length in units and number of SMS parts of `text`, as it would be sent."""
+    encoding, costs = _costs(text)
+    return Measure(encoding, sum(costs), len(_part_starts(encoding, costs)))
+
+
+def split(text: str) -> list[str]:
+    """The parts `text` is sent in: `len(split(t)) == measure(t).segments`, `''.join` gives `t`."""
+    encoding, costs = _costs(text)
+    starts = _part_starts(encoding, costs)
+    ends = starts[1:] + [len(text)]
+    return [text[start:end] for start, end in zip(starts, ends)]
+
+
+def encoding_for(text: str, unicode: bool) -> Encoding:
+    """The encoding a reply goes out in, under the gateway's `unicode` setting.
+
+    With `unicode=False` replies are folded Vietnamese in GSM-7: `text` must already be free of
+    diacritics (`fold(text) == text`) and pure GSM-7, else ValueError, and the answer is "gsm7".
+    With `unicode=True` the answer is "ucs2" when `text` holds anything outside GSM-7, and "gsm7"
+    when it does not (a reply without diacritics costs fewer parts in GSM-7).
+    """
+    if not unicode and (fold(text) != text or not is_gsm7(text)):
+        raise ValueError("a reply without unicode must be folded GSM-7 text")
+    return "gsm7" if is_gsm7(text) else "ucs2"

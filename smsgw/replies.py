@@ -1,0 +1,251 @@
+"""Every text the gateway sends to a citizen, and the one place where it is worded.
+
+Each template is written once, in Vietnamese with diacritics. The default reply is that template
+folded (`gsm.fold`) to plain GSM-7 text; with `unicode=True` the diacritics stay and the reply
+goes as UCS-2. Every folded template is checked to be GSM-7 when this module is imported, every
+syntax reply to fit one SMS, and no reply ever takes more than MAX_SEGMENTS parts.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from . import gsm
+from .answers import (
+    Answer, CardAnswer, DossierAnswer, HelpAnswer, NotFoundAnswer, NotOwnerAnswer, QTAnswer,
+    SyntaxAnswer, Totals,
+)
+from .commands import Month
+
+SHORTCODE = "8079"
+MAX_SEGMENTS = 3
+SYNTAX_ERRORS = (
+    "empty", "unknown_keyword", "unknown_command", "missing_argument", "bad_id", "bad_period",
+    "range_reversed", "trailing_input",
+)
+_COMMANDS = ("QT", "HS", "THE", "HELP")
+
+_HELP = (
+    "Tra cứu BHXH, soạn tin gửi 8079: BH QT <mã số BHXH> xem quá trình đóng; "
+    "BH THE <mã thẻ BHYT> xem hạn thẻ; BH HS <mã hồ sơ> xem hồ sơ. VD: BH QT 0110129425"
+)
+_UNKNOWN_COMMAND = (
+    "Sai lệnh. Soạn BH QT <mã số BHXH> (quá trình đóng), BH THE <mã thẻ BHYT> (hạn thẻ) "
+    "hoặc BH HS <mã hồ sơ> gửi 8079. VD: BH QT 0110129425"
+)
+_QT_RANGE_EXAMPLE = "VD: BH QT 0110129425 012016 122017"
+
+# (error, command) -> reply; a pair not listed falls back to _USAGE of the command.
+_SYNTAX = {
+    ("missing_argument", "QT"): (
+        "Thiếu mã số. Soạn BH QT <mã số BHXH 10 số hoặc CCCD 12 số> gửi 8079. VD: BH QT 0110129425"
+    ),
+    ("missing_argument", "THE"): (
+        "Thiếu mã thẻ. Soạn BH THE <mã thẻ BHYT 15 ký tự hoặc mã số BHXH> gửi 8079. "
+        "VD: BH THE HC4010110129425"
+    ),
+    ("missing_argument", "HS"): (
+        "Thiếu mã hồ sơ. Soạn BH HS <mã hồ sơ> gửi 8079. VD: BH HS 04486.G/2019/08708"
+    ),
+    ("bad_id", "QT"): (
+        "Mã số sai: mã số BHXH gồm 10 chữ số (hoặc CCCD 12 chữ số). Soạn BH QT <mã số> gửi 8079. "
+        "VD: BH QT 0110129425"
+    ),
+    ("bad_id", "THE"): (
+        "Mã thẻ sai: 15 ký tự gồm 2 chữ cái, 1 số mức hưởng 1-5, 2 số tỉnh, 10 số mã BHXH. "
+        "Soạn BH THE <mã thẻ hoặc mã số BHXH> gửi 8079. VD: BH THE HC4010110129425"
+    ),
+    ("bad_id", "HS"): (
+        "Mã hồ sơ sai: dạng 5 số.chữ cái/năm/5 số. Soạn BH HS <mã hồ sơ> gửi 8079. "
+        "VD: BH HS 04486.G/2019/08708"
+    ),
+    ("bad_period", "QT"): (
+        "Thời gian sai. Ghi năm (từ 1960): 2016; tháng/năm: 012016, 1/2016, 01-2016, 1.2016; "
+        "khoảng: 2016-2017. Gửi 8079. " + _QT_RANGE_EXAMPLE
+    ),
+    ("range_reversed", "QT"): (
+        "Thời gian sai: <từ> không được sau <đến>. Soạn BH QT <mã số> <từ> <đến> gửi 8079. "
+        + _QT_RANGE_EXAMPLE
+    ),
+    ("trailing_input", "HELP"): (
+        "Có ký tự thừa sau lệnh hướng dẫn. Để xem hướng dẫn, soạn BH HD gửi 8079."
+    ),
+}
+_USAGE = {
+    "QT": (
+        "Có ký tự thừa. Soạn BH QT <mã số> hoặc BH QT <mã số> <từ> <đến> gửi 8079. "
+        + _QT_RANGE_EXAMPLE
+    ),
+    "THE": (
+        "Có ký tự thừa. Soạn BH THE <mã thẻ BHYT hoặc mã số BHXH> gửi 8079. "
+        "VD: BH THE HC4010110129425"
+    ),
+    "HS": "Có ký tự thừa. Soạn BH HS <mã hồ sơ> gửi 8079. VD: BH HS 04486.G/2019/08708",
+    "HELP": _SYNTAX[("trailing_input", "HELP")],
+}
+
+_QT_WHOLE = "Mã số {ssn}, toàn bộ quá trình: {asked}."
+_QT_PERIOD = "Mã số {ssn}, giai đoạn {period}: {asked}. Tổng: {whole}."
+_QT_TOTALS = (
+    "BHXH: {bhxh_years:02d} năm {bhxh_months:02d} tháng, BHTN: {bhtn_years:02d} năm {bhtn_months:02d} tháng"
+)
+_CARD_VALID = "Thẻ BHYT {card_no} có giá trị đến {valid_to}."
+_CARD_EXPIRED = "Thẻ BHYT {card_no} đã hết hạn, có giá trị đến {valid_to}. Vui lòng gia hạn thẻ."
+_DOSSIER = "Hồ sơ {code}: {status} (cập nhật {updated_at})."
+_DOSSIER_STATUS = {
+    "received": "đã tiếp nhận",
+    "processing": "đang xử lý",
+    "needs_more": "cần bổ sung",
+    "approved": "đã duyệt",
+    "rejected": "từ chối",
+    "returned": "đã trả kết quả",
+}
+_NOT_FOUND = {
+    "QT": "Không tìm thấy mã số {id}. Kiểm tra lại mã số BHXH (10 số) hoặc CCCD (12 số).",
+    "THE": "Không tìm thấy thẻ BHYT theo mã {id}. Kiểm tra lại mã thẻ hoặc mã số BHXH.",
+    "HS": "Không tìm thấy hồ sơ {id}. Kiểm tra lại mã hồ sơ.",
+}
+_NOT_OWNER = (
+    "Số điện thoại không khớp. {topic} chỉ được gửi tới số điện thoại đã đăng ký của người tham gia. "
+    "Liên hệ cơ quan BHXH để đăng ký số điện thoại."
+)
+_NOT_OWNER_TOPIC = {"QT": "Quá trình đóng BHXH", "THE": "Thông tin thẻ BHYT"}
+
+TEMPLATES = (
+    _HELP, _UNKNOWN_COMMAND, *_SYNTAX.values(), *_USAGE.values(), _QT_WHOLE, _QT_PERIOD,
+    _QT_TOTALS, _CARD_VALID, _CARD_EXPIRED, _DOSSIER, *_DOSSIER_STATUS.values(),
+    *_NOT_FOUND.values(), _NOT_OWNER, *_NOT_OWNER_TOPIC.values(),
+)
+"""Every template, with diacritics; their folded forms are the default replies."""
+
+
+def _word(template: str, unicode: bool) -> str:
+    return template if unicode else gsm.fold(template)
+
+
+def _value(text: str, unicode: bool) -> str:
+    """A value put into a template: in the default form, folded and kept inside GSM-7."""
+    if unicode:
+        return text
+    return "".join(char if gsm.is_gsm7(char) else "?" for char in gsm.fold(text))
+
+
+def _within_limit(text: str) -> str:
+    """`text`, or its longest prefix of whole words (ending `...`) that fits MAX_SEGMENTS parts."""
+    if gsm.measure(text).segments <= MAX_SEGMENTS:
+        return text
+    # No text longer than this many characters fits: each takes at least one unit.
+    longest = MAX_SEGMENTS * gsm.GSM7_PART
+    words = text[: longest + 1].split(" ")
+    if len(text) > longest:
+        words.pop()
+    while words and gsm.measure(" ".join(words) + " ...").segments > MAX_SEGMENTS:
+        words.pop()
+    return " ".join(words + ["..."])
+
+
+def _day(value: date) -> str:
+    return f"{value.day:02d}/{value.month:02d}/{value.year:04d}"
+
+
+def _month(value: Month) -> str:
+    return f"{value.month:02d}/{value.year:04d}"
+
+
+def _totals(totals: Totals, unicode: bool) -> str:
+    bhxh_years, bhxh_months = divmod(totals.bhxh_months, 12)
+    bhtn_years, bhtn_months = divmod(totals.bhtn_months, 12)
+    return _word(_QT_TOTALS, unicode).format(
+        bhxh_years=bhxh_years, bhxh_months=bhxh_months, bhtn_years=bhtn_years, bhtn_months=bhtn_months,
+    )
+
+
+def _qt(answer: QTAnswer, unicode: bool) -> str:
+    ssn = _value(answer.ssn, unicode)
+    asked = _totals(answer.asked, unicode)
+    if answer.start is None or answer.end is None or answer.whole is None:
+        return _word(_QT_WHOLE, unicode).format(ssn=ssn, asked=asked)
+    period = _month(answer.start)
+    if answer.end != answer.start:
+        period += "-" + _month(answer.end)
+    whole = _totals(answer.whole, unicode)
+    return _word(_QT_PERIOD, unicode).format(ssn=ssn, period=period, asked=asked, whole=whole)
+
+
+def _card(answer: CardAnswer, unicode: bool) -> str:
+    template = _CARD_EXPIRED if answer.expired else _CARD_VALID
+    return _word(template, unicode).format(
+        card_no=_value(answer.card_no, unicode), valid_to=_day(answer.valid_to),
+    )
+
+
+def _dossier(answer: DossierAnswer, unicode: bool) -> str:
+    if answer.status not in _DOSSIER_STATUS:
+        raise ValueError(f"unknown dossier status {answer.status!r}")
+    return _word(_DOSSIER, unicode).format(
+        code=_value(answer.code, unicode),
+        status=_word(_DOSSIER_STATUS[answer.status], unicode),
+        updated_at=_day(answer.updated_at),
+    )
+
+
+def _text(answer: Answer, unicode: bool) -> str:
+    match answer:
+        case HelpAnswer():
+            return help_text(unicode=unicode)
+        case SyntaxAnswer(error=error, command=command):
+            return syntax_reply(error, command, unicode=unicode)
+        case NotFoundAnswer(command=command, id=ident):
+            return _word(_NOT_FOUND[command], unicode).format(id=_value(ident, unicode))
+        case NotOwnerAnswer(command=command):
+            topic = _word(_NOT_OWNER_TOPIC[command], unicode)
+            return _word(_NOT_OWNER, unicode).format(topic=topic)
+        case QTAnswer():
+            return _qt(answer, unicode)
+        case CardAnswer():
+            return _card(answer, unicode)
+        case DossierAnswer():
+            return _dossier(answer, unicode)
+    raise TypeError(f"not an Answer: {answer!r}")
+
+
+def render(answer: Answer, *, unicode: bool = False) -> str:
+    """The reply text for `answer`: folded GSM-7 by default, with diacritics when `unicode`.
+
+    The text never takes more than MAX_SEGMENTS SMS parts; a longer one is shortened at a word.
+    """
+    return _within_limit(_text(answer, unicode))
+
+
+def help_text(*, unicode: bool = False) -> str:
+    """Usage of QT, THE and HS on short code 8079; one GSM-7 SMS in the default form."""
+    return _word(_HELP, unicode)
+
+
+def syntax_reply(error: str, command: str | None, *, unicode: bool = False) -> str:
+    """The reply to a message that could not be parsed: what was wrong and the right syntax.
+
+    `error` is a CONTRACT §1 error code, `command` the command recognised before the error (QT,
+    HS, THE, HELP) or None. The default form is one GSM-7 SMS and names short code 8079.
+    """
+    if error not in SYNTAX_ERRORS:
+        raise ValueError(f"unknown syntax error code {error!r}")
+    if command is not None and command not in _COMMANDS:
+        raise ValueError(f"unknown command {command!r}")
+    if error in ("empty", "unknown_keyword"):
+        return help_text(unicode=unicode)
+    if command is None:
+        return _word(_UNKNOWN_COMMAND, unicode)
+    return _word(_SYNTAX.get((error, command), _USAGE[command]), unicode)
+
+
+def _check_templates() -> None:
+    for template in TEMPLATES:
+        if not gsm.is_gsm7(gsm.fold(template)):
+            raise RuntimeError(f"template is not GSM-7 once folded: {template!r}")
+    for template in (_HELP, _UNKNOWN_COMMAND, *_SYNTAX.values(), *_USAGE.values()):
+        if gsm.measure(gsm.fold(template)).segments != 1:
+            raise RuntimeError(f"syntax reply does not fit one SMS: {template!r}")
+
+
+_check_templates()
