@@ -109,7 +109,7 @@ _NOT_OWNER = (
     "Số điện thoại không khớp. {topic} chỉ được gửi tới số điện thoại đã đăng ký của người tham gia. "
     "Liên hệ cơ quan BHXH để đăng ký số điện thoại."
 )
-_NOT_OWNER_TOPIC = {"QT": "Quá trình đóng BHXH", "THE": "Thông tin thẻ BHYT"}
+_NOT_OWNER_TOPIC = {"QT": "Quá trình đóng BHXH", "THE": "Thông tin thẻ BHYT", "HS": "Thông tin hồ sơ"}
 
 TEMPLATES = (
     _HELP, _UNKNOWN_COMMAND, *_SYNTAX.values(), *_USAGE.values(), _QT_WHOLE, _QT_PERIOD,

@@ -1,0 +1,266 @@
+"""The `smsgw` command line (CONTRACT §2).
+
+Exit codes: 0 success; 1 a failure the user can fix (a replay mismatch, a refused import, a
+bad config file or phone number); 2 wrong usage (argparse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+import uuid
+from datetime import date
+from pathlib import Path
+
+from . import __version__
+
+
+def _print_json(obj: dict) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+
+
+class UserError(Exception):
+    """A problem to report on stderr as `smsgw: message` with exit status 1."""
+
+
+# --- parse -----------------------------------------------------------------------------
+
+def parse_result(text: str, today: date | None = None) -> dict:
+    """The JSON object `smsgw parse` prints for one message (CONTRACT §2)."""
+    from .commands import Month
+    from .language import ParseError, parse
+
+    result = parse(text, today=today)
+    if isinstance(result, ParseError):
+        return {"ok": False, "error": result.error, "reply": result.reply}
+    kind = getattr(result, "id_kind", None)
+    ident = getattr(result, "person", None) or getattr(result, "id", None) or getattr(result, "dossier", None)
+    start: Month | None = getattr(result, "start", None)
+    end: Month | None = getattr(result, "end", None)
+    return {
+        "ok": True, "command": result.name, "id": ident, "id_kind": kind.value if kind else None,
+        "from": str(start) if start else None, "to": str(end) if end else None,
+    }
+
+
+def cmd_parse(args: argparse.Namespace) -> int:
+    if args.text is not None:
+        _print_json(parse_result(args.text))
+        return 0
+    for line in sys.stdin:
+        _print_json(parse_result(line.rstrip("\r\n")))
+        sys.stdout.flush()
+    return 0
+
+
+# --- db ----------------------------------------------------------------------------------
+
+def cmd_db_seed(args: argparse.Namespace) -> int:
+    from .seed import seed_database
+
+    if args.persons < 0:
+        raise UserError("--persons must be 0 or more")
+    started = time.perf_counter()
+    summary = asyncio.run(seed_database(args.db, args.persons, args.seed))
+    elapsed = time.perf_counter() - started
+    print(f"seeded {args.db}: {summary} in {elapsed:.1f} s", file=sys.stderr)
+    return 0
+
+
+def cmd_db_import(args: argparse.Namespace) -> int:
+    from .importer import ImportFailed, import_directory
+
+    try:
+        summary = asyncio.run(import_directory(args.directory, args.db))
+    except ImportFailed as exc:
+        raise UserError(f"import refused, nothing loaded: {exc}") from None
+    print(f"imported into {args.db}: {summary}", file=sys.stderr)
+    return 0
+
+
+# --- send / replay -----------------------------------------------------------------------
+
+async def _open_service(db: str, config_path: str | None):
+    from .config import load_config
+    from .service import Service
+    from .sqlite_store import SqliteStore
+
+    config = load_config(config_path)
+    store = await SqliteStore.open(db)
+    return store, Service(store, config)
+
+
+def _sender(raw: str) -> str:
+    from .phones import InvalidPhone, normalize
+
+    try:
+        return normalize(raw)
+    except InvalidPhone as exc:
+        raise UserError(f"--from {raw!r}: {exc}") from None
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    sender = _sender(args.sender)
+
+    async def run() -> dict:
+        store, service = await _open_service(args.db, args.config)
+        try:
+            outcome = await service.handle(args.text, sender)
+        finally:
+            await store.close()
+        reply = outcome.reply
+        return {
+            "reply": reply.text, "encoding": reply.encoding, "segments": reply.segments,
+            "message_type": int(reply.message_type), "command": outcome.command, "error": outcome.error,
+        }
+
+    _print_json(asyncio.run(run()))
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from .progress import Progress
+    from .transcripts import load_transcripts, replay
+
+    exchanges = load_transcripts(args.files)
+    if not exchanges:
+        raise UserError("no messages in " + ", ".join(args.files))
+
+    async def run() -> list:
+        with Progress(len(exchanges), "replay") as progress:
+            if args.url:
+                return await _replay_http(exchanges, args, progress.advance)
+            return await _replay_local(exchanges, args, progress.advance)
+
+    started = time.perf_counter()
+    mismatches = asyncio.run(run())
+    elapsed = time.perf_counter() - started
+    for mismatch in mismatches:
+        print(mismatch.describe(), file=sys.stderr)
+    rate = len(exchanges) / elapsed if elapsed > 0 else 0.0
+    print(f"replay: {len(exchanges)} messages from {len(args.files)} file(s): "
+          f"{len(exchanges) - len(mismatches)} as expected, {len(mismatches)} mismatched "
+          f"({elapsed:.2f} s, {rate:,.0f} messages/s)")
+    return 1 if mismatches else 0
+
+
+async def _replay_local(exchanges, args, advance) -> list:
+    from .transcripts import replay
+
+    with tempfile.TemporaryDirectory(prefix="smsgw-replay-") as tmp:
+        db = args.db
+        if db is None:
+            from .seed import seed_database
+
+            db = str(Path(tmp) / "records.db")
+            await seed_database(db, 100, 0, progress=False)
+        store, service = await _open_service(db, args.config)
+        try:
+            async def send(sender: str, text: str) -> list[str]:
+                return [(await service.handle(text, sender)).reply.text]
+
+            return await replay(exchanges, send, advance)
+        finally:
+            await store.close()
+
+
+async def _replay_http(exchanges, args, advance) -> list:
+    import aiohttp
+
+    from .client import replay_message
+    from .config import load_config
+    from .transcripts import replay
+
+    config = load_config(args.config)
+    carrier = config.carriers.get(args.carrier)
+    secret = args.secret if args.secret is not None else (carrier.secret if carrier else None)
+    run_id = uuid.uuid4().hex[:12]
+    counter = iter(range(1, 1 << 62))
+
+    async with aiohttp.ClientSession() as session:
+        async def send(sender: str, text: str) -> list[str]:
+            mo_id = f"replay-{run_id}-{next(counter)}"
+            replies = await replay_message(session, args.url, args.carrier, secret, sender, text, mo_id)
+            return [r["text"] for r in replies]
+
+        return await replay(exchanges, send, advance)
+
+
+# --- serve -------------------------------------------------------------------------------
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .gateway import serve
+
+    config = load_config(args.config)
+    if not Path(args.db).exists():
+        raise UserError(f"no records database at {args.db}: create it with `smsgw db seed` or `smsgw db import`")
+    serve(config, db_path=args.db, host=args.host, port=args.port)
+    return 0
+
+
+# --- main --------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="smsgw", description="SMS keyword gateway for short code 8079.")
+    parser.add_argument("--version", action="version", version=f"smsgw {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("parse", help="parse messages and print one JSON object per message")
+    p.add_argument("text", nargs="?", help="the message; without it, every line of standard input")
+    p.set_defaults(func=cmd_parse)
+
+    db = sub.add_parser("db", help="create or load the records database")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
+    p = db_sub.add_parser("seed", help="create a synthetic, reproducible records database")
+    p.add_argument("--db", required=True, help="SQLite file to create or extend")
+    p.add_argument("--persons", type=int, required=True, help="number of synthetic persons")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.set_defaults(func=cmd_db_seed)
+    p = db_sub.add_parser("import", help="load persons/periods/cards/dossiers CSV files, all or nothing")
+    p.add_argument("directory", help="directory holding persons.csv and optional periods.csv, cards.csv, dossiers.csv")
+    p.add_argument("--db", required=True, help="SQLite file (created if missing)")
+    p.set_defaults(func=cmd_db_import)
+
+    p = sub.add_parser("send", help="handle one inbound message in-process and print the reply as JSON")
+    p.add_argument("--db", required=True)
+    p.add_argument("--from", dest="sender", required=True, metavar="MSISDN")
+    p.add_argument("--config", help="TOML configuration file")
+    p.add_argument("text")
+    p.set_defaults(func=cmd_send)
+
+    p = sub.add_parser("replay", help="replay transcript fixtures; exit 1 on any mismatch")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--db", help="records database (default: a fresh seeded one)")
+    p.add_argument("--url", help="base URL of a running `smsgw serve` (sync generic carrier)")
+    p.add_argument("--config", help="TOML configuration file (unicode, policy; the carrier's secret)")
+    p.add_argument("--carrier", default="generic", help="carrier name in the URL (default generic)")
+    p.add_argument("--secret", help="HMAC secret of that carrier (default: from --config)")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("serve", help="run the HTTP gateway")
+    p.add_argument("--db", required=True)
+    p.add_argument("--config", help="TOML configuration file")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8079)
+    p.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .config import ConfigError
+    from .sqlite_store import StoreError
+    from .transcripts import TranscriptError
+
+    try:
+        return args.func(args)
+    except (UserError, ConfigError, StoreError, TranscriptError) as exc:
+        print(f"smsgw: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

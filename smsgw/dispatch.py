@@ -1,0 +1,126 @@
+"""Command -> records lookups -> Answer (facts and the billing outcome). No wording, no I/O but
+the record store's lookups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date
+
+from .answers import (
+    Answer, CardAnswer, DossierAnswer, HelpAnswer, NotFoundAnswer, NotOwnerAnswer, QTAnswer,
+    SyntaxAnswer, Totals,
+)
+from .commands import HS, QT, THE, Command, Help, IdKind, Month
+from .language import ParseError
+from .records import Person, Period, RecordStore
+
+
+def covered_months(spans: Iterable[tuple[int, int]], start: int | None = None, end: int | None = None) -> int:
+    """Distinct months covered by inclusive (first, last) month-index spans, within [start, end].
+
+    Overlapping spans (concurrent jobs) count once.
+    """
+    clipped = []
+    for first, last in spans:
+        if start is not None:
+            first = max(first, start)
+        if end is not None:
+            last = min(last, end)
+        if first <= last:
+            clipped.append((first, last))
+    clipped.sort()
+    total = 0
+    run_first = run_last = None
+    for first, last in clipped:
+        if run_last is not None and first <= run_last + 1:
+            run_last = max(run_last, last)
+            continue
+        if run_last is not None:
+            total += run_last - run_first + 1
+        run_first, run_last = first, last
+    if run_last is not None:
+        total += run_last - run_first + 1
+    return total
+
+
+def participation(periods: list[Period], start: Month | None, end: Month | None) -> Totals:
+    """BHXH and BHTN months within [start, end] (the whole history when both are None)."""
+    lo = start.index if start else None
+    hi = end.index if end else None
+
+    def months(scheme: str) -> int:
+        return covered_months(((p.start.index, p.end.index) for p in periods if p.scheme == scheme), lo, hi)
+
+    return Totals(bhxh_months=months("BHXH"), bhtn_months=months("BHTN"))
+
+
+class Dispatcher:
+    """Answers commands from a RecordStore under the `owner_only` policy."""
+
+    def __init__(self, records: RecordStore, owner_only: frozenset[str]):
+        self.records = records
+        self.owner_only = owner_only
+
+    async def answer(self, command: Command | ParseError, sender: str, today: date) -> Answer:
+        if isinstance(command, ParseError):
+            return SyntaxAnswer(command.error, command.command)
+        if isinstance(command, Help):
+            return HelpAnswer()
+        if isinstance(command, QT):
+            return await self._qt(command, sender)
+        if isinstance(command, THE):
+            return await self._the(command, sender, today)
+        if isinstance(command, HS):
+            return await self._hs(command, sender)
+        raise TypeError(f"not a command: {command!r}")
+
+    async def _person(self, id: str, kind: IdKind) -> Person | None:
+        if kind is IdKind.PERSONAL_ID:
+            return await self.records.person_by_personal_id(id)
+        return await self.records.person_by_ssn(id)
+
+    def _denied(self, name: str, person: Person, sender: str) -> bool:
+        return name in self.owner_only and (person.phone is None or person.phone != sender)
+
+    async def _qt(self, command: QT, sender: str) -> Answer:
+        person = await self._person(command.person, command.id_kind)
+        if person is None:
+            return NotFoundAnswer("QT", command.person)
+        if self._denied("QT", person, sender):
+            return NotOwnerAnswer("QT")
+        periods = await self.records.periods(person.ssn)
+        if command.start is None:
+            return QTAnswer(person.ssn, None, None, participation(periods, None, None), None)
+        asked = participation(periods, command.start, command.end)
+        whole = participation(periods, None, None)
+        return QTAnswer(person.ssn, command.start, command.end, asked, whole)
+
+    async def _the(self, command: THE, sender: str, today: date) -> Answer:
+        if command.id_kind is IdKind.CARD:
+            card = await self.records.card(command.id)
+            if card is None:
+                return NotFoundAnswer("THE", command.id)
+            person = await self.records.person_by_ssn(card.ssn)
+            if person is None or self._denied("THE", person, sender):
+                return NotOwnerAnswer("THE")
+        else:
+            person = await self._person(command.id, command.id_kind)
+            if person is None:
+                return NotFoundAnswer("THE", command.id)
+            if self._denied("THE", person, sender):
+                return NotOwnerAnswer("THE")
+            card = await self.records.latest_card(person.ssn)
+            if card is None:
+                return NotFoundAnswer("THE", command.id)
+        return CardAnswer(card.card_no, card.valid_to, expired=card.valid_to < today)
+
+    async def _hs(self, command: HS, sender: str) -> Answer:
+        dossier = await self.records.dossier(command.dossier)
+        if dossier is None:
+            return NotFoundAnswer("HS", command.dossier)
+        if "HS" in self.owner_only:
+            person = await self.records.person_by_ssn(dossier.ssn)
+            if person is None or self._denied("HS", person, sender):
+                return NotOwnerAnswer("HS")
+        return DossierAnswer(dossier.code, dossier.status, dossier.updated_at)
