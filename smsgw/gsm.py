@@ -29,6 +29,7 @@ UCS2_PART = 67
 
 _BASIC = frozenset(GSM7_BASIC) - {"\x1b"}
 _EXTENSION = frozenset(GSM7_EXTENSION)
+_GSM7 = _BASIC | _EXTENSION
 _D_WITH_STROKE = str.maketrans({"đ": "d", "Đ": "D", "Ð": "D"})
 
 
@@ -56,7 +57,7 @@ def fold(text: str) -> str:
 
 def is_gsm7(text: str) -> bool:
     """True when every character is in the GSM 03.38 default alphabet or its extension table."""
-    return all(char in _BASIC or char in _EXTENSION for char in text)
+    return _GSM7.issuperset(text)
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,8 @@ def _part_starts(encoding: Encoding, costs: list[int]) -> list[int]:
 
 def measure(text: str) -> Measure:
     """Encoding, length in units and number of SMS parts of `text`, as it would be sent."""
+    if len(text) <= GSM7_SINGLE and _BASIC.issuperset(text):  # the common case: one plain SMS
+        return Measure("gsm7", len(text), 1)
     encoding, costs = _costs(text)
     return Measure(encoding, sum(costs), len(_part_starts(encoding, costs)))
 

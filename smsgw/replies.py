@@ -8,6 +8,7 @@ syntax reply to fit one SMS, and no reply ever takes more than MAX_SEGMENTS part
 
 from __future__ import annotations
 
+import functools
 from datetime import date
 
 from . import gsm
@@ -119,13 +120,18 @@ TEMPLATES = (
 """Every template, with diacritics; their folded forms are the default replies."""
 
 
+@functools.lru_cache(maxsize=None)
+def _folded(template: str) -> str:
+    return gsm.fold(template)
+
+
 def _word(template: str, unicode: bool) -> str:
-    return template if unicode else gsm.fold(template)
+    return template if unicode else _folded(template)
 
 
 def _value(text: str, unicode: bool) -> str:
     """A value put into a template: in the default form, folded and kept inside GSM-7."""
-    if unicode:
+    if unicode or text.isascii() and gsm.is_gsm7(text):
         return text
     return "".join(char if gsm.is_gsm7(char) else "?" for char in gsm.fold(text))
 
