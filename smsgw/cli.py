@@ -272,12 +272,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .config import ConfigError
+    from .errors import ReplayError
     from .sqlite_store import StoreError
     from .transcripts import TranscriptError
 
     try:
         return args.func(args)
-    except (UserError, ConfigError, StoreError, TranscriptError) as exc:
+    except (UserError, ConfigError, ReplayError, StoreError, TranscriptError) as exc:
         print(f"smsgw: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -1,0 +1,196 @@
+"""The `generic` carrier (CONTRACT §5): JSON in, JSON out, HMAC-SHA256 signatures.
+
+MO (`POST /carriers/{name}/mo`, `Content-Type: application/json`):
+    {"id": "<carrier's MO id>", "from": "84912345678", "to": "8079", "text": "BH QT 0110129425"}
+DLR (`POST /carriers/{name}/dlr`):
+    {"id": "<our MT id>", "status": "delivered", "time": "2025-01-31T08:00:00Z"}
+    `status` is one of the `DeliveryState` values; `time` (optional) is ISO 8601 or Unix seconds.
+MT (async mode, POSTed to the carrier's `mt_url`):
+    {"id", "in_reply_to", "from", "to", "text", "encoding", "segments", "message_type"}
+    `from` is our short code, `to` the citizen, `in_reply_to` the carrier's MO id.
+
+Every request body in both directions is signed: header `X-Smsgw-Signature` is the hex
+HMAC-SHA256 of the raw body with the carrier's `secret` (`sha256=` prefix and upper-case hex
+tolerated). A carrier configured with `auth = "none"` may send unsigned requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import math
+from collections.abc import Sequence
+from functools import lru_cache
+from datetime import datetime, timezone
+from typing import Any
+
+import aiohttp
+
+from ..billing import Billing
+from ..carrier import (
+    CarrierAdapter, CarrierRequest, CarrierResponse, DeliveryReport, DeliveryState, InboundMessage,
+    OutboundMessage,
+)
+from ..errors import (
+    BadRequest, PermanentDeliveryError, TemporaryDeliveryError, Unauthorized, UnsupportedMediaType,
+)
+from ..phones import InvalidPhone, normalize
+
+SIGNATURE_HEADER = "X-Smsgw-Signature"
+MAX_ID_LENGTH = 128
+_STATES = ", ".join(state.value for state in DeliveryState)
+_normalize = lru_cache(maxsize=65_536)(normalize)   # carriers send the same numbers again and again
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The hex HMAC-SHA256 of `body` with `secret`: the `X-Smsgw-Signature` value."""
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def verify(secret: str, body: bytes, signature: str) -> bool:
+    """Constant-time check of a signature header against the body."""
+    given = signature.strip().lower().removeprefix("sha256=").encode("ascii", "replace")
+    return hmac.compare_digest(given, sign(secret, body).encode())
+
+
+class GenericAdapter(CarrierAdapter):
+    def authenticate(self, request: CarrierRequest) -> None:
+        if self.config.auth == "none":
+            return
+        signature = request.headers.get(SIGNATURE_HEADER)
+        if signature is None:
+            raise Unauthorized(f"missing {SIGNATURE_HEADER} header", kind="missing_signature")
+        if not verify(self.config.secret or "", request.body, signature):
+            raise Unauthorized(f"wrong {SIGNATURE_HEADER}: not the HMAC-SHA256 of the body", kind="bad_signature")
+
+    def parse_inbound(self, request: CarrierRequest, *, received_at: datetime) -> InboundMessage:
+        data = json_object(request)
+        carrier_id = identifier(data, "id")
+        raw_sender = string(data, "from")
+        try:
+            sender = _normalize(raw_sender)
+        except InvalidPhone as exc:
+            raise BadRequest(f"field 'from': {exc}", kind="bad_phone") from None
+        return InboundMessage(
+            carrier=self.name, carrier_id=carrier_id, sender=sender, to=string(data, "to"),
+            text=string(data, "text"), received_at=received_at,
+        )
+
+    def render_sync(self, mo_id: str, replies: Sequence[OutboundMessage]) -> CarrierResponse:
+        return CarrierResponse.json(200, {"mo_id": mo_id, "replies": [
+            {"id": mt.id, "text": mt.text, "encoding": mt.encoding, "segments": mt.segments,
+             **self.billing_fields(mt.billing)}
+            for mt in replies
+        ]})
+
+    def render_accepted(self, mo_id: str) -> CarrierResponse:
+        return CarrierResponse.json(202, {"mo_id": mo_id})
+
+    def billing_fields(self, billing: Billing) -> dict[str, Any]:
+        return {"message_type": int(billing.message_type)}
+
+    async def send(self, session: aiohttp.ClientSession, mt: OutboundMessage) -> None:
+        if not self.config.mt_url:
+            raise PermanentDeliveryError(f"carrier {self.name!r} has no mt_url")
+        body = json.dumps({
+            "id": mt.id, "in_reply_to": mt.in_reply_to, "from": mt.sender, "to": mt.to,
+            "text": mt.text, "encoding": mt.encoding, "segments": mt.segments,
+            **self.billing_fields(mt.billing),
+        }, ensure_ascii=False).encode()
+        headers = {"Content-Type": "application/json"}
+        if self.config.secret:
+            headers[SIGNATURE_HEADER] = sign(self.config.secret, body)
+        timeout = aiohttp.ClientTimeout(total=self.config.timeout)
+        try:
+            async with session.post(
+                self.config.mt_url, data=body, headers=headers, timeout=timeout, allow_redirects=False,
+            ) as response:
+                await response.read()
+                if not 200 <= response.status < 300:
+                    raise TemporaryDeliveryError(f"carrier answered HTTP {response.status}")
+        except aiohttp.InvalidURL as exc:
+            raise PermanentDeliveryError(f"mt_url is not a usable URL: {exc}") from None
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise TemporaryDeliveryError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
+
+    def parse_delivery_report(self, request: CarrierRequest) -> DeliveryReport:
+        data = json_object(request)
+        mt_id = identifier(data, "id")
+        status = string(data, "status")
+        try:
+            state = DeliveryState(status.lower())
+        except ValueError:
+            raise BadRequest(f"field 'status' must be one of {_STATES}", kind="bad_value") from None
+        return DeliveryReport(carrier=self.name, mt_id=mt_id, state=state, time=report_time(data.get("time")))
+
+
+def json_object(request: CarrierRequest) -> dict[str, Any]:
+    """The request's body as a JSON object, or the specific 400/415 explaining why it is not one."""
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType(f"content type must be application/json, not {request.content_type or 'none'}")
+    if request.charset is not None and request.charset.lower().replace("-", "") != "utf8":
+        raise UnsupportedMediaType(f"charset must be utf-8, not {request.charset}")
+    try:
+        text = request.body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"body is not valid UTF-8 (byte {exc.start})", kind="invalid_utf8") from None
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        reason = str(exc) if isinstance(exc, json.JSONDecodeError) else "nested too deeply or numbers too long"
+        raise BadRequest(f"body is not valid JSON: {reason}", kind="bad_json") from None
+    if not isinstance(data, dict):
+        raise BadRequest(f"body must be a JSON object, not {_json_type(data)}", kind="wrong_type")
+    return data
+
+
+def string(data: dict[str, Any], field: str) -> str:
+    if field not in data:
+        raise BadRequest(f"missing field '{field}'", kind="missing_field")
+    value = data[field]
+    if not isinstance(value, str):
+        raise BadRequest(f"field '{field}' must be a string, not {_json_type(value)}", kind="wrong_type")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        reason = f"field '{field}' is not valid Unicode (a lone surrogate escape)"
+        raise BadRequest(reason, kind="invalid_utf8") from None
+    return value
+
+
+def identifier(data: dict[str, Any], field: str) -> str:
+    value = string(data, field)
+    if not value.strip():
+        raise BadRequest(f"field '{field}' must not be empty", kind="bad_value")
+    if len(value) > MAX_ID_LENGTH:
+        raise BadRequest(f"field '{field}' is longer than {MAX_ID_LENGTH} characters", kind="bad_value")
+    return value
+
+
+def report_time(value: Any) -> datetime | None:
+    """A DLR `time`: absent/null, ISO 8601 (UTC when no offset is given) or Unix seconds."""
+    if value is None:
+        return None
+    try:
+        if isinstance(value, str):
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+            return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return datetime.fromtimestamp(value, timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        pass
+    raise BadRequest("field 'time' must be an ISO 8601 date-time or Unix seconds", kind="bad_value")
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"

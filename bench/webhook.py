@@ -1,0 +1,151 @@
+"""Webhook throughput: signed generic MOs against a running `smsgw serve`, beside a bare aiohttp app.
+
+    python bench/webhook.py [--requests 5000] [--concurrency 64] [--mode sync|async] [--persons 1000]
+
+Seeds a records database in a temporary directory, starts `smsgw serve --port 0` and a bare
+aiohttp app (one handler reading the body and answering a small JSON; it is also the carrier's
+MT endpoint in async mode) as subprocesses, sends
+the same signed MOs to both from this process, and prints requests/s, p50 and p99 latency for
+each and the ratio smsgw / bare. Every MO is new (no duplicates) and asks `BH QT` about a seeded
+person from its registered phone, so each one is parsed, looked up, answered and committed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+from smsgw.adapters.generic import sign
+
+SECRET = "bench-secret"
+SENDER = "84912345678"
+TEXT = "BH QT 0110129425"
+
+
+def bare_app():
+    from aiohttp import web
+
+    async def mo(request: web.Request) -> web.Response:
+        body = await request.read()
+        data = json.loads(body)
+        return web.json_response({"mo_id": data["id"], "replies": []})
+
+    async def mt(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/carriers/{name}/mo", mo)
+    app.router.add_post("/mt", mt)
+    return app
+
+
+def run_bare_server() -> None:
+    from aiohttp import web
+
+    async def main() -> None:
+        runner = web.AppRunner(bare_app(), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0, backlog=1024).start()
+        print(f"bare listening on http://127.0.0.1:{runner.addresses[0][1]}", flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+async def start(*args: str) -> tuple[asyncio.subprocess.Process, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    line = (await asyncio.wait_for(process.stdout.readline(), timeout=30)).decode()
+    if "listening on" not in line:
+        raise SystemExit(f"server did not start: {line!r}")
+    return process, line.split()[-1]
+
+
+async def load(url: str, *, requests: int, concurrency: int, tag: str) -> tuple[float, list[float], dict]:
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    counter = iter(range(requests))
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        for n in counter:
+            body = json.dumps({"id": f"{tag}-{n}", "from": SENDER, "to": "8079", "text": TEXT}).encode()
+            headers = {"Content-Type": "application/json", "X-Smsgw-Signature": sign(SECRET, body)}
+            started = time.perf_counter()
+            async with session.post(f"{url}/carriers/generic/mo", data=body, headers=headers) as response:
+                await response.read()
+            latencies.append(time.perf_counter() - started)
+            statuses[response.status] = statuses.get(response.status, 0) + 1
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return requests / elapsed, latencies, statuses
+
+
+async def drained(url: str) -> None:
+    """Wait until the gateway has no MT left to deliver (async mode), so runs do not overlap."""
+    async with aiohttp.ClientSession() as session:
+        while True:
+            async with session.get(f"{url}/healthz") as response:
+                if (await response.json())["mt_queue_depth"] == 0:
+                    return
+            await asyncio.sleep(0.05)
+
+
+def describe(name: str, rate: float, latencies: list[float], statuses: dict) -> str:
+    cuts = statistics.quantiles(latencies, n=100)
+    return (f"{name:6s} {rate:8,.0f} req/s  p50 {cuts[49] * 1000:6.2f} ms  p99 {cuts[98] * 1000:6.2f} ms"
+            f"  statuses {dict(sorted(statuses.items()))}")
+
+
+async def main(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="smsgw-bench-") as tmp:
+        db, config = Path(tmp) / "records.db", Path(tmp) / "smsgw.toml"
+        seed = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "smsgw", "db", "seed", "--db", str(db), "--persons", str(args.persons),
+            stderr=asyncio.subprocess.DEVNULL)
+        await seed.wait()
+        bare, bare_url = await start(__file__, "--bare-server")
+        mt_url = f'mt_url = "{bare_url}/mt"\n' if args.mode == "async" else ""
+        config.write_text(f'[carriers.generic]\nsecret = "{SECRET}"\nmode = "{args.mode}"\n{mt_url}')
+        smsgw, smsgw_url = await start("-m", "smsgw", "serve", "--db", str(db), "--config", str(config),
+                                       "--port", "0")
+        try:
+            await load(smsgw_url, requests=min(500, args.requests), concurrency=args.concurrency, tag="warm")
+            await load(bare_url, requests=min(500, args.requests), concurrency=args.concurrency, tag="warm")
+            results = {}
+            for name, url in (("smsgw", smsgw_url), ("bare", bare_url)):
+                await drained(smsgw_url)
+                results[name] = await load(url, requests=args.requests, concurrency=args.concurrency, tag="run")
+                print(describe(name, *results[name]))
+            print(f"ratio  smsgw / bare = {results['smsgw'][0] / results['bare'][0]:.2f} "
+                  f"({args.requests} requests, {args.concurrency} concurrent, mode {args.mode})")
+        finally:
+            for process in (smsgw, bare):
+                process.terminate()
+                await process.wait()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--mode", choices=("sync", "async"), default="sync")
+    parser.add_argument("--persons", type=int, default=1000)
+    parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.bare_server:
+        run_bare_server()
+    else:
+        asyncio.run(main(arguments))

@@ -1,0 +1,189 @@
+"""The carrier adapter interface: what the gateway needs from a carrier, and nothing about insurance.
+
+An adapter knows one carrier's wire format, the way httpx's transports know one way of sending a
+request. The gateway hands it the raw `CarrierRequest` and gets back typed values, and hands it
+typed values and gets back a `CarrierResponse`:
+
+    CarrierRequest --authenticate / parse_inbound--> InboundMessage          (POST .../mo)
+    mo_id, [OutboundMessage] --render_sync / render_accepted--> CarrierResponse
+    OutboundMessage --send (shared ClientSession)--> 2xx, or a DeliveryError  (async mode)
+    Billing --billing_fields--> the carrier's own fields for the billing outcome
+    CarrierRequest --parse_delivery_report--> DeliveryReport                  (POST .../dlr)
+
+Implementations live in `smsgw.adapters`; `load_adapter` picks one by the `adapter` key of the
+carrier's configuration.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+import aiohttp
+
+from .billing import Billing, MessageType
+from .config import CarrierConfig
+from .errors import RequestError
+
+ADAPTERS = {
+    "generic": "smsgw.adapters.generic:GenericAdapter",
+    "mock": "smsgw.adapters.mock:MockAdapter",
+}
+
+
+@dataclass(frozen=True)
+class CarrierRequest:
+    """A carrier's HTTP request as an adapter sees it: headers and the raw body."""
+
+    headers: Mapping[str, str]
+    content_type: str          # media type only, lower-case, e.g. "application/json"
+    charset: str | None        # the content type's charset parameter, if any
+    body: bytes
+
+
+@dataclass(frozen=True)
+class CarrierResponse:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+
+    @classmethod
+    def json(cls, status: int, data: Any) -> "CarrierResponse":
+        return cls(status, json.dumps(data, ensure_ascii=False).encode())
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """An MO: what a citizen's phone sent, as the carrier delivered it."""
+
+    carrier: str
+    carrier_id: str            # the carrier's id for this MO, unique per carrier
+    sender: str                # normalised MSISDN, e.g. "84912345678"
+    to: str                    # the number it was sent to (our short code)
+    text: str
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """An MT: one reply to an MO. `id` is ours and never changes, across retries and restarts."""
+
+    id: str
+    mo_id: str
+    in_reply_to: str           # the carrier's id of the MO it answers
+    carrier: str
+    sender: str                # our short code
+    to: str                    # the citizen's MSISDN
+    text: str
+    encoding: str              # "gsm7" or "ucs2"
+    segments: int
+    message_type: MessageType
+
+    @property
+    def billing(self) -> Billing:
+        return Billing(self.message_type)
+
+
+class DeliveryState(str, Enum):
+    """Where an MT stands according to the carrier's delivery reports (DLR).
+
+    The states are ordered by rank and an MT only ever moves to a higher rank:
+
+        unknown (0)  <  accepted (1)  <  enroute (2)  <  delivered | failed | expired | rejected (3)
+
+    `unknown` reports are acknowledged and change nothing. The four last states are final: the
+    first final report wins and later ones are ignored. So reports may arrive out of order, be
+    repeated, or name an MT we do not know (acknowledged, ignored) without error and without
+    the state ever going backwards.
+    """
+
+    UNKNOWN = "unknown"
+    ACCEPTED = "accepted"
+    ENROUTE = "enroute"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    REJECTED = "rejected"
+
+    @property
+    def rank(self) -> int:
+        return _RANKS[self]
+
+    def advances(self, current: "DeliveryState | None") -> bool:
+        """True when a report of this state moves an MT that is in `current`."""
+        return self.rank > (current.rank if current is not None else 0)
+
+
+_RANKS = {
+    DeliveryState.UNKNOWN: 0, DeliveryState.ACCEPTED: 1, DeliveryState.ENROUTE: 2,
+    DeliveryState.DELIVERED: 3, DeliveryState.FAILED: 3, DeliveryState.EXPIRED: 3,
+    DeliveryState.REJECTED: 3,
+}
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    carrier: str
+    mt_id: str
+    state: DeliveryState
+    time: datetime | None      # when the carrier saw the state, if it said so
+
+
+class CarrierAdapter(abc.ABC):
+    """One carrier's wire format. Subclasses implement the abstract methods; nothing else is needed."""
+
+    def __init__(self, config: CarrierConfig, *, shortcode: str):
+        self.config = config
+        self.shortcode = shortcode
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @abc.abstractmethod
+    def authenticate(self, request: CarrierRequest) -> None:
+        """Raise `Unauthorized` unless the request really comes from the carrier."""
+
+    @abc.abstractmethod
+    def parse_inbound(self, request: CarrierRequest, *, received_at: datetime) -> InboundMessage:
+        """The MO in the request, or a specific `RequestError` (400, 415) saying what is wrong."""
+
+    @abc.abstractmethod
+    def render_sync(self, mo_id: str, replies: Sequence[OutboundMessage]) -> CarrierResponse:
+        """The response carrying the replies, for a carrier in sync mode."""
+
+    @abc.abstractmethod
+    def render_accepted(self, mo_id: str) -> CarrierResponse:
+        """The response saying the MO is stored, for a carrier in async mode."""
+
+    @abc.abstractmethod
+    async def send(self, session: aiohttp.ClientSession, mt: OutboundMessage) -> None:
+        """Deliver one MT; return on a 2xx, else raise a `DeliveryError`."""
+
+    @abc.abstractmethod
+    def billing_fields(self, billing: Billing) -> dict[str, Any]:
+        """The billing outcome in the carrier's own fields."""
+
+    @abc.abstractmethod
+    def parse_delivery_report(self, request: CarrierRequest) -> DeliveryReport:
+        """The delivery report in the request, or a specific `RequestError`."""
+
+    def render_delivery_ack(self, report: DeliveryReport, state: DeliveryState | None) -> CarrierResponse:
+        """The response to a delivery report; `state` is the MT's state after it (None: unknown MT)."""
+        return CarrierResponse.json(200, {"id": report.mt_id, "state": state.value if state else None})
+
+    def render_error(self, error: RequestError) -> CarrierResponse:
+        return CarrierResponse.json(error.status, {"error": error.reason})
+
+
+def load_adapter(config: CarrierConfig, *, shortcode: str) -> CarrierAdapter:
+    """The adapter named by `config.adapter`, set up for that carrier."""
+    module_name, _, class_name = ADAPTERS[config.adapter].partition(":")
+    adapter_class = getattr(importlib.import_module(module_name), class_name)
+    return adapter_class(config, shortcode=shortcode)

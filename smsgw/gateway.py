@@ -1,0 +1,345 @@
+"""The HTTP gateway (CONTRACT §5): carriers' webhooks in, replies out, nothing lost.
+
+    POST /carriers/{name}/mo    an MO in the carrier's format -> 200 with replies (sync mode) or
+                                202 (async mode), only once the MO and its reply are committed
+    POST /carriers/{name}/dlr   a delivery report for one of our MTs
+    GET  /healthz               200 when messages can be taken: store writable, workers alive
+    GET  /metrics               Prometheus text
+
+A request is checked in this order: unknown carrier 404, body over 64 KiB 413, signature 401,
+content type 415, body 400; each refusal is `{"error": "<reason>"}`. Nothing a client sends
+gives a 5xx; 503 means the gateway cannot take messages now (shutting down, store failing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
+from dataclasses import replace
+from datetime import datetime, timezone
+from typing import Any
+
+import aiohttp
+import structlog
+from aiohttp import web
+
+from .billing import MessageType
+from .carrier import (
+    CarrierAdapter, CarrierRequest, CarrierResponse, InboundMessage, OutboundMessage, load_adapter,
+)
+from .config import Config
+from .errors import PayloadTooLarge, RequestError, Unavailable, UnknownCarrier
+from .logs import configure_logging, get_logger
+from .messages import MessageStore, PendingMT, StoredMO
+from .metrics import Metrics
+from .outbox import Outbox
+
+MAX_BODY = 64 * 1024
+SHUTDOWN_GRACE = 30.0
+BACKLOG = 1024
+
+log = get_logger(component="gateway")
+
+
+class Gate:
+    """Open while the gateway takes messages; closed when shutdown starts."""
+
+    def __init__(self) -> None:
+        self.open = True
+
+
+class Intake:
+    """One inbound message to one stored MO with its reply, exactly once per (carrier, carrier id).
+
+    A carrier id seen before gets the stored MO back (the store's unique key); one still being
+    answered is waited for, so that a retry racing its original never answers or charges twice.
+    """
+
+    def __init__(self, service: Any, store: MessageStore, outbox: Outbox, *, shortcode: str) -> None:
+        self.service = service
+        self.store = store
+        self.outbox = outbox
+        self.shortcode = shortcode
+        self._in_flight: dict[tuple[str, str], asyncio.Future[StoredMO]] = {}
+
+    async def take(self, inbound: InboundMessage, *, mode: str) -> StoredMO:
+        key = (inbound.carrier, inbound.carrier_id)
+        first = self._in_flight.get(key)
+        if first is not None:
+            stored = await asyncio.shield(first)
+            return replace(stored, created=False)
+        future: asyncio.Future[StoredMO] = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = future
+        try:
+            stored = await self._answer_and_store(inbound, mode)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                future.cancel()
+            else:
+                future.set_exception(exc)
+                future.exception()  # retrieved: waiting duplicates re-raise it, if any
+            raise
+        else:
+            future.set_result(stored)
+        finally:
+            del self._in_flight[key]
+        return stored
+
+    async def _answer_and_store(self, inbound: InboundMessage, mode: str) -> StoredMO:
+        outcome = await self.service.handle(inbound.text, inbound.sender)
+        reply = outcome.reply
+        mo_id = str(uuid.uuid4())
+        mt = OutboundMessage(
+            id=str(uuid.uuid4()), mo_id=mo_id, in_reply_to=inbound.carrier_id, carrier=inbound.carrier,
+            sender=self.shortcode, to=inbound.sender, text=reply.text, encoding=reply.encoding,
+            segments=reply.segments, message_type=MessageType(reply.message_type),
+        )
+        now = time.time()
+        stored = await self.store.store_mo(inbound, mo_id=mo_id, mode=mode, command=outcome.command,
+                                           error=outcome.error, replies=[mt], now=now)
+        if stored.created and mode == "async":
+            for reply_mt in stored.replies:
+                self.outbox.add(PendingMT(reply_mt, 0, now, now))
+        return stored
+
+
+CONFIG = web.AppKey("config", Config)
+METRICS = web.AppKey("metrics", Metrics)
+ADAPTERS = web.AppKey("adapters", dict[str, CarrierAdapter])
+GATE = web.AppKey("gate", Gate)
+STORE = web.AppKey("store", MessageStore)
+SESSION = web.AppKey("session", aiohttp.ClientSession)
+OUTBOX = web.AppKey("outbox", Outbox)
+INTAKE = web.AppKey("intake", Intake)
+
+
+def create_app(config: Config, *, db_path: str, service_factory: Callable[[], Any] | None = None,
+               adapters: dict[str, CarrierAdapter] | None = None, mt_concurrency: int = 32,
+               batch_delay: float = 0.0) -> web.Application:
+    """The gateway app. The store, the HTTP client session and the MT workers live in `cleanup_ctx`.
+
+    `service_factory()` returns the object answering messages (`await handle(text, sender)` ->
+    `service.Outcome`); by default a `service.Service` over the records in `db_path`. `adapters`
+    replaces the adapters built from the configuration (tests use `adapters.mock`).
+    """
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[_observe])
+    app[CONFIG] = config
+    app[METRICS] = Metrics()
+    app[GATE] = Gate()
+    app[ADAPTERS] = dict(adapters) if adapters is not None else {
+        name: load_adapter(carrier, shortcode=config.shortcode) for name, carrier in config.carriers.items()
+    }
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            service = await _open_service(config, db_path, service_factory, stack)
+            store = await MessageStore.open(db_path, batch_delay=batch_delay,
+                                            on_batch=app[METRICS].commit_batch.observe)
+            stack.push_async_callback(store.close)
+            session = await stack.enter_async_context(aiohttp.ClientSession())
+            outbox = Outbox(store, app[ADAPTERS], session, app[METRICS], concurrency=mt_concurrency)
+            await outbox.start()
+            stack.push_async_callback(outbox.stop)
+            app[METRICS].track_queue_depth(lambda: outbox.depth)
+            app[STORE], app[SESSION], app[OUTBOX] = store, session, outbox
+            app[INTAKE] = Intake(service, store, outbox, shortcode=config.shortcode)
+            yield
+
+    async def stop_taking(app: web.Application) -> None:
+        app[GATE].open = False
+
+    app.cleanup_ctx.append(resources)
+    app.on_shutdown.append(stop_taking)
+    app.router.add_post("/carriers/{name}/mo", receive_mo)
+    app.router.add_post("/carriers/{name}/dlr", receive_dlr)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+async def _open_service(config: Config, db_path: str, factory: Callable[[], Any] | None,
+                        stack: AsyncExitStack) -> Any:
+    if factory is not None:
+        return factory()
+    from .service import Service
+    from .sqlite_store import SqliteStore
+
+    records = await SqliteStore.open(db_path)
+    stack.push_async_callback(records.close)
+    return Service(records, config)
+
+
+# --- handlers ----------------------------------------------------------------------------
+
+async def receive_mo(request: web.Request) -> web.Response:
+    app = request.app
+    started = time.perf_counter()
+    adapter = _adapter(request)
+    try:
+        carrier_request = await _read(request)
+        adapter.authenticate(carrier_request)
+        inbound = adapter.parse_inbound(carrier_request, received_at=datetime.now(timezone.utc))
+    except RequestError as error:
+        return _refuse(request, adapter, error)
+    if not app[GATE].open:
+        raise Unavailable("shutting down")
+    mode = adapter.config.mode
+    stored = await app[INTAKE].take(inbound, mode=mode)
+    response = adapter.render_sync(stored.mo_id, stored.replies) if mode == "sync" \
+        else adapter.render_accepted(stored.mo_id)
+    _count_and_log(app, adapter, stored, response, started)
+    return _web(response)
+
+
+async def receive_dlr(request: web.Request) -> web.Response:
+    app = request.app
+    adapter = _adapter(request)
+    try:
+        carrier_request = await _read(request)
+        adapter.authenticate(carrier_request)
+        report = adapter.parse_delivery_report(carrier_request)
+    except RequestError as error:
+        return _refuse(request, adapter, error)
+    state = await app[STORE].record_delivery(report)
+    app[METRICS].delivery_reports.labels(adapter.name, report.state.value).inc()
+    log.info("delivery report", carrier=adapter.name, mt_id=report.mt_id, reported=report.state.value,
+             state=state.value if state else None, known=state is not None)
+    return _web(adapter.render_delivery_ack(report, state))
+
+
+async def healthz(request: web.Request) -> web.Response:
+    app = request.app
+    checks = {"gate": "open" if app[GATE].open else "closed"}
+    try:
+        await asyncio.wait_for(app[STORE].probe(), timeout=2.0)
+        checks["store"] = "ok"
+    except (Unavailable, TimeoutError) as exc:
+        checks["store"] = f"failing: {exc}"
+    checks["outbox"] = "ok" if app[OUTBOX].alive else "stopped"
+    healthy = app[GATE].open and checks["store"] == "ok" and checks["outbox"] == "ok" and app[STORE].alive
+    body = {"status": "ok" if healthy else "unavailable", **checks, "mt_queue_depth": app[OUTBOX].depth}
+    return web.json_response(body, status=200 if healthy else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    registry = request.app[METRICS]
+    return web.Response(body=registry.render(), headers={"Content-Type": registry.content_type})
+
+
+def _adapter(request: web.Request) -> CarrierAdapter:
+    name = request.match_info["name"]
+    adapter = request.app[ADAPTERS].get(name)
+    if adapter is None:
+        raise UnknownCarrier(f"unknown carrier {name!r}")
+    return adapter
+
+
+async def _read(request: web.Request) -> CarrierRequest:
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge(f"body over {MAX_BODY // 1024} KiB") from None
+    return CarrierRequest(headers=request.headers, content_type=request.content_type.lower(),
+                          charset=request.charset, body=body)
+
+
+def _refuse(request: web.Request, adapter: CarrierAdapter | None, error: RequestError) -> web.Response:
+    carrier = adapter.name if adapter is not None else "unknown"
+    request.app[METRICS].parse_errors.labels(carrier, error.kind).inc()
+    log.info("request refused", carrier=carrier, path=request.path, status=error.status, kind=error.kind,
+             reason=error.reason)
+    response = adapter.render_error(error) if adapter is not None \
+        else CarrierResponse.json(error.status, {"error": error.reason})
+    return _web(response)
+
+
+def _web(response: CarrierResponse) -> web.Response:
+    return web.Response(status=response.status, body=response.body, content_type=response.content_type)
+
+
+def _count_and_log(app: web.Application, adapter: CarrierAdapter, stored: StoredMO, response: CarrierResponse,
+                   started: float) -> None:
+    command = stored.command or "none"
+    outcome = (stored.error or "ok") if stored.created else "duplicate"
+    app[METRICS].messages.labels(adapter.name, command, outcome).inc()
+    if stored.created:
+        for mt in stored.replies:
+            app[METRICS].replies.labels(adapter.name, str(int(mt.message_type))).inc()
+    reply = stored.replies[0] if stored.replies else None
+    log.info("message", carrier=adapter.name, carrier_id=stored.carrier_id, mo_id=stored.mo_id, mode=stored.mode,
+             command=stored.command, outcome=outcome, error=stored.error, duplicate=not stored.created,
+             message_type=int(reply.message_type) if reply else None, segments=reply.segments if reply else None,
+             status=response.status, latency_ms=round((time.perf_counter() - started) * 1000, 2))
+
+
+@web.middleware
+async def _observe(request: web.Request, handler: Callable) -> web.StreamResponse:
+    started = time.perf_counter()
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    structlog.contextvars.bind_contextvars(request_id=uuid.uuid4().hex[:12])
+    try:
+        return await handler(request)
+    except RequestError as error:
+        return _refuse(request, None, error)
+    except Unavailable as exc:
+        return web.json_response({"error": f"unavailable: {exc}"}, status=503)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return web.json_response({"error": exc.reason}, status=exc.status, headers=_allow(exc))
+    except (asyncio.CancelledError, ConnectionError):
+        raise
+    except Exception:
+        log.exception("request failed", path=request.path)
+        return web.json_response({"error": "internal error"}, status=500)
+    finally:
+        request.app[METRICS].request_latency.labels(route).observe(time.perf_counter() - started)
+
+
+def _allow(exc: web.HTTPException) -> dict[str, str]:
+    allow = exc.headers.get("Allow")
+    return {"Allow": allow} if allow else {}
+
+
+# --- serve -------------------------------------------------------------------------------
+
+def serve(config: Config, *, db_path: str, host: str, port: int) -> None:
+    """Run the gateway until SIGTERM or SIGINT, then stop taking messages, finish, flush.
+
+    Prints `smsgw listening on http://HOST:PORT` on stdout once the port is bound (port 0
+    picks a free one); logs go to stderr.
+    """
+    configure_logging()
+    for carrier in config.carriers.values():
+        if carrier.auth == "none":
+            log.warning("carrier takes unsigned requests (auth = \"none\")", carrier=carrier.name)
+    if not config.carriers:
+        log.warning("no carrier configured: every /carriers/... request gets 404", config=config.source)
+    asyncio.run(_serve(config, db_path=db_path, host=host, port=port))
+
+
+async def _serve(config: Config, *, db_path: str, host: str, port: int) -> None:
+    app = create_app(config, db_path=db_path)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port, backlog=BACKLOG)
+        await site.start()
+        bound_port = runner.addresses[0][1]
+        shown_host = f"[{host}]" if ":" in host else host
+        print(f"smsgw listening on http://{shown_host}:{bound_port}", flush=True)
+        log.info("listening", host=host, port=bound_port, carriers=sorted(config.carriers))
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        log.info("shutting down: no new messages, finishing those under way")
+    finally:
+        await runner.cleanup()
+    log.info("stopped")

@@ -1,0 +1,73 @@
+"""Structured logs (structlog): JSON lines off a terminal, a readable console on one.
+
+Personal data never leaves in clear: every string logged, the event, its values and formatted
+tracebacks alike, goes through `mask_text`, which hides digit runs of 9 digits or more (phone
+numbers, BHXH numbers, personal id numbers) and health-card codes. Fields meant to identify a
+subscriber are logged as `phones.mask(msisdn)`.
+
+The gateway writes one summary line per message (`message`: carrier, mo_id, command, outcome,
+error, message_type, segments, duplicate, latency_ms); request-scoped values bound with
+`structlog.contextvars.bind_contextvars` are merged into every line.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Mapping
+from typing import Any, TextIO
+
+import structlog
+
+_CARD = re.compile(r"(?<![A-Za-z0-9])([A-Za-z]{2}[1-5])[0-9]{12}(?![0-9])")
+_DIGIT_RUN = re.compile(r"(?<![0-9])\+?[0-9](?:[ .\-]?[0-9]){8,}(?![0-9])")
+_SHOWN = 3
+
+
+def mask_text(text: str) -> str:
+    """`text` with card codes and digit runs of 9 or more (separators allowed) hidden."""
+    text = _CARD.sub(lambda m: m[1] + "*" * 12, text)
+    return _DIGIT_RUN.sub(lambda m: m[0][:_SHOWN] + re.sub(r"[0-9]", "*", m[0][_SHOWN:]), text)
+
+
+def _mask_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, Mapping):
+        return {key: _mask_value(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_mask_value(item) for item in value]
+    return value
+
+
+def mask_personal_data(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor applying `mask_text` to every string in the event."""
+    return {key: _mask_value(value) for key, value in event_dict.items()}
+
+
+def configure_logging(stream: TextIO | None = None, *, json: bool | None = None, level: int = logging.INFO) -> None:
+    """Send structlog output to `stream` (stderr), as JSON lines unless it is a terminal."""
+    stream = stream if stream is not None else sys.stderr
+    as_json = json if json is not None else not stream.isatty()
+    renderer: Any = (
+        structlog.processors.JSONRenderer(ensure_ascii=False) if as_json
+        else structlog.dev.ConsoleRenderer(colors=stream.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            mask_personal_data,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(stream),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(**initial: Any) -> Any:
+    return structlog.get_logger("smsgw", **initial)

@@ -1,0 +1,55 @@
+"""Prometheus metrics of one gateway app, in a registry of its own (several apps, one process).
+
+    smsgw_messages_total{carrier,command,outcome}       MOs taken; outcome is ok, a CONTRACT §1
+                                                        error code, or duplicate (a carrier retry)
+    smsgw_parse_errors_total{carrier,kind}              requests refused with a 4xx, by kind
+                                                        (bad_json, missing_field, bad_signature, ...)
+    smsgw_replies_total{carrier,message_type}           replies stored, by billing outcome
+    smsgw_mt_sent_total{carrier}                        async MTs the carrier took (2xx)
+    smsgw_mt_retries_total{carrier}                     failed MT attempts that will be retried
+    smsgw_mt_failures_total{carrier}                    MTs given up (MO failed, charge refunded)
+    smsgw_mt_queue_depth                                MTs waiting for delivery
+    smsgw_delivery_reports_total{carrier,state}         delivery reports received
+    smsgw_request_duration_seconds{route}               HTTP request latency
+    smsgw_commit_batch_size                             operations per message-store transaction
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+class Metrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = registry = CollectorRegistry()
+        self.messages = Counter("smsgw_messages", "Inbound messages taken, by carrier, command and outcome",
+                                ["carrier", "command", "outcome"], registry=registry)
+        self.parse_errors = Counter("smsgw_parse_errors", "Requests refused with a 4xx, by kind",
+                                    ["carrier", "kind"], registry=registry)
+        self.replies = Counter("smsgw_replies", "Replies stored, by billing outcome (message_type)",
+                               ["carrier", "message_type"], registry=registry)
+        self.mt_sent = Counter("smsgw_mt_sent", "Async MTs taken by the carrier", ["carrier"], registry=registry)
+        self.mt_retries = Counter("smsgw_mt_retries", "Failed MT attempts to be retried", ["carrier"],
+                                  registry=registry)
+        self.mt_failures = Counter("smsgw_mt_failures", "MTs given up: MO failed, charge refunded", ["carrier"],
+                                   registry=registry)
+        self.mt_queue_depth = Gauge("smsgw_mt_queue_depth", "MTs waiting for delivery", registry=registry)
+        self.delivery_reports = Counter("smsgw_delivery_reports", "Delivery reports received",
+                                        ["carrier", "state"], registry=registry)
+        self.request_latency = Histogram("smsgw_request_duration_seconds", "HTTP request latency", ["route"],
+                                         buckets=_LATENCY_BUCKETS, registry=registry)
+        self.commit_batch = Histogram("smsgw_commit_batch_size", "Operations per message-store transaction",
+                                      buckets=_BATCH_BUCKETS, registry=registry)
+
+    def track_queue_depth(self, depth: Callable[[], float]) -> None:
+        self.mt_queue_depth.set_function(depth)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,183 @@
+"""Async MT delivery: the outbox worker.
+
+Every pending MT is in the message store before its MO is answered, so the outbox only needs
+to find them again: `start` loads every pending MT (after a clean stop or a SIGKILL alike), and
+`add` hands over the ones stored since. Each MT is sent through its carrier's adapter with the
+same id every time. A `TemporaryDeliveryError` schedules a retry after an exponential back-off
+with jitter, from the carrier's `retry_initial` up to `retry_max`; once `give_up_after` seconds
+have passed since the MT was stored (or at once for a `PermanentDeliveryError`) the MT and its
+MO are marked failed and the charge is refunded.
+
+Delivery is at least once: an MT sent just before a crash, whose success was not yet recorded,
+is sent again after the restart, with the same id, for the carrier to drop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from .carrier import CarrierAdapter
+from .errors import DeliveryError, PermanentDeliveryError
+from .logs import get_logger
+from .messages import MessageStore, PendingMT
+from .metrics import Metrics
+from .phones import mask
+
+log = get_logger(component="outbox")
+
+
+def backoff(attempts: int, *, initial: float, maximum: float, jitter: float) -> float:
+    """Seconds to wait after the `attempts`-th failure; `jitter` in [0, 1) spreads retries.
+
+    The delay doubles from `initial` and is capped at `maximum`; jitter takes up to half of it
+    away, never below `initial`.
+    """
+    ceiling = min(maximum, initial * 2 ** min(attempts - 1, 64))
+    return max(min(initial, maximum), ceiling * (1 - jitter / 2))
+
+
+@dataclass(order=True)
+class _Due:
+    at: float
+    order: int
+    pending: PendingMT = field(compare=False)
+
+
+class Outbox:
+    """Delivers pending MTs with at most `concurrency` sends at once."""
+
+    def __init__(self, store: MessageStore, adapters: Mapping[str, CarrierAdapter],
+                 session: aiohttp.ClientSession, metrics: Metrics, *, concurrency: int = 32,
+                 clock: Callable[[], float] = time.time, jitter: Callable[[], float] = random.random) -> None:
+        self.store = store
+        self.adapters = adapters
+        self.session = session
+        self.metrics = metrics
+        self.concurrency = concurrency
+        self.clock = clock
+        self.jitter = jitter
+        self._due: list[_Due] = []
+        self._order = itertools.count()
+        self._sending: set[asyncio.Task] = set()
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    @property
+    def depth(self) -> int:
+        """MTs waiting or being sent."""
+        return len(self._due) + len(self._sending)
+
+    @property
+    def alive(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def start(self) -> None:
+        """Load every pending MT from the store and start delivering."""
+        pending = await self.store.pending()
+        for item in pending:
+            self._schedule(item, self.clock())
+        if pending:
+            log.info("outbox resumed", pending=len(pending))
+        self._task = asyncio.create_task(self._run(), name="smsgw-outbox")
+
+    def add(self, pending: PendingMT) -> None:
+        """Deliver an MT just stored as pending."""
+        self._schedule(pending, pending.next_attempt_at)
+
+    async def stop(self, *, grace: float = 15.0) -> None:
+        """Stop starting sends and let the ones under way finish (cancelled after `grace` seconds).
+
+        MTs not sent stay pending in the store and are resumed by the next `start`.
+        """
+        if self._task is None:
+            return
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        self._task = None
+        if self._sending:
+            _, late = await asyncio.wait(set(self._sending), timeout=grace)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+
+    def _schedule(self, pending: PendingMT, at: float) -> None:
+        heapq.heappush(self._due, _Due(at, next(self._order), pending))
+        self._wakeup.set()
+
+    async def _run(self) -> None:
+        while True:
+            now = self.clock()
+            while self._due and self._due[0].at <= now and len(self._sending) < self.concurrency:
+                pending = heapq.heappop(self._due).pending
+                task = asyncio.create_task(self._deliver(pending))
+                self._sending.add(task)
+                task.add_done_callback(self._finished)
+            self._wakeup.clear()
+            timeout = None
+            if self._due and len(self._sending) < self.concurrency:
+                timeout = max(0.0, self._due[0].at - now)
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    def _finished(self, task: asyncio.Task) -> None:
+        self._sending.discard(task)
+        self._wakeup.set()
+
+    async def _deliver(self, pending: PendingMT) -> None:
+        mt = pending.mt
+        adapter = self.adapters.get(mt.carrier)
+        if adapter is None:
+            log.warning("mt kept pending: carrier not configured", carrier=mt.carrier, mt_id=mt.id)
+            return
+        try:
+            try:
+                await adapter.send(self.session, mt)
+            except PermanentDeliveryError as exc:
+                await self._give_up(pending, str(exc))
+            except DeliveryError as exc:
+                await self._retry(pending, adapter, str(exc))
+            else:
+                await self.store.mark_sent(mt.id)
+                self.metrics.mt_sent.labels(mt.carrier).inc()
+                log.info("mt sent", carrier=mt.carrier, mt_id=mt.id, mo_id=mt.mo_id, to=mask(mt.to),
+                         attempts=pending.attempts + 1)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A bug in an adapter or a store failure: the MT stays pending and is tried again.
+            log.exception("mt delivery failed unexpectedly", carrier=mt.carrier, mt_id=mt.id)
+            at = self.clock() + adapter.config.retry_max
+            self._schedule(PendingMT(mt, pending.attempts + 1, pending.created_at, at), at)
+
+    async def _retry(self, pending: PendingMT, adapter: CarrierAdapter, error: str) -> None:
+        config = adapter.config
+        now = self.clock()
+        deadline = pending.created_at + config.give_up_after
+        if now >= deadline:
+            await self._give_up(pending, error)
+            return
+        attempts = pending.attempts + 1
+        delay = backoff(attempts, initial=config.retry_initial, maximum=config.retry_max, jitter=self.jitter())
+        at = min(now + delay, deadline)
+        await self.store.schedule_retry(pending.mt.id, attempts=attempts, next_attempt_at=at, error=error)
+        self.metrics.mt_retries.labels(pending.mt.carrier).inc()
+        log.info("mt retry", carrier=pending.mt.carrier, mt_id=pending.mt.id, attempts=attempts,
+                 delay_s=round(at - now, 3), error=error)
+        self._schedule(PendingMT(pending.mt, attempts, pending.created_at, at), at)
+
+    async def _give_up(self, pending: PendingMT, error: str) -> None:
+        mt = pending.mt
+        if await self.store.give_up(mt.id, error=error, now=self.clock()):
+            self.metrics.mt_failures.labels(mt.carrier).inc()
+            log.warning("mt given up, charge refunded", carrier=mt.carrier, mt_id=mt.id, mo_id=mt.mo_id,
+                        to=mask(mt.to), attempts=pending.attempts + 1, error=error)

@@ -1,0 +1,151 @@
+"""The generic carrier's wire format, without a gateway around it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime, timezone
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from smsgw.adapters.generic import SIGNATURE_HEADER, GenericAdapter, sign, verify
+from smsgw.billing import Billing, MessageType
+from smsgw.carrier import CarrierRequest, DeliveryState, OutboundMessage, load_adapter
+from smsgw.config import CarrierConfig
+from smsgw.errors import (
+    BadRequest, PermanentDeliveryError, RequestError, TemporaryDeliveryError, Unauthorized, UnsupportedMediaType,
+)
+
+NOW = datetime(2025, 1, 31, 8, 0, tzinfo=timezone.utc)
+
+
+def adapter(**options) -> GenericAdapter:
+    config = CarrierConfig("generic", **{"secret": "k", **options})
+    return load_adapter(config, shortcode="8079")
+
+
+def request(data, *, content_type: str = "application/json", charset: str | None = None,
+            headers: dict | None = None) -> CarrierRequest:
+    body = data if isinstance(data, bytes) else json.dumps(data).encode()
+    return CarrierRequest(headers or {}, content_type, charset, body)
+
+
+def mt(**fields) -> OutboundMessage:
+    values = dict(id="mt-1", mo_id="mo-1", in_reply_to="c-1", carrier="generic", sender="8079", to="84912345678",
+                  text="Tra cuu", encoding="gsm7", segments=1, message_type=MessageType.REFUND_CONTENT)
+    return OutboundMessage(**{**values, **fields})
+
+
+@pytest.mark.parametrize("written", ["0912345678", "84912345678", "+84912345678", "+84 912 345 678"])
+def test_every_written_form_of_a_phone_number_is_the_same_sender(written):
+    message = adapter().parse_inbound(request({"id": "c-1", "from": written, "to": "8079", "text": "BH"}),
+                                      received_at=NOW)
+    assert (message.carrier, message.carrier_id, message.sender, message.text) == ("generic", "c-1",
+                                                                                     "84912345678", "BH")
+
+
+def test_signature_is_the_hex_hmac_sha256_of_the_raw_body():
+    body = b'{"id": "1"}'
+    # printf '{"id": "1"}' | openssl dgst -sha256 -hmac k
+    assert sign("k", body) == "4ad8808ee9ce2ff554617a668f66b4827bfbc92e6173822e737c0e0512dd0875"
+    assert verify("k", body, sign("k", body)) and not verify("k", body + b"\n", sign("k", body))
+    generic = adapter()
+    generic.authenticate(request(body, headers={SIGNATURE_HEADER: sign("k", body)}))
+    with pytest.raises(Unauthorized, match="missing"):
+        generic.authenticate(request(body))
+    with pytest.raises(Unauthorized, match="wrong"):
+        generic.authenticate(request(body, headers={SIGNATURE_HEADER: sign("other", body)}))
+    adapter(auth="none", secret=None).authenticate(request(body))
+
+
+def test_content_type_and_charset_are_checked():
+    with pytest.raises(UnsupportedMediaType):
+        adapter().parse_inbound(request({}, content_type="application/x-www-form-urlencoded"), received_at=NOW)
+    with pytest.raises(UnsupportedMediaType):
+        adapter().parse_inbound(request({}, charset="utf-16"), received_at=NOW)
+    with pytest.raises(BadRequest, match="missing field 'id'"):
+        adapter().parse_inbound(request({}, charset="UTF-8"), received_at=NOW)
+
+
+@settings(max_examples=400)
+@given(st.one_of(
+    st.binary(max_size=300),
+    st.dictionaries(st.sampled_from(["id", "from", "to", "text", "x"]),
+                    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20),
+                              st.lists(st.integers(), max_size=2)),
+                    max_size=5).map(lambda d: json.dumps(d).encode()),
+))
+def test_any_body_is_a_message_or_a_request_error(body):
+    generic = adapter()
+    try:
+        generic.parse_inbound(request(body), received_at=NOW)
+    except RequestError as error:
+        assert 400 <= error.status < 500 and error.reason
+    try:
+        generic.parse_delivery_report(request(body))
+    except RequestError as error:
+        assert 400 <= error.status < 500 and error.reason
+
+
+@pytest.mark.parametrize(("time", "expected"), [
+    (None, None),
+    ("2025-01-31T08:00:00Z", NOW),
+    ("2025-01-31T15:00:00+07:00", NOW),
+    ("2025-01-31T08:00:00", NOW),
+    (NOW.timestamp(), NOW),
+])
+def test_delivery_report_time_forms(time, expected):
+    report = adapter().parse_delivery_report(request({"id": "mt-1", "status": "DELIVERED", "time": time}))
+    assert (report.mt_id, report.state, report.time) == ("mt-1", DeliveryState.DELIVERED, expected)
+
+
+@pytest.mark.parametrize("time", ["yesterday", 1e300, True, [], float("nan")])
+def test_delivery_report_with_a_bad_time_is_refused(time):
+    body = json.dumps({"id": "mt-1", "status": "delivered", "time": time}).encode()
+    with pytest.raises(BadRequest, match="field 'time'"):
+        adapter().parse_delivery_report(request(body))
+
+
+def test_sync_reply_carries_the_billing_outcome():
+    response = adapter().render_sync("mo-1", [mt()])
+    assert response.status == 200
+    assert json.loads(response.body) == {"mo_id": "mo-1", "replies": [
+        {"id": "mt-1", "text": "Tra cuu", "encoding": "gsm7", "segments": 1, "message_type": 22}]}
+    assert adapter().billing_fields(Billing(MessageType.FREE)) == {"message_type": 0}
+    assert json.loads(adapter().render_accepted("mo-1").body) == {"mo_id": "mo-1"}
+
+
+def test_send_posts_the_signed_mt_and_tells_temporary_from_permanent_failures():
+    async def run():
+        seen = []
+        statuses = iter([200, 503])
+
+        async def endpoint(request: web.Request) -> web.Response:
+            body = await request.read()
+            seen.append((json.loads(body), request.headers[SIGNATURE_HEADER] == sign("k", body)))
+            return web.Response(status=next(statuses))
+
+        app = web.Application()
+        app.router.add_post("/mt", endpoint)
+        async with TestServer(app, host="127.0.0.1", port=0) as server, aiohttp.ClientSession() as session:
+            generic = adapter(mt_url=str(server.make_url("/mt")), timeout=2.0)
+            await generic.send(session, mt())
+            assert seen == [({"id": "mt-1", "in_reply_to": "c-1", "from": "8079", "to": "84912345678",
+                              "text": "Tra cuu", "encoding": "gsm7", "segments": 1, "message_type": 22}, True)]
+            with pytest.raises(TemporaryDeliveryError, match="503"):
+                await generic.send(session, mt())
+            closed_port = server.port
+        async with aiohttp.ClientSession() as session:
+            with pytest.raises(TemporaryDeliveryError):
+                await adapter(mt_url=f"http://127.0.0.1:{closed_port}/mt", timeout=2.0).send(session, mt())
+            with pytest.raises(PermanentDeliveryError):
+                await adapter(mt_url="not a url", timeout=2.0).send(session, mt())
+            with pytest.raises(PermanentDeliveryError):
+                await adapter().send(session, mt())
+
+    asyncio.run(run())
