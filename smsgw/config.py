@@ -6,15 +6,23 @@ file and the dotted key. With no file, the defaults below apply (no carrier is c
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 COMMANDS = ("QT", "HS", "THE")
-ADAPTERS = ("generic", "mock")
+ADAPTERS = ("generic", "mock", "kannel", "vn-cp", "twilio")
 MODES = ("sync", "async")
-AUTHS = ("hmac", "none")
+AUTHS = ("required", "none")
+
+# Keys each adapter needs: always unless auth = "none" (credentials), and in async mode (MT).
+_CREDENTIALS = {"generic": ("secret",), "vn-cp": ("username", "password"), "twilio": ("auth_token",)}
+_ASYNC = {
+    "generic": ("mt_url",), "mock": (), "kannel": ("sendsms_url", "username", "password"),
+    "vn-cp": ("mt_url",), "twilio": ("mt_url", "account_sid", "auth_token"),
+}
 
 
 class ConfigError(ValueError):
@@ -25,10 +33,20 @@ class ConfigError(ValueError):
 class CarrierConfig:
     name: str
     adapter: str = "generic"
-    secret: str | None = None
-    auth: str = "hmac"              # "hmac" (X-Smsgw-Signature) or "none"
+    secret: str | None = None       # generic: HMAC-SHA256 key of X-Smsgw-Signature
+    auth: str = "required"          # "required": the adapter's own authentication; "none": unsigned
     mode: str = "sync"
-    mt_url: str | None = None
+    mt_url: str | None = None       # generic, vn-cp: where MTs go; twilio: the REST API base URL
+    sendsms_url: str | None = None  # kannel: smsbox's /cgi-bin/sendsms
+    username: str | None = None     # kannel sendsms user; vn-cp account
+    password: str | None = None
+    allow_ips: tuple[str, ...] = ()  # kannel: addresses or networks allowed to deliver MOs
+    token: str | None = None        # kannel: shared token expected in the MO URL (?token=...)
+    form: str = "http"              # vn-cp: "http" (form-encoded) or "soap"
+    account_sid: str | None = None  # twilio
+    auth_token: str | None = None   # twilio: key of X-Twilio-Signature and REST basic auth
+    public_url: str | None = None   # twilio: the public base URL the carrier calls (behind a proxy)
+    tps: float | None = None        # MT throughput limit, messages per second (token bucket)
     retry_initial: float = 1.0      # seconds before the first MT retry
     retry_max: float = 300.0        # cap of the exponential back-off
     give_up_after: float = 86_400.0  # seconds after which an undelivered MT is failed and refunded
@@ -49,7 +67,9 @@ _POLICY = {"owner_only": list}
 _CARRIER = {
     "adapter": str, "secret": str, "auth": str, "mode": str, "mt_url": str,
     "retry_initial": (int, float), "retry_max": (int, float), "give_up_after": (int, float),
-    "timeout": (int, float),
+    "timeout": (int, float), "sendsms_url": str, "username": str, "password": str,
+    "allow_ips": list, "token": str, "form": str, "account_sid": str, "auth_token": str,
+    "public_url": str, "tps": (int, float),
 }
 
 
@@ -105,7 +125,17 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
     carriers = {}
     for name, table in carriers_table.items():
         prefix = f"carriers.{name}"
-        table = check(table, _CARRIER, prefix)
+        table = dict(check(table, _CARRIER, prefix))
+        if "allow_ips" in table:
+            ips = table["allow_ips"]
+            if not all(isinstance(ip, str) for ip in ips):
+                raise fail(f"{prefix}.allow_ips", "must be a list of addresses or networks (strings)")
+            for ip in ips:
+                try:
+                    ipaddress.ip_network(ip, strict=False)
+                except ValueError:
+                    raise fail(f"{prefix}.allow_ips", f"not an address or network: {ip!r}") from None
+            table["allow_ips"] = tuple(ips)
         carrier = CarrierConfig(name=name, **table)
         if carrier.adapter not in ADAPTERS:
             raise fail(f"{prefix}.adapter", f"unknown adapter {carrier.adapter!r} (known: {', '.join(ADAPTERS)})")
@@ -113,12 +143,21 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
             raise fail(f"{prefix}.mode", f"must be one of {', '.join(MODES)}, not {carrier.mode!r}")
         if carrier.auth not in AUTHS:
             raise fail(f"{prefix}.auth", f"must be one of {', '.join(AUTHS)}, not {carrier.auth!r}")
-        if carrier.auth == "hmac" and not carrier.secret:
-            raise fail(f"{prefix}.secret", 'required unless auth = "none"')
-        if carrier.mode == "async" and not carrier.mt_url:
-            raise fail(f"{prefix}.mt_url", 'required when mode = "async"')
-        for key in ("retry_initial", "retry_max", "give_up_after", "timeout"):
-            if getattr(carrier, key) <= 0:
+        if carrier.auth == "required":
+            for key in _CREDENTIALS.get(carrier.adapter, ()):
+                if not getattr(carrier, key):
+                    raise fail(f"{prefix}.{key}", f'required by the {carrier.adapter} adapter unless auth = "none"')
+            if carrier.adapter == "kannel" and not (carrier.allow_ips or carrier.token):
+                raise fail(f"{prefix}.allow_ips", 'the kannel adapter needs allow_ips and/or token unless auth = "none"')
+        if carrier.mode == "async":
+            for key in _ASYNC[carrier.adapter]:
+                if not getattr(carrier, key):
+                    raise fail(f"{prefix}.{key}", f'required by the {carrier.adapter} adapter when mode = "async"')
+        if carrier.form not in ("http", "soap"):
+            raise fail(f"{prefix}.form", f"must be http or soap, not {carrier.form!r}")
+        for key in ("retry_initial", "retry_max", "give_up_after", "timeout", "tps"):
+            value = getattr(carrier, key)
+            if value is not None and value <= 0:
                 raise fail(f"{prefix}.{key}", "must be positive")
         carriers[name] = carrier
 

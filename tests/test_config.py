@@ -33,7 +33,7 @@ def test_the_contract_example_loads(tmp_path):
     assert config.shortcode == "8079" and config.unicode is False
     assert config.owner_only == {"QT", "THE"}
     generic = config.carriers["generic"]
-    assert (generic.adapter, generic.secret, generic.mode, generic.auth) == ("generic", "change-me", "async", "hmac")
+    assert (generic.adapter, generic.secret, generic.mode, generic.auth) == ("generic", "change-me", "async", "required")
     assert generic.mt_url == "http://127.0.0.1:9000/mt"
 
 
@@ -53,6 +53,13 @@ def test_no_file_means_defaults():
     ('[carriers.x]\nauth = "none"\nretry_initial = true\n', "carriers.x.retry_initial"),
     ('[carriers.x]\nauth = "none"\ngive_up_after = -1\n', "carriers.x.give_up_after"),
     ('[carriers.x]\nauth = "none"\nsecrett = "a"\n', "carriers.x.secrett"),
+    ('[carriers.k]\nadapter = "kannel"\n', "carriers.k.allow_ips"),
+    ('[carriers.k]\nadapter = "kannel"\nallow_ips = ["10.0.0.300"]\n', "carriers.k.allow_ips"),
+    ('[carriers.k]\nadapter = "kannel"\ntoken = "t"\nmode = "async"\n', "carriers.k.sendsms_url"),
+    ('[carriers.t]\nadapter = "twilio"\n', "carriers.t.auth_token"),
+    ('[carriers.v]\nadapter = "vn-cp"\nusername = "u"\n', "carriers.v.password"),
+    ('[carriers.v]\nadapter = "vn-cp"\nauth = "none"\nform = "xml"\n', "carriers.v.form"),
+    ('[carriers.v]\nadapter = "vn-cp"\nauth = "none"\ntps = 0\n', "carriers.v.tps"),
 ])
 def test_a_mistake_names_the_file_and_the_key(tmp_path, text, key):
     path = write(tmp_path, text)
