@@ -72,6 +72,24 @@ class DossierAnswer:
     message_type = MessageType.CHARGED
 
 
+@dataclass(frozen=True)
+class RoutedAnswer:
+    """The reply of another service sharing the short code (a `[routes]` keyword)."""
+
+    keyword: str
+    text: str
+    message_type: MessageType
+
+
+@dataclass(frozen=True)
+class BusyAnswer:
+    """A routed service that did not answer in time, or failed: a polite reply, refunded."""
+
+    keyword: str
+    message_type = MessageType.REFUND_CONTENT
+
+
 Answer = (
     HelpAnswer | SyntaxAnswer | NotFoundAnswer | NotOwnerAnswer | QTAnswer | CardAnswer | DossierAnswer
+    | RoutedAnswer | BusyAnswer
 )

@@ -54,14 +54,35 @@ class CarrierConfig:
 
 
 @dataclass(frozen=True)
+class RouteConfig:
+    """Another service on the shared short code, chosen by the message's first word."""
+
+    keyword: str                    # upper case
+    url: str | None = None          # forward the MO as form fields; the response body is the reply
+    text: str | None = None         # or answer with this fixed text
+    timeout: float = 5.0            # seconds for the forwarded request
+    message_type: int | None = None  # billing of the reply: default 1 (url) or 0 (text)
+
+    @property
+    def billing(self) -> int:
+        if self.message_type is not None:
+            return self.message_type
+        return 1 if self.url else 0
+
+
+@dataclass(frozen=True)
 class Config:
     shortcode: str = "8079"
     unicode: bool = False
     owner_only: frozenset[str] = frozenset({"QT", "THE"})
     carriers: dict[str, CarrierConfig] = field(default_factory=dict)
+    routes: dict[str, RouteConfig] = field(default_factory=dict)
     source: str = "<defaults>"
 
 
+_ROUTE = {"url": str, "text": str, "timeout": (int, float), "message_type": int}
+_ROUTE_MESSAGE_TYPES = {0, 1, 21, 22}
+_RESERVED_KEYWORDS = {"BH", "HD", "HELP"}
 _GATEWAY = {"shortcode": str, "unicode": bool}
 _POLICY = {"owner_only": list}
 _CARRIER = {
@@ -106,8 +127,8 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         return table
 
     for key in data:
-        if key not in ("gateway", "policy", "carriers"):
-            raise fail(key, "unknown table (known: carriers, gateway, policy)")
+        if key not in ("gateway", "policy", "carriers", "routes"):
+            raise fail(key, "unknown table (known: carriers, gateway, policy, routes)")
     gateway = check(data.get("gateway", {}), _GATEWAY, "gateway")
     policy = check(data.get("policy", {}), _POLICY, "policy")
 
@@ -161,10 +182,37 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
                 raise fail(f"{prefix}.{key}", "must be positive")
         carriers[name] = carrier
 
+    routes_table = data.get("routes", {})
+    if not isinstance(routes_table, dict):
+        raise fail("routes", "must be a table of [routes.KEYWORD] tables")
+    routes = {}
+    for keyword, table in routes_table.items():
+        prefix = f"routes.{keyword}"
+        table = check(table, _ROUTE, prefix)
+        word = keyword.upper()
+        if not (word.isascii() and word.isalnum()):
+            raise fail(prefix, "a keyword is letters and digits only")
+        if word in _RESERVED_KEYWORDS:
+            raise fail(prefix, f"{word} belongs to the insurance service")
+        if word in routes:
+            raise fail(prefix, f"keyword {word} is routed twice")
+        if ("url" in table) == ("text" in table):
+            raise fail(prefix, "needs exactly one of url (forward) or text (fixed reply)")
+        if "url" in table and not table["url"].startswith(("http://", "https://")):
+            raise fail(f"{prefix}.url", f"must be an http(s) URL, not {table['url']!r}")
+        if "text" in table and not table["text"].strip():
+            raise fail(f"{prefix}.text", "must not be empty")
+        if table.get("timeout", 1) <= 0:
+            raise fail(f"{prefix}.timeout", "must be positive")
+        if table.get("message_type", 0) not in _ROUTE_MESSAGE_TYPES:
+            raise fail(f"{prefix}.message_type", f"must be one of {sorted(_ROUTE_MESSAGE_TYPES)}")
+        routes[word] = RouteConfig(keyword=word, **table)
+
     return Config(
         shortcode=shortcode,
         unicode=gateway.get("unicode", False),
         owner_only=frozenset(owner_only),
         carriers=carriers,
+        routes=routes,
         source=source,
     )

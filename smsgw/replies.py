@@ -13,8 +13,8 @@ from datetime import date
 
 from . import gsm
 from .answers import (
-    Answer, CardAnswer, DossierAnswer, HelpAnswer, NotFoundAnswer, NotOwnerAnswer, QTAnswer,
-    SyntaxAnswer, Totals,
+    Answer, BusyAnswer, CardAnswer, DossierAnswer, HelpAnswer, NotFoundAnswer, NotOwnerAnswer, QTAnswer,
+    RoutedAnswer, SyntaxAnswer, Totals,
 )
 from .commands import Month
 
@@ -111,11 +111,12 @@ _NOT_OWNER = (
     "Liên hệ cơ quan BHXH để đăng ký số điện thoại."
 )
 _NOT_OWNER_TOPIC = {"QT": "Quá trình đóng BHXH", "THE": "Thông tin thẻ BHYT", "HS": "Thông tin hồ sơ"}
+_BUSY = "Dịch vụ {keyword} đang bận, vui lòng gửi lại sau ít phút. Tin nhắn này không bị tính phí."
 
 TEMPLATES = (
     _HELP, _UNKNOWN_COMMAND, *_SYNTAX.values(), *_USAGE.values(), _QT_WHOLE, _QT_PERIOD,
     _QT_TOTALS, _CARD_VALID, _CARD_EXPIRED, _DOSSIER, *_DOSSIER_STATUS.values(),
-    *_NOT_FOUND.values(), _NOT_OWNER, *_NOT_OWNER_TOPIC.values(),
+    *_NOT_FOUND.values(), _NOT_OWNER, *_NOT_OWNER_TOPIC.values(), _BUSY,
 )
 """Every template, with diacritics; their folded forms are the default replies."""
 
@@ -212,6 +213,10 @@ def _text(answer: Answer, unicode: bool) -> str:
             return _card(answer, unicode)
         case DossierAnswer():
             return _dossier(answer, unicode)
+        case RoutedAnswer(text=text):
+            return _value(text, unicode)
+        case BusyAnswer(keyword=keyword):
+            return _word(_BUSY, unicode).format(keyword=_value(keyword, unicode))
     raise TypeError(f"not an Answer: {answer!r}")
 
 

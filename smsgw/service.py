@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
+import aiohttp
+
 from .billing import MessageType
 from .config import Config
 from .dispatch import Dispatcher
@@ -18,6 +20,7 @@ from .gsm import measure
 from .language import ParseError, parse
 from .records import RecordStore
 from .replies import render
+from .routing import Router
 
 
 @dataclass(frozen=True)
@@ -36,19 +39,28 @@ class Outcome:
 
 
 class Service:
-    def __init__(self, records: RecordStore, config: Config, *, today: Callable[[], date] | None = None):
+    def __init__(self, records: RecordStore, config: Config, *, today: Callable[[], date] | None = None,
+                 session: aiohttp.ClientSession | None = None):
+        """`session` is the HTTP client for routed keywords (one per request when None)."""
         self.config = config
         self.today = today or date.today
         self.dispatcher = Dispatcher(records, config.owner_only)
+        self.router = Router(config.routes, config.shortcode, session)
 
     async def handle(self, text: str, sender: str) -> Outcome:
         """Answer `text` from `sender` (normalised MSISDN digits, e.g. '84912345678')."""
+        route = self.router.match(text)
+        if route is not None:
+            answer = await self.router.answer(route, text, sender)
+            return Outcome(route.keyword, None, self._reply(answer))
         today = self.today()
         command = parse(text, today=today)
         answer = await self.dispatcher.answer(command, sender, today)
+        if isinstance(command, ParseError):
+            return Outcome(command.command, command.error, self._reply(answer))
+        return Outcome(command.name, None, self._reply(answer))
+
+    def _reply(self, answer) -> Reply:
         body = render(answer, unicode=self.config.unicode)
         size = measure(body)
-        reply = Reply(body, size.encoding, size.segments, answer.message_type)
-        if isinstance(command, ParseError):
-            return Outcome(command.command, command.error, reply)
-        return Outcome(command.name, None, reply)
+        return Reply(body, size.encoding, size.segments, MessageType(answer.message_type))

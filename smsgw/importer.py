@@ -1,0 +1,366 @@
+"""`smsgw db import`: load the CSV files of CONTRACT section 3 into the records store.
+
+All or nothing: every file is read and checked first, then everything is written in one
+transaction. The first bad row stops the import with `ImportFailed`, whose text is
+`file:line: reason` (lines from 1, the header being line 1). Files are checked in the order
+persons, periods, cards, dossiers, and rows in file order.
+
+Choices where the contract is silent: fields are trimmed; blank lines are skipped; names,
+employers and hospitals are stored in Unicode NFC; card numbers and dossier codes are stored
+upper-case, schemes upper-case, statuses lower-case (both accepted in any case); the last 10
+digits of a card number must be its row's ssn; `employer` and `hospital` may be empty.
+Reasons do not repeat personal data (ssn, personal id, name, birth date, phone): the line
+number locates it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import unicodedata
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from . import phones
+from .commands import Month
+from .records import DOSSIER_STATUSES, SCHEMES
+from .sqlite_store import CardRow, DossierRow, PeriodRow, PersonRow, SqliteStore
+
+_SSN = re.compile(r"[0-9]{10}")
+_PERSONAL_ID = re.compile(r"[0-9]{12}")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_CARD = re.compile(r"[A-Z]{2}[1-5][0-9]{2}[0-9]{10}")
+_DOSSIER = re.compile(r"[0-9]{5}\.[A-Z]/[0-9]{4}/[0-9]{5}")
+_BOM = b"\xef\xbb\xbf"
+
+
+class ImportFailed(Exception):
+    """A bad file or row; `str()` is `file:line: reason`, ready to print to the operator."""
+
+    def __init__(self, file: str, line: int | None, reason: str) -> None:
+        super().__init__(file, line, reason)
+        self.file = file
+        self.line = line
+        self.reason = reason
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        return f"{where}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class ImportSummary:
+    """How many rows each file brought (0 for an absent optional file)."""
+
+    persons: int = 0
+    periods: int = 0
+    cards: int = 0
+    dossiers: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.persons} persons, {self.periods} periods, {self.cards} cards, {self.dossiers} dossiers"
+
+
+@dataclass
+class Records:
+    """The checked rows of one import, in store row form."""
+
+    persons: list[PersonRow] = field(default_factory=list)
+    periods: list[PeriodRow] = field(default_factory=list)
+    cards: list[CardRow] = field(default_factory=list)
+    dossiers: list[DossierRow] = field(default_factory=list)
+    # Persons of the store whose personal id this import gives to someone else.
+    released_personal_ids: set[str] = field(default_factory=set)
+
+    def summary(self) -> ImportSummary:
+        return ImportSummary(len(self.persons), len(self.periods), len(self.cards), len(self.dossiers))
+
+
+class _BadRow(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class _File:
+    name: str
+    columns: tuple[str, ...]
+    check: Callable[[dict[str, str]], tuple]
+    # Values unique within one file: how to get one from a row (None: no value), and the reason
+    # given for a second row with the same value.
+    keys: tuple[tuple[Callable[[tuple], Hashable | None], str], ...]
+
+
+async def import_directory(directory: str | os.PathLike[str], db_path: str | os.PathLike[str]) -> ImportSummary:
+    """Merge the CSV files of `directory` into the records database at `db_path` (created if missing)."""
+    existed = Path(db_path).exists()
+    store = await SqliteStore.open(db_path, create=True)
+    loaded = False
+    try:
+        records = await read_directory(directory, store)
+        async with store.transaction():
+            await store.clear_personal_ids(records.released_personal_ids)
+            await store.write(persons=records.persons, periods=records.periods,
+                              cards=records.cards, dossiers=records.dossiers)
+        loaded = True
+    finally:
+        await store.close()
+        if not loaded and not existed:
+            _remove_database(Path(db_path))
+    return records.summary()
+
+
+async def read_directory(directory: str | os.PathLike[str], store: SqliteStore | None) -> Records:
+    """Read and check every file of `directory`; persons referred to must be in it or in `store`."""
+    if not os.path.isdir(directory):
+        raise ImportFailed(os.fspath(directory), None, "no such directory")
+    records = Records()
+    persons_path = os.path.join(os.fspath(directory), PERSONS.name)
+    if not os.path.isfile(persons_path):
+        raise ImportFailed(persons_path, None, "missing: persons.csv is required")
+    rows, lines, failure = _read_file(persons_path, PERSONS)
+    await _check_personal_ids(persons_path, rows, lines, failure, store, records)
+    records.persons = rows
+    imported = {row[0] for row in rows}
+    for spec, ssn_column, target in ((PERIODS, 0, records.periods), (CARDS, 1, records.cards),
+                                     (DOSSIERS, 1, records.dossiers)):
+        path = os.path.join(os.fspath(directory), spec.name)
+        if not os.path.isfile(path):
+            continue
+        rows, lines, failure = _read_file(path, spec)
+        await _check_persons_known(path, [row[ssn_column] for row in rows], lines, failure, imported, store)
+        target.extend(rows)
+    return records
+
+
+def _remove_database(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+async def _check_personal_ids(
+    path: str, rows: list[PersonRow], lines: list[int], failure: ImportFailed | None,
+    store: SqliteStore | None, records: Records,
+) -> None:
+    """A personal id may not belong to a person of the store that this import leaves as is."""
+    wanted = [row[1] for row in rows if row[1] is not None]
+    owners = await store.personal_id_owners(wanted) if store is not None and wanted else {}
+    imported = {row[0] for row in rows}
+    for row, line in zip(rows, lines):
+        owner = owners.get(row[1]) if row[1] is not None else None
+        if owner is None or owner == row[0]:
+            continue
+        if owner not in imported:
+            raise ImportFailed(path, line, "personal_id already belongs to another person in the store")
+        records.released_personal_ids.add(owner)
+    if failure is not None:
+        raise failure
+
+
+async def _check_persons_known(
+    path: str, ssns: list[str], lines: list[int], failure: ImportFailed | None,
+    imported: set[str], store: SqliteStore | None,
+) -> None:
+    """Every row must refer to a person of this import or of the store."""
+    others = set(ssns) - imported
+    known = await store.existing_ssns(others) if store is not None and others else set()
+    for ssn, line in zip(ssns, lines):
+        if ssn in others and ssn not in known:
+            raise ImportFailed(path, line, "unknown person: the ssn is neither in the store nor in persons.csv")
+    if failure is not None:
+        raise failure
+
+
+def _read_file(path: str, spec: _File) -> tuple[list[tuple], list[int], ImportFailed | None]:
+    """The good rows of a file up to its first bad row, their lines, and that bad row's failure."""
+    rows: list[tuple] = []
+    lines: list[int] = []
+    seen: list[dict[Hashable, int]] = [{} for _ in spec.keys]
+    try:
+        for line, fields in _csv_records(path, spec):
+            try:
+                row = spec.check(fields)
+            except _BadRow as bad:
+                raise ImportFailed(path, line, str(bad)) from None
+            for (key_of, clash), lines_by_key in zip(spec.keys, seen):
+                key = key_of(row)
+                if key is None:
+                    continue
+                if key in lines_by_key:
+                    raise ImportFailed(path, line, clash.format(line=lines_by_key[key]))
+                lines_by_key[key] = line
+            rows.append(row)
+            lines.append(line)
+    except ImportFailed as failure:
+        return rows, lines, failure
+    return rows, lines, None
+
+
+def _csv_records(path: str, spec: _File) -> Iterator[tuple[int, dict[str, str]]]:
+    """Yield (line, {column: field}) for each data row, after checking encoding and header."""
+    data = Path(path).read_bytes()
+    if data.startswith(_BOM):
+        data = data[len(_BOM):]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ImportFailed(path, line, f"not valid UTF-8 (byte 0x{data[error.start]:02x})") from None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    header = _next_record(reader, path)
+    if header is None:
+        raise ImportFailed(path, 1, f"empty file: expected the header {','.join(spec.columns)}")
+    columns = [name.strip() for name in header]
+    _check_header(path, columns, spec)
+    while True:
+        line = reader.line_num + 1
+        record = _next_record(reader, path)
+        if record is None:
+            return
+        if not record:
+            continue
+        if len(record) != len(columns):
+            raise ImportFailed(path, line, f"expected {len(columns)} fields, found {len(record)}")
+        yield line, {name: value.strip() for name, value in zip(columns, record)}
+
+
+def _next_record(reader: Any, path: str) -> list[str] | None:
+    line = reader.line_num + 1
+    try:
+        return next(reader)
+    except StopIteration:
+        return None
+    except csv.Error as error:
+        raise ImportFailed(path, line, f"malformed CSV: {error}") from None
+
+
+def _check_header(path: str, columns: list[str], spec: _File) -> None:
+    expected = f"expected the columns {','.join(spec.columns)} in any order"
+    for name in columns:
+        if columns.count(name) > 1:
+            raise ImportFailed(path, 1, f"duplicated column {name!r}: {expected}")
+    for name in spec.columns:
+        if name not in columns:
+            raise ImportFailed(path, 1, f"missing column {name!r}: {expected}")
+    for name in columns:
+        if name not in spec.columns:
+            raise ImportFailed(path, 1, f"unknown column {name!r}: {expected}")
+
+
+# -- fields -------------------------------------------------------------------------------
+
+
+def _ssn(value: str) -> str:
+    if not _SSN.fullmatch(value):
+        raise _BadRow("bad ssn: expected 10 digits")
+    return value
+
+
+def _personal_id(value: str) -> str | None:
+    if not value:
+        return None
+    if not _PERSONAL_ID.fullmatch(value):
+        raise _BadRow("bad personal_id: expected 12 digits, or nothing")
+    return value
+
+
+def _text(value: str, column: str, *, required: bool) -> str:
+    if required and not value:
+        raise _BadRow(f"{column} is empty")
+    return unicodedata.normalize("NFC", value)
+
+
+def _date(value: str, column: str, *, personal: bool = False) -> str:
+    shown = "" if personal else f" {value!r}"
+    if not _DATE.fullmatch(value):
+        raise _BadRow(f"bad {column}{shown}: expected YYYY-MM-DD")
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        raise _BadRow(f"bad {column}{shown}: not a real date") from None
+    return value
+
+
+def _month(value: str, column: str) -> int:
+    try:
+        return Month.parse(value).index
+    except ValueError as error:
+        raise _BadRow(f"bad {column}: {error}") from None
+
+
+def _phone(value: str) -> str | None:
+    if not value:
+        return None
+    try:
+        return phones.normalize(value)
+    except phones.InvalidPhone as error:
+        raise _BadRow(f"bad phone: {error}") from None
+
+
+def _person(fields: dict[str, str]) -> PersonRow:
+    return (
+        _ssn(fields["ssn"]),
+        _personal_id(fields["personal_id"]),
+        _text(fields["full_name"], "full_name", required=True),
+        _date(fields["date_of_birth"], "date_of_birth", personal=True),
+        _phone(fields["phone"]),
+    )
+
+
+def _period(fields: dict[str, str]) -> PeriodRow:
+    ssn = _ssn(fields["ssn"])
+    scheme = fields["scheme"].upper()
+    if scheme not in SCHEMES:
+        raise _BadRow(f"unknown scheme {fields['scheme']!r}: expected BHXH or BHTN")
+    employer = _text(fields["employer"], "employer", required=False)
+    start = _month(fields["from_month"], "from_month")
+    end = _month(fields["to_month"], "to_month")
+    if start > end:
+        raise _BadRow(f"from_month {fields['from_month']} is after to_month {fields['to_month']}")
+    return (ssn, scheme, employer, start, end)
+
+
+def _card(fields: dict[str, str]) -> CardRow:
+    card_no = fields["card_no"].upper()
+    if not _CARD.fullmatch(card_no):
+        raise _BadRow("bad card_no: expected 2 letters, a benefit level 1-5, 2 province digits"
+                      " and the holder's 10-digit ssn, e.g. HC4010110129425")
+    ssn = _ssn(fields["ssn"])
+    if card_no[-10:] != ssn:
+        raise _BadRow("card_no does not end with the holder's ssn")
+    valid_from = _date(fields["valid_from"], "valid_from")
+    valid_to = _date(fields["valid_to"], "valid_to")
+    if valid_from > valid_to:
+        raise _BadRow(f"valid_from {valid_from} is after valid_to {valid_to}")
+    return (card_no, ssn, valid_from, valid_to, _text(fields["hospital"], "hospital", required=False))
+
+
+def _dossier(fields: dict[str, str]) -> DossierRow:
+    code = fields["dossier_code"].upper()
+    if not _DOSSIER.fullmatch(code):
+        raise _BadRow(f"bad dossier_code {fields['dossier_code']!r}: expected NNNNN.L/YYYY/NNNNN,"
+                      " e.g. 04486.G/2019/08708")
+    ssn = _ssn(fields["ssn"])
+    status = fields["status"].lower()
+    if status not in DOSSIER_STATUSES:
+        raise _BadRow(f"unknown status {fields['status']!r}: expected one of {', '.join(DOSSIER_STATUSES)}")
+    return (code, ssn, status, _date(fields["updated_at"], "updated_at"))
+
+
+PERSONS = _File("persons.csv", ("ssn", "personal_id", "full_name", "date_of_birth", "phone"), _person, (
+    (lambda row: row[0], "duplicate ssn: already on line {line}"),
+    (lambda row: row[1], "duplicate personal_id: already given to the person on line {line}"),
+))
+PERIODS = _File("periods.csv", ("ssn", "scheme", "employer", "from_month", "to_month"), _period, (
+    (lambda row: row, "duplicate period: the same row is already on line {line}"),
+))
+CARDS = _File("cards.csv", ("card_no", "ssn", "valid_from", "valid_to", "hospital"), _card, (
+    (lambda row: row[0], "duplicate card_no: already on line {line}"),
+))
+DOSSIERS = _File("dossiers.csv", ("dossier_code", "ssn", "status", "updated_at"), _dossier, (
+    (lambda row: row[0], "duplicate dossier_code: already on line {line}"),
+))
