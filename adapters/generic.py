@@ -7,7 +7,12 @@ DLR (`POST /carriers/{name}/dlr`):
     `status` is one of the `DeliveryState` values; `time` (optional) is ISO 8601 or Unix seconds.
 MT (async mode, POSTed to the carrier's `mt_url`):
     {"id", "in_reply_to", "from", "to", "text", "encoding", "segments", "message_type"}
-    `from` is our short code, `to` the citizen, `in_reply_to` the carrier's MO id.
+    `from` is our short code, `to` the citizen, `in_reply_to` the carrier's MO id; a notice
+    (`message_type` 3) comes from the brandname and has `in_reply_to` null.
+
+An MO's `from` may be a phone number in any written form, a short code or an alphanumeric
+sender (`phones.classify_sender`): all are taken (stored, never answered unless a phone);
+anything else is a 400.
 
 Every request body in both directions is signed: header `X-Smsgw-Signature` is the hex
 HMAC-SHA256 of the raw body with the carrier's `secret` (`sha256=` prefix and upper-case hex
@@ -22,7 +27,6 @@ import hmac
 import json
 import math
 from collections.abc import Sequence
-from functools import lru_cache
 from datetime import datetime, timezone
 from typing import Any
 
@@ -36,12 +40,11 @@ from ..carrier import (
 from ..errors import (
     BadRequest, PermanentDeliveryError, TemporaryDeliveryError, Unauthorized, UnsupportedMediaType,
 )
-from ..phones import InvalidPhone, normalize
+from ..phones import InvalidPhone, classify_sender
 
 SIGNATURE_HEADER = "X-Smsgw-Signature"
 MAX_ID_LENGTH = 128
 _STATES = ", ".join(state.value for state in DeliveryState)
-_normalize = lru_cache(maxsize=65_536)(normalize)   # carriers send the same numbers again and again
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -70,7 +73,7 @@ class GenericAdapter(CarrierAdapter):
         carrier_id = identifier(data, "id")
         raw_sender = string(data, "from")
         try:
-            sender = _normalize(raw_sender)
+            sender = classify_sender(raw_sender).value
         except InvalidPhone as exc:
             raise BadRequest(f"field 'from': {exc}", kind="bad_phone") from None
         return InboundMessage(
@@ -95,7 +98,7 @@ class GenericAdapter(CarrierAdapter):
         if not self.config.mt_url:
             raise PermanentDeliveryError(f"carrier {self.name!r} has no mt_url")
         body = json.dumps({
-            "id": mt.id, "in_reply_to": mt.in_reply_to, "from": mt.sender, "to": mt.to,
+            "id": mt.id, "in_reply_to": mt.in_reply_to or None, "from": mt.sender, "to": mt.to,
             "text": mt.text, "encoding": mt.encoding, "segments": mt.segments,
             **self.billing_fields(mt.billing),
         }, ensure_ascii=False).encode()

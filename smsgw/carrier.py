@@ -4,11 +4,12 @@ An adapter knows one carrier's wire format, the way httpx's transports know one 
 request. The gateway hands it the raw `CarrierRequest` and gets back typed values, and hands it
 typed values and gets back a `CarrierResponse`:
 
-    CarrierRequest --authenticate / parse_inbound--> InboundMessage          (POST .../mo)
+    CarrierRequest --authenticate / parse_inbound--> InboundMessage          (POST .../mo, or GET
+                                                                               where `methods` allow)
     mo_id, [OutboundMessage] --render_sync / render_accepted--> CarrierResponse
     OutboundMessage --send (shared ClientSession)--> 2xx, or a DeliveryError  (async mode)
     Billing --billing_fields--> the carrier's own fields for the billing outcome
-    CarrierRequest --parse_delivery_report--> DeliveryReport                  (POST .../dlr)
+    CarrierRequest --parse_delivery_report--> DeliveryReport                  (POST or GET .../dlr)
 
 Implementations live in `smsgw.adapters`; `load_adapter` picks one by the `adapter` key of the
 carrier's configuration.
@@ -20,10 +21,10 @@ import abc
 import importlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 
@@ -34,24 +35,38 @@ from .errors import RequestError
 ADAPTERS = {
     "generic": "smsgw.adapters.generic:GenericAdapter",
     "mock": "smsgw.adapters.mock:MockAdapter",
+    "kannel": "smsgw.adapters.kannel:KannelAdapter",
+    "vn-cp": "smsgw.adapters.vn_cp:VnCpAdapter",
+    "twilio": "smsgw.adapters.twilio:TwilioAdapter",
 }
 
 
 @dataclass(frozen=True)
 class CarrierRequest:
-    """A carrier's HTTP request as an adapter sees it: headers and the raw body."""
+    """A carrier's HTTP request as an adapter sees it: headers, the raw body, where it came from."""
 
     headers: Mapping[str, str]
     content_type: str          # media type only, lower-case, e.g. "application/json"
     charset: str | None        # the content type's charset parameter, if any
     body: bytes
+    method: str = "POST"
+    target: str = ""           # path and query exactly as in the request line, e.g. "/carriers/k/mo?id=1"
+    url: str = ""              # the URL the server saw: scheme://host[:port] + target
+    peer: str | None = None    # the client's IP address (the last hop: a proxy's, behind one)
+
+    @property
+    def query(self) -> str:
+        """The raw query string of `target`, without the '?'."""
+        return self.target.partition("?")[2]
 
 
 @dataclass(frozen=True)
 class CarrierResponse:
     status: int
     body: bytes
-    content_type: str = "application/json"
+    content_type: str = "application/json"   # media type only; the charset goes in `charset`
+    headers: Mapping[str, str] = field(default_factory=dict)
+    charset: str | None = None
 
     @classmethod
     def json(cls, status: int, data: Any) -> "CarrierResponse":
@@ -129,14 +144,20 @@ _RANKS = {
 
 @dataclass(frozen=True)
 class DeliveryReport:
+    """A carrier's word on one MT. Carriers that name the MO instead (vn-cp's `Request_ID`) leave
+    `mt_id` empty and set `in_reply_to`, the carrier's id of that MO; the gateway finds the MT."""
+
     carrier: str
     mt_id: str
     state: DeliveryState
     time: datetime | None      # when the carrier saw the state, if it said so
+    in_reply_to: str | None = None
 
 
 class CarrierAdapter(abc.ABC):
     """One carrier's wire format. Subclasses implement the abstract methods; nothing else is needed."""
+
+    methods: ClassVar[tuple[str, ...]] = ("POST",)   # HTTP methods the carrier calls us with
 
     def __init__(self, config: CarrierConfig, *, shortcode: str):
         self.config = config
@@ -180,6 +201,10 @@ class CarrierAdapter(abc.ABC):
 
     def render_error(self, error: RequestError) -> CarrierResponse:
         return CarrierResponse.json(error.status, {"error": error.reason})
+
+    def render_unavailable(self, reason: str) -> CarrierResponse:
+        """The response to an MO the gateway cannot take now (shutting down, store failing)."""
+        return CarrierResponse.json(503, {"error": f"unavailable: {reason}"})
 
 
 def load_adapter(config: CarrierConfig, *, shortcode: str) -> CarrierAdapter:

@@ -221,6 +221,102 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- notify / billing / report -------------------------------------------------------------
+
+def _existing_db(path: str) -> str:
+    if not Path(path).exists():
+        raise UserError(f"no records database at {path}: create it with `smsgw db seed` or `smsgw db import`")
+    return path
+
+
+def _day(raw: str | None, option: str) -> date | None:
+    if raw is None:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise UserError(f"{option} {raw!r}: expected a date YYYY-MM-DD") from None
+
+
+def cmd_notify(args: argparse.Namespace) -> int:
+    import logging
+
+    from .config import load_config
+    from .logs import configure_logging
+    from .notices import notify
+
+    config = load_config(args.config)
+    configure_logging(level=logging.WARNING)   # the summary is the report; failures are logged
+    db = _existing_db(args.db)
+    days = getattr(args, "days", 0)
+    if days < 0:
+        raise UserError("--days must be 0 or more")
+    today = _day(args.today, "--today") or date.today()
+    summary = asyncio.run(notify(args.kind, db, config, today=today, days=days))
+    print(summary)
+    return 0
+
+
+def cmd_billing_export(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .ledger import export_csv, month_bounds
+    from .messages import open_reader
+
+    load_config(args.config)
+    try:
+        month_bounds(args.month)
+    except ValueError as exc:
+        raise UserError(f"--month: {exc}") from None
+    conn = open_reader(_existing_db(args.db))
+    try:
+        if args.out is None:
+            count = export_csv(conn, args.month, sys.stdout, carrier=args.carrier)
+        else:
+            with open(args.out, "w", encoding="utf-8", newline="") as out:
+                count = export_csv(conn, args.month, out, carrier=args.carrier)
+    finally:
+        conn.close()
+    print(f"billing export {args.month}: {count} rows" + (f" to {args.out}" if args.out else ""), file=sys.stderr)
+    return 0
+
+
+def cmd_billing_summary(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .ledger import format_summary, month_bounds, totals
+    from .messages import open_reader
+
+    load_config(args.config)
+    try:
+        month_bounds(args.month)
+    except ValueError as exc:
+        raise UserError(f"--month: {exc}") from None
+    conn = open_reader(_existing_db(args.db))
+    try:
+        print(format_summary(args.month, totals(conn, args.month)))
+    finally:
+        conn.close()
+    return 0
+
+
+def cmd_report_understanding(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from .config import load_config
+    from .ledger import VIETNAM
+    from .messages import open_reader
+    from .reports import format_understanding, understanding
+
+    load_config(args.config)
+    since = _day(args.since, "--since")
+    start = datetime(since.year, since.month, since.day, tzinfo=VIETNAM).timestamp() if since else None
+    conn = open_reader(_existing_db(args.db))
+    try:
+        print(format_understanding(understanding(conn, start), since=args.since))
+    finally:
+        conn.close()
+    return 0
+
+
 # --- main --------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -266,6 +362,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8079)
     p.set_defaults(func=cmd_serve)
+
+    notify = sub.add_parser("notify", help="send notices from the brandname (message_type 3, not charged)")
+    notify_sub = notify.add_subparsers(dest="notify_command", required=True, metavar="NOTICE")
+    p = notify_sub.add_parser("card-expiry", help="to the holder of every card expiring in exactly N days")
+    p.add_argument("--days", type=int, required=True, metavar="N")
+    p.set_defaults(kind="card_expiry")
+    q = notify_sub.add_parser("payment-reminder",
+                              help="to every voluntary participant whose paid-up date falls in this month")
+    q.set_defaults(kind="payment_reminder")
+    for p in (p, q):
+        p.add_argument("--db", required=True)
+        p.add_argument("--config", help="TOML configuration file ([notices], [carriers.X] networks)")
+        p.add_argument("--today", metavar="YYYY-MM-DD", help="run as on this day (to catch up a missed run)")
+        p.set_defaults(func=cmd_notify)
+
+    billing = sub.add_parser("billing", help="the billing ledger, for reconciliation with the carriers")
+    billing_sub = billing.add_subparsers(dest="billing_command", required=True, metavar="BILLING_COMMAND")
+    p = billing_sub.add_parser("export", help="one CSV row per billing row of the month")
+    p.add_argument("--carrier", help="only this carrier's rows")
+    p.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
+    p.set_defaults(func=cmd_billing_export)
+    q = billing_sub.add_parser("summary", help="totals per carrier and message_type")
+    q.set_defaults(func=cmd_billing_summary)
+    for p in (p, q):
+        p.add_argument("--month", required=True, metavar="YYYY-MM", help="a month of Vietnam time (UTC+07:00)")
+        p.add_argument("--db", required=True)
+        p.add_argument("--config", help="TOML configuration file")
+
+    report = sub.add_parser("report", help="reports on the stored messages")
+    report_sub = report.add_subparsers(dest="report_command", required=True, metavar="REPORT")
+    p = report_sub.add_parser("understanding", help="share of messages understood, errors, shapes not understood")
+    p.add_argument("--since", metavar="YYYY-MM-DD", help="only messages from this day on (Vietnam time)")
+    p.add_argument("--db", required=True)
+    p.add_argument("--config", help="TOML configuration file")
+    p.set_defaults(func=cmd_report_understanding)
     return parser
 
 

@@ -45,12 +45,13 @@ class CarrierConfig:
     form: str = "http"              # vn-cp: "http" (form-encoded) or "soap"
     account_sid: str | None = None  # twilio
     auth_token: str | None = None   # twilio: key of X-Twilio-Signature and REST basic auth
-    public_url: str | None = None   # twilio: the public base URL the carrier calls (behind a proxy)
+    public_url: str | None = None   # twilio: the public base URL (signatures behind a proxy); kannel: base of dlr-url
     tps: float | None = None        # MT throughput limit, messages per second (token bucket)
     retry_initial: float = 1.0      # seconds before the first MT retry
     retry_max: float = 300.0        # cap of the exponential back-off
     give_up_after: float = 86_400.0  # seconds after which an undelivered MT is failed and refunded
     timeout: float = 10.0           # seconds for one MT request
+    networks: tuple[str, ...] = ()  # mobile networks whose numbers get notices through this carrier
 
 
 @dataclass(frozen=True)
@@ -71,15 +72,56 @@ class RouteConfig:
 
 
 @dataclass(frozen=True)
+class ProtectionConfig:
+    """Per-sender limits of the gateway (`[protection]`; the gateway has none without the table)."""
+
+    lookups_per_hour: int = 10      # MOs answered per sender in any rolling hour; 0: no limit
+    repeat_limit: int = 5           # the same text answered at most this often in a rolling minute; 0: no guard
+    exempt: frozenset[str] = frozenset()  # normalised MSISDNs never limited (operators' test phones)
+
+
+@dataclass(frozen=True)
+class NoticesConfig:
+    """Outbound notices (`smsgw notify ...`)."""
+
+    sender: str = "BHXHVN"          # the brandname notices are sent from
+    agent: str = "cơ quan BHXH nơi cư trú"  # who to contact, in the card-expiry notice
+    rate: float | None = None       # SMS per second per carrier for notices (default: the carrier's tps)
+
+
+@dataclass(frozen=True)
 class Config:
     shortcode: str = "8079"
     unicode: bool = False
     owner_only: frozenset[str] = frozenset({"QT", "THE"})
     carriers: dict[str, CarrierConfig] = field(default_factory=dict)
     routes: dict[str, RouteConfig] = field(default_factory=dict)
+    protection: ProtectionConfig | None = None
+    notices: NoticesConfig = NoticesConfig()
     source: str = "<defaults>"
 
+    def carrier_for_network(self, network: str) -> str | None:
+        """The carrier whose `networks` names `network` (or holds "*"), or None."""
+        wanted = network_key(network)
+        fallback = None
+        for name, carrier in self.carriers.items():
+            keys = {network_key(item) for item in carrier.networks}
+            if wanted and wanted in keys:
+                return name
+            if ANY_NETWORK in carrier.networks:
+                fallback = name
+        return fallback
 
+
+ANY_NETWORK = "*"
+
+
+def network_key(name: str) -> str:
+    """A network name compared loosely: `G-Mobile`, `Gmobile` and `gmobile` are one network."""
+    return "".join(char for char in name.casefold() if char.isalnum())
+
+
+_TABLES = ("carriers", "gateway", "notices", "policy", "protection", "routes")
 _ROUTE = {"url": str, "text": str, "timeout": (int, float), "message_type": int}
 _ROUTE_MESSAGE_TYPES = {0, 1, 21, 22}
 _RESERVED_KEYWORDS = {"BH", "HD", "HELP"}
@@ -90,8 +132,11 @@ _CARRIER = {
     "retry_initial": (int, float), "retry_max": (int, float), "give_up_after": (int, float),
     "timeout": (int, float), "sendsms_url": str, "username": str, "password": str,
     "allow_ips": list, "token": str, "form": str, "account_sid": str, "auth_token": str,
-    "public_url": str, "tps": (int, float),
+    "public_url": str, "tps": (int, float), "networks": list,
 }
+_PROTECTION = {"lookups_per_hour": int, "repeat_limit": int, "exempt": list}
+_NOTICES = {"sender": str, "agent": str, "rate": (int, float)}
+_MAX_BRANDNAME = 11
 
 
 def load_config(path: str | Path | None) -> Config:
@@ -127,8 +172,8 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         return table
 
     for key in data:
-        if key not in ("gateway", "policy", "carriers", "routes"):
-            raise fail(key, "unknown table (known: carriers, gateway, policy, routes)")
+        if key not in _TABLES:
+            raise fail(key, f"unknown table (known: {', '.join(_TABLES)})")
     gateway = check(data.get("gateway", {}), _GATEWAY, "gateway")
     policy = check(data.get("policy", {}), _POLICY, "policy")
 
@@ -157,6 +202,8 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
                 except ValueError:
                     raise fail(f"{prefix}.allow_ips", f"not an address or network: {ip!r}") from None
             table["allow_ips"] = tuple(ips)
+        if "networks" in table:
+            table["networks"] = _networks(table["networks"], f"{prefix}.networks", carriers, fail)
         carrier = CarrierConfig(name=name, **table)
         if carrier.adapter not in ADAPTERS:
             raise fail(f"{prefix}.adapter", f"unknown adapter {carrier.adapter!r} (known: {', '.join(ADAPTERS)})")
@@ -174,6 +221,10 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
             for key in _ASYNC[carrier.adapter]:
                 if not getattr(carrier, key):
                     raise fail(f"{prefix}.{key}", f'required by the {carrier.adapter} adapter when mode = "async"')
+        if carrier.networks:
+            for key in _ASYNC[carrier.adapter]:
+                if not getattr(carrier, key):
+                    raise fail(f"{prefix}.{key}", "required to send notices (the carrier has networks)")
         if carrier.form not in ("http", "soap"):
             raise fail(f"{prefix}.form", f"must be http or soap, not {carrier.form!r}")
         for key in ("retry_initial", "retry_max", "give_up_after", "timeout", "tps"):
@@ -208,11 +259,58 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
             raise fail(f"{prefix}.message_type", f"must be one of {sorted(_ROUTE_MESSAGE_TYPES)}")
         routes[word] = RouteConfig(keyword=word, **table)
 
+    protection = None
+    if "protection" in data:
+        protection = _protection(check(data["protection"], _PROTECTION, "protection"), fail)
+    notices = _notices(check(data.get("notices", {}), _NOTICES, "notices"), fail)
+
     return Config(
         shortcode=shortcode,
         unicode=gateway.get("unicode", False),
         owner_only=frozenset(owner_only),
         carriers=carriers,
         routes=routes,
+        protection=protection,
+        notices=notices,
         source=source,
     )
+
+
+def _networks(value: list, key: str, carriers: dict[str, CarrierConfig], fail: Any) -> tuple[str, ...]:
+    if not all(isinstance(item, str) and network_key(item) or item == ANY_NETWORK for item in value):
+        raise fail(key, 'must be a list of network names (e.g. "Viettel") or "*" for every other network')
+    for item in value:
+        for other in carriers.values():
+            if item == ANY_NETWORK and ANY_NETWORK in other.networks:
+                raise fail(key, f'"*" is already given to carrier {other.name!r}')
+            if item != ANY_NETWORK and network_key(item) in {network_key(n) for n in other.networks}:
+                raise fail(key, f"network {item!r} already goes to carrier {other.name!r}")
+    return tuple(value)
+
+
+def _protection(table: dict[str, Any], fail: Any) -> ProtectionConfig:
+    from .phones import InvalidPhone, normalize
+
+    for key in ("lookups_per_hour", "repeat_limit"):
+        if table.get(key, 0) < 0:
+            raise fail(f"protection.{key}", "must be 0 (off) or more")
+    exempt = set()
+    for raw in table.get("exempt", []):
+        if not isinstance(raw, str):
+            raise fail("protection.exempt", "must be a list of phone numbers (strings)")
+        try:
+            exempt.add(normalize(raw))
+        except InvalidPhone as exc:
+            raise fail("protection.exempt", f"{raw!r}: {exc}") from None
+    return ProtectionConfig(**{**table, "exempt": frozenset(exempt)})
+
+
+def _notices(table: dict[str, Any], fail: Any) -> NoticesConfig:
+    sender = table.get("sender", NoticesConfig.sender)
+    if not sender.strip() or not sender.isascii() or not sender.isdigit() and len(sender) > _MAX_BRANDNAME:
+        raise fail("notices.sender", f"must be a brandname of 1-{_MAX_BRANDNAME} ASCII characters or a number")
+    if not table.get("agent", NoticesConfig.agent).strip():
+        raise fail("notices.agent", "must not be empty")
+    if table.get("rate", 1) <= 0:
+        raise fail("notices.rate", "must be positive")
+    return NoticesConfig(**table)

@@ -3,12 +3,17 @@
     POST /carriers/{name}/mo    an MO in the carrier's format -> 200 with replies (sync mode) or
                                 202 (async mode), only once the MO and its reply are committed
     POST /carriers/{name}/dlr   a delivery report for one of our MTs
+    GET  on both                for carriers that call with GET (Kannel's get-url, dlr-url); 405
+                                for the others
     GET  /healthz               200 when messages can be taken: store writable, workers alive
     GET  /metrics               Prometheus text
 
-A request is checked in this order: unknown carrier 404, body over 64 KiB 413, signature 401,
-content type 415, body 400; each refusal is `{"error": "<reason>"}`. Nothing a client sends
-gives a 5xx; 503 means the gateway cannot take messages now (shutting down, store failing).
+A request is checked in this order: unknown carrier 404, method 405, body over 64 KiB 413,
+signature 401, content type 415, body 400; each refusal is `{"error": "<reason>"}`, or the
+carrier's own form of it (`CarrierAdapter.render_error`: Kannel, for one, must get a 200 with a
+text for the phone). Nothing a client sends gives a 5xx; 503 means the gateway cannot take
+messages now (shutting down, store failing), again in the carrier's form
+(`render_unavailable`).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from .logs import configure_logging, get_logger
 from .messages import MessageStore, PendingMT, StoredMO
 from .metrics import Metrics
 from .outbox import Outbox
+from .protection import Protection
 
 MAX_BODY = 64 * 1024
 SHUTDOWN_GRACE = 30.0
@@ -59,11 +65,14 @@ class Intake:
     answered is waited for, so that a retry racing its original never answers or charges twice.
     """
 
-    def __init__(self, service: Any, store: MessageStore, outbox: Outbox, *, shortcode: str) -> None:
+    def __init__(self, service: Any, store: MessageStore, outbox: Outbox, *, shortcode: str,
+                 protection: Protection | None = None) -> None:
+        """`protection` decides whom to answer (protection.py); by default only phones are answered."""
         self.service = service
         self.store = store
         self.outbox = outbox
         self.shortcode = shortcode
+        self.protection = protection or Protection(None)
         self._in_flight: dict[tuple[str, str], asyncio.Future[StoredMO]] = {}
 
     async def take(self, inbound: InboundMessage, *, mode: str) -> StoredMO:
@@ -90,17 +99,26 @@ class Intake:
         return stored
 
     async def _answer_and_store(self, inbound: InboundMessage, mode: str) -> StoredMO:
-        outcome = await self.service.handle(inbound.text, inbound.sender)
-        reply = outcome.reply
         mo_id = str(uuid.uuid4())
-        mt = OutboundMessage(
-            id=str(uuid.uuid4()), mo_id=mo_id, in_reply_to=inbound.carrier_id, carrier=inbound.carrier,
-            sender=self.shortcode, to=inbound.sender, text=reply.text, encoding=reply.encoding,
-            segments=reply.segments, message_type=MessageType(reply.message_type),
-        )
-        now = time.time()
-        stored = await self.store.store_mo(inbound, mo_id=mo_id, mode=mode, command=outcome.command,
-                                           error=outcome.error, replies=[mt], now=now)
+        guard = self.protection.sender_guard(inbound.sender)
+        if guard is not None:   # a short code or a brandname: stored, never answered
+            now = time.time()
+            stored = await self.store.store_mo(inbound, mo_id=mo_id, mode=mode, command=None, error=None,
+                                               replies=[], now=now, guard=guard)
+        else:
+            outcome = await self.service.handle(inbound.text, inbound.sender)
+            reply = outcome.reply
+            mt = OutboundMessage(
+                id=str(uuid.uuid4()), mo_id=mo_id, in_reply_to=inbound.carrier_id, carrier=inbound.carrier,
+                sender=self.shortcode, to=inbound.sender, text=reply.text, encoding=reply.encoding,
+                segments=reply.segments, message_type=MessageType(reply.message_type),
+            )
+            now = time.time()
+            stored = await self.store.store_mo(inbound, mo_id=mo_id, mode=mode, command=outcome.command,
+                                               error=outcome.error, replies=[mt], now=now,
+                                               screening=self.protection.screening(mt))
+        if stored.created:
+            self.protection.observe(inbound.carrier, stored.mo_id, inbound.sender, stored.guard)
         if stored.created and mode == "async":
             for reply_mt in stored.replies:
                 self.outbox.add(PendingMT(reply_mt, 0, now, now))
@@ -136,17 +154,18 @@ def create_app(config: Config, *, db_path: str, service_factory: Callable[[], An
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            service = await _open_service(config, db_path, service_factory, stack)
+            session = await stack.enter_async_context(aiohttp.ClientSession())
+            service = await _open_service(config, db_path, service_factory, stack, session)
             store = await MessageStore.open(db_path, batch_delay=batch_delay,
                                             on_batch=app[METRICS].commit_batch.observe)
             stack.push_async_callback(store.close)
-            session = await stack.enter_async_context(aiohttp.ClientSession())
             outbox = Outbox(store, app[ADAPTERS], session, app[METRICS], concurrency=mt_concurrency)
             await outbox.start()
             stack.push_async_callback(outbox.stop)
             app[METRICS].track_queue_depth(lambda: outbox.depth)
             app[STORE], app[SESSION], app[OUTBOX] = store, session, outbox
-            app[INTAKE] = Intake(service, store, outbox, shortcode=config.shortcode)
+            app[INTAKE] = Intake(service, store, outbox, shortcode=config.shortcode, protection=Protection(
+                config.protection, unicode=config.unicode, registry=app[METRICS].registry))
             yield
 
     async def stop_taking(app: web.Application) -> None:
@@ -154,15 +173,16 @@ def create_app(config: Config, *, db_path: str, service_factory: Callable[[], An
 
     app.cleanup_ctx.append(resources)
     app.on_shutdown.append(stop_taking)
-    app.router.add_post("/carriers/{name}/mo", receive_mo)
-    app.router.add_post("/carriers/{name}/dlr", receive_dlr)
+    for method in ("POST", "GET"):
+        app.router.add_route(method, "/carriers/{name}/mo", receive_mo)
+        app.router.add_route(method, "/carriers/{name}/dlr", receive_dlr)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     return app
 
 
 async def _open_service(config: Config, db_path: str, factory: Callable[[], Any] | None,
-                        stack: AsyncExitStack) -> Any:
+                        stack: AsyncExitStack, session: aiohttp.ClientSession) -> Any:
     if factory is not None:
         return factory()
     from .service import Service
@@ -170,7 +190,7 @@ async def _open_service(config: Config, db_path: str, factory: Callable[[], Any]
 
     records = await SqliteStore.open(db_path)
     stack.push_async_callback(records.close)
-    return Service(records, config)
+    return Service(records, config, session=session)
 
 
 # --- handlers ----------------------------------------------------------------------------
@@ -185,10 +205,14 @@ async def receive_mo(request: web.Request) -> web.Response:
         inbound = adapter.parse_inbound(carrier_request, received_at=datetime.now(timezone.utc))
     except RequestError as error:
         return _refuse(request, adapter, error)
-    if not app[GATE].open:
-        raise Unavailable("shutting down")
     mode = adapter.config.mode
-    stored = await app[INTAKE].take(inbound, mode=mode)
+    try:
+        if not app[GATE].open:
+            raise Unavailable("shutting down")
+        stored = await app[INTAKE].take(inbound, mode=mode)
+    except Unavailable as exc:
+        log.warning("message not taken: gateway unavailable", carrier=adapter.name, reason=str(exc))
+        return _web(adapter.render_unavailable(str(exc)))
     response = adapter.render_sync(stored.mo_id, stored.replies) if mode == "sync" \
         else adapter.render_accepted(stored.mo_id)
     _count_and_log(app, adapter, stored, response, started)
@@ -204,6 +228,8 @@ async def receive_dlr(request: web.Request) -> web.Response:
         report = adapter.parse_delivery_report(carrier_request)
     except RequestError as error:
         return _refuse(request, adapter, error)
+    if not report.mt_id and report.in_reply_to:
+        report = replace(report, mt_id=await _first_reply(app[STORE], adapter.name, report.in_reply_to))
     state = await app[STORE].record_delivery(report)
     app[METRICS].delivery_reports.labels(adapter.name, report.state.value).inc()
     log.info("delivery report", carrier=adapter.name, mt_id=report.mt_id, reported=report.state.value,
@@ -235,7 +261,15 @@ def _adapter(request: web.Request) -> CarrierAdapter:
     adapter = request.app[ADAPTERS].get(name)
     if adapter is None:
         raise UnknownCarrier(f"unknown carrier {name!r}")
+    if request.method not in adapter.methods:
+        raise web.HTTPMethodNotAllowed(request.method, adapter.methods)
     return adapter
+
+
+async def _first_reply(store: MessageStore, carrier: str, carrier_id: str) -> str:
+    """Our id of the first MT answering the carrier's MO `carrier_id`; "" when there is none."""
+    stored = await store.find_mo(carrier, carrier_id)
+    return stored.replies[0].id if stored is not None and stored.replies else ""
 
 
 async def _read(request: web.Request) -> CarrierRequest:
@@ -244,7 +278,9 @@ async def _read(request: web.Request) -> CarrierRequest:
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"body over {MAX_BODY // 1024} KiB") from None
     return CarrierRequest(headers=request.headers, content_type=request.content_type.lower(),
-                          charset=request.charset, body=body)
+                          charset=request.charset, body=body, method=request.method,
+                          target=request.raw_path, url=f"{request.scheme}://{request.host}{request.raw_path}",
+                          peer=request.remote)
 
 
 def _refuse(request: web.Request, adapter: CarrierAdapter | None, error: RequestError) -> web.Response:
@@ -258,7 +294,8 @@ def _refuse(request: web.Request, adapter: CarrierAdapter | None, error: Request
 
 
 def _web(response: CarrierResponse) -> web.Response:
-    return web.Response(status=response.status, body=response.body, content_type=response.content_type)
+    return web.Response(status=response.status, body=response.body, content_type=response.content_type,
+                        charset=response.charset, headers=response.headers)
 
 
 def _count_and_log(app: web.Application, adapter: CarrierAdapter, stored: StoredMO, response: CarrierResponse,

@@ -9,6 +9,11 @@ Choices where the contract is silent: fields are trimmed; blank lines are skippe
 employers and hospitals are stored in Unicode NFC; card numbers and dossier codes are stored
 upper-case, schemes upper-case, statuses lower-case (both accepted in any case); the last 10
 digits of a card number must be its row's ssn; `employer` and `hospital` may be empty.
+
+persons.csv may carry one more column, `paid_until` (YYYY-MM-DD or empty): the date up to which
+a voluntary-insurance participant has paid (`smsgw notify payment-reminder`). Where the column
+is there its value replaces the stored one (empty: none); a file without it leaves the stored
+dates as they are.
 Reasons do not repeat personal data (ssn, personal id, name, birth date, phone): the line
 number locates it.
 """
@@ -29,7 +34,7 @@ from typing import Any
 from . import phones
 from .commands import Month
 from .records import DOSSIER_STATUSES, SCHEMES
-from .sqlite_store import CardRow, DossierRow, PeriodRow, PersonRow, SqliteStore
+from .sqlite_store import CardRow, DossierRow, PaidUpRow, PeriodRow, PersonRow, SqliteStore
 
 _SSN = re.compile(r"[0-9]{10}")
 _PERSONAL_ID = re.compile(r"[0-9]{12}")
@@ -74,8 +79,11 @@ class Records:
     periods: list[PeriodRow] = field(default_factory=list)
     cards: list[CardRow] = field(default_factory=list)
     dossiers: list[DossierRow] = field(default_factory=list)
+    paid_up: list[PaidUpRow] = field(default_factory=list)
     # Persons of the store whose personal id this import gives to someone else.
     released_personal_ids: set[str] = field(default_factory=set)
+    # Persons whose paid_until field is empty: their stored paid-up date goes.
+    paid_up_cleared: set[str] = field(default_factory=set)
 
     def summary(self) -> ImportSummary:
         return ImportSummary(len(self.persons), len(self.periods), len(self.cards), len(self.dossiers))
@@ -93,6 +101,11 @@ class _File:
     # Values unique within one file: how to get one from a row (None: no value), and the reason
     # given for a second row with the same value.
     keys: tuple[tuple[Callable[[tuple], Hashable | None], str], ...]
+    optional: tuple[str, ...] = ()   # columns a file may leave out
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return tuple(name for name in self.columns if name not in self.optional)
 
 
 async def import_directory(directory: str | os.PathLike[str], db_path: str | os.PathLike[str]) -> ImportSummary:
@@ -104,8 +117,9 @@ async def import_directory(directory: str | os.PathLike[str], db_path: str | os.
         records = await read_directory(directory, store)
         async with store.transaction():
             await store.clear_personal_ids(records.released_personal_ids)
+            await store.clear_paid_up(records.paid_up_cleared)
             await store.write(persons=records.persons, periods=records.periods,
-                              cards=records.cards, dossiers=records.dossiers)
+                              cards=records.cards, dossiers=records.dossiers, paid_up=records.paid_up)
         loaded = True
     finally:
         await store.close()
@@ -124,7 +138,9 @@ async def read_directory(directory: str | os.PathLike[str], store: SqliteStore |
         raise ImportFailed(persons_path, None, "missing: persons.csv is required")
     rows, lines, failure = _read_file(persons_path, PERSONS)
     await _check_personal_ids(persons_path, rows, lines, failure, store, records)
-    records.persons = rows
+    records.persons = [row[:5] for row in rows]
+    records.paid_up = [(row[0], row[5]) for row in rows if row[5]]
+    records.paid_up_cleared = {row[0] for row in rows if row[5] == ""}
     imported = {row[0] for row in rows}
     for spec, ssn_column, target in ((PERIODS, 0, records.periods), (CARDS, 1, records.cards),
                                      (DOSSIERS, 1, records.dossiers)):
@@ -213,7 +229,7 @@ def _csv_records(path: str, spec: _File) -> Iterator[tuple[int, dict[str, str]]]
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     header = _next_record(reader, path)
     if header is None:
-        raise ImportFailed(path, 1, f"empty file: expected the header {','.join(spec.columns)}")
+        raise ImportFailed(path, 1, f"empty file: expected the header {','.join(spec.required)}")
     columns = [name.strip() for name in header]
     _check_header(path, columns, spec)
     while True:
@@ -239,12 +255,12 @@ def _next_record(reader: Any, path: str) -> list[str] | None:
 
 
 def _check_header(path: str, columns: list[str], spec: _File) -> None:
-    expected = f"expected the columns {','.join(spec.columns)} in any order"
+    expected = f"expected the columns {','.join(spec.required)} in any order"
     for name in columns:
         if columns.count(name) > 1:
             raise ImportFailed(path, 1, f"duplicated column {name!r}: {expected}")
     for name in spec.columns:
-        if name not in columns:
+        if name not in columns and name not in spec.optional:
             raise ImportFailed(path, 1, f"missing column {name!r}: {expected}")
     for name in columns:
         if name not in spec.columns:
@@ -301,13 +317,16 @@ def _phone(value: str) -> str | None:
         raise _BadRow(f"bad phone: {error}") from None
 
 
-def _person(fields: dict[str, str]) -> PersonRow:
+def _person(fields: dict[str, str]) -> tuple:
+    """A PersonRow and the paid_until field: None without the column, "" when empty, else the date."""
+    paid_until = fields.get("paid_until")
     return (
         _ssn(fields["ssn"]),
         _personal_id(fields["personal_id"]),
         _text(fields["full_name"], "full_name", required=True),
         _date(fields["date_of_birth"], "date_of_birth", personal=True),
         _phone(fields["phone"]),
+        _date(paid_until, "paid_until") if paid_until else paid_until,
     )
 
 
@@ -351,10 +370,10 @@ def _dossier(fields: dict[str, str]) -> DossierRow:
     return (code, ssn, status, _date(fields["updated_at"], "updated_at"))
 
 
-PERSONS = _File("persons.csv", ("ssn", "personal_id", "full_name", "date_of_birth", "phone"), _person, (
+PERSONS = _File("persons.csv", ("ssn", "personal_id", "full_name", "date_of_birth", "phone", "paid_until"), _person, (
     (lambda row: row[0], "duplicate ssn: already on line {line}"),
     (lambda row: row[1], "duplicate personal_id: already given to the person on line {line}"),
-))
+), optional=("paid_until",))
 PERIODS = _File("periods.csv", ("ssn", "scheme", "employer", "from_month", "to_month"), _period, (
     (lambda row: row, "duplicate period: the same row is already on line {line}"),
 ))

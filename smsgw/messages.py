@@ -2,11 +2,15 @@
 
 Tables, in the records database file (WAL):
     mo_messages     one row per MO, unique on (carrier, carrier_id); status answered (sync),
-                    queued -> sent | failed (async)
+                    queued -> sent | failed (async), or withheld (no reply: see protection.py,
+                    whose `guard` says why); `taken_at` is our clock (Unix seconds)
     mt_messages     the replies with their stable MT id; status sent (sync: given in the response),
                     pending -> sent | failed (async outbox); attempts, next attempt, DLR state
     billing_rows    one charge row per MT (amount 0 when not charged), and one refund row
-                    reversing it when delivery is given up; the phone number is stored masked
+                    reversing it when delivery is given up; one push row (amount 0) per notice;
+                    the phone number is stored masked
+    notices         one row per notice queued, unique on (kind, target, occasion): a notice is
+                    queued once, however often `smsgw notify` runs; its MT has no MO (mo_id '')
 
 An MO, its MTs and their charge rows are written by one `store_mo` call, in one transaction:
 an MO is either stored with its answer or not at all. `store_mo` returns the MO already stored
@@ -28,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -38,10 +42,11 @@ from .billing import MessageType
 from .carrier import DeliveryReport, DeliveryState, InboundMessage, OutboundMessage
 from .errors import Unavailable
 from .phones import mask
+from .protection import Guard, Screening, SenderHistory
 
 T = TypeVar("T")
 
-_SCHEMA = """
+_TABLES = """
 CREATE TABLE IF NOT EXISTS mo_messages (
     id TEXT PRIMARY KEY,
     carrier TEXT NOT NULL,
@@ -54,11 +59,13 @@ CREATE TABLE IF NOT EXISTS mo_messages (
     command TEXT,
     error TEXT,
     status TEXT NOT NULL,
+    taken_at REAL,
+    guard TEXT,
     UNIQUE (carrier, carrier_id)
 );
 CREATE TABLE IF NOT EXISTS mt_messages (
     id TEXT PRIMARY KEY,
-    mo_id TEXT NOT NULL REFERENCES mo_messages (id),
+    mo_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
     carrier TEXT NOT NULL,
     in_reply_to TEXT NOT NULL,
@@ -76,8 +83,6 @@ CREATE TABLE IF NOT EXISTS mt_messages (
     dlr_state TEXT,
     dlr_time TEXT
 );
-CREATE INDEX IF NOT EXISTS mt_messages_mo ON mt_messages (mo_id, seq);
-CREATE INDEX IF NOT EXISTS mt_messages_pending ON mt_messages (created_at) WHERE status = 'pending';
 CREATE TABLE IF NOT EXISTS billing_rows (
     id INTEGER PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -89,7 +94,23 @@ CREATE TABLE IF NOT EXISTS billing_rows (
     message_type INTEGER NOT NULL,
     at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS notices (
+    kind TEXT NOT NULL,
+    target TEXT NOT NULL,
+    occasion TEXT NOT NULL,
+    mt_id TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (kind, target, occasion)
+);
+"""
+# Columns added since the first release, for message tables created before them.
+_ADDED_COLUMNS = {"mo_messages": (("taken_at", "REAL"), ("guard", "TEXT"))}
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS mt_messages_mo ON mt_messages (mo_id, seq);
+CREATE INDEX IF NOT EXISTS mt_messages_pending ON mt_messages (created_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS billing_rows_mo ON billing_rows (mo_id);
+CREATE INDEX IF NOT EXISTS billing_rows_at ON billing_rows (at);
+CREATE INDEX IF NOT EXISTS mo_messages_sender ON mo_messages (sender, guard, taken_at);
 """
 _MT_COLUMNS = "id, mo_id, in_reply_to, carrier, sender, recipient, text, encoding, segments, message_type"
 
@@ -105,6 +126,7 @@ class StoredMO:
     error: str | None
     replies: tuple[OutboundMessage, ...]
     created: bool              # False: the carrier id was stored already and this is that MO
+    guard: str | None = None   # the protection rule that withheld or replaced its reply (protection.Guard)
 
 
 @dataclass(frozen=True)
@@ -125,7 +147,7 @@ class MTState:
 
 @dataclass(frozen=True)
 class BillingRow:
-    kind: str                  # charge | refund
+    kind: str                  # charge (every reply, amount 0 when not charged) | refund | push
     carrier: str
     mo_id: str
     mt_id: str
@@ -133,6 +155,16 @@ class BillingRow:
     amount_vnd: int
     message_type: MessageType
     at: str
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A push to one phone; queued once per (kind, target, occasion)."""
+
+    kind: str                  # card_expiry | payment_reminder
+    target: str                # what it is about: a card number, an ssn
+    occasion: str              # the ISO date that makes it a new notice (notices.py says which)
+    mt: OutboundMessage        # mo_id and in_reply_to empty: no MO asked for it
 
 
 @dataclass
@@ -193,23 +225,40 @@ class MessageStore:
     # --- operations ---------------------------------------------------------------------
 
     async def store_mo(self, inbound: InboundMessage, *, mo_id: str, mode: str, command: str | None,
-                       error: str | None, replies: Sequence[OutboundMessage], now: float) -> StoredMO:
-        """Store an MO with its replies and their charges, or return the one stored under its carrier id."""
+                       error: str | None, replies: Sequence[OutboundMessage], now: float,
+                       guard: Guard | None = None, screening: Screening | None = None) -> StoredMO:
+        """Store an MO with its replies and their charges, or return the one stored under its carrier id.
+
+        `guard` stores an MO already judged (a sender that is not a phone): `replies` should be
+        empty. With `screening`, the sender's history decides in this transaction whether the
+        replies go, the screening's polite reply goes instead, or nothing does.
+        """
         status = "queued" if mode == "async" else "answered"
+        if guard is not None and not replies:
+            status = "withheld"
         mt_status = "pending" if mode == "async" else "sent"
         at = _iso(now)
 
         def run(conn: sqlite3.Connection) -> StoredMO:
             inserted = conn.execute(
                 "INSERT INTO mo_messages (id, carrier, carrier_id, sender, recipient, text, received_at,"
-                " mode, command, error, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " mode, command, error, status, taken_at, guard) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (carrier, carrier_id) DO NOTHING",
                 (mo_id, inbound.carrier, inbound.carrier_id, inbound.sender, inbound.to, inbound.text,
-                 inbound.received_at.isoformat(), mode, command, error, status),
+                 inbound.received_at.isoformat(), mode, command, error, status, now,
+                 guard.value if guard else None),
             ).rowcount
             if not inserted:
                 return _load_mo(conn, inbound.carrier, inbound.carrier_id)
-            for seq, mt in enumerate(replies):
+            decided = guard
+            sent = replies
+            if screening is not None and decided is None:
+                decided = screening.decide(_history(conn, mo_id, inbound.sender, inbound.text, now, screening))
+                if decided is not None:
+                    sent = [screening.instead] if decided is Guard.RATE_LIMITED else []
+                    conn.execute("UPDATE mo_messages SET guard = ?, status = ? WHERE id = ?",
+                                 (decided.value, status if sent else "withheld", mo_id))
+            for seq, mt in enumerate(sent):
                 conn.execute(
                     f"INSERT INTO mt_messages ({_MT_COLUMNS}, seq, status, created_at, next_attempt_at)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -217,8 +266,38 @@ class MessageStore:
                      mt.segments, int(mt.message_type), seq, mt_status, now, now if mode == "async" else None),
                 )
                 _bill(conn, "charge", mt, mt.billing.amount_vnd, at)
-            return StoredMO(mo_id, inbound.carrier, inbound.carrier_id, mode, status, command, error,
-                            tuple(replies), created=True)
+            return StoredMO(mo_id, inbound.carrier, inbound.carrier_id, mode, status if sent else "withheld",
+                            command, error, tuple(sent), created=True,
+                            guard=decided.value if decided else None)
+
+        return await self._submit(run)
+
+    async def store_notices(self, notices: Sequence[Notice], *, now: float) -> list[PendingMT]:
+        """Queue each notice not queued before as a pending MT with its push billing row (amount 0).
+
+        Returns the ones queued by this call; a notice whose (kind, target, occasion) is stored
+        already is left out, whatever became of it.
+        """
+        at = _iso(now)
+
+        def run(conn: sqlite3.Connection) -> list[PendingMT]:
+            queued = []
+            for notice in notices:
+                mt = notice.mt
+                if not conn.execute(
+                    "INSERT INTO notices (kind, target, occasion, mt_id, created_at) VALUES (?, ?, ?, ?, ?)"
+                    " ON CONFLICT DO NOTHING", (notice.kind, notice.target, notice.occasion, mt.id, now),
+                ).rowcount:
+                    continue
+                conn.execute(
+                    f"INSERT INTO mt_messages ({_MT_COLUMNS}, seq, status, created_at, next_attempt_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 'pending', ?, ?)",
+                    (mt.id, mt.mo_id, mt.in_reply_to, mt.carrier, mt.sender, mt.to, mt.text, mt.encoding,
+                     mt.segments, int(mt.message_type), now, now),
+                )
+                _bill(conn, "push", mt, 0, at)
+                queued.append(PendingMT(mt, 0, now, now))
+            return queued
 
         return await self._submit(run)
 
@@ -351,8 +430,27 @@ def _connect(path: str) -> sqlite3.Connection:
     conn.execute("PRAGMA busy_timeout = 10000")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
-    conn.executescript(_SCHEMA)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in _statements(_TABLES):
+            conn.execute(statement)
+        for table, columns in _ADDED_COLUMNS.items():
+            present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            for name, declaration in columns:
+                if name not in present:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
+        for statement in _statements(_INDEXES):
+            conn.execute(statement)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        conn.close()
+        raise
     return conn
+
+
+def _statements(script: str) -> list[str]:
+    return [statement.strip() for statement in script.split(";") if statement.strip()]
 
 
 def _run_batch(conn: sqlite3.Connection, batch: list[_Operation]) -> list[tuple[bool, Any]]:
@@ -376,14 +474,37 @@ def _run_batch(conn: sqlite3.Connection, batch: list[_Operation]) -> list[tuple[
 
 
 def _load_mo(conn: sqlite3.Connection, carrier: str, carrier_id: str) -> StoredMO | None:
-    row = conn.execute("SELECT id, mode, status, command, error FROM mo_messages WHERE carrier = ? AND"
+    row = conn.execute("SELECT id, mode, status, command, error, guard FROM mo_messages WHERE carrier = ? AND"
                        " carrier_id = ?", (carrier, carrier_id)).fetchone()
     if row is None:
         return None
-    mo_id, mode, status, command, error = row
+    mo_id, mode, status, command, error, guard = row
     mts = conn.execute(f"SELECT {_MT_COLUMNS} FROM mt_messages WHERE mo_id = ? ORDER BY seq", (mo_id,))
     return StoredMO(mo_id, carrier, carrier_id, mode, status, command, error,
-                    tuple(_mt(mt) for mt in mts), created=False)
+                    tuple(_mt(mt) for mt in mts), created=False, guard=guard)
+
+
+# The sender's recent MOs, through the index (sender, guard, taken_at): each count is a bounded
+# range of that index, whatever the sender sent before.
+_ANSWERED = ("SELECT count(*) FROM (SELECT 1 FROM mo_messages WHERE sender = ? AND guard IS NULL"
+             " AND taken_at > ? AND id != ? LIMIT ?)")
+_WARNED = "SELECT EXISTS (SELECT 1 FROM mo_messages WHERE sender = ? AND guard = ? AND taken_at > ?)"
+_REPEATS = (
+    "SELECT (SELECT count(*) FROM (SELECT 1 FROM mo_messages WHERE sender = :sender AND guard IS NULL"
+    " AND taken_at > :since AND text = :text AND id != :id LIMIT :cap))"
+    " + (SELECT count(*) FROM (SELECT 1 FROM mo_messages WHERE sender = :sender AND guard IN"
+    f" ({', '.join(repr(guard.value) for guard in Guard)}) AND taken_at > :since AND text = :text LIMIT :cap))"
+)
+
+
+def _history(conn: sqlite3.Connection, mo_id: str, sender: str, text: str, now: float,
+             screening: Screening) -> SenderHistory:
+    hour_ago, minute_ago = now - screening.hour, now - screening.minute
+    answered = conn.execute(_ANSWERED, (sender, hour_ago, mo_id, screening.cap)).fetchone()[0]
+    warned = conn.execute(_WARNED, (sender, Guard.RATE_LIMITED.value, hour_ago)).fetchone()[0]
+    repeats = conn.execute(_REPEATS, {"sender": sender, "since": minute_ago, "text": text, "id": mo_id,
+                                      "cap": screening.cap}).fetchone()[0]
+    return SenderHistory(answered=answered, warned=bool(warned), repeats=repeats)
 
 
 def _mt(row: Sequence[Any]) -> OutboundMessage:
@@ -402,3 +523,61 @@ def _bill(conn: sqlite3.Connection, kind: str, mt: OutboundMessage, amount: int,
 
 def _iso(unix: float) -> str:
     return datetime.fromtimestamp(unix, timezone.utc).isoformat()
+
+
+# --- reading for reports (a plain connection: the CLI reads while a server may write) ----------
+
+_PHONE_SENDERS = "(guard IS NULL OR guard NOT IN ('short_code', 'alphanumeric'))"
+# MOs stored before `taken_at` existed have only the carrier's ISO `received_at`.
+_TAKEN_AT = "coalesce(taken_at, CAST(strftime('%s', received_at) AS REAL))"
+
+
+def open_reader(path: str) -> sqlite3.Connection:
+    """A connection for the report functions below (the message tables are created when missing)."""
+    return _connect(path)
+
+
+def billing_rows_between(conn: sqlite3.Connection, start: float, end: float,
+                         carrier: str | None = None) -> Iterator[BillingRow]:
+    """Billing rows written in [start, end) (Unix seconds), of one carrier or all, in the order written."""
+    query = ("SELECT kind, carrier, mo_id, mt_id, msisdn, amount_vnd, message_type, at FROM billing_rows"
+             " WHERE at >= ? AND at < ?")
+    params: tuple = (_iso(start), _iso(end))
+    if carrier is not None:
+        query += " AND carrier = ?"
+        params += (carrier,)
+    for row in conn.execute(query + " ORDER BY at, id", params):
+        yield BillingRow(*row[:6], MessageType(row[6]), row[7])
+
+
+def billing_totals_between(conn: sqlite3.Connection, start: float, end: float,
+                           carrier: str | None = None) -> list[tuple[str, int, str, int, int]]:
+    """(carrier, message_type, kind, rows, amount VND) of the billing rows written in [start, end)."""
+    query = ("SELECT carrier, message_type, kind, count(*), coalesce(sum(amount_vnd), 0) FROM billing_rows"
+             " WHERE at >= ? AND at < ?")
+    params: tuple = (_iso(start), _iso(end))
+    if carrier is not None:
+        query += " AND carrier = ?"
+        params += (carrier,)
+    return conn.execute(query + " GROUP BY carrier, message_type, kind ORDER BY carrier, message_type, kind",
+                        params).fetchall()
+
+
+def mo_outcomes(conn: sqlite3.Connection, since: float | None = None) -> list[tuple[str | None, str | None, int]]:
+    """(command, error, MOs) of the MOs from phones taken since `since` (Unix seconds; None: all)."""
+    query = f"SELECT command, error, count(*) FROM mo_messages WHERE {_PHONE_SENDERS}"
+    params: tuple = ()
+    if since is not None:
+        query += f" AND {_TAKEN_AT} >= ?"
+        params = (since,)
+    return conn.execute(query + " GROUP BY command, error ORDER BY command, error", params).fetchall()
+
+
+def misunderstood_texts(conn: sqlite3.Connection, since: float | None = None) -> Iterator[tuple[str, str]]:
+    """(error, text) of every MO from a phone that the language did not understand."""
+    query = f"SELECT error, text FROM mo_messages WHERE error IS NOT NULL AND {_PHONE_SENDERS}"
+    params: tuple = ()
+    if since is not None:
+        query += f" AND {_TAKEN_AT} >= ?"
+        params = (since,)
+    yield from conn.execute(query, params)

@@ -9,6 +9,10 @@
     smsgw_mt_retries_total{carrier}                     failed MT attempts that will be retried
     smsgw_mt_failures_total{carrier}                    MTs given up (MO failed, charge refunded)
     smsgw_mt_queue_depth                                MTs waiting for delivery
+    smsgw_mt_rate{carrier}                              SMS parts sent per second, measured over the
+                                                        last 10 s (async MTs, retries included)
+    smsgw_mt_rate_limit{carrier}                        the carrier's configured `tps`; only for
+                                                        carriers that have one
     smsgw_delivery_reports_total{carrier,state}         delivery reports received
     smsgw_request_duration_seconds{route}               HTTP request latency
     smsgw_commit_batch_size                             operations per message-store transaction
@@ -41,6 +45,10 @@ class Metrics:
         self.mt_failures = Counter("smsgw_mt_failures", "MTs given up: MO failed, charge refunded", ["carrier"],
                                    registry=registry)
         self.mt_queue_depth = Gauge("smsgw_mt_queue_depth", "MTs waiting for delivery", registry=registry)
+        self.mt_rate = Gauge("smsgw_mt_rate", "SMS parts sent per second over the last 10 s", ["carrier"],
+                             registry=registry)
+        self.mt_rate_limit = Gauge("smsgw_mt_rate_limit", "Configured MT limit (tps), SMS parts per second",
+                                   ["carrier"], registry=registry)
         self.delivery_reports = Counter("smsgw_delivery_reports", "Delivery reports received",
                                         ["carrier", "state"], registry=registry)
         self.request_latency = Histogram("smsgw_request_duration_seconds", "HTTP request latency", ["route"],
@@ -50,6 +58,12 @@ class Metrics:
 
     def track_queue_depth(self, depth: Callable[[], float]) -> None:
         self.mt_queue_depth.set_function(depth)
+
+    def track_mt_rate(self, carrier: str, measured: Callable[[], float], limit: float | None) -> None:
+        """Export a carrier's measured MT rate, and its configured limit when it has one."""
+        self.mt_rate.labels(carrier).set_function(measured)
+        if limit is not None:
+            self.mt_rate_limit.labels(carrier).set(limit)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -10,6 +10,10 @@ MO are marked failed and the charge is refunded.
 
 Delivery is at least once: an MT sent just before a crash, whose success was not yet recorded,
 is sent again after the restart, with the same id, for the carrier to drop.
+
+Each carrier's `tps` paces its MTs (`throttle.Throttle`, an MT costing its SMS parts): an MT
+the carrier's bucket cannot take yet waits in the queue until it can, without holding one of the
+`concurrency` sending slots, so a slow carrier never holds up the others.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from .logs import get_logger
 from .messages import MessageStore, PendingMT
 from .metrics import Metrics
 from .phones import mask
+from .throttle import Throttle
 
 log = get_logger(component="outbox")
 
@@ -64,6 +69,9 @@ class Outbox:
         self.concurrency = concurrency
         self.clock = clock
         self.jitter = jitter
+        self.throttles = {name: Throttle(adapter.config.tps) for name, adapter in adapters.items()}
+        for name, throttle in self.throttles.items():
+            metrics.track_mt_rate(name, lambda throttle=throttle: throttle.measured, throttle.limit)
         self._due: list[_Due] = []
         self._order = itertools.count()
         self._sending: set[asyncio.Task] = set()
@@ -117,6 +125,11 @@ class Outbox:
             now = self.clock()
             while self._due and self._due[0].at <= now and len(self._sending) < self.concurrency:
                 pending = heapq.heappop(self._due).pending
+                throttle = self.throttles.get(pending.mt.carrier)
+                wait = throttle.take(max(1, pending.mt.segments)) if throttle is not None else 0.0
+                if wait > 0:
+                    self._schedule(pending, now + wait)
+                    continue
                 task = asyncio.create_task(self._deliver(pending))
                 self._sending.add(task)
                 task.add_done_callback(self._finished)

@@ -3,21 +3,33 @@
 Numbers are kept as E.164 digits without the '+': `0912345678`, `84912345678` and
 `+84912345678` are all `84912345678`. Validity comes from the `phonenumbers` metadata for
 region VN; Vietnamese numbers must be mobile numbers, foreign numbers are kept when valid.
+
+Carriers also deliver MOs from senders that are not phones: short codes (another service's
+`9029`) and alphanumeric brandnames (`VIETTEL`, `BHXHVN`). `classify_sender` tells the three
+apart for every adapter; the gateway stores such MOs and never answers them.
 """
 
 from __future__ import annotations
 
+import enum
 import functools
 import re
+from dataclasses import dataclass
 
 import phonenumbers
-from phonenumbers import PhoneNumberType
+from phonenumbers import PhoneNumberType, carrier
 
 _SEPARATORS = re.compile(r"[\s.\-()]")
 _DIGITS = re.compile(r"\+?[0-9]+")
 _MOBILE_TYPES = (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE)
 _SHOWN_DIGITS = 7
 _HIDDEN_AT_LEAST = 4
+# Short codes and service numbers: 3 to 8 digits (8079, 9029, 1900xxxx), never beginning with the
+# trunk prefix 0 (`0912` is a number cut short). An alphanumeric sender
+# (GSM 03.40 allows 11 characters) begins with a letter: a string of digits with letters after
+# them is a mistyped number, not a brandname.
+_SHORT_CODE = re.compile(r"[1-9][0-9]{2,7}")
+_ALPHANUMERIC = re.compile(r"[A-Za-z][A-Za-z0-9 ._&'-]{0,10}")
 
 
 class InvalidPhone(ValueError):
@@ -68,3 +80,53 @@ def mask(msisdn: str) -> str:
     """
     shown = max(0, min(_SHOWN_DIGITS, len(msisdn) - _HIDDEN_AT_LEAST))
     return msisdn[:shown] + "*" * (len(msisdn) - shown)
+
+
+class SenderKind(str, enum.Enum):
+    PHONE = "phone"
+    SHORT_CODE = "short_code"
+    ALPHANUMERIC = "alphanumeric"
+
+
+@dataclass(frozen=True)
+class Sender:
+    kind: SenderKind
+    value: str                 # the MSISDN normalised (`84912345678`), or the code or name as sent
+
+    @property
+    def is_phone(self) -> bool:
+        return self.kind is SenderKind.PHONE
+
+
+@functools.lru_cache(maxsize=65536)
+def classify_sender(raw: str) -> Sender:
+    """What an MO's sender is: a phone (normalised), a short code, or an alphanumeric name.
+
+    Raises InvalidPhone (with `normalize`'s reason) for anything else: empty, a broken number,
+    characters no sender has. Adapters call this on the carrier's `from` field and put
+    `value` in `InboundMessage.sender`.
+    """
+    try:
+        return Sender(SenderKind.PHONE, normalize(raw))
+    except InvalidPhone as not_a_phone:
+        stripped = raw.strip()
+        if _SHORT_CODE.fullmatch(stripped):
+            return Sender(SenderKind.SHORT_CODE, stripped)
+        if _ALPHANUMERIC.fullmatch(stripped) and not stripped.endswith(" "):
+            return Sender(SenderKind.ALPHANUMERIC, stripped)
+        raise not_a_phone
+
+
+@functools.lru_cache(maxsize=65536)
+def network(msisdn: str) -> str:
+    """The mobile network a normalised number was allocated to (`Viettel`, `Vinaphone`,
+    `MobiFone`, `Vietnamobile`, `G-Mobile`), from phonenumbers' carrier data; "" when unknown.
+
+    The data follows number prefixes: a number ported to another network (Vietnam has had
+    number portability since 2018) still shows its first network.
+    """
+    try:
+        number = phonenumbers.parse("+" + msisdn)
+    except phonenumbers.NumberParseException:
+        return ""
+    return carrier.name_for_valid_number(number, "en")

@@ -112,11 +112,26 @@ _NOT_OWNER = (
 )
 _NOT_OWNER_TOPIC = {"QT": "Quá trình đóng BHXH", "THE": "Thông tin thẻ BHYT", "HS": "Thông tin hồ sơ"}
 _BUSY = "Dịch vụ {keyword} đang bận, vui lòng gửi lại sau ít phút. Tin nhắn này không bị tính phí."
+_RATE_LIMITED = (
+    "Bạn đã gửi quá {limit} tin nhắn tra cứu trong 1 giờ. Vui lòng gửi lại sau. "
+    "Tin nhắn này không bị tính phí."
+)
+# Notices (pushes from the brandname, message_type 3), worded after the agency's own templates.
+_CARD_EXPIRY = (
+    "Thẻ BHYT {card_no} của ông/bà {name} sẽ hết hạn vào ngày {valid_to}. "
+    "Vui lòng liên hệ {agent} để gia hạn thẻ. Trân trọng."
+)
+_PAYMENT_REMINDER = (
+    "Ông/bà {name} (mã số BHXH {ssn}) đã đóng BHXH tự nguyện đến hết ngày {paid_until}, "
+    "tổng thời gian: {years:02d} năm {months:02d} tháng. "
+    "Để tiếp tục tham gia đề nghị đóng trước ngày {paid_until}."
+)
 
 TEMPLATES = (
     _HELP, _UNKNOWN_COMMAND, *_SYNTAX.values(), *_USAGE.values(), _QT_WHOLE, _QT_PERIOD,
     _QT_TOTALS, _CARD_VALID, _CARD_EXPIRED, _DOSSIER, *_DOSSIER_STATUS.values(),
-    *_NOT_FOUND.values(), _NOT_OWNER, *_NOT_OWNER_TOPIC.values(), _BUSY,
+    *_NOT_FOUND.values(), _NOT_OWNER, *_NOT_OWNER_TOPIC.values(), _BUSY, _RATE_LIMITED,
+    _CARD_EXPIRY, _PAYMENT_REMINDER,
 )
 """Every template, with diacritics; their folded forms are the default replies."""
 
@@ -250,11 +265,34 @@ def syntax_reply(error: str, command: str | None, *, unicode: bool = False) -> s
     return _word(_SYNTAX.get((error, command), _USAGE[command]), unicode)
 
 
+def rate_limited_reply(limit: int, *, unicode: bool = False) -> str:
+    """The one reply a sender gets on going over `limit` lookups an hour; one SMS by default."""
+    return _word(_RATE_LIMITED, unicode).format(limit=limit)
+
+
+def card_expiry_notice(card_no: str, name: str, valid_to: date, agent: str, *, unicode: bool = False) -> str:
+    """The notice to a card holder before `valid_to`. Notices are never shortened: the date matters."""
+    return _word(_CARD_EXPIRY, unicode).format(
+        card_no=_value(card_no, unicode), name=_value(name, unicode), valid_to=_day(valid_to),
+        agent=_value(agent, unicode),
+    )
+
+
+def payment_reminder_notice(name: str, ssn: str, paid_until: date, total_months: int, *,
+                            unicode: bool = False) -> str:
+    """The reminder to a voluntary participant whose paid-up period ends on `paid_until`."""
+    years, months = divmod(total_months, 12)
+    return _word(_PAYMENT_REMINDER, unicode).format(
+        name=_value(name, unicode), ssn=_value(ssn, unicode), paid_until=_day(paid_until),
+        years=years, months=months,
+    )
+
+
 def _check_templates() -> None:
     for template in TEMPLATES:
         if not gsm.is_gsm7(gsm.fold(template)):
             raise RuntimeError(f"template is not GSM-7 once folded: {template!r}")
-    for template in (_HELP, _UNKNOWN_COMMAND, *_SYNTAX.values(), *_USAGE.values()):
+    for template in (_HELP, _UNKNOWN_COMMAND, *_SYNTAX.values(), *_USAGE.values(), _RATE_LIMITED):
         if gsm.measure(gsm.fold(template)).segments != 1:
             raise RuntimeError(f"syntax reply does not fit one SMS: {template!r}")
 

@@ -23,7 +23,7 @@ from .commands import Month
 from .importer import read_directory
 from .progress import Progress
 from .records import DOSSIER_STATUSES
-from .sqlite_store import CardRow, DossierRow, PeriodRow, PersonRow, SqliteStore, StoreError
+from .sqlite_store import CardRow, DossierRow, PaidUpRow, PeriodRow, PersonRow, SqliteStore, StoreError
 
 # fixtures/records, installed as the package data `smsgw.reference` (pyproject.toml).
 REFERENCE_DIR = Path(str(resources.files("smsgw.reference")))
@@ -80,6 +80,7 @@ _PLACES = ("Hòa Bình", "Tân Phú", "Bình Thạnh", "Long Biên", "Cầu Gi�
 _CARD_GROUPS = ("DN", "HC", "HT", "TE", "GD", "HS", "SV", "CN", "HN", "CB", "XK", "NO", "TQ", "CH", "NN")
 _CARD_LEVELS = "4444433221555"
 _STATUS_WEIGHTS = (10, 20, 10, 30, 5, 25)
+_VOLUNTARY_SHARE = 0.04   # persons paying voluntary social insurance
 _LETTERS = "ABCDEGHKLMNPQRSTVX"
 
 _FIRST_MONTH = Month(1995, 1).index   # social insurance records start in 1995
@@ -99,10 +100,11 @@ class SeedSummary:
     cards: int
     dossiers: int
     seconds: float
+    paid_up: int = 0        # voluntary participants with a paid-up date
 
     def __str__(self) -> str:
         return (f"{self.persons} persons (+{self.reference_persons} reference), {self.periods} periods, "
-                f"{self.cards} cards, {self.dossiers} dossiers")
+                f"{self.cards} cards, {self.dossiers} dossiers, {self.paid_up} paid-up dates")
 
 
 async def seed_database(path: str | os.PathLike[str], persons: int, seed: int = 0, *,
@@ -121,7 +123,7 @@ async def seed_database(path: str | os.PathLike[str], persons: int, seed: int = 
         {row[1] for row in reference.persons if row[1]},
         {row[0] for row in reference.dossiers},
     ))
-    batch = _Batch(reference.persons, reference.periods, reference.cards, reference.dossiers)
+    batch = _Batch(reference.persons, reference.periods, reference.cards, reference.dossiers, reference.paid_up)
     written = {table: 0 for table in batch.tables()}
     sizes = [min(BATCH, persons - start) for start in range(0, persons, BATCH)]
     store = await SqliteStore.open(path, create=True)
@@ -140,7 +142,7 @@ async def seed_database(path: str | os.PathLike[str], persons: int, seed: int = 
     finally:
         await store.close()
     return SeedSummary(persons, len(reference.persons), written["periods"], written["cards"], written["dossiers"],
-                       seconds=time.monotonic() - started)
+                       seconds=time.monotonic() - started, paid_up=written["paid_up"])
 
 
 @dataclass
@@ -149,9 +151,11 @@ class _Batch:
     periods: list[PeriodRow]
     cards: list[CardRow]
     dossiers: list[DossierRow]
+    paid_up: list[PaidUpRow]
 
     def tables(self) -> dict[str, list]:
-        return {"persons": self.persons, "periods": self.periods, "cards": self.cards, "dossiers": self.dossiers}
+        return {"persons": self.persons, "periods": self.periods, "cards": self.cards, "dossiers": self.dossiers,
+                "paid_up": self.paid_up}
 
 
 class _World:
@@ -159,6 +163,9 @@ class _World:
 
     def __init__(self, seed: int, reference_keys: tuple[set[str], set[str], set[str]]) -> None:
         self.rng = random.Random(seed)
+        # Paid-up dates draw from a stream of their own, so that the rest of the world stays as it
+        # was before they existed.
+        self.voluntary = random.Random(f"{seed}:voluntary")
         rng = self.rng
         self.taken_ssns, self.taken_personal_ids, self.taken_dossiers = reference_keys
         self.ssn_serials = _Permutation(4, rng)       # 10^8 serials after the province code
@@ -177,7 +184,7 @@ class _World:
         self.statuses = [status for status, weight in zip(DOSSIER_STATUSES, _STATUS_WEIGHTS) for _ in range(weight)]
 
     def batch(self, size: int) -> _Batch:
-        batch = _Batch([], [], [], [])
+        batch = _Batch([], [], [], [], [])
         for _ in range(size):
             self._person(batch)
         return batch
@@ -203,6 +210,15 @@ class _World:
             self._cards(ssn, province, batch.cards)
         if rand() < 0.3:
             self._dossiers(ssn, batch.dossiers)
+        if self.voluntary.random() < _VOLUNTARY_SHARE:
+            self._paid_up(ssn, batch.paid_up)
+
+    def _paid_up(self, ssn: str, paid_up: list[PaidUpRow]) -> None:
+        """A voluntary participant paid up to the end of a month within a year of AS_OF."""
+        month = Month.from_index(_LAST_MONTH - 12 + int(self.voluntary.random() * 25))
+        following = Month.from_index(month.index + 1)
+        paid_until = date(following.year, following.month, 1).toordinal() - 1
+        paid_up.append((ssn, date.fromordinal(paid_until).isoformat()))
 
     def _ssn(self, province: str) -> str:
         while True:

@@ -1,7 +1,8 @@
 """The embedded records store: one SQLite file (WAL) read and written through aiosqlite.
 
-Tables `persons`, `periods`, `cards` and `dossiers`; every lookup is one indexed point lookup
-and one round trip. Months are stored as `Month.index` integers, dates as ISO text. The HTTP
+Tables `persons`, `periods`, `cards`, `dossiers` and `paid_up` (the date up to which a
+voluntary-insurance participant has paid, for those who have one); every lookup is one indexed
+point lookup and one round trip. Months are stored as `Month.index` integers, dates as ISO text. The HTTP
 gateway keeps its own tables (`mo_*`, `mt_*`, `billing*`) in the same file; this module never
 touches them.
 
@@ -9,7 +10,8 @@ Rows written by the seeder and the importer are plain tuples in column order:
 `PersonRow` (ssn, personal_id or None, full_name, date_of_birth ISO, phone or None),
 `PeriodRow` (ssn, scheme, employer, from_month index, to_month index),
 `CardRow` (card_no, ssn, valid_from ISO, valid_to ISO, hospital),
-`DossierRow` (dossier_code, ssn, status, updated_at ISO).
+`DossierRow` (dossier_code, ssn, status, updated_at ISO),
+`PaidUpRow` (ssn, paid_until ISO).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ PersonRow = tuple[str, str | None, str, str, str | None]
 PeriodRow = tuple[str, str, str, int, int]
 CardRow = tuple[str, str, str, str, str]
 DossierRow = tuple[str, str, str, str]
+PaidUpRow = tuple[str, str]
 
 _TABLES = (
     "CREATE TABLE IF NOT EXISTS persons ("
@@ -44,6 +47,7 @@ _TABLES = (
     " valid_to TEXT NOT NULL, hospital TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS dossiers ("
     " dossier_code TEXT NOT NULL, ssn TEXT NOT NULL, status TEXT NOT NULL, updated_at TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS paid_up (ssn TEXT NOT NULL, paid_until TEXT NOT NULL)",
 )
 # Built after a bulk load; `periods_row` is both the whole-row key and the covering lookup by ssn.
 _INDEXES = {
@@ -55,6 +59,9 @@ _INDEXES = {
     "cards_card_no": "CREATE UNIQUE INDEX IF NOT EXISTS cards_card_no ON cards (card_no)",
     "cards_ssn": "CREATE INDEX IF NOT EXISTS cards_ssn ON cards (ssn, valid_to, valid_from, card_no)",
     "dossiers_code": "CREATE UNIQUE INDEX IF NOT EXISTS dossiers_code ON dossiers (dossier_code)",
+    "cards_valid_to": "CREATE INDEX IF NOT EXISTS cards_valid_to ON cards (valid_to)",
+    "paid_up_ssn": "CREATE UNIQUE INDEX IF NOT EXISTS paid_up_ssn ON paid_up (ssn)",
+    "paid_up_until": "CREATE INDEX IF NOT EXISTS paid_up_until ON paid_up (paid_until)",
 }
 
 _MERGE = {
@@ -69,12 +76,15 @@ _MERGE = {
     "dossiers": "INSERT INTO dossiers (dossier_code, ssn, status, updated_at) VALUES (?, ?, ?, ?)"
     " ON CONFLICT (dossier_code) DO UPDATE SET ssn = excluded.ssn, status = excluded.status,"
     " updated_at = excluded.updated_at",
+    "paid_up": "INSERT INTO paid_up (ssn, paid_until) VALUES (?, ?)"
+    " ON CONFLICT (ssn) DO UPDATE SET paid_until = excluded.paid_until",
 }
 # A bulk load starts from empty tables without indexes: plain inserts, checked by the unique
 # indexes built at the end.
 _APPEND = {table: sql.split(" ON CONFLICT")[0] for table, sql in _MERGE.items()}
 
-_PERSON = "SELECT ssn, personal_id, full_name, date_of_birth, phone FROM persons"
+_PERSON_COLUMNS = "persons.ssn, persons.personal_id, persons.full_name, persons.date_of_birth, persons.phone"
+_PERSON = f"SELECT {_PERSON_COLUMNS} FROM persons"
 _CARD = "SELECT card_no, ssn, valid_from, valid_to, hospital FROM cards"
 _JSON_LIST = "(SELECT value FROM json_each(?))"
 _CHUNK = 50_000
@@ -164,6 +174,29 @@ class SqliteStore(RecordStore):
         code, ssn, status, updated_at = rows[0]
         return Dossier(code, ssn, status, date.fromisoformat(updated_at))
 
+    # -- selections for notices -------------------------------------------------------------
+
+    async def cards_expiring_on(self, day: date) -> list[tuple[Card, Person]]:
+        """Every card whose last valid day is `day`, with its holder, by card number."""
+        rows = await self._db.execute_fetchall(
+            "SELECT c.card_no, c.ssn, c.valid_from, c.valid_to, c.hospital, p.ssn, p.personal_id, p.full_name,"
+            " p.date_of_birth, p.phone FROM cards AS c JOIN persons AS p ON p.ssn = c.ssn"
+            " WHERE c.valid_to = ? ORDER BY c.card_no", (day.isoformat(),)
+        )
+        return [(_card(row[:5]), _person(row[5:])) for row in rows]
+
+    async def paid_up_until_between(self, first: date, last: date) -> list[tuple[Person, date]]:
+        """Every person whose paid-up date is within [first, last], with that date, by ssn."""
+        rows = await self._db.execute_fetchall(
+            f"SELECT {_PERSON_COLUMNS}, u.paid_until FROM paid_up AS u JOIN persons ON persons.ssn = u.ssn"
+            " WHERE u.paid_until BETWEEN ? AND ? ORDER BY persons.ssn", (first.isoformat(), last.isoformat())
+        )
+        return [(_person(row[:5]), date.fromisoformat(row[5])) for row in rows]
+
+    async def paid_until(self, ssn: str) -> date | None:
+        rows = await self._db.execute_fetchall("SELECT paid_until FROM paid_up WHERE ssn = ?", (ssn,))
+        return date.fromisoformat(rows[0][0]) if rows else None
+
     # -- checks used by the importer --------------------------------------------------------
 
     async def existing_ssns(self, ssns: Iterable[str]) -> set[str]:
@@ -238,12 +271,19 @@ class SqliteStore(RecordStore):
         periods: Sequence[PeriodRow] = (),
         cards: Sequence[CardRow] = (),
         dossiers: Sequence[DossierRow] = (),
+        paid_up: Sequence[PaidUpRow] = (),
     ) -> None:
         """Merge rows (a row whose key exists replaces it); call inside `transaction` or `bulk_load`."""
         statements = _APPEND if self._bulk else _MERGE
-        for table, rows in (("persons", persons), ("periods", periods), ("cards", cards), ("dossiers", dossiers)):
+        for table, rows in (("persons", persons), ("periods", periods), ("cards", cards), ("dossiers", dossiers),
+                            ("paid_up", paid_up)):
             if rows:
                 await self._db.executemany(statements[table], rows)
+
+    async def clear_paid_up(self, ssns: Iterable[str]) -> None:
+        """Forget the paid-up dates of these persons (an import that gives them none)."""
+        for chunk in _chunks(list(ssns)):
+            await self._db.execute(f"DELETE FROM paid_up WHERE ssn IN {_JSON_LIST}", (json.dumps(chunk),))
 
     async def clear_personal_ids(self, ssns: Iterable[str]) -> None:
         """Forget the personal ids of these persons (before an import hands them to others)."""
@@ -256,7 +296,7 @@ class SqliteStore(RecordStore):
         """True when no table of records holds a row."""
         rows = await self._db.execute_fetchall(
             "SELECT EXISTS (SELECT 1 FROM persons) OR EXISTS (SELECT 1 FROM periods)"
-            " OR EXISTS (SELECT 1 FROM cards) OR EXISTS (SELECT 1 FROM dossiers)"
+            " OR EXISTS (SELECT 1 FROM cards) OR EXISTS (SELECT 1 FROM dossiers) OR EXISTS (SELECT 1 FROM paid_up)"
         )
         return not rows[0][0]
 

@@ -1,0 +1,137 @@
+"""Protection of the short code: whom the gateway answers, and how often.
+
+Rules, checked for every new MO (a carrier's retry of a stored MO is not a new MO):
+
+- Only phones are answered. An MO from a short code or an alphanumeric sender
+  (`phones.classify_sender`) is stored and never answered nor handed to the service: machines
+  answering machines is how loops start. Always on.
+- Loop guard (`[protection] repeat_limit`, default 5): a phone that sends exactly the same text
+  more than `repeat_limit` times within a rolling minute gets no reply to the extra ones, until
+  it has been quiet about that text for a minute. Auto-replies between machines repeat one text.
+- Rate limit (`[protection] lookups_per_hour`, default 10): a phone gets at most that many
+  answers within a rolling hour. The first MO over the limit gets one polite reply
+  (`replies.rate_limited_reply`, refunded: message_type 22, like a routed service that is busy),
+  the next ones within the hour of that reply get nothing, and answers resume as soon as fewer
+  than `lookups_per_hour` answers lie within the last hour. Every MO counts, whatever it says.
+- `[protection] exempt` phones (operators' test phones, `smsgw replay --url`) are never limited.
+
+The loop guard and the rate limit need the `[protection]` table; without it they are off.
+
+Where the state lives: in `mo_messages` itself. Each MO stores its `guard` (None when it was
+answered normally) and the time it was taken; `MessageStore.store_mo` reads the sender's recent
+history and decides inside the transaction that stores the MO, so concurrent MOs of one sender,
+several gateway processes on one database and restarts all see the same counts, and the one
+polite reply is sent exactly once. An MO whose reply is withheld is stored with its command and
+error (the understanding report counts it), without MT and without billing row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from enum import Enum
+
+from .billing import MessageType
+from .carrier import OutboundMessage
+from .config import ProtectionConfig
+from .gsm import measure
+from .logs import get_logger
+from .phones import SenderKind, classify_sender, mask
+from .replies import rate_limited_reply
+
+HOUR = 3600.0
+MINUTE = 60.0
+
+log = get_logger(component="protection")
+
+
+class Guard(str, Enum):
+    """Why an MO was not answered as usual; stored in `mo_messages.guard`."""
+
+    RATE_LIMITED = "rate_limited"   # over the hourly limit: answered with the one polite reply
+    OVER_LIMIT = "over_limit"       # over it again within the hour of that reply: no reply
+    LOOP = "loop"                   # the same text too often within a minute: no reply
+    SHORT_CODE = "short_code"       # the sender is a short code: never answered
+    ALPHANUMERIC = "alphanumeric"   # the sender is a brandname: never answered
+
+    @property
+    def silent(self) -> bool:
+        return self is not Guard.RATE_LIMITED
+
+
+@dataclass(frozen=True)
+class SenderHistory:
+    """A phone's MOs before the one being decided (that one not counted)."""
+
+    answered: int      # answered normally within the last hour (counted up to the screening's cap)
+    warned: bool       # one of them within the last hour got the polite rate-limit reply
+    repeats: int       # MOs with exactly the same text within the last minute, whatever their outcome
+
+
+@dataclass(frozen=True)
+class Screening:
+    """What `MessageStore.store_mo` needs to decide, in its transaction, how an MO is answered."""
+
+    decide: Callable[[SenderHistory], Guard | None]
+    instead: OutboundMessage       # the reply sent in place of the answer when the guard is RATE_LIMITED
+    cap: int                       # counts stop here: decide needs no more
+    hour: float = HOUR
+    minute: float = MINUTE
+
+
+class Protection:
+    """The rules of one gateway; `config` None leaves only the rule on senders that are not phones.
+
+    `registry` (a prometheus CollectorRegistry) gets `smsgw_guarded_total{carrier,guard}`: MOs
+    whose reply a rule withheld or replaced.
+    """
+
+    def __init__(self, config: ProtectionConfig | None, *, unicode: bool = False, registry=None) -> None:
+        self.config = config
+        self.unicode = unicode
+        self.guarded = None
+        if registry is not None:
+            from prometheus_client import Counter
+
+            self.guarded = Counter("smsgw_guarded", "MOs whose reply a protection rule withheld or replaced",
+                                   ["carrier", "guard"], registry=registry)
+
+    def sender_guard(self, sender: str) -> Guard | None:
+        """SHORT_CODE or ALPHANUMERIC for an MO's stored sender that is not a phone, else None."""
+        kind = classify_sender(sender).kind
+        if kind is SenderKind.SHORT_CODE:
+            return Guard.SHORT_CODE
+        if kind is SenderKind.ALPHANUMERIC:
+            return Guard.ALPHANUMERIC
+        return None
+
+    def screening(self, answer: OutboundMessage) -> Screening | None:
+        """How to screen the MO that `answer` replies to; None when no limit applies to its sender."""
+        config = self.config
+        if config is None or answer.to in config.exempt or not (config.lookups_per_hour or config.repeat_limit):
+            return None
+        text = rate_limited_reply(config.lookups_per_hour, unicode=self.unicode)
+        size = measure(text)
+        instead = replace(answer, text=text, encoding=size.encoding, segments=size.segments,
+                          message_type=MessageType.REFUND_CONTENT)
+        return Screening(self.decide, instead, cap=max(config.lookups_per_hour, config.repeat_limit, 1))
+
+    def decide(self, history: SenderHistory) -> Guard | None:
+        """The guard for an MO of a phone with this history; None: answer it."""
+        config = self.config
+        if config is None:
+            return None
+        if config.repeat_limit and history.repeats >= config.repeat_limit:
+            return Guard.LOOP
+        if config.lookups_per_hour and history.answered >= config.lookups_per_hour:
+            return Guard.OVER_LIMIT if history.warned else Guard.RATE_LIMITED
+        return None
+
+    def observe(self, carrier: str, mo_id: str, sender: str, guard: str | None) -> None:
+        """Count and log a new MO that a rule caught."""
+        if guard is None:
+            return
+        if self.guarded is not None:
+            self.guarded.labels(carrier, guard).inc()
+        log.info("reply withheld" if Guard(guard).silent else "rate limit reached: polite reply",
+                 carrier=carrier, mo_id=mo_id, sender=mask(sender), guard=guard)

@@ -1,0 +1,375 @@
+"""A real Kannel 1.4 in front of `smsgw serve`: bearerbox, smsbox and the fakesmsc test SMSC.
+
+The fake phones are fakesmsc processes: each sends its MOs to bearerbox, which hands them to
+smsbox, which fetches the sms-service's get-url on the gateway; fakesmsc prints every MT it gets.
+One bearerbox and smsbox serve two fake SMSCs: MOs from `fake-sync` go to the sync carrier
+`kannel` and are answered in the get-url response; MOs from `fake-async` go to `kannel-async`,
+answered through sendsms (forced to `fake-async`) with delivery reports back to the gateway.
+The gateway's port is chosen before it starts (not `--port 0`) because the async carrier's
+`public_url`, where Kannel sends reports, must name it. The expected replies are the insurance
+service's own answers for the same records and configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import quote_from_bytes, unquote_to_bytes
+
+import pytest
+
+from smsgw.config import load_config
+from smsgw.gateway import BACKLOG
+from smsgw.service import Service
+from smsgw.sqlite_store import SqliteStore
+
+pytestmark = pytest.mark.slow
+
+PHONE = "0912345678"
+THE = "BH THẺ HC4010110129425"                 # diacritics: the phone sends it in UCS-2
+QT = "BH QT 0110129425 2016 2017"             # a reply of 3 UCS-2 parts
+TOKEN = "k4nnel-t0ken"
+GET_URL_QUERY = f"id=%I&from=%p&to=%P&text=%a&smsc=%i&time=%t&token={TOKEN}"     # the issue's get-url, and our token
+STARTUP = 15.0
+REPLY_WAIT = 15.0
+
+
+def _binary(name: str, *extra_dirs: str) -> str | None:
+    return shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin", *extra_dirs]))
+
+
+BEARERBOX = _binary("bearerbox")
+SMSBOX = _binary("smsbox")
+FAKESMSC = _binary("fakesmsc", "/usr/lib/kannel/test", "/usr/local/lib/kannel/test")
+
+_MISSING = [name for name, path in (("bearerbox", BEARERBOX), ("smsbox", SMSBOX), ("fakesmsc", FAKESMSC)) if not path]
+if _MISSING:
+    pytest.skip(f"Kannel is not installed: {', '.join(_MISSING)} not found (Debian packages kannel and "
+                "kannel-extras)", allow_module_level=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(condition: Callable[[], object], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+
+
+def wait_for_line(lines: queue.Queue, expected: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if lines.get(timeout=max(0.0, deadline - time.monotonic())).strip() == expected:
+                return
+        except queue.Empty:
+            raise AssertionError(f"no {expected!r} after {seconds} s") from None
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+class Processes:
+    """Every process the test starts, with its output kept; all killed at the end, whatever happens."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.started: list[subprocess.Popen] = []
+        self.pumps: dict[int, threading.Thread] = {}
+
+    def start(self, name: str, *argv: str, lines: queue.Queue | None = None) -> subprocess.Popen:
+        log = open(self.directory / f"{name}.log", "wb")
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE if lines is not None else log,
+                                   stderr=subprocess.STDOUT if lines is not None else log,
+                                   start_new_session=True, cwd=self.directory)
+        self.started.append(process)
+        if lines is not None:
+            self.pumps[process.pid] = threading.Thread(target=_pump, args=(process.stdout, log, lines), daemon=True)
+            self.pumps[process.pid].start()
+        else:
+            log.close()
+        return process
+
+    def stop(self, process: subprocess.Popen) -> None:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=3)
+        pump = self.pumps.pop(process.pid, None)
+        if pump is not None:
+            pump.join(timeout=3)
+
+    def stop_all(self) -> None:
+        for process in reversed(self.started):
+            self.stop(process)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {path.name}\n{path.read_text(errors='replace')[-3000:]}"
+                         for path in sorted(self.directory.glob("*.log")))
+
+
+def _pump(stream, log, lines: queue.Queue) -> None:
+    with stream, log:
+        for line in stream:
+            log.write(line)
+            log.flush()
+            lines.put(line.decode("utf-8", "replace"))
+
+
+GOT = re.compile(r"Got message \d+: <(\S+) (\S+) (\S+) (.*)>$")
+
+
+class Phone:
+    """What a fakesmsc connection received: whole texts, multi-part messages joined by their UDH."""
+
+    def __init__(self) -> None:
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.texts: list[tuple[str, str, int]] = []     # (receiver, text, parts)
+        self._parts: dict[tuple[str, int], dict[int, bytes]] = {}
+
+    def collect(self, count: int, seconds: float) -> list[tuple[str, str, int]]:
+        deadline = time.monotonic() + seconds
+        while len(self.texts) < count:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"the phone got {len(self.texts)} of {count} messages") from None
+            match = GOT.search(line.rstrip("\n"))
+            if match:
+                self._take(*match.groups())
+        return self.texts
+
+    def _take(self, sender: str, receiver: str, kind: str, data: str) -> None:
+        if kind == "udh":
+            udh_field, _, payload = data.partition(" data ")
+            udh = unquote_to_bytes(udh_field)
+            reference, total, index = udh[3], udh[4], udh[5]       # 00 03 ref total seq: 8-bit concatenation
+            parts = self._parts.setdefault((receiver, reference), {})
+            parts[index] = _unquote_plus(payload)
+            if len(parts) == total:
+                whole = b"".join(parts[n] for n in sorted(parts))
+                self.texts.append((receiver, whole.decode("utf-16-be"), total))
+                del self._parts[(receiver, reference)]
+        elif kind == "ucs-2":
+            self.texts.append((receiver, _unquote_plus(data).decode("utf-16-be"), 1))
+        else:
+            self.texts.append((receiver, data, 1))
+
+
+def _unquote_plus(data: str) -> bytes:
+    """fakesmsc's URL-encoding of binary data: %XX, and '+' for the byte 0x20."""
+    return unquote_to_bytes(data.replace("+", "%20"))
+
+
+def fakesmsc_mo(text: str) -> str:
+    """fakesmsc's message argument for an MO from PHONE to 8079: GSM text, or UCS-2 when needed."""
+    try:
+        text.encode("ascii")
+    except UnicodeEncodeError:
+        return f"{PHONE} 8079 ucs2 {quote_from_bytes(text.encode('utf-16-be'))}"
+    return f"{PHONE} 8079 text {text}"
+
+
+KANNEL_CONF = """\
+group = core
+admin-port = {admin}
+admin-interface = 127.0.0.1
+admin-password = {password}
+admin-allow-ip = 127.0.0.1
+smsbox-port = {smsbox}
+smsbox-interface = 127.0.0.1
+box-allow-ip = 127.0.0.1
+log-level = 1
+
+group = smsc
+smsc = fake
+smsc-id = fake-sync
+port = {smsc_sync}
+connect-allow-ip = 127.0.0.1
+
+group = smsc
+smsc = fake
+smsc-id = fake-async
+port = {smsc_async}
+connect-allow-ip = 127.0.0.1
+
+group = smsbox
+bearerbox-host = 127.0.0.1
+bearerbox-port = {smsbox}
+sendsms-port = {sendsms}
+sendsms-interface = 127.0.0.1
+mo-recode = true
+log-level = 1
+
+group = sms-service
+keyword-regex = .*
+catch-all = true
+accepted-smsc = fake-sync
+get-url = "http://127.0.0.1:{gateway}/carriers/kannel/mo?{get_url_query}"
+accept-x-kannel-headers = true
+max-messages = 10
+concatenation = true
+
+group = sms-service
+keyword-regex = .*
+catch-all = true
+accepted-smsc = fake-async
+get-url = "http://127.0.0.1:{gateway}/carriers/kannel-async/mo?{get_url_query}"
+accept-x-kannel-headers = true
+omit-empty = true
+
+group = sendsms-user
+username = smsgw
+password = {password}
+forced-smsc = fake-async
+max-messages = 10
+concatenation = true
+"""
+
+GATEWAY_CONF = """\
+[gateway]
+unicode = true
+
+[carriers.kannel]
+adapter = "kannel"
+mode = "sync"
+allow_ips = ["127.0.0.1"]
+token = "{token}"
+
+[carriers.kannel-async]
+adapter = "kannel"
+mode = "async"
+allow_ips = ["127.0.0.1"]
+token = "{token}"
+sendsms_url = "http://127.0.0.1:{sendsms}/cgi-bin/sendsms"
+username = "smsgw"
+password = "{password}"
+public_url = "http://127.0.0.1:{gateway}"
+retry_initial = 0.2
+retry_max = 1.0
+"""
+
+
+@pytest.fixture(scope="module")
+def kannel(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("kannel")
+    ports = {name: free_port() for name in ("admin", "smsbox", "smsc_sync", "smsc_async", "sendsms", "gateway")}
+    settings = {**ports, "token": TOKEN, "password": "s3cret-sendsms", "get_url_query": GET_URL_QUERY}
+    (directory / "kannel.conf").write_text(KANNEL_CONF.format(**settings))
+    (directory / "smsgw.toml").write_text(GATEWAY_CONF.format(**settings))
+    db = directory / "records.db"
+    subprocess.run([sys.executable, "-m", "smsgw", "db", "seed", "--db", str(db), "--persons", "10"],
+                   check=True, capture_output=True, timeout=60)
+    processes = Processes(directory)
+    try:
+        server_lines: queue.Queue[str] = queue.Queue()
+        processes.start("smsgw", sys.executable, "-m", "smsgw", "serve", "--db", str(db), "--config",
+                        str(directory / "smsgw.toml"), "--port", str(ports["gateway"]), lines=server_lines)
+        wait_for_line(server_lines, f"smsgw listening on http://127.0.0.1:{ports['gateway']}", STARTUP)
+        processes.start("bearerbox", BEARERBOX, "-v", "1", str(directory / "kannel.conf"))
+        wait_until(lambda: listening(ports["smsbox"]) and listening(ports["smsc_sync"]), STARTUP, "bearerbox")
+        processes.start("smsbox", SMSBOX, "-v", "1", str(directory / "kannel.conf"))
+        wait_until(lambda: listening(ports["sendsms"]), STARTUP, "smsbox")
+        yield Kannel(processes, ports, db, directory)
+    except BaseException:
+        print(processes.logs())
+        raise
+    finally:
+        processes.stop_all()
+
+
+class Kannel:
+    def __init__(self, processes: Processes, ports: dict[str, int], db: Path, directory: Path) -> None:
+        self.processes = processes
+        self.ports = ports
+        self.db = db
+        self.config = load_config(directory / "smsgw.toml")
+
+    def phone(self, smsc: str, text: str, *, times: int = 1) -> list[tuple[str, str, int]]:
+        """Send `text` `times` times from the fake phone on SMSC `smsc`; the `times` messages it gets back."""
+        phone = Phone()
+        name = f"fakesmsc-{smsc}-{time.monotonic_ns()}"
+        process = self.processes.start(name, FAKESMSC, "-H", "127.0.0.1", "-r", str(self.ports[smsc]),
+                                       "-i", "0", "-m", str(times), fakesmsc_mo(text), lines=phone.lines)
+        try:
+            return phone.collect(times, REPLY_WAIT)
+        except AssertionError:
+            print(self.processes.logs())
+            raise
+        finally:
+            self.processes.stop(process)
+
+    def expected(self, text: str) -> tuple[str, int]:
+        """The service's own reply to `text` from PHONE: its text and number of SMS parts."""
+        async def answer():
+            records = await SqliteStore.open(self.db)
+            try:
+                return (await Service(records, self.config).handle(text, "84912345678")).reply
+            finally:
+                await records.close()
+
+        reply = asyncio.run(answer())
+        return reply.text, reply.segments
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.ports['gateway']}/metrics", timeout=5) as response:
+            return response.read().decode()
+
+
+def test_sync_replies_reach_the_phone_with_diacritics_and_in_three_parts(kannel):
+    the_text, the_parts = kannel.expected(THE)
+    qt_text, qt_parts = kannel.expected(QT)
+    assert "Thẻ BHYT HC4010110129425" in the_text and (the_parts, qt_parts) == (1, 3)
+    assert kannel.phone("smsc_sync", THE) == [(PHONE, the_text, 1)]
+    assert kannel.phone("smsc_sync", QT) == [(PHONE, qt_text, 3)]
+
+
+def test_async_replies_go_through_sendsms_and_their_delivery_reports_come_back(kannel):
+    the_text, _ = kannel.expected(THE)
+    qt_text, _ = kannel.expected(QT)
+    assert kannel.phone("smsc_async", THE) == [("84912345678", the_text, 1)]
+    assert kannel.phone("smsc_async", QT) == [("84912345678", qt_text, 3)]
+    delivered = 'smsgw_delivery_reports_total{carrier="kannel-async",state="delivered"} 2.0'
+    wait_until(lambda: delivered in kannel.metrics(), REPLY_WAIT, "the delivery reports")
+
+
+def test_the_gateway_listens_with_a_backlog_for_smsbox_bursts(kannel):
+    # smsbox has up to max-pending-requests (default 512) get-url requests under way at once.
+    assert BACKLOG >= 512
+    if shutil.which("ss") is None:
+        pytest.skip("ss (iproute2) is needed to read the listening socket's backlog")
+    listing = subprocess.run(["ss", "-Hltn", f"sport = :{kannel.ports['gateway']}"], capture_output=True,
+                             text=True, timeout=5, check=True).stdout.split()
+    somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    assert int(listing[2]) == min(BACKLOG, somaxconn)
+
+
+def test_a_burst_from_smsbox_is_answered_in_full(kannel):
+    the_text, _ = kannel.expected(THE)
+    burst = 300
+    assert kannel.phone("smsc_sync", THE, times=burst) == [(PHONE, the_text, 1)] * burst

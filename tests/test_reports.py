@@ -1,0 +1,107 @@
+"""The understanding report over MOs taken by the HTTP gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from test_gateway import OWNER, SECRET, SSN, make_records, mo_body, post_mo
+
+from smsgw.config import parse_config
+from smsgw.gateway import create_app
+from smsgw.ledger import VIETNAM
+from smsgw.messages import open_reader
+from smsgw.reports import format_understanding, shape, understanding
+
+MIX = [
+    (f"BH QT {SSN}", OWNER),              # understood (x3, the third rate-limited: still understood)
+    (f"bh qt {SSN} 2016", OWNER),
+    (f"BH THE {SSN}", OWNER),
+    ("HD", OWNER),                        # understood: help
+    ("BH QT 12345", OWNER),               # bad_id
+    ("bh qt 0110129 2018", OWNER),        # bad_id
+    ("BH QT 0110129425 13/2016", OWNER),  # bad_period
+    ("BH XYZ", OWNER),                    # unknown_command
+    ("Xin chào", OWNER),                  # unknown_keyword
+    ("XS MB", OWNER),                     # another service's keyword: not counted
+    ("BH QT 12345", "VIETTEL"),           # a brandname: not a citizen, not counted
+]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("bh  qt 0110129425 01-2016!!", "BH QT 9999999999 99-9999"),
+    ("BH QT 0110129425\u00a01/2016", "BH QT 9999999999 9/9999"),
+    ("Thẻ hc4010110129425", "THE HC9999999999999"),
+    (" ... ", "(empty)"),
+    ("X" * 100, "X" * 60 + "..."),
+])
+def test_shapes_are_normalised_with_digits_masked(text, expected):
+    assert shape(text) == expected
+
+
+def test_the_report_counts_what_the_grammar_understood(tmp_path):
+    db = tmp_path / "records.db"
+
+    async def run():
+        await make_records(db)
+        config = parse_config({"carriers": {"generic": {"secret": SECRET, "mode": "sync"}},
+                               "routes": {"XS": {"text": "Ket qua xo so"}},
+                               "protection": {"lookups_per_hour": 2, "repeat_limit": 0}})
+        async with TestClient(TestServer(create_app(config, db_path=str(db)), host="127.0.0.1", port=0)) as client:
+            for n, (text, sender) in enumerate(MIX):
+                assert (await post_mo(client, mo_body(f"u-{n}", text=text, sender=sender)))[0] == 200
+
+    asyncio.run(run())
+    conn = open_reader(str(db))
+    try:
+        report = understanding(conn)
+    finally:
+        conn.close()
+    assert (report.understood, report.total, report.routed) == (4, 9, 1)
+    assert dict(report.errors) == {"bad_id": 2, "bad_period": 1, "unknown_command": 1, "unknown_keyword": 1}
+    assert dict(report.shapes) == {"BH QT 99999": 1, "BH QT 9999999 9999": 1, "BH QT 9999999999 99/9999": 1,
+                                   "BH XYZ": 1, "XIN CHAO": 1}
+    text = format_understanding(report)
+    assert text.splitlines()[:3] == [
+        "understanding: 9 messages for the service (another 1 went to other services of the short code)",
+        "  understood              4  44.4%",
+        "  not understood          5  55.6%",
+    ]
+    assert "    bad_id                2  22.2%" in text
+    assert SSN not in text
+
+
+def test_since_leaves_out_older_messages_and_the_cli_prints_the_report(tmp_path):
+    db = tmp_path / "records.db"
+
+    async def run():
+        await make_records(db)
+        config = parse_config({"carriers": {"generic": {"secret": SECRET, "mode": "sync"}}})
+        async with TestClient(TestServer(create_app(config, db_path=str(db)), host="127.0.0.1", port=0)) as client:
+            for n, text in enumerate(["BH QT 123", "BH HD", "BH QT 456"]):
+                await post_mo(client, mo_body(f"s-{n}", text=text))
+
+    asyncio.run(run())
+    with sqlite3.connect(db) as conn:   # the first one was taken three days ago
+        conn.execute("UPDATE mo_messages SET taken_at = taken_at - 3 * 86400 WHERE carrier_id = 's-0'")
+    today = datetime.now(VIETNAM).date().isoformat()
+    result = subprocess.run([sys.executable, "-m", "smsgw", "report", "understanding", "--since", today,
+                             "--db", str(db)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"understanding since {today}: 2 messages for the service (another 0 went to other services of the short code)",
+        "  understood              1  50.0%",
+        "  not understood          1  50.0%",
+        "    bad_id                1  50.0%",
+        "  most frequent shapes not understood (top 1):",
+        "          1  BH QT 999",
+    ]
+    everything = subprocess.run([sys.executable, "-m", "smsgw", "report", "understanding", "--db", str(db)],
+                                capture_output=True, text=True, timeout=60)
+    assert "          2  BH QT 999" in everything.stdout.splitlines()
