@@ -75,21 +75,17 @@ class Dispatcher:
             return await self._hs(command, sender)
         raise TypeError(f"not a command: {command!r}")
 
-    async def _person(self, id: str, kind: IdKind) -> Person | None:
-        if kind is IdKind.PERSONAL_ID:
-            return await self.records.person_by_personal_id(id)
-        return await self.records.person_by_ssn(id)
-
-    def _denied(self, name: str, person: Person, sender: str) -> bool:
-        return name in self.owner_only and (person.phone is None or person.phone != sender)
+    def _denied(self, name: str, person: Person | None, sender: str) -> bool:
+        return name in self.owner_only and (person is None or person.phone is None or person.phone != sender)
 
     async def _qt(self, command: QT, sender: str) -> Answer:
-        person = await self._person(command.person, command.id_kind)
-        if person is None:
+        found = await self.records.person_with_periods(
+            command.person, personal_id=command.id_kind is IdKind.PERSONAL_ID)
+        if found is None:
             return NotFoundAnswer("QT", command.person)
+        person, periods = found
         if self._denied("QT", person, sender):
             return NotOwnerAnswer("QT")
-        periods = await self.records.periods(person.ssn)
         if command.start is None:
             return QTAnswer(person.ssn, None, None, participation(periods, None, None), None)
         asked = participation(periods, command.start, command.end)
@@ -98,19 +94,20 @@ class Dispatcher:
 
     async def _the(self, command: THE, sender: str, today: date) -> Answer:
         if command.id_kind is IdKind.CARD:
-            card = await self.records.card(command.id)
-            if card is None:
+            found = await self.records.card_with_holder(command.id)
+            if found is None:
                 return NotFoundAnswer("THE", command.id)
-            person = await self.records.person_by_ssn(card.ssn)
-            if person is None or self._denied("THE", person, sender):
-                return NotOwnerAnswer("THE")
-        else:
-            person = await self._person(command.id, command.id_kind)
-            if person is None:
-                return NotFoundAnswer("THE", command.id)
+            card, person = found
             if self._denied("THE", person, sender):
                 return NotOwnerAnswer("THE")
-            card = await self.records.latest_card(person.ssn)
+        else:
+            found = await self.records.person_with_latest_card(
+                command.id, personal_id=command.id_kind is IdKind.PERSONAL_ID)
+            if found is None:
+                return NotFoundAnswer("THE", command.id)
+            person, card = found
+            if self._denied("THE", person, sender):
+                return NotOwnerAnswer("THE")
             if card is None:
                 return NotFoundAnswer("THE", command.id)
         return CardAnswer(card.card_no, card.valid_to, expired=card.valid_to < today)
@@ -119,8 +116,6 @@ class Dispatcher:
         dossier = await self.records.dossier(command.dossier)
         if dossier is None:
             return NotFoundAnswer("HS", command.dossier)
-        if "HS" in self.owner_only:
-            person = await self.records.person_by_ssn(dossier.ssn)
-            if person is None or self._denied("HS", person, sender):
-                return NotOwnerAnswer("HS")
+        if "HS" in self.owner_only and self._denied("HS", await self.records.person_by_ssn(dossier.ssn), sender):
+            return NotOwnerAnswer("HS")
         return DossierAnswer(dossier.code, dossier.status, dossier.updated_at)

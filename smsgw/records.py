@@ -75,3 +75,21 @@ class RecordStore(abc.ABC):
 
     @abc.abstractmethod
     async def close(self) -> None: ...
+
+    # Each command needs a person and what hangs off it. These compose the lookups above; a
+    # store overrides them to answer in one round trip (the SQLite store does, with a join).
+
+    async def person_with_periods(self, id: str, *, personal_id: bool = False) -> tuple[Person, list[Period]] | None:
+        """The person (by ssn, or by personal id) and all of their periods."""
+        person = await (self.person_by_personal_id(id) if personal_id else self.person_by_ssn(id))
+        return None if person is None else (person, await self.periods(person.ssn))
+
+    async def person_with_latest_card(self, id: str, *, personal_id: bool = False) -> tuple[Person, Card | None] | None:
+        """The person (by ssn, or by personal id) and their latest card (see `latest_card`)."""
+        person = await (self.person_by_personal_id(id) if personal_id else self.person_by_ssn(id))
+        return None if person is None else (person, await self.latest_card(person.ssn))
+
+    async def card_with_holder(self, card_no: str) -> tuple[Card, Person | None] | None:
+        """The card and its holder (None when the holder is not in the store)."""
+        card = await self.card(card_no)
+        return None if card is None else (card, await self.person_by_ssn(card.ssn))

@@ -174,6 +174,40 @@ class SqliteStore(RecordStore):
         code, ssn, status, updated_at = rows[0]
         return Dossier(code, ssn, status, date.fromisoformat(updated_at))
 
+    # -- one round trip per command (RecordStore's compositions, as joins) -------------------
+
+    async def person_with_periods(self, id: str, *, personal_id: bool = False) -> tuple[Person, list[Period]] | None:
+        key = "personal_id" if personal_id else "ssn"
+        rows = await self._db.execute_fetchall(
+            f"SELECT {_PERSON_COLUMNS}, r.scheme, r.employer, r.from_month, r.to_month FROM persons"
+            f" LEFT JOIN periods AS r ON r.ssn = persons.ssn WHERE persons.{key} = ?", (id,))
+        if not rows:
+            return None
+        person = _person(rows[0][:5])
+        periods = [Period(person.ssn, scheme, employer, Month.from_index(start), Month.from_index(end))
+                   for *_, scheme, employer, start, end in rows if scheme is not None]
+        return person, periods
+
+    async def person_with_latest_card(self, id: str, *, personal_id: bool = False) -> tuple[Person, Card | None] | None:
+        key = "personal_id" if personal_id else "ssn"
+        rows = await self._db.execute_fetchall(
+            f"SELECT {_PERSON_COLUMNS}, c.card_no, c.ssn, c.valid_from, c.valid_to, c.hospital FROM persons"
+            " LEFT JOIN cards AS c ON c.card_no = (SELECT card_no FROM cards WHERE ssn = persons.ssn"
+            f" ORDER BY valid_to DESC, valid_from DESC, card_no DESC LIMIT 1) WHERE persons.{key} = ?", (id,))
+        if not rows:
+            return None
+        row = rows[0]
+        return _person(row[:5]), (_card(row[5:]) if row[5] is not None else None)
+
+    async def card_with_holder(self, card_no: str) -> tuple[Card, Person | None] | None:
+        rows = await self._db.execute_fetchall(
+            f"SELECT c.card_no, c.ssn, c.valid_from, c.valid_to, c.hospital, {_PERSON_COLUMNS} FROM cards AS c"
+            " LEFT JOIN persons ON persons.ssn = c.ssn WHERE c.card_no = ?", (card_no.upper(),))
+        if not rows:
+            return None
+        row = rows[0]
+        return _card(row[:5]), (_person(row[5:]) if row[5] is not None else None)
+
     # -- selections for notices -------------------------------------------------------------
 
     async def cards_expiring_on(self, day: date) -> list[tuple[Card, Person]]:
