@@ -24,7 +24,7 @@ def _print_json(obj: dict) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
 
 
-def pin_to_one_core() -> None:
+def pin_to_one_core(index: int | None = None) -> None:
     """Keep the event loop and aiosqlite's thread on one core.
 
     A store call hands work to aiosqlite's thread and back; when the two threads run on
@@ -35,7 +35,8 @@ def pin_to_one_core() -> None:
     if hasattr(os, "sched_setaffinity"):
         allowed = sorted(os.sched_getaffinity(0))
         if len(allowed) > 1:
-            os.sched_setaffinity(0, {allowed[os.getpid() % len(allowed)]})
+            core = allowed[(os.getpid() if index is None else index) % len(allowed)]
+            os.sched_setaffinity(0, {core})
 
 
 class UserError(Exception):
@@ -216,8 +217,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if not Path(args.db).exists():
         raise UserError(f"no records database at {args.db}: create it with `smsgw db seed` or `smsgw db import`")
-    pin_to_one_core()
-    serve(config, db_path=args.db, host=args.host, port=args.port)
+    if args.workers < 1:
+        raise UserError("--workers must be 1 or more")
+    if args.workers > 1:
+        from .workers import supervise
+
+        argv = ["--db", args.db, "--host", args.host] + (["--config", args.config] if args.config else [])
+        return supervise(argv, host=args.host, port=args.port, workers=args.workers)
+    index, count = 0, 1
+    if args.worker:
+        index, count = (int(part) for part in args.worker.split("/"))
+    pin_to_one_core(index if count > 1 else None)
+    serve(config, db_path=args.db, host=args.host, port=args.port, reuse_port=count > 1,
+          resume_pending=index == 0)
     return 0
 
 
@@ -361,6 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="TOML configuration file")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8079)
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes sharing the port (SO_REUSEPORT) and the store, one per core (default 1)")
+    p.add_argument("--worker", help=argparse.SUPPRESS)  # "I/N": set by the supervisor for worker I of N
     p.set_defaults(func=cmd_serve)
 
     notify = sub.add_parser("notify", help="send notices from the brandname (message_type 3, not charged)")

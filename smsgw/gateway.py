@@ -137,7 +137,7 @@ INTAKE = web.AppKey("intake", Intake)
 
 def create_app(config: Config, *, db_path: str, service_factory: Callable[[], Any] | None = None,
                adapters: dict[str, CarrierAdapter] | None = None, mt_concurrency: int = 32,
-               batch_delay: float = 0.0) -> web.Application:
+               batch_delay: float = 0.0, resume_pending: bool = True) -> web.Application:
     """The gateway app. The store, the HTTP client session and the MT workers live in `cleanup_ctx`.
 
     `service_factory()` returns the object answering messages (`await handle(text, sender)` ->
@@ -160,7 +160,7 @@ def create_app(config: Config, *, db_path: str, service_factory: Callable[[], An
                                             on_batch=app[METRICS].commit_batch.observe)
             stack.push_async_callback(store.close)
             outbox = Outbox(store, app[ADAPTERS], session, app[METRICS], concurrency=mt_concurrency)
-            await outbox.start()
+            await outbox.start(resume=resume_pending)
             stack.push_async_callback(outbox.stop)
             app[METRICS].track_queue_depth(lambda: outbox.depth)
             app[STORE], app[SESSION], app[OUTBOX] = store, session, outbox
@@ -345,11 +345,13 @@ def _allow(exc: web.HTTPException) -> dict[str, str]:
 
 # --- serve -------------------------------------------------------------------------------
 
-def serve(config: Config, *, db_path: str, host: str, port: int) -> None:
+def serve(config: Config, *, db_path: str, host: str, port: int, reuse_port: bool = False,
+          resume_pending: bool = True) -> None:
     """Run the gateway until SIGTERM or SIGINT, then stop taking messages, finish, flush.
 
     Prints `smsgw listening on http://HOST:PORT` on stdout once the port is bound (port 0
-    picks a free one); logs go to stderr.
+    picks a free one); logs go to stderr. `reuse_port` lets several workers share the port
+    (smsgw.workers); `resume_pending` = False leaves MTs pending from earlier runs to worker 0.
     """
     configure_logging()
     for carrier in config.carriers.values():
@@ -357,15 +359,17 @@ def serve(config: Config, *, db_path: str, host: str, port: int) -> None:
             log.warning("carrier takes unsigned requests (auth = \"none\")", carrier=carrier.name)
     if not config.carriers:
         log.warning("no carrier configured: every /carriers/... request gets 404", config=config.source)
-    asyncio.run(_serve(config, db_path=db_path, host=host, port=port))
+    asyncio.run(_serve(config, db_path=db_path, host=host, port=port, reuse_port=reuse_port,
+                       resume_pending=resume_pending))
 
 
-async def _serve(config: Config, *, db_path: str, host: str, port: int) -> None:
-    app = create_app(config, db_path=db_path)
+async def _serve(config: Config, *, db_path: str, host: str, port: int, reuse_port: bool,
+                 resume_pending: bool) -> None:
+    app = create_app(config, db_path=db_path, resume_pending=resume_pending)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port, backlog=BACKLOG)
+        site = web.TCPSite(runner, host, port, backlog=BACKLOG, reuse_port=reuse_port or None)
         await site.start()
         bound_port = runner.addresses[0][1]
         shown_host = f"[{host}]" if ":" in host else host

@@ -87,9 +87,9 @@ class Outbox:
     def alive(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    async def start(self) -> None:
-        """Load every pending MT from the store and start delivering."""
-        pending = await self.store.pending()
+    async def start(self, *, resume: bool = True) -> None:
+        """Start delivering; with `resume`, first load every MT left pending in the store."""
+        pending = await self.store.pending() if resume else []
         for item in pending:
             self._schedule(item, self.clock())
         if pending:

@@ -1,0 +1,96 @@
+"""`smsgw serve --workers N`: N gateway processes sharing one port (SO_REUSEPORT) and one store.
+
+The supervisor picks the port (a free one for port 0), starts each worker as
+`smsgw serve ... --port P --worker I/N`, prints `smsgw listening on http://HOST:PORT` once every
+worker listens, and forwards SIGTERM/SIGINT so that each one stops taking messages, finishes
+and flushes. The kernel spreads connections over the workers; each worker is pinned to its
+own core. They share the SQLite file: the unique key of MOs holds across processes (a retry
+that reaches another worker gets the first answer), and WAL lets one write at a time. Worker 0
+also resumes the MTs left pending by a previous run; every worker delivers the MTs it stores.
+If a worker dies, the supervisor stops the others and exits non-zero: a process manager
+(systemd, Kubernetes) restarts the whole gateway, and the pending MTs resume.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+
+_LISTENING = re.compile(r"smsgw listening on (http://\S+)")
+
+
+def reserve_port(host: str, port: int) -> tuple[socket.socket, int]:
+    """A bound (not listening) SO_REUSEPORT socket holding `port` (a free one for 0)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    holder = socket.socket(family, socket.SOCK_STREAM)
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    holder.bind((host, port))
+    return holder, holder.getsockname()[1]
+
+
+def supervise(argv: list[str], *, host: str, port: int, workers: int) -> int:
+    """Run `workers` copies of `smsgw serve` (argv without --port/--workers); their exit status."""
+    holder, port = reserve_port(host, port)
+    children: list[subprocess.Popen] = []
+    stopping = False
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        for index in range(workers):
+            children.append(subprocess.Popen(
+                [sys.executable, "-m", "smsgw", "serve", *argv, "--port", str(port), "--worker", f"{index}/{workers}"],
+                stdout=subprocess.PIPE, text=True))
+        url = _wait_listening(children)
+        if url is None:
+            stop(signal.SIGTERM, None)
+        else:
+            print(f"smsgw listening on {url} ({workers} workers)", flush=True)
+        holder.close()
+        statuses = []
+        while children and (status := _wait_any(children)) is not None:
+            statuses.append(status)
+            if not stopping:   # one worker died by itself: stop the others
+                stop(signal.SIGTERM, None)
+        return 0 if stopping and all(s == 0 for s in statuses) and url else 1
+    finally:
+        holder.close()
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+
+
+def _wait_listening(children: list[subprocess.Popen]) -> str | None:
+    url = None
+    for child in children:
+        line = child.stdout.readline()
+        match = _LISTENING.search(line)
+        if match is None:
+            return None
+        url = match.group(1)
+    return url
+
+
+def _wait_any(children: list[subprocess.Popen]) -> int | None:
+    try:
+        pid, status = os.wait()
+    except ChildProcessError:
+        return None
+    for child in list(children):
+        if child.pid == pid:
+            child.returncode = os.waitstatus_to_exitcode(status)
+            children.remove(child)
+            return child.returncode
+    return 0
