@@ -1,4 +1,4 @@
-"""Latency of the lookups a QT command makes (person_by_ssn, then periods) as the store grows.
+"""Latency of the lookup a QT command makes (`person_with_periods`, one joined statement) as the store grows.
 
 Databases of 10k and 1M persons (and 10M with --ten-million) are seeded once and cached under
 bench/.cache/. Prints p50 and p99 per size and the ratio of each size to 10k (target <= 1.5).
@@ -57,15 +57,13 @@ async def measure(path: Path, lookups: int) -> tuple[float, float]:
     store = await SqliteStore.open(path)
     try:
         for ssn in ssns[:1000]:  # warm up: statement cache, first pages
-            await store.person_by_ssn(ssn)
-            await store.periods(ssn)
+            await store.person_with_periods(ssn)
         timings = []
         for ssn in ssns:
             started = time.perf_counter()
-            person = await store.person_by_ssn(ssn)
-            assert person is not None
-            await store.periods(person.ssn)
+            found = await store.person_with_periods(ssn)
             timings.append(time.perf_counter() - started)
+            assert found is not None
     finally:
         await store.close()
     cuts = statistics.quantiles(timings, n=100)
@@ -84,7 +82,7 @@ async def run(lookups: int, sizes: list[int], rounds: int) -> None:
     print(f"{'persons':>12} {'p50 us':>9} {'p99 us':>9} {'p50/10k':>8} {'p99/10k':>8}")
     for persons, (p50, p99) in results.items():
         print(f"{persons:>12,} {p50:>9.0f} {p99:>9.0f} {p50 / base_p50:>8.2f} {p99 / base_p99:>8.2f}")
-    print(f"median of {rounds} rounds of {lookups:,} QT lookups (person_by_ssn + periods) per size,"
+    print(f"median of {rounds} rounds of {lookups:,} QT lookups (person_with_periods) per size,"
           " random existing ssns; target ratio <= 1.5")
 
 
