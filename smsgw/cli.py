@@ -253,7 +253,10 @@ def _day(raw: str | None, option: str) -> date | None:
 def cmd_notify(args: argparse.Namespace) -> int:
     import logging
 
+    from datetime import datetime
+
     from .config import load_config
+    from .ledger import VIETNAM
     from .logs import configure_logging
     from .notices import notify
 
@@ -263,7 +266,7 @@ def cmd_notify(args: argparse.Namespace) -> int:
     days = getattr(args, "days", 0)
     if days < 0:
         raise UserError("--days must be 0 or more")
-    today = _day(args.today, "--today") or date.today()
+    today = _day(args.today, "--today") or datetime.now(VIETNAM).date()
     summary = asyncio.run(notify(args.kind, db, config, today=today, days=days))
     print(summary)
     return 0

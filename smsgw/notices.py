@@ -31,6 +31,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
+from typing import Any
 
 import aiohttp
 
@@ -177,11 +178,11 @@ class _RunView:
         await self._store.mark_sent(mt_id)
         self._on_outcome("sent")
 
-    async def schedule_retry(self, mt_id: str, **retry) -> None:
+    async def schedule_retry(self, mt_id: str, **retry: Any) -> None:
         await self._store.schedule_retry(mt_id, **retry)
         self._on_outcome("pending")
 
-    async def give_up(self, mt_id: str, **failure) -> bool:
+    async def give_up(self, mt_id: str, **failure: Any) -> bool:
         given_up = await self._store.give_up(mt_id, **failure)
         self._on_outcome("failed")
         return given_up

@@ -93,10 +93,6 @@ class Sender:
     kind: SenderKind
     value: str                 # the MSISDN normalised (`84912345678`), or the code or name as sent
 
-    @property
-    def is_phone(self) -> bool:
-        return self.kind is SenderKind.PHONE
-
 
 @functools.lru_cache(maxsize=65536)
 def classify_sender(raw: str) -> Sender:
@@ -112,7 +108,7 @@ def classify_sender(raw: str) -> Sender:
         stripped = raw.strip()
         if _SHORT_CODE.fullmatch(stripped):
             return Sender(SenderKind.SHORT_CODE, stripped)
-        if _ALPHANUMERIC.fullmatch(stripped) and not stripped.endswith(" "):
+        if _ALPHANUMERIC.fullmatch(stripped):
             return Sender(SenderKind.ALPHANUMERIC, stripped)
         raise not_a_phone
 

@@ -31,6 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import Enum
 
+from prometheus_client import CollectorRegistry, Counter
+
 from .billing import MessageType
 from .carrier import OutboundMessage
 from .config import ProtectionConfig
@@ -86,13 +88,13 @@ class Protection:
     whose reply a rule withheld or replaced.
     """
 
-    def __init__(self, config: ProtectionConfig | None, *, unicode: bool = False, registry=None) -> None:
+    def __init__(self, config: ProtectionConfig | None, *, unicode: bool = False,
+                 registry: CollectorRegistry | None = None) -> None:
         self.config = config
         self.unicode = unicode
-        self.guarded = None
+        self._polite = rate_limited_reply(config.lookups_per_hour, unicode=unicode) if config else ""
+        self.guarded: Counter | None = None
         if registry is not None:
-            from prometheus_client import Counter
-
             self.guarded = Counter("smsgw_guarded", "MOs whose reply a protection rule withheld or replaced",
                                    ["carrier", "guard"], registry=registry)
 
@@ -110,9 +112,8 @@ class Protection:
         config = self.config
         if config is None or answer.to in config.exempt or not (config.lookups_per_hour or config.repeat_limit):
             return None
-        text = rate_limited_reply(config.lookups_per_hour, unicode=self.unicode)
-        size = measure(text)
-        instead = replace(answer, text=text, encoding=size.encoding, segments=size.segments,
+        size = measure(self._polite)
+        instead = replace(answer, text=self._polite, encoding=size.encoding, segments=size.segments,
                           message_type=MessageType.REFUND_CONTENT)
         return Screening(self.decide, instead, cap=max(config.lookups_per_hour, config.repeat_limit, 1))
 

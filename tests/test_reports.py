@@ -7,7 +7,6 @@ import sqlite3
 import subprocess
 import sys
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
