@@ -73,7 +73,7 @@ class RouteConfig:
 
 @dataclass(frozen=True)
 class ProtectionConfig:
-    """Per-sender limits of the gateway (`[protection]`; the gateway has none without the table)."""
+    """Per-sender limits of the gateway (`[protection]`; on by default with these values)."""
 
     lookups_per_hour: int = 10      # MOs answered per sender in any rolling hour; 0: no limit
     repeat_limit: int = 5           # the same text answered at most this often in a rolling minute; 0: no guard
@@ -96,7 +96,7 @@ class Config:
     owner_only: frozenset[str] = frozenset({"QT", "THE"})
     carriers: dict[str, CarrierConfig] = field(default_factory=dict)
     routes: dict[str, RouteConfig] = field(default_factory=dict)
-    protection: ProtectionConfig | None = None
+    protection: ProtectionConfig = ProtectionConfig()
     notices: NoticesConfig = NoticesConfig()
     source: str = "<defaults>"
 
@@ -259,9 +259,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
             raise fail(f"{prefix}.message_type", f"must be one of {sorted(_ROUTE_MESSAGE_TYPES)}")
         routes[word] = RouteConfig(keyword=word, **table)
 
-    protection = None
-    if "protection" in data:
-        protection = _protection(check(data["protection"], _PROTECTION, "protection"), fail)
+    protection = _protection(check(data.get("protection", {}), _PROTECTION, "protection"), fail)
     notices = _notices(check(data.get("notices", {}), _NOTICES, "notices"), fail)
 
     return Config(

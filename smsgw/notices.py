@@ -218,11 +218,6 @@ async def deliver(store: MessageStore, pending: Sequence[PendingMT], adapters: M
     await outbox.start()
     try:
         await done.wait()
-        # Let the last send finish and the outbox wake up and wait again before it is stopped:
-        # cancelling its wait at the moment it is woken up is lost (asyncio.wait_for, Python 3.11).
-        while outbox.depth > outcomes["pending"]:
-            await asyncio.sleep(0.001)
-        await asyncio.sleep(0.001)
     finally:
         await outbox.stop()
     summary.sent += outcomes["sent"]

@@ -77,6 +77,7 @@ class Outbox:
         self._sending: set[asyncio.Task] = set()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._stopping = False
 
     @property
     def depth(self) -> int:
@@ -107,6 +108,10 @@ class Outbox:
         """
         if self._task is None:
             return
+        # The flag as well as the cancellation: on Python 3.11 `wait_for` may swallow a
+        # cancellation that arrives as the wake-up event is set, and the loop would go on.
+        self._stopping = True
+        self._wakeup.set()
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
         self._task = None
@@ -121,7 +126,7 @@ class Outbox:
         self._wakeup.set()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             now = self.clock()
             while self._due and self._due[0].at <= now and len(self._sending) < self.concurrency:
                 pending = heapq.heappop(self._due).pending

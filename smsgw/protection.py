@@ -15,7 +15,7 @@ Rules, checked for every new MO (a carrier's retry of a stored MO is not a new M
   than `lookups_per_hour` answers lie within the last hour. Every MO counts, whatever it says.
 - `[protection] exempt` phones (operators' test phones, `smsgw replay --url`) are never limited.
 
-The loop guard and the rate limit need the `[protection]` table; without it they are off.
+The loop guard and the rate limit are on by default; `0` turns either off.
 
 Where the state lives: in `mo_messages` itself. Each MO stores its `guard` (None when it was
 answered normally) and the time it was taken; `MessageStore.store_mo` reads the sender's recent

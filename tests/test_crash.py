@@ -73,6 +73,7 @@ def test_sigkill_mid_burst_then_restart_answers_every_acknowledged_mo(tmp_path):
                 "[carriers.generic]\n"
                 f'secret = "{SECRET}"\nmode = "async"\nmt_url = "{mt_server.make_url("/mt")}"\n'
                 "retry_initial = 0.05\nretry_max = 0.2\n"
+                "[protection]\nlookups_per_hour = 0\nrepeat_limit = 0\n"
             )
             acked: dict[str, str] = {}
             with open(log, "wb") as stderr:
@@ -125,7 +126,8 @@ def test_sigterm_mid_burst_finishes_what_it_took_and_exits_cleanly(tmp_path):
     async def run():
         db, config = tmp_path / "records.db", tmp_path / "smsgw.toml"
         await make_records(db)
-        config.write_text(f'[carriers.generic]\nsecret = "{SECRET}"\nmode = "sync"\n')
+        config.write_text(f'[carriers.generic]\nsecret = "{SECRET}"\nmode = "sync"\n'
+                                  '[protection]\nlookups_per_hour = 0\nrepeat_limit = 0\n')
         with open(tmp_path / "serve.log", "wb") as stderr:
             process, url = await start_server(db, config, stderr)
             answered: dict[str, dict] = {}

@@ -27,6 +27,7 @@ from smsgw.sqlite_store import SqliteStore
 SECRET = "s3cret"
 OWNER = "84912345678"
 SSN = "0110129425"
+NO_LIMITS = {"lookups_per_hour": 0, "repeat_limit": 0}
 CARRIERS = {
     "generic": {"secret": SECRET, "mode": "sync"},
     "open": {"auth": "none", "mode": "sync"},
@@ -48,7 +49,8 @@ async def gateway(tmp_path: Path, carriers: dict | None = None, **options):
     db = tmp_path / "records.db"
     if not db.exists():
         await make_records(db)
-    config = parse_config({"carriers": carriers or CARRIERS})
+    # Bursts from one phone are the point of these tests; tests/test_protection.py covers the limits.
+    config = parse_config({"carriers": carriers or CARRIERS, "protection": NO_LIMITS})
     app = create_app(config, db_path=str(db), **options)
     async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
         yield client

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.slow
 
 def test_two_workers_share_the_port_and_answer_a_retry_once(tmp_path):
     db, config = tmp_path / "records.db", tmp_path / "smsgw.toml"
-    config.write_text(f'[carriers.generic]\nsecret = "{SECRET}"\nmode = "sync"\n')
+    config.write_text(f'[carriers.generic]\nsecret = "{SECRET}"\nmode = "sync"\n'
+                                  '[protection]\nlookups_per_hour = 0\nrepeat_limit = 0\n')
 
     async def run():
         await make_records(db)
