@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from dataclasses import replace
@@ -38,6 +37,7 @@ from .carrier import (
 )
 from .config import Config
 from .errors import PayloadTooLarge, RequestError, Unavailable, UnknownCarrier
+from .ids import new_id
 from .logs import configure_logging, get_logger
 from .messages import MessageStore, PendingMT, StoredMO
 from .metrics import Metrics
@@ -99,7 +99,7 @@ class Intake:
         return stored
 
     async def _answer_and_store(self, inbound: InboundMessage, mode: str) -> StoredMO:
-        mo_id = str(uuid.uuid4())
+        mo_id = new_id()
         guard = self.protection.sender_guard(inbound.sender)
         if guard is not None:   # a short code or a brandname: stored, never answered
             now = time.time()
@@ -109,7 +109,7 @@ class Intake:
             outcome = await self.service.handle(inbound.text, inbound.sender)
             reply = outcome.reply
             mt = OutboundMessage(
-                id=str(uuid.uuid4()), mo_id=mo_id, in_reply_to=inbound.carrier_id, carrier=inbound.carrier,
+                id=new_id(), mo_id=mo_id, in_reply_to=inbound.carrier_id, carrier=inbound.carrier,
                 sender=self.shortcode, to=inbound.sender, text=reply.text, encoding=reply.encoding,
                 segments=reply.segments, message_type=MessageType(reply.message_type),
             )
@@ -318,7 +318,7 @@ async def _observe(request: web.Request, handler: Callable) -> web.StreamRespons
     started = time.perf_counter()
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else "unmatched"
-    structlog.contextvars.bind_contextvars(request_id=uuid.uuid4().hex[:12])
+    structlog.contextvars.bind_contextvars(request_id=new_id()[-12:])
     try:
         return await handler(request)
     except RequestError as error:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import calendar
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -40,6 +39,7 @@ from .carrier import CarrierAdapter, OutboundMessage, load_adapter
 from .config import Config
 from .dispatch import participation
 from .gsm import measure
+from .ids import new_id
 from .logs import get_logger
 from .messages import MessageStore, Notice, PendingMT
 from .metrics import Metrics
@@ -142,7 +142,7 @@ def route(drafts: Sequence[Draft], config: Config, summary: NoticeSummary) -> li
             summary.no_carrier[network_name] += 1
             continue
         size = measure(draft.text)
-        mt = OutboundMessage(id=str(uuid.uuid4()), mo_id="", in_reply_to="", carrier=carrier,
+        mt = OutboundMessage(id=new_id(), mo_id="", in_reply_to="", carrier=carrier,
                              sender=config.notices.sender, to=draft.msisdn, text=draft.text, encoding=size.encoding,
                              segments=size.segments, message_type=MessageType.PUSH)
         notices.append(Notice(draft.kind, draft.target, draft.occasion.isoformat(), mt))

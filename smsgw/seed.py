@@ -260,8 +260,11 @@ class _World:
         periods.append((ssn, "BHXH", employer, start, end))
         if rand() < 0.85:
             bhtn_start = max(start + (int(rand() * 4) if rand() < 0.3 else 0), _BHTN_START)
-            if bhtn_start <= end:
-                periods.append((ssn, "BHTN", employer, bhtn_start, end))
+            row = (ssn, "BHTN", employer, bhtn_start, end)
+            # A side job and a later main job at one employer, both begun before BHTN existed
+            # and both running to the last month, would give the same row twice (seen at 10M).
+            if bhtn_start <= end and row not in periods[-24:]:
+                periods.append(row)
 
     def _cards(self, ssn: str, province: str, cards: list[CardRow]) -> None:
         """1-3 cards of distinct groups, one after another; the last one still valid 3 times in 4."""
