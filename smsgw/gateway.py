@@ -359,8 +359,15 @@ def serve(config: Config, *, db_path: str, host: str, port: int, reuse_port: boo
             log.warning("carrier takes unsigned requests (auth = \"none\")", carrier=carrier.name)
     if not config.carriers:
         log.warning("no carrier configured: every /carriers/... request gets 404", config=config.source)
-    asyncio.run(_serve(config, db_path=db_path, host=host, port=port, reuse_port=reuse_port,
-                       resume_pending=resume_pending))
+    main = _serve(config, db_path=db_path, host=host, port=port, reuse_port=reuse_port,
+                  resume_pending=resume_pending)
+    try:  # uvloop when installed (`pip install smsgw[uvloop]`): a faster event loop, same behaviour
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        log.info("event loop: uvloop", version=uvloop.__version__)
+        uvloop.run(main)
 
 
 async def _serve(config: Config, *, db_path: str, host: str, port: int, reuse_port: bool,

@@ -2,7 +2,8 @@
 
 Personal data never leaves in clear: every string logged, the event, its values and formatted
 tracebacks alike, goes through `mask_text`, which hides digit runs of 9 digits or more (phone
-numbers, BHXH numbers, personal id numbers) and health-card codes. Fields meant to identify a
+numbers, BHXH numbers, personal id numbers) and health-card codes; only our own ids (`mo_id`,
+`mt_id`, `request_id`) and the timestamp are left as they are. Fields meant to identify a
 subscriber are logged as `phones.mask(msisdn)`.
 
 The gateway writes one summary line per message (`message`: carrier, mo_id, command, outcome,
@@ -41,9 +42,17 @@ def _mask_value(value: Any) -> Any:
     return value
 
 
+# Our own identifiers and the processors' fields: never personal, and masking them would break
+# log correlation (an id like `...-0000-000000000123` looks like a digit run).
+_OWN_FIELDS = frozenset({"mo_id", "mt_id", "request_id", "timestamp", "level", "component"})
+
+
 def mask_personal_data(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    """structlog processor applying `mask_text` to every string in the event."""
-    return {key: _mask_value(value) for key, value in event_dict.items()}
+    """structlog processor applying `mask_text` to every string in the event but our own ids."""
+    for key, value in event_dict.items():
+        if key not in _OWN_FIELDS and isinstance(value, (str, Mapping, list, tuple)):
+            event_dict[key] = _mask_value(value)
+    return event_dict
 
 
 def configure_logging(stream: TextIO | None = None, *, json: bool | None = None, level: int = logging.INFO) -> None:

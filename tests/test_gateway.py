@@ -398,3 +398,16 @@ def test_logs_are_json_lines_with_phone_numbers_ids_and_cards_masked():
     for personal in [SSN, OWNER, "4010110129425", "001099012345", "912 345 678", "0912345678"]:
         assert personal not in logged
     assert line["text"].startswith("BH QT 011")
+
+
+def test_our_own_ids_are_logged_in_clear_for_correlation():
+    stream = io.StringIO()
+    configure_logging(stream)
+    mo_id = "3f2c9a1e-77b0-41d2-0000-000000000123"   # smsgw.ids: counter digits look like a digit run
+    try:
+        get_logger().info("message", mo_id=mo_id, mt_id=mo_id, carrier_id=f"mo-{OWNER}")
+    finally:
+        structlog.reset_defaults()
+    line = json.loads(stream.getvalue())
+    assert line["mo_id"] == line["mt_id"] == mo_id
+    assert OWNER not in line["carrier_id"]   # a carrier's id is the carrier's text: still masked
