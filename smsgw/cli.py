@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import sqlite3
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -272,9 +275,11 @@ def cmd_notify(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_billing_export(args: argparse.Namespace) -> int:
+@contextlib.contextmanager
+def _billing_month(args: argparse.Namespace) -> Iterator[sqlite3.Connection]:
+    """A read-only connection to the message store, once the config and `--month` are checked."""
     from .config import load_config
-    from .ledger import export_csv, month_bounds
+    from .ledger import month_bounds
     from .messages import open_reader
 
     load_config(args.config)
@@ -284,32 +289,29 @@ def cmd_billing_export(args: argparse.Namespace) -> int:
         raise UserError(f"--month: {exc}") from None
     conn = open_reader(_existing_db(args.db))
     try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def cmd_billing_export(args: argparse.Namespace) -> int:
+    from .ledger import export_csv
+
+    with _billing_month(args) as conn:
         if args.out is None:
             count = export_csv(conn, args.month, sys.stdout, carrier=args.carrier)
         else:
             with open(args.out, "w", encoding="utf-8", newline="") as out:
                 count = export_csv(conn, args.month, out, carrier=args.carrier)
-    finally:
-        conn.close()
     print(f"billing export {args.month}: {count} rows" + (f" to {args.out}" if args.out else ""), file=sys.stderr)
     return 0
 
 
 def cmd_billing_summary(args: argparse.Namespace) -> int:
-    from .config import load_config
-    from .ledger import format_summary, month_bounds, totals
-    from .messages import open_reader
+    from .ledger import format_summary, totals
 
-    load_config(args.config)
-    try:
-        month_bounds(args.month)
-    except ValueError as exc:
-        raise UserError(f"--month: {exc}") from None
-    conn = open_reader(_existing_db(args.db))
-    try:
+    with _billing_month(args) as conn:
         print(format_summary(args.month, totals(conn, args.month)))
-    finally:
-        conn.close()
     return 0
 
 
