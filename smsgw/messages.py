@@ -341,9 +341,10 @@ class MessageStore:
             conn.execute("UPDATE mt_messages SET status = 'failed', next_attempt_at = NULL, last_error = ?"
                          " WHERE id = ?", (error, mt_id))
             conn.execute("UPDATE mo_messages SET status = 'failed' WHERE id = ?", (mt.mo_id,))
-            charged = conn.execute("SELECT coalesce(sum(amount_vnd), 0) FROM billing_rows WHERE mt_id = ?",
-                                   (mt_id,)).fetchone()[0]
-            _bill(conn, "refund", mt, -charged, _iso(now))
+            # The charge row of an MT is its billing amount (written with it, never changed), and
+            # an MT is given up once (it was pending): no need to sum the ledger, which has no
+            # index by MT and would be scanned whole in the writer.
+            _bill(conn, "refund", mt, -mt.billing.amount_vnd, _iso(now))
             return True
 
         return await self._submit(run)
