@@ -359,15 +359,9 @@ def serve(config: Config, *, db_path: str, host: str, port: int, reuse_port: boo
             log.warning("carrier takes unsigned requests (auth = \"none\")", carrier=carrier.name)
     if not config.carriers:
         log.warning("no carrier configured: every /carriers/... request gets 404", config=config.source)
-    main = _serve(config, db_path=db_path, host=host, port=port, reuse_port=reuse_port,
-                  resume_pending=resume_pending)
-    try:  # uvloop when installed (`pip install smsgw[uvloop]`): a faster event loop, same behaviour
-        import uvloop
-    except ImportError:
-        asyncio.run(main)
-    else:
-        log.info("event loop: uvloop", version=uvloop.__version__)
-        uvloop.run(main)
+    # uvloop was measured (bench/e2e.py): no gain, the loop is not where the time goes.
+    asyncio.run(_serve(config, db_path=db_path, host=host, port=port, reuse_port=reuse_port,
+                       resume_pending=resume_pending))
 
 
 async def _serve(config: Config, *, db_path: str, host: str, port: int, reuse_port: bool,
