@@ -22,7 +22,7 @@ class Person:
     personal_id: str | None  # 12 digits or None
     full_name: str
     date_of_birth: date
-    phone: str | None        # normalised 84XXXXXXXXX, or None
+    phone: str | None        # normalised E.164 digits (84912345678), or None
 
 
 @dataclass(frozen=True)
