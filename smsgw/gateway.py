@@ -19,6 +19,7 @@ messages now (shutting down, store failing), again in the carrier's form
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
@@ -372,6 +373,8 @@ async def _serve(config: Config, *, db_path: str, host: str, port: int, reuse_po
     try:
         site = web.TCPSite(runner, host, port, backlog=BACKLOG, reuse_port=reuse_port or None)
         await site.start()
+        gc.collect()
+        gc.freeze()   # start-up objects (grammar tables, metrics, config) out of every later collection
         bound_port = runner.addresses[0][1]
         shown_host = f"[{host}]" if ":" in host else host
         print(f"smsgw listening on http://{shown_host}:{bound_port}", flush=True)
