@@ -102,16 +102,3 @@ def split(text: str) -> list[str]:
     starts = _part_starts(encoding, costs)
     ends = starts[1:] + [len(text)]
     return [text[start:end] for start, end in zip(starts, ends)]
-
-
-def encoding_for(text: str, unicode: bool) -> Encoding:
-    """The encoding a reply goes out in, under the gateway's `unicode` setting.
-
-    With `unicode=False` replies are folded Vietnamese in GSM-7: `text` must already be free of
-    diacritics (`fold(text) == text`) and pure GSM-7, else ValueError, and the answer is "gsm7".
-    With `unicode=True` the answer is "ucs2" when `text` holds anything outside GSM-7, and "gsm7"
-    when it does not (a reply without diacritics costs fewer parts in GSM-7).
-    """
-    if not unicode and (fold(text) != text or not is_gsm7(text)):
-        raise ValueError("a reply without unicode must be folded GSM-7 text")
-    return "gsm7" if is_gsm7(text) else "ucs2"

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smsgw.gsm import encoding_for, fold, is_gsm7, measure, split
+from smsgw.gsm import fold, is_gsm7, measure, split
 
 # The reference alphabet is written out again here, from the GSM 03.38 table, on purpose.
 REF_BASIC = (
@@ -131,19 +131,6 @@ def test_fold_removes_vietnamese_diacritics() -> None:
 def test_fold_keeps_characters_without_diacritics() -> None:
     text = "€[]{}|~^ 한국어 हिन्दी 中文 😀 ø"
     assert fold(text) == text
-
-
-def test_encoding_for_default_requires_folded_gsm7() -> None:
-    assert encoding_for("The het han", unicode=False) == "gsm7"
-    with pytest.raises(ValueError):
-        encoding_for("Thẻ hết hạn", unicode=False)
-    with pytest.raises(ValueError):
-        encoding_for("café", unicode=False)   # GSM-7, but not folded
-
-
-def test_encoding_for_unicode_uses_gsm7_when_it_can() -> None:
-    assert encoding_for("Thẻ hết hạn", unicode=True) == "ucs2"
-    assert encoding_for("The het han", unicode=True) == "gsm7"
 
 
 gsm_text = st.text(alphabet=st.sampled_from(REF_BASIC + REF_EXTENSION), max_size=700)
