@@ -197,11 +197,13 @@ def main() -> None:
         server_cores = "0" if args.workers == 1 else "0,1"
         load_cores = "1" if args.workers == 1 else "0,1"
         serve = [sys.executable, "-m", "smsgw", "serve", "--db", str(db), "--config", str(config), "--port", "0"]
-        if args.workers > 1:
-            serve += ["--workers", str(args.workers)]
-        results: dict[str, list[dict]] = {"smsgw": [], "bare": []}
-        for name, command in (("smsgw", serve), ("bare", [sys.executable, __file__, "--bare-server"])):
-            process, url = start(command, server_cores)
+        servers = [("smsgw", serve + (["--workers", str(args.workers)] if args.workers > 1 else []))]
+        if args.workers > 1:   # one worker under the same load (wrk on both cores), for the scaling ratio
+            servers.append(("one", serve))
+        servers.append(("bare", [sys.executable, __file__, "--bare-server"]))
+        results: dict[str, list[dict]] = {name: [] for name, _ in servers}
+        for name, command in servers:
+            process, url = start(command, "0" if name == "one" else server_cores)
             try:
                 for run in range(args.runs + 1):   # the first run warms up and is not counted
                     bodies = tmp / f"{name}-{run}.tsv"
@@ -222,6 +224,11 @@ def main() -> None:
             finally:
                 process.terminate()
                 process.wait()
+        if args.workers > 1:
+            one = statistics.median(r["rate"] for r in results["one"])
+            ours = statistics.median(r["rate"] for r in results["smsgw"])
+            print(f"{args.workers} workers {ours:,.0f} req/s vs one worker {one:,.0f} req/s under the same load:"
+                  f" {ours / one:.2f}x (target for 2: >= 1.7x)")
         ours = statistics.median(r["rate"] for r in results["smsgw"])
         bare = statistics.median(r["rate"] for r in results["bare"])
         print(f"median smsgw {ours:,.0f} req/s, bare aiohttp {bare:,.0f} req/s: ratio {ours / bare:.2f} "
