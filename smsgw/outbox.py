@@ -167,8 +167,10 @@ class Outbox:
             else:
                 await self.store.mark_sent(mt.id)
                 self.metrics.mt_sent.labels(mt.carrier).inc()
-                log.info("mt sent", carrier=mt.carrier, mt_id=mt.id, mo_id=mt.mo_id, to=mask(mt.to),
-                         attempts=pending.attempts + 1)
+                # debug: the MO's summary line is the one line per message; retries and
+                # failures are logged at info and warning.
+                log.debug("mt sent", carrier=mt.carrier, mt_id=mt.id, mo_id=mt.mo_id, to=mask(mt.to),
+                          attempts=pending.attempts + 1)
         except asyncio.CancelledError:
             raise
         except Exception:
