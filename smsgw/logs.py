@@ -34,7 +34,8 @@ def mask_text(text: str) -> str:
 
 def _mask_value(value: Any) -> Any:
     if isinstance(value, str):
-        return mask_text(value)
+        # Nothing shorter than 9 characters can hold a 9-digit run or a 15-character card code.
+        return mask_text(value) if len(value) >= 9 else value
     if isinstance(value, Mapping):
         return {key: _mask_value(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
