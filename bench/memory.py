@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import aiohttp
-from e2e import SECRET, message_mix, seeded_store
+from e2e import SECRET, fresh_copy, message_mix, seeded_store
 
 from smsgw.adapters.generic import sign
 
@@ -67,7 +67,8 @@ def main() -> None:
         config = Path(tmp) / "smsgw.toml"
         config.write_text(f'[carriers.generic]\nsecret = "{SECRET}"\nmode = "sync"\n'
                           "[protection]\nlookups_per_hour = 0\nrepeat_limit = 0\n")
-        process = subprocess.Popen([sys.executable, "-m", "smsgw", "serve", "--db", str(db), "--config", str(config),
+        served = fresh_copy(db, Path(tmp))
+        process = subprocess.Popen([sys.executable, "-m", "smsgw", "serve", "--db", str(served), "--config", str(config),
                                     "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         try:
             url = process.stdout.readline().split()[-1]

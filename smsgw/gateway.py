@@ -158,7 +158,8 @@ def create_app(config: Config, *, db_path: str, service_factory: Callable[[], An
             session = await stack.enter_async_context(aiohttp.ClientSession())
             service = await _open_service(config, db_path, service_factory, stack, session)
             store = await MessageStore.open(db_path, batch_delay=batch_delay,
-                                            on_batch=app[METRICS].commit_batch.observe)
+                                            on_batch=app[METRICS].commit_batch.observe,
+                                            on_commit=app[METRICS].commit_seconds.observe)
             stack.push_async_callback(store.close)
             outbox = Outbox(store, app[ADAPTERS], session, app[METRICS], concurrency=mt_concurrency)
             await outbox.start(resume=resume_pending)

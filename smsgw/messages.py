@@ -16,21 +16,28 @@ An MO, its MTs and their charge rows are written by one `store_mo` call, in one 
 an MO is either stored with its answer or not at all. `store_mo` returns the MO already stored
 under the same carrier id, untouched, when there is one.
 
-Group commit: every operation runs on one connection in one writer thread. The writer takes
-all operations queued while it was busy and runs them in one transaction (one fsync), each
-inside its own SAVEPOINT so that a failing operation fails alone. Under load batches grow by
-themselves; alone, an operation waits for nothing. Measured (2 cores, virtio disk,
-synchronous=FULL, 64 concurrent writers storing one MO with its MT and charge each, medians of
-3 runs): one transaction per MO 2,575 MOs/s (p50 22.9 ms); taking what is queued when free
-12,570 MOs/s (p50 4.8 ms, p99 9.0 ms); waiting 2 ms before taking 10,340 MOs/s; 5 ms 6,100
-MOs/s. A lone writer: 0.37 ms per MO without waiting, 2.7 ms with the 2 ms wait. Taking what
-is queued, without waiting, is kept.
+Group commit: every operation runs on one connection. The writer takes all operations queued
+while it was busy and runs them in one transaction (one fsync), each inside its own SAVEPOINT so
+that a failing operation fails alone. Under load batches grow by themselves; alone, an operation
+waits for nothing. Measured (2 cores, virtio disk, synchronous=FULL, 64 concurrent writers
+storing one MO with its MT and charge each, medians of 3 runs): one transaction per MO 2,575
+MOs/s (p50 22.9 ms); taking what is queued when free 12,570 MOs/s (p50 4.8 ms, p99 9.0 ms);
+waiting 2 ms before taking 10,340 MOs/s; 5 ms 6,100 MOs/s. Taking what is queued, without
+waiting, is kept.
+
+Where each step runs: what waits (BEGIN IMMEDIATE, which may wait for another gateway process
+holding the write lock, and COMMIT, which waits for the fsync) runs in the writer's thread; the
+statements of the operations, a few microseconds each on pages in memory, run on the event
+loop's thread between the two. Running them in the thread cost more than they do: each
+statement gave the GIL away and took it back against the busy loop thread (bench/e2e.py, one
+core: 2,640 -> see BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -177,11 +184,12 @@ class MessageStore:
     """Async access to the message tables; open with `await MessageStore.open(path)`."""
 
     def __init__(self, path: str, *, batch_delay: float, max_batch: int,
-                 on_batch: Callable[[int], None] | None) -> None:
+                 on_batch: Callable[[int], None] | None, on_commit: Callable[[float], None] | None = None) -> None:
         self.path = path
         self.batch_delay = batch_delay
         self.max_batch = max_batch
         self.on_batch = on_batch
+        self.on_commit = on_commit
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="smsgw-messages")
         self._queue: deque[_Operation] = deque()
         self._wakeup = asyncio.Event()
@@ -191,12 +199,14 @@ class MessageStore:
 
     @classmethod
     async def open(cls, path: str, *, batch_delay: float = 0.0, max_batch: int = 512,
-                   on_batch: Callable[[int], None] | None = None) -> "MessageStore":
+                   on_batch: Callable[[int], None] | None = None,
+                   on_commit: Callable[[float], None] | None = None) -> "MessageStore":
         """Open (creating the tables when missing) and start the writer.
 
         `batch_delay` seconds are waited before each batch is taken (0: take what is queued).
+        `on_batch(size)` and `on_commit(seconds, from BEGIN to the end of COMMIT)` see every batch.
         """
-        store = cls(path, batch_delay=batch_delay, max_batch=max_batch, on_batch=on_batch)
+        store = cls(path, batch_delay=batch_delay, max_batch=max_batch, on_batch=on_batch, on_commit=on_commit)
         loop = asyncio.get_running_loop()
         try:
             store._conn = await loop.run_in_executor(store._executor, _connect, path)
@@ -410,13 +420,22 @@ class MessageStore:
                 continue
             if self.batch_delay:
                 await asyncio.sleep(self.batch_delay)
+            began = time.perf_counter()
+            try:   # may wait for the write lock held by another process: not on the loop
+                await loop.run_in_executor(self._executor, _begin, self._conn)
+            except Exception as exc:
+                self._fail(len(self._queue), Unavailable(f"message store: {exc}"))
+                continue
             batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
-            try:
-                results = await loop.run_in_executor(self._executor, _run_batch, self._conn, batch)
-            except Exception as exc:   # the connection itself failed: every operation of the batch did
+            results = _run_operations(self._conn, batch)
+            try:   # waits for the fsync
+                await loop.run_in_executor(self._executor, _commit, self._conn)
+            except Exception as exc:   # nothing of the batch was written: every operation failed
                 results = [(False, Unavailable(f"message store: {exc}")) for _ in batch]
             if self.on_batch is not None:
                 self.on_batch(len(batch))
+            if self.on_commit is not None:
+                self.on_commit(time.perf_counter() - began)
             for operation, (ok, value) in zip(batch, results):
                 if operation.future.done():
                     continue
@@ -425,9 +444,15 @@ class MessageStore:
                 else:
                     operation.future.set_exception(value)
 
+    def _fail(self, count: int, error: Exception) -> None:
+        for _ in range(count):
+            operation = self._queue.popleft()
+            if not operation.future.done():
+                operation.future.set_exception(error)
+
 
 def _connect(path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA busy_timeout = 10000")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
@@ -454,23 +479,43 @@ def _statements(script: str) -> list[str]:
     return [statement.strip() for statement in script.split(";") if statement.strip()]
 
 
-def _run_batch(conn: sqlite3.Connection, batch: list[_Operation]) -> list[tuple[bool, Any]]:
-    results: list[tuple[bool, Any]] = []
+def _begin(conn: sqlite3.Connection) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+
+
+def _commit(conn: sqlite3.Connection) -> None:
     try:
-        conn.execute("BEGIN IMMEDIATE")
-        for operation in batch:
-            conn.execute("SAVEPOINT operation")
-            try:
-                results.append((True, operation.run(conn)))
-            except Exception as exc:
-                conn.execute("ROLLBACK TO operation")
-                results.append((False, exc))
-            conn.execute("RELEASE operation")
         conn.execute("COMMIT")
-    except sqlite3.Error as exc:
+    except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
-        return [(False, Unavailable(f"message store: {exc}")) for _ in batch]
+        raise
+
+
+def _run_operations(conn: sqlite3.Connection, batch: list[_Operation]) -> list[tuple[bool, Any]]:
+    """Each operation in a savepoint of the open transaction: one that fails is undone alone."""
+    results: list[tuple[bool, Any]] = []
+    for operation in batch:
+        if not conn.in_transaction:   # SQLite rolled the batch back (I/O error, disk full): stop
+            results.append((False, Unavailable("message store: the transaction was rolled back")))
+            continue
+        try:
+            conn.execute("SAVEPOINT operation")
+        except sqlite3.Error as exc:
+            results.append((False, Unavailable(f"message store: {exc}")))
+            continue
+        try:
+            results.append((True, operation.run(conn)))
+        except Exception as exc:
+            try:
+                conn.execute("ROLLBACK TO operation")
+            except sqlite3.Error:
+                pass
+            results.append((False, exc))
+        try:
+            conn.execute("RELEASE operation")
+        except sqlite3.Error:
+            pass
     return results
 
 

@@ -16,6 +16,8 @@
     smsgw_delivery_reports_total{carrier,state}         delivery reports received
     smsgw_request_duration_seconds{route}               HTTP request latency
     smsgw_commit_batch_size                             operations per message-store transaction
+    smsgw_commit_seconds                                message-store transaction time, BEGIN to the end
+                                                        of COMMIT (its fsync): what each MO of it waited
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from collections.abc import Callable
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_COMMIT_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 
@@ -55,6 +58,8 @@ class Metrics:
                                          buckets=_LATENCY_BUCKETS, registry=registry)
         self.commit_batch = Histogram("smsgw_commit_batch_size", "Operations per message-store transaction",
                                       buckets=_BATCH_BUCKETS, registry=registry)
+        self.commit_seconds = Histogram("smsgw_commit_seconds", "Message-store transaction time, BEGIN to COMMIT",
+                                        buckets=_COMMIT_BUCKETS, registry=registry)
 
     def track_queue_depth(self, depth: Callable[[], float]) -> None:
         self.mt_queue_depth.set_function(depth)

@@ -234,6 +234,10 @@ def test_healthz_and_metrics_describe_the_traffic(tmp_path):
                 'smsgw_request_duration_seconds_count{route="/carriers/{name}/mo"} 3.0',
             ]:
                 assert line in metrics, line
+            # every message-store transaction is timed: an operator sees what MOs wait for the fsync
+            counts = {line.split()[0]: float(line.split()[1]) for line in metrics.splitlines()
+                      if line.startswith(("smsgw_commit_seconds_count", "smsgw_commit_batch_size_count"))}
+            assert counts["smsgw_commit_seconds_count"] == counts["smsgw_commit_batch_size_count"] >= 3
 
     asyncio.run(run())
 
