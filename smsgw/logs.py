@@ -23,11 +23,16 @@ import structlog
 
 _CARD = re.compile(r"(?<![A-Za-z0-9])([A-Za-z]{2}[1-5])[0-9]{12}(?![0-9])")
 _DIGIT_RUN = re.compile(r"(?<![0-9])\+?[0-9](?:[ .\-]?[0-9]){8,}(?![0-9])")
+# What both patterns need: nine digits, separators allowed (a card code has twelve in a row).
+# One search of this settles most strings, which have nothing to hide (1.3 -> 0.2 us a string).
+_NINE_DIGITS = re.compile(r"[0-9](?:[ .\-]?[0-9]){8}")
 _SHOWN = 3
 
 
 def mask_text(text: str) -> str:
     """`text` with card codes and digit runs of 9 or more (separators allowed) hidden."""
+    if _NINE_DIGITS.search(text) is None:
+        return text
     text = _CARD.sub(lambda m: m[1] + "*" * 12, text)
     return _DIGIT_RUN.sub(lambda m: m[0][:_SHOWN] + re.sub(r"[0-9]", "*", m[0][_SHOWN:]), text)
 
@@ -48,10 +53,18 @@ def _mask_value(value: Any) -> Any:
 _OWN_FIELDS = frozenset({"mo_id", "mt_id", "request_id", "timestamp", "level", "component"})
 
 
+_PLAIN = frozenset({int, float, bool, type(None)})
+
+
 def mask_personal_data(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     """structlog processor applying `mask_text` to every string in the event but our own ids."""
     for key, value in event_dict.items():
-        if key not in _OWN_FIELDS and isinstance(value, (str, Mapping, list, tuple)):
+        if key in _OWN_FIELDS or type(value) in _PLAIN:   # numbers: skip the ABC check below
+            continue
+        if isinstance(value, str):
+            if len(value) >= 9:   # nothing shorter holds a 9-digit run or a 15-character card code
+                event_dict[key] = mask_text(value)
+        elif isinstance(value, (Mapping, list, tuple)):
             event_dict[key] = _mask_value(value)
     return event_dict
 
@@ -74,7 +87,7 @@ def configure_logging(stream: TextIO | None = None, *, json: bool | None = None,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        logger_factory=structlog.WriteLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
 
