@@ -153,3 +153,40 @@ def test_a_closed_store_refuses_work(tmp_path):
             await store.probe()
 
     asyncio.run(run())
+
+
+def test_a_writer_waits_for_another_process_holding_the_lock_then_goes_on(tmp_path):
+    """`serve --workers N`: one store, several writers; the lock is waited for, not an error."""
+    async def run():
+        path = str(tmp_path / "m.db")
+        store = await MessageStore.open(path)
+        other = sqlite3.connect(path, isolation_level=None)   # another worker, in the middle of its batch
+        other.execute("BEGIN IMMEDIATE")
+        pending = asyncio.ensure_future(store_one(store, "c-waits"))
+        await asyncio.sleep(0.3)
+        assert not pending.done()
+        other.execute("COMMIT")
+        assert (await asyncio.wait_for(pending, 5)).created
+        assert (await store.find_mo("generic", "c-waits")).replies
+        other.close()
+        await store.close()
+
+    asyncio.run(run())
+
+
+def test_a_lock_held_too_long_fails_the_batch_and_the_store_recovers(tmp_path, monkeypatch):
+    async def run():
+        path = str(tmp_path / "m.db")
+        store = await MessageStore.open(path)
+        monkeypatch.setattr("smsgw.messages.LOCK_WAIT", 0.2)
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(Unavailable, match="locked"):
+            await asyncio.wait_for(store_one(store, "c-refused"), 5)
+        other.execute("ROLLBACK")
+        other.close()
+        assert (await store_one(store, "c-after")).created
+        assert await store.find_mo("generic", "c-refused") is None
+        await store.close()
+
+    asyncio.run(run())
