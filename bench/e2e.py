@@ -14,7 +14,9 @@ Then an open-loop load at half of smsgw's measured maximum (requests fired on a 
 schedule, latency measured from the scheduled time, so a stall is not hidden) gives the p50/p99
 that a carrier sees at that rate, `--runs` times (median p99 printed); the same load against
 the bare app shows what the Python client itself adds. Every server starts from a fresh copy of
-the seeded records (no MOs of earlier runs), written back to disk before it starts.
+the seeded records (no MOs of earlier runs), written back to disk before it starts. Each run
+also prints the server's CPU time per request (user + system, workers included): the host's
+noise moves requests/s by 10-15% between identical runs, CPU per request much less.
 Targets (issue 6): ratio >= 0.5; p99 <= 25 ms at half rate. With `--workers N`, smsgw runs N processes sharing the port and wrk uses both cores.
 """
 
@@ -149,7 +151,24 @@ def wrk(url: str, script: Path, bodies: Path, *, duration: int, connections: int
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     lat = {p: _ms(re.search(rf"\s{p}%\s+([\d.]+\w+)", out).group(1)) for p in ("50", "99")}
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rate": rate, "p50": lat["50"], "p99": lat["99"], "non2xx": int(errors.group(1)) if errors else 0}
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    return {"rate": rate, "p50": lat["50"], "p99": lat["99"], "non2xx": int(errors.group(1)) if errors else 0,
+            "requests": requests}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a server and its worker processes so far. Unlike requests/s, CPU per
+    request leaves out the time the host gives to others (steal): it is the steadier figure."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if stat.parent.name == str(pid) or fields[1] == str(pid):   # fields[1]: the parent's pid
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
 
 
 def _ms(value: str) -> float:
@@ -231,12 +250,15 @@ def main() -> None:
                 for run in range(args.runs + 1):   # the first run warms up and is not counted
                     bodies = tmp / f"{name}-{run}.tsv"
                     signed_bodies(bodies, messages, f"{name}-{run}-{os.getpid()}-{time.time_ns()}")
+                    cpu_before = cpu_seconds(process.pid)
                     figures = wrk(url, script, bodies, duration=args.duration, connections=args.connections,
                                   cores=load_cores)
+                    figures["cpu_us"] = (cpu_seconds(process.pid) - cpu_before) / figures["requests"] * 1e6
                     if run:
                         results[name].append(figures)
                         print(f"{name:5s} run {run}: {figures['rate']:9,.0f} req/s  p50 {figures['p50']:6.2f} ms"
-                              f"  p99 {figures['p99']:6.2f} ms  non-2xx {figures['non2xx']}")
+                              f"  p99 {figures['p99']:6.2f} ms  non-2xx {figures['non2xx']}"
+                              f"  CPU {figures['cpu_us']:5.0f} us/request")
                 if name == "smsgw":
                     half = statistics.median(r["rate"] for r in results["smsgw"]) / 2
                 if name in ("smsgw", "bare") and half:
@@ -261,6 +283,10 @@ def main() -> None:
                   f" ms, bare aiohttp {statistics.median(tails['bare']):.2f} ms (target <= 25 ms)")
         ours = statistics.median(r["rate"] for r in results["smsgw"])
         bare = statistics.median(r["rate"] for r in results["bare"])
+        cpu_ours = statistics.median(r["cpu_us"] for r in results["smsgw"])
+        cpu_bare = statistics.median(r["cpu_us"] for r in results["bare"])
+        print(f"median CPU per request: smsgw {cpu_ours:,.0f} us, bare aiohttp {cpu_bare:,.0f} us:"
+              f" ratio {cpu_bare / cpu_ours:.2f}")
         print(f"median smsgw {ours:,.0f} req/s, bare aiohttp {bare:,.0f} req/s: ratio {ours / bare:.2f} "
               f"(target >= 0.5; {args.persons:,} persons, {args.workers} worker(s), {args.connections} connections)")
 
