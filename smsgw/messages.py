@@ -27,10 +27,10 @@ waiting, is kept.
 
 Where each step runs: what waits (BEGIN IMMEDIATE, which may wait for another gateway process
 holding the write lock, and COMMIT, which waits for the fsync) runs in the writer's thread; the
-statements of the operations, a few microseconds each on pages in memory, run on the event
-loop's thread between the two. Running them in the thread cost more than they do: each
-statement gave the GIL away and took it back against the busy loop thread (bench/e2e.py, one
-core: 2,640 -> see BENCHMARKS.md).
+statements of the operations, a few microseconds each, run on the event loop's thread between
+the two. Run in the thread, each statement handed the GIL to the busy loop thread and waited to
+get it back: 20x the context switches, and at half the maximum rate (bench/e2e.py, open loop)
+p50 6.0-9.5 ms and p99 80-102 ms, against p50 3.5-4.5 ms and p99 19-62 ms now (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -211,7 +211,7 @@ class MessageStore:
         loop = asyncio.get_running_loop()
         try:
             store._conn = await loop.run_in_executor(store._executor, _connect, path)
-            store._conn.execute("PRAGMA busy_timeout = 0")
+            store._conn.execute("PRAGMA busy_timeout = 0")   # from here on the writer's BEGIN waits in _begin
         except BaseException:
             store._executor.shutdown(wait=False)
             raise
@@ -430,10 +430,11 @@ class MessageStore:
                 continue
             batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
             results = _run_operations(self._conn, batch)
-            try:   # waits for the fsync
-                await loop.run_in_executor(self._executor, _commit, self._conn)
-            except Exception as exc:   # nothing of the batch was written: every operation failed
-                results = [(False, Unavailable(f"message store: {exc}")) for _ in batch]
+            if self._conn.in_transaction:   # not rolled back by _run_operations
+                try:   # waits for the fsync
+                    await loop.run_in_executor(self._executor, _commit, self._conn)
+                except Exception as exc:   # nothing of the batch was written: every operation failed
+                    results = [(False, Unavailable(f"message store: {exc}")) for _ in batch]
             if self.on_batch is not None:
                 self.on_batch(len(batch))
             if self.on_commit is not None:
@@ -455,7 +456,7 @@ class MessageStore:
 
 def _connect(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA busy_timeout = 10000")   # the writer's BEGIN waits in _begin instead
+    conn.execute("PRAGMA busy_timeout = 10000")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("BEGIN IMMEDIATE")
@@ -511,29 +512,25 @@ def _commit(conn: sqlite3.Connection) -> None:
 
 
 def _run_operations(conn: sqlite3.Connection, batch: list[_Operation]) -> list[tuple[bool, Any]]:
-    """Each operation in a savepoint of the open transaction: one that fails is undone alone."""
+    """Each operation in a savepoint of the open transaction: one that fails is undone alone.
+
+    When the savepoints themselves fail (SQLite rolled the transaction back: I/O error, disk
+    full), the transaction is rolled back and every operation of the batch fails.
+    """
     results: list[tuple[bool, Any]] = []
-    for operation in batch:
-        if not conn.in_transaction:   # SQLite rolled the batch back (I/O error, disk full): stop
-            results.append((False, Unavailable("message store: the transaction was rolled back")))
-            continue
-        try:
+    try:
+        for operation in batch:
             conn.execute("SAVEPOINT operation")
-        except sqlite3.Error as exc:
-            results.append((False, Unavailable(f"message store: {exc}")))
-            continue
-        try:
-            results.append((True, operation.run(conn)))
-        except Exception as exc:
             try:
+                results.append((True, operation.run(conn)))
+            except Exception as exc:
                 conn.execute("ROLLBACK TO operation")
-            except sqlite3.Error:
-                pass
-            results.append((False, exc))
-        try:
+                results.append((False, exc))
             conn.execute("RELEASE operation")
-        except sqlite3.Error:
-            pass
+    except sqlite3.Error as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        return [(False, Unavailable(f"message store: {exc}")) for _ in batch]
     return results
 
 
