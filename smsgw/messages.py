@@ -17,9 +17,13 @@ an MO is either stored with its answer or not at all. `store_mo` returns the MO 
 under the same carrier id, untouched, when there is one.
 
 Group commit: every operation runs on one connection. The writer takes all operations queued
-while it was busy and runs them in one transaction (one fsync), each inside its own SAVEPOINT so
-that a failing operation fails alone. Under load batches grow by themselves; alone, an operation
-waits for nothing. Measured (2 cores, virtio disk, synchronous=FULL, 64 concurrent writers
+while it was busy and runs them in one transaction (one fsync). A failing operation fails alone:
+when one raises, the transaction is rolled back and the same operations run again in a new one,
+each inside its own SAVEPOINT. Savepoints only then: one per operation made SQLite copy every
+page an operation touched into its statement journal (a temporary file once a batch outgrew
+64 KiB), 43 µs of CPU per stored MO under load (bench/floor.py's `store` rung, medians of 8
+interleaved runs: 322 -> 280 µs per request). Under load batches grow by themselves; alone, an
+operation waits for nothing. Measured (2 cores, virtio disk, synchronous=FULL, 64 concurrent writers
 storing one MO with its MT and charge each, medians of 3 runs): one transaction per MO 2,575
 MOs/s (p50 22.9 ms); taking what is queued when free 12,570 MOs/s (p50 4.8 ms, p99 9.0 ms);
 waiting 2 ms before taking 10,340 MOs/s; 5 ms 6,100 MOs/s. Taking what is queued, without
@@ -36,6 +40,7 @@ p50 6.0-9.5 ms and p99 80-102 ms, against p50 3.5-4.5 ms and p99 19-62 ms now (B
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import sqlite3
 import time
@@ -193,6 +198,7 @@ class MessageStore:
         self.on_commit = on_commit
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="smsgw-messages")
         self._queue: deque[_Operation] = deque()
+        self._isolate = 0   # how many operations at the head of the queue run in savepoints of their own
         self._wakeup = asyncio.Event()
         self._closing = False
         self._conn: sqlite3.Connection | None = None
@@ -427,10 +433,20 @@ class MessageStore:
                 await loop.run_in_executor(self._executor, _begin, self._conn)
             except Exception as exc:
                 self._fail(len(self._queue), Unavailable(f"message store: {exc}"))
+                self._isolate = 0
                 continue
-            batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
-            results = _run_operations(self._conn, batch)
-            if self._conn.in_transaction:   # not rolled back by _run_operations
+            if self._isolate:   # a batch in which an operation failed: each one alone this time
+                batch = [self._queue.popleft() for _ in range(self._isolate)]
+                self._isolate = 0
+                results = _run_isolated(self._conn, batch)
+            else:
+                batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
+                results = _run_together(self._conn, batch)
+                if results is None:   # one failed and the transaction was rolled back: again, isolated
+                    self._queue.extendleft(reversed(batch))
+                    self._isolate = len(batch)
+                    continue
+            if self._conn.in_transaction:   # not rolled back by _run_isolated
                 try:   # waits for the fsync
                     await loop.run_in_executor(self._executor, _commit, self._conn)
                 except Exception as exc:   # nothing of the batch was written: every operation failed
@@ -511,7 +527,22 @@ def _commit(conn: sqlite3.Connection) -> None:
         raise
 
 
-def _run_operations(conn: sqlite3.Connection, batch: list[_Operation]) -> list[tuple[bool, Any]]:
+def _run_together(conn: sqlite3.Connection, batch: list[_Operation]) -> list[tuple[bool, Any]] | None:
+    """Every operation in the open transaction, without savepoints: the common case, where none fails.
+
+    When one raises, the transaction is rolled back and None returned: nothing of the batch is
+    written, and the writer runs its operations again with `_run_isolated`.
+    """
+    try:
+        return [(True, operation.run(conn)) for operation in batch]
+    except Exception:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):   # a connection SQLite cannot roll back fails the next BEGIN
+                conn.execute("ROLLBACK")
+        return None
+
+
+def _run_isolated(conn: sqlite3.Connection, batch: list[_Operation]) -> list[tuple[bool, Any]]:
     """Each operation in a savepoint of the open transaction: one that fails is undone alone.
 
     When the savepoints themselves fail (SQLite rolled the transaction back: I/O error, disk

@@ -84,6 +84,34 @@ def test_a_failing_write_fails_alone_and_leaves_no_half_mo(tmp_path):
     asyncio.run(run())
 
 
+def test_a_batch_run_again_after_a_failure_keeps_each_answer_and_charge_once(tmp_path):
+    # The batch runs without savepoints; when one operation fails it is rolled back and run again,
+    # each operation alone. The others must come out as if nothing had happened: a retry of an
+    # MO in the same batch is still the duplicate of the first, and nothing is stored twice.
+    async def run():
+        batches: list[int] = []
+        store = await MessageStore.open(str(tmp_path / "m.db"), on_batch=batches.append)
+        taken = await store_one(store, "c-0")
+        first, failed, retry, other = await asyncio.gather(
+            store_one(store, "c-1"),
+            store_one(store, "c-2", mt_id=taken.replies[0].id),   # fails: the MT id exists already
+            store_one(store, "c-1"),
+            store_one(store, "c-3"),
+            return_exceptions=True,
+        )
+        assert batches == [1, 4]   # one committed batch for the four, after the failed attempt
+        assert isinstance(failed, sqlite3.IntegrityError)
+        assert first.created and not retry.created and other.created
+        assert (retry.mo_id, retry.replies) == (first.mo_id, first.replies)
+        assert await store.find_mo("generic", "c-2") is None
+        assert [row.mo_id for row in await store.billing()] == [taken.mo_id, first.mo_id, other.mo_id]
+        after = await store_one(store, "c-4")   # and the store goes on as before
+        assert after.created and batches[-1] == 1
+        await store.close()
+
+    asyncio.run(run())
+
+
 def test_pending_mts_survive_closing_and_reopening(tmp_path):
     async def run():
         path = str(tmp_path / "m.db")
