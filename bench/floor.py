@@ -1,6 +1,6 @@
 """The floor under the gateway: what the design card's own steps cost, rung by rung, in one run.
 
-    python bench/floor.py [--persons 1000000] [--duration 8] [--runs 2]
+    python bench/floor.py [--persons 1000000] [--duration 6] [--runs 3]
 
 A server in this script answers the signed MOs of bench/e2e.py doing only what the design card
 asks of every message, one step added per rung:
@@ -11,8 +11,10 @@ asks of every message, one step added per rung:
     store    + the MO, a reply and its charge row stored durably (MessageStore, group commit)
     log      + the one summary log line (structlog, JSON, personal data masked)
 
-and then `smsgw serve` itself. Every server runs on core 0 against wrk on core 1 on a fresh copy
-of the store, as in bench/e2e.py; printed: requests/s, CPU per request, and the ratio to bare.
+and then `smsgw serve` itself. All six servers are started at once, each on core 0 with a fresh
+copy of the store, and wrk on core 1 measures them in rounds, each once per round, the order
+turning from round to round, so that a drift of the shared host falls on all of them alike;
+printed: requests/s, CPU per request, and the ratio to bare (medians of the rounds).
 The rungs leave out everything else smsgw does (carrier adapters, the dispatcher's rules, the
 reply's text and segments, billing decisions, protection, metrics, intake, error replies), so
 the `log` rung is a floor: this design, with these libraries, cannot answer faster than it.
@@ -38,8 +40,8 @@ RUNGS = ("bare", "parse", "lookup", "store", "log")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--persons", type=int, default=1_000_000)
-    parser.add_argument("--duration", type=int, default=8)
-    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--duration", type=int, default=6)
+    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--floor-server", choices=RUNGS, help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -50,25 +52,24 @@ def main() -> None:
     args.connections = 64
     with tempfile.TemporaryDirectory(prefix="smsgw-floor-") as tmp:
         bench = Bench(Path(tmp), db, message_mix(db, 200_000, random.Random(8079)), args)
-        for rung in RUNGS:
-            directory = Path(tmp) / rung
-            directory.mkdir()
-            served = fresh_copy(db, directory)
-            process, url = start([sys.executable, __file__, "--floor-server", rung, "--db", str(served)], "0")
-            try:
-                for run in range(args.runs + 1):
-                    bench.closed_loop(rung, process, url, run, "1")
-            finally:
-                stop(process)
-        process, url = bench.smsgw("smsgw", 1, "0")
+        servers = {}
         try:
-            for run in range(args.runs + 1):
-                bench.closed_loop("smsgw", process, url, run, "1")
+            for rung in RUNGS:
+                directory = Path(tmp) / rung
+                directory.mkdir()
+                served = fresh_copy(db, directory)
+                servers[rung] = start([sys.executable, __file__, "--floor-server", rung, "--db", str(served)], "0")
+            servers["smsgw"] = bench.smsgw("smsgw", 1, "0")
+            names = list(servers)
+            for run in range(args.runs + 1):   # every server once per round, the order turning each round
+                for name in names[run % len(names):] + names[:run % len(names)]:
+                    bench.closed_loop(name, *servers[name], run, "1")
         finally:
-            stop(process)
+            for process, _ in servers.values():
+                stop(process)
         bare = bench.median("bare", "rate")
-        print(f"\n{'rung':8s} {'req/s':>9s} {'CPU us/req':>11s} {'ratio to bare':>14s}")
-        for name in (*RUNGS, "smsgw"):
+        print(f"\n{'rung':8s} {'req/s':>9s} {'CPU us/req':>11s} {'ratio to bare':>14s}   (medians of {args.runs} rounds)")
+        for name in names:
             rate = bench.median(name, "rate")
             print(f"{name:8s} {rate:9,.0f} {bench.median(name, 'cpu_us'):11,.0f} {rate / bare:14.2f}")
 
