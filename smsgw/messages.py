@@ -19,10 +19,10 @@ under the same carrier id, untouched, when there is one.
 Group commit: every operation runs on one connection. The writer takes all operations queued
 while it was busy and runs them in one transaction (one fsync). A failing operation fails alone:
 when one raises, the transaction is rolled back and the same operations run again in a new one,
-each inside its own SAVEPOINT. Savepoints only then: one per operation made SQLite copy every
-page an operation touched into its statement journal (a temporary file once a batch outgrew
-64 KiB), 43 µs of CPU per stored MO under load (bench/floor.py's `store` rung, medians of 8
-interleaved runs: 322 -> 280 µs per request). Under load batches grow by themselves; alone, an
+each inside its own SAVEPOINT. Savepoints are used only then: with one per operation, SQLite
+copied every page an operation touched into its statement journal (a temporary file once a
+batch outgrew 64 KiB), 43 µs of CPU per stored MO under load (bench/floor.py's `store` rung,
+medians of 8 interleaved runs: 322 -> 280 µs per request). Under load batches grow by themselves; alone, an
 operation waits for nothing. Measured (2 cores, virtio disk, synchronous=FULL, 64 concurrent writers
 storing one MO with its MT and charge each, medians of 3 runs): one transaction per MO 2,575
 MOs/s (p50 22.9 ms); taking what is queued when free 12,570 MOs/s (p50 4.8 ms, p99 9.0 ms);
