@@ -425,16 +425,20 @@ def run_bare_server() -> None:
         data = json.loads(await request.read())
         return web.json_response({"mo_id": data["id"], "replies": []})
 
-    async def serve() -> None:
-        app = web.Application()
-        app.router.add_post("/carriers/{name}/mo", mo)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0, backlog=1024).start()
-        print(f"bare listening on http://127.0.0.1:{runner.addresses[0][1]}", flush=True)
-        await asyncio.Event().wait()
+    app = web.Application()
+    app.router.add_post("/carriers/{name}/mo", mo)
+    asyncio.run(serve_until_killed(app, "bare"))
 
-    asyncio.run(serve())
+
+async def serve_until_killed(app, label: str) -> None:
+    """Serve `app` on 127.0.0.1, port 0; print "`label` listening on URL" for `start` to read."""
+    from aiohttp import web
+
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0, backlog=1024).start()
+    print(f"{label} listening on http://127.0.0.1:{runner.addresses[0][1]}", flush=True)
+    await asyncio.Event().wait()
 
 
 if __name__ == "__main__":

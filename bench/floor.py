@@ -32,7 +32,7 @@ import time
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-from e2e import SECRET, Bench, fresh_copy, message_mix, seeded_store, start, stop
+from e2e import SECRET, Bench, fresh_copy, message_mix, seeded_store, serve_until_killed, start, stop
 
 RUNGS = ("bare", "parse", "lookup", "store", "log")
 
@@ -119,11 +119,7 @@ async def serve(level: int, db: str) -> None:
 
     app = web.Application()
     app.router.add_post("/carriers/{name}/mo", mo)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0, backlog=1024).start()
-    print(f"floor listening on http://127.0.0.1:{runner.addresses[0][1]}", flush=True)
-    await asyncio.Event().wait()
+    await serve_until_killed(app, "floor")
 
 
 async def lookup(records, command) -> object:
