@@ -155,7 +155,7 @@ def near_a_limit(draw: st.DrawFn) -> str:
 texts = st.one_of(gsm_text, long_gsm_text, long_ucs2_text, near_a_limit(), any_text, mixed)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(texts)
 def test_measure_and_split_match_reference_encoder(text: str) -> None:
     encoding, cells = reference_cells(text)

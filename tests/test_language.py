@@ -8,7 +8,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from smsgw.cli import parse_result
@@ -189,7 +189,7 @@ def disguise(draw, words):
 
 
 @given(data=st.data())
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400)
 def test_tolerated_surface_forms_parse_to_the_same_command(data):
     command, words = data.draw(commands())
     message = data.draw(disguise(words))

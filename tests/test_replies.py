@@ -161,7 +161,7 @@ def test_qt_without_coverage_is_an_answer() -> None:
     assert "BHXH: 00 nam 00 thang" in text and "BHTN: 00 nam 00 thang" in text
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(
     st.tuples(st.integers(0, 999), st.integers(0, 999)),
     st.one_of(st.none(), st.tuples(st.integers(0, 999), st.integers(0, 999))),
