@@ -23,6 +23,7 @@ from pathlib import Path
 
 import aiohttp
 
+from e2e import serve_until_killed
 from smsgw.adapters.generic import sign
 
 SECRET = "bench-secret"
@@ -49,16 +50,7 @@ def bare_app():
 
 
 def run_bare_server() -> None:
-    from aiohttp import web
-
-    async def main() -> None:
-        runner = web.AppRunner(bare_app(), access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0, backlog=1024).start()
-        print(f"bare listening on http://127.0.0.1:{runner.addresses[0][1]}", flush=True)
-        await asyncio.Event().wait()
-
-    asyncio.run(main())
+    asyncio.run(serve_until_killed(bare_app(), "bare"))
 
 
 async def start(*args: str) -> tuple[asyncio.subprocess.Process, str]:
