@@ -36,7 +36,10 @@ class NotFoundAnswer:
 
 @dataclass(frozen=True)
 class NotOwnerAnswer:
-    command: str          # QT or THE
+    """Nothing for this phone under `owner_only`: the record is unknown, has no phone on file, or
+    is registered to another phone. The three are one answer on purpose (no existence oracle)."""
+
+    command: str          # QT, THE, or HS when HS is owner_only
     message_type = MessageType.REFUND_CONTENT
 
 

@@ -75,6 +75,11 @@ class Dispatcher:
             return await self._hs(command, sender)
         raise TypeError(f"not a command: {command!r}")
 
+    def _not_found(self, name: str, ident: str) -> Answer:
+        """No record: under `owner_only` worded and billed exactly as another person's record, so
+        that a stranger cannot probe which numbers exist; elsewhere `khong tim thay`."""
+        return NotOwnerAnswer(name) if name in self.owner_only else NotFoundAnswer(name, ident)
+
     def _denied(self, name: str, person: Person | None, sender: str) -> bool:
         return name in self.owner_only and (person is None or person.phone is None or person.phone != sender)
 
@@ -82,7 +87,7 @@ class Dispatcher:
         found = await self.records.person_with_periods(
             command.person, personal_id=command.id_kind is IdKind.PERSONAL_ID)
         if found is None:
-            return NotFoundAnswer("QT", command.person)
+            return self._not_found("QT", command.person)
         person, periods = found
         if self._denied("QT", person, sender):
             return NotOwnerAnswer("QT")
@@ -96,7 +101,7 @@ class Dispatcher:
         if command.id_kind is IdKind.CARD:
             found = await self.records.card_with_holder(command.id)
             if found is None:
-                return NotFoundAnswer("THE", command.id)
+                return self._not_found("THE", command.id)
             card, person = found
             if self._denied("THE", person, sender):
                 return NotOwnerAnswer("THE")
@@ -104,7 +109,7 @@ class Dispatcher:
             found = await self.records.person_with_latest_card(
                 command.id, personal_id=command.id_kind is IdKind.PERSONAL_ID)
             if found is None:
-                return NotFoundAnswer("THE", command.id)
+                return self._not_found("THE", command.id)
             person, card = found
             if self._denied("THE", person, sender):
                 return NotOwnerAnswer("THE")
@@ -115,7 +120,7 @@ class Dispatcher:
     async def _hs(self, command: HS, sender: str) -> Answer:
         dossier = await self.records.dossier(command.dossier)
         if dossier is None:
-            return NotFoundAnswer("HS", command.dossier)
+            return self._not_found("HS", command.dossier)
         if "HS" in self.owner_only and self._denied("HS", await self.records.person_by_ssn(dossier.ssn), sender):
             return NotOwnerAnswer("HS")
         return DossierAnswer(dossier.code, dossier.status, dossier.updated_at)

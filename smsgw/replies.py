@@ -106,9 +106,11 @@ _NOT_FOUND = {
     "THE": "Không tìm thấy thẻ BHYT theo mã {id}. Kiểm tra lại mã thẻ hoặc mã số BHXH.",
     "HS": "Không tìm thấy hồ sơ {id}. Kiểm tra lại mã hồ sơ.",
 }
+# Under owner_only the same words answer an unknown record, a record without a phone and another
+# person's record: a reply that differed would tell a stranger which numbers exist.
 _NOT_OWNER = (
-    "Số điện thoại không khớp. {topic} chỉ được gửi tới số điện thoại đã đăng ký của người tham gia. "
-    "Liên hệ cơ quan BHXH để đăng ký số điện thoại."
+    "Không tìm thấy hoặc số điện thoại không khớp. {topic} chỉ gửi tới số đã đăng ký của người tham gia. "
+    "Kiểm tra lại mã số hoặc liên hệ cơ quan BHXH."
 )
 _NOT_OWNER_TOPIC = {"QT": "Quá trình đóng BHXH", "THE": "Thông tin thẻ BHYT", "HS": "Thông tin hồ sơ"}
 _BUSY = "Dịch vụ {keyword} đang bận, vui lòng gửi lại sau ít phút. Tin nhắn này không bị tính phí."
