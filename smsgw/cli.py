@@ -214,10 +214,10 @@ async def _replay_http(exchanges, args, advance) -> list:
 # --- serve -------------------------------------------------------------------------------
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .config import load_config
+    from .config import serving_config
     from .gateway import serve
 
-    config = load_config(args.config)
+    config = serving_config(args.config)   # refuses no --config, and a config without carriers
     if not Path(args.db).exists():
         raise UserError(f"no records database at {args.db}: create it with `smsgw db seed` or `smsgw db import`")
     if args.workers < 1:
