@@ -205,7 +205,7 @@ class CarrierAdapter(abc.ABC):
         if recipient_key(message.to) in self._our_numbers:
             return
         if self.config.numbers:
-            ours = f"one of carrier {self.name!r}'s numbers {', '.join(self.config.numbers)}"
+            ours = f"a number of carrier {self.name!r} ({', '.join(self.config.numbers)})"
         else:
             ours = f"this gateway's short code {self.shortcode}"
         shown = message.to if len(message.to) <= _SHOWN_RECIPIENT else message.to[:_SHOWN_RECIPIENT] + "..."

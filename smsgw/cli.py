@@ -199,13 +199,14 @@ async def _replay_http(exchanges, args, advance) -> list:
     config = load_config(args.config)
     carrier = config.carriers.get(args.carrier)
     secret = args.secret if args.secret is not None else (carrier.secret if carrier else None)
+    to = carrier.numbers[0] if carrier and carrier.numbers else config.shortcode   # checked by the gateway
     run_id = uuid.uuid4().hex[:12]
     counter = iter(range(1, 1 << 62))
 
     async with aiohttp.ClientSession() as session:
         async def send(sender: str, text: str) -> list[str]:
             mo_id = f"replay-{run_id}-{next(counter)}"
-            replies = await replay_message(session, args.url, args.carrier, secret, sender, text, mo_id)
+            replies = await replay_message(session, args.url, args.carrier, secret, sender, text, mo_id, to=to)
             return [r["text"] for r in replies]
 
         return await replay(exchanges, send, advance)
