@@ -15,8 +15,16 @@ sender (`phones.classify_sender`): all are taken (stored, never answered unless 
 anything else is a 400.
 
 Every request body in both directions is signed: header `X-Smsgw-Signature` is the hex
-HMAC-SHA256 of the raw body with the carrier's `secret` (`sha256=` prefix and upper-case hex
-tolerated). A carrier configured with `auth = "none"` may send unsigned requests.
+HMAC-SHA256 with the carrier's `secret` (`sha256=` prefix and upper-case hex tolerated) of
+
+    "{timestamp}." + raw body   with header `X-Smsgw-Timestamp: {timestamp}` (Unix seconds), or
+    the raw body alone          without that header (refused when `require_timestamp = true`).
+
+A signed timestamp more than `signature_window` seconds (300) before or after the gateway's clock
+is refused, so a captured request replays for that long at most (and a replay within the window
+is a carrier retry: the first answer again, no second charge). The async MT POST is signed the
+same way, with a timestamp when the carrier has `require_timestamp = true`. A carrier configured
+with `auth = "none"` may send unsigned requests.
 """
 
 from __future__ import annotations
@@ -26,7 +34,9 @@ import hashlib
 import hmac
 import json
 import math
-from collections.abc import Sequence
+import re
+import time
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -43,30 +53,69 @@ from ..errors import (
 from ..phones import InvalidPhone, classify_sender
 
 SIGNATURE_HEADER = "X-Smsgw-Signature"
+TIMESTAMP_HEADER = "X-Smsgw-Timestamp"
 MAX_ID_LENGTH = 128
 _STATES = ", ".join(state.value for state in DeliveryState)
+_TIMESTAMP = re.compile(r"[0-9]{1,12}", re.ASCII)
 
 
-def sign(secret: str, body: bytes) -> str:
-    """The hex HMAC-SHA256 of `body` with `secret`: the `X-Smsgw-Signature` value."""
-    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def sign(secret: str, body: bytes, timestamp: int | str | None = None) -> str:
+    """The `X-Smsgw-Signature` value: the hex HMAC-SHA256 with `secret` of `body`, or of
+    `"{timestamp}." + body` when the request carries `X-Smsgw-Timestamp: {timestamp}`."""
+    signed = body if timestamp is None else f"{timestamp}.".encode() + body
+    return hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
 
 
-def verify(secret: str, body: bytes, signature: str) -> bool:
-    """Constant-time check of a signature header against the body."""
+def verify(secret: str, body: bytes, signature: str, timestamp: str | None = None) -> bool:
+    """Constant-time check of a signature header against the body (and the timestamp header)."""
     given = signature.strip().lower().removeprefix("sha256=").encode("ascii", "replace")
-    return hmac.compare_digest(given, sign(secret, body).encode())
+    return hmac.compare_digest(given, sign(secret, body, timestamp).encode())
+
+
+def signature_headers(secret: str, body: bytes, *, timestamp: int | None) -> dict[str, str]:
+    """The headers signing `body`: with `X-Smsgw-Timestamp` unless `timestamp` is None."""
+    if timestamp is None:
+        return {SIGNATURE_HEADER: sign(secret, body)}
+    return {TIMESTAMP_HEADER: str(timestamp), SIGNATURE_HEADER: sign(secret, body, timestamp)}
 
 
 class GenericAdapter(CarrierAdapter):
+    clock: Callable[[], float] = staticmethod(time.time)   # the gateway's clock, for the signature window
+
     def authenticate(self, request: CarrierRequest) -> None:
         if self.config.auth == "none":
             return
         signature = request.headers.get(SIGNATURE_HEADER)
         if signature is None:
             raise Unauthorized(f"missing {SIGNATURE_HEADER} header", kind="missing_signature")
-        if not verify(self.config.secret or "", request.body, signature):
-            raise Unauthorized(f"wrong {SIGNATURE_HEADER}: not the HMAC-SHA256 of the body", kind="bad_signature")
+        timestamp = request.headers.get(TIMESTAMP_HEADER)
+        if timestamp is None and self.config.require_timestamp:
+            raise Unauthorized(f"missing {TIMESTAMP_HEADER} header: this carrier signs with a timestamp",
+                               kind="missing_timestamp")
+        if timestamp is not None and not _TIMESTAMP.fullmatch(timestamp):
+            raise Unauthorized(f"{TIMESTAMP_HEADER} must be Unix seconds (digits only)", kind="bad_timestamp")
+        if not verify(self.config.secret or "", request.body, signature, timestamp):
+            signed = "the body" if timestamp is None else f"'{TIMESTAMP_HEADER}.' + the body"
+            raise Unauthorized(f"wrong {SIGNATURE_HEADER}: not the HMAC-SHA256 of {signed}", kind="bad_signature")
+        if timestamp is not None:
+            self._check_window(int(timestamp))
+
+    def _check_window(self, timestamp: int) -> None:
+        skew = timestamp - self.clock()
+        window = self.config.signature_window
+        if abs(skew) > window:
+            side = "ahead of" if skew > 0 else "behind"
+            raise Unauthorized(f"{TIMESTAMP_HEADER} is {abs(skew):.0f} s {side} the gateway's clock "
+                               f"(allowed: {window:g} s either way)", kind="stale_timestamp")
+
+    def mt_headers(self, body: bytes) -> dict[str, str]:
+        """The headers of an MT POST to `mt_url`: signed when the carrier has a secret, with a
+        timestamp when it requires them."""
+        headers = {"Content-Type": "application/json"}
+        if self.config.secret:
+            timestamp = int(self.clock()) if self.config.require_timestamp else None
+            headers.update(signature_headers(self.config.secret, body, timestamp=timestamp))
+        return headers
 
     def parse_inbound(self, request: CarrierRequest, *, received_at: datetime) -> InboundMessage:
         data = json_object(request)
@@ -102,13 +151,10 @@ class GenericAdapter(CarrierAdapter):
             "text": mt.text, "encoding": mt.encoding, "segments": mt.segments,
             **self.billing_fields(mt.billing),
         }, ensure_ascii=False).encode()
-        headers = {"Content-Type": "application/json"}
-        if self.config.secret:
-            headers[SIGNATURE_HEADER] = sign(self.config.secret, body)
         timeout = aiohttp.ClientTimeout(total=self.config.timeout)
         try:
             async with session.post(
-                self.config.mt_url, data=body, headers=headers, timeout=timeout, allow_redirects=False,
+                self.config.mt_url, data=body, headers=self.mt_headers(body), timeout=timeout, allow_redirects=False,
             ) as response:
                 await response.read()
                 if not 200 <= response.status < 300:

@@ -102,6 +102,8 @@ def url_variants(url: str) -> set[str]:
 
 
 class TwilioAdapter(CarrierAdapter):
+    recipient_field = "To"
+
     def authenticate(self, request: CarrierRequest) -> None:
         if self.config.auth == "none":
             return

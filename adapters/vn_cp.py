@@ -86,6 +86,8 @@ _REMEMBERED = 65_536
 
 
 class VnCpAdapter(CarrierAdapter):
+    recipient_field = "Service_ID"
+
     def __init__(self, config: CarrierConfig, *, shortcode: str) -> None:
         super().__init__(config, shortcode=shortcode)
         self._routing: OrderedDict[str, tuple[str, str]] = OrderedDict()   # Request_ID -> Service_ID, Command_Code

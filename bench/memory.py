@@ -22,7 +22,7 @@ from pathlib import Path
 import aiohttp
 from e2e import SECRET, fresh_copy, message_mix, seeded_store
 
-from smsgw.adapters.generic import sign
+from smsgw.adapters.generic import signature_headers
 
 
 def rss(pid: int) -> dict[str, float]:
@@ -43,7 +43,8 @@ async def stream(url: str, messages: list[tuple[str, str]], concurrency: int) ->
     async def worker(session: aiohttp.ClientSession) -> None:
         for n, (sender, text) in queue:
             body = json.dumps({"id": f"mem-{tag}-{n}", "from": sender, "to": "8079", "text": text}).encode()
-            headers = {"Content-Type": "application/json", "X-Smsgw-Signature": sign(SECRET, body)}
+            headers = {"Content-Type": "application/json",
+                       **signature_headers(SECRET, body, timestamp=int(time.time()))}
             async with session.post(f"{url}/carriers/generic/mo", data=body, headers=headers) as response:
                 await response.read()
                 assert response.status == 200, response.status
@@ -65,7 +66,7 @@ def main() -> None:
     messages = message_mix(db, args.messages, random.Random(79))
     with tempfile.TemporaryDirectory(prefix="smsgw-memory-") as tmp:
         config = Path(tmp) / "smsgw.toml"
-        config.write_text(f'[carriers.generic]\nsecret = "{SECRET}"\nmode = "sync"\n'
+        config.write_text(f'[carriers.generic]\nsecret = "{SECRET}"\nrequire_timestamp = true\nmode = "sync"\n'
                           "[protection]\nlookups_per_hour = 0\nrepeat_limit = 0\n")
         served = fresh_copy(db, Path(tmp))
         process = subprocess.Popen([sys.executable, "-m", "smsgw", "serve", "--db", str(served), "--config", str(config),

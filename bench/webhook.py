@@ -24,7 +24,7 @@ from pathlib import Path
 import aiohttp
 
 from e2e import serve_until_killed
-from smsgw.adapters.generic import sign
+from smsgw.adapters.generic import signature_headers
 
 SECRET = "bench-secret"
 SENDER = "84912345678"
@@ -70,7 +70,8 @@ async def load(url: str, *, requests: int, concurrency: int, tag: str) -> tuple[
     async def worker(session: aiohttp.ClientSession) -> None:
         for n in counter:
             body = json.dumps({"id": f"{tag}-{n}", "from": SENDER, "to": "8079", "text": TEXT}).encode()
-            headers = {"Content-Type": "application/json", "X-Smsgw-Signature": sign(SECRET, body)}
+            headers = {"Content-Type": "application/json",
+                       **signature_headers(SECRET, body, timestamp=int(time.time()))}
             started = time.perf_counter()
             async with session.post(f"{url}/carriers/generic/mo", data=body, headers=headers) as response:
                 await response.read()
@@ -111,7 +112,8 @@ async def main(args: argparse.Namespace) -> None:
         bare, bare_url = await start(__file__, "--bare-server")
         mt_url = f'mt_url = "{bare_url}/mt"\n' if args.mode == "async" else ""
         # One phone sends every MO: the protection limits are off so that each one is answered.
-        config.write_text(f'[carriers.generic]\nsecret = "{SECRET}"\nmode = "{args.mode}"\n{mt_url}'
+        config.write_text(f'[carriers.generic]\nsecret = "{SECRET}"\nrequire_timestamp = true\n'
+                          f'mode = "{args.mode}"\n{mt_url}'
                           "[protection]\nlookups_per_hour = 0\nrepeat_limit = 0\n")
         smsgw, smsgw_url = await start("-m", "smsgw", "serve", "--db", str(db), "--config", str(config),
                                        "--port", "0")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import abc
 import importlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,7 +31,7 @@ import aiohttp
 
 from .billing import Billing, MessageType
 from .config import CarrierConfig
-from .errors import RequestError
+from .errors import BadRequest, RequestError
 
 ADAPTERS = {
     "generic": "smsgw.adapters.generic:GenericAdapter",
@@ -158,10 +159,13 @@ class CarrierAdapter(abc.ABC):
     """One carrier's wire format. Subclasses implement the abstract methods; nothing else is needed."""
 
     methods: ClassVar[tuple[str, ...]] = ("POST",)   # HTTP methods the carrier calls us with
+    recipient_field: ClassVar[str] = "to"            # the MO field naming the number it was sent to
 
     def __init__(self, config: CarrierConfig, *, shortcode: str):
         self.config = config
         self.shortcode = shortcode
+        self._our_numbers = frozenset(form for number in config.numbers or (shortcode,)
+                                      for form in number_forms(number))
 
     @property
     def name(self) -> str:
@@ -195,6 +199,18 @@ class CarrierAdapter(abc.ABC):
     def parse_delivery_report(self, request: CarrierRequest) -> DeliveryReport:
         """The delivery report in the request, or a specific `RequestError`."""
 
+    def check_recipient(self, message: InboundMessage) -> None:
+        """Raise a 400 unless the MO was sent to one of our numbers: the carrier's `numbers`, else
+        the gateway's short code, in any of the forms of `number_forms`."""
+        if recipient_key(message.to) in self._our_numbers:
+            return
+        if self.config.numbers:
+            ours = f"a number of carrier {self.name!r} ({', '.join(self.config.numbers)})"
+        else:
+            ours = f"this gateway's short code {self.shortcode}"
+        shown = message.to if len(message.to) <= _SHOWN_RECIPIENT else message.to[:_SHOWN_RECIPIENT] + "..."
+        raise BadRequest(f"{self.recipient_field}: {shown!r} is not {ours}", kind="wrong_recipient")
+
     def render_delivery_ack(self, report: DeliveryReport, state: DeliveryState | None) -> CarrierResponse:
         """The response to a delivery report; `state` is the MT's state after it (None: unknown MT)."""
         return CarrierResponse.json(200, {"id": report.mt_id, "state": state.value if state else None})
@@ -205,6 +221,37 @@ class CarrierAdapter(abc.ABC):
     def render_unavailable(self, reason: str) -> CarrierResponse:
         """The response to an MO the gateway cannot take now (shutting down, store failing)."""
         return CarrierResponse.json(503, {"error": f"unavailable: {reason}"})
+
+
+_SHOWN_RECIPIENT = 32
+_SEPARATORS = re.compile(r"[\s.\-()]")
+_COUNTRY = "84"
+_LONGEST_SHORT_CODE = 8
+
+
+def recipient_key(raw: str) -> str:
+    """An MO's recipient as comparable digits: separators, a leading '+' or '00' dropped."""
+    compact = _SEPARATORS.sub("", raw)
+    if compact.startswith("+"):
+        return compact[1:]
+    return compact[2:] if compact.startswith("00") else compact
+
+
+def number_forms(number: str) -> set[str]:
+    """The `recipient_key`s under which carriers deliver MOs to our `number` (digits).
+
+    A short code (up to 8 digits) as it is or behind the country code: `8079`, `848079`
+    (`+848079`, `00848079`). A long Vietnamese number in international or national form:
+    `84898765432`, `0898765432`.
+    """
+    forms = {number}
+    if len(number) <= _LONGEST_SHORT_CODE:
+        forms.add(_COUNTRY + number)
+    elif number.startswith(_COUNTRY):
+        forms.add("0" + number[len(_COUNTRY):])
+    elif number.startswith("0"):
+        forms.add(_COUNTRY + number[1:])
+    return forms
 
 
 def load_adapter(config: CarrierConfig, *, shortcode: str) -> CarrierAdapter:

@@ -199,13 +199,14 @@ async def _replay_http(exchanges, args, advance) -> list:
     config = load_config(args.config)
     carrier = config.carriers.get(args.carrier)
     secret = args.secret if args.secret is not None else (carrier.secret if carrier else None)
+    to = carrier.numbers[0] if carrier and carrier.numbers else config.shortcode   # checked by the gateway
     run_id = uuid.uuid4().hex[:12]
     counter = iter(range(1, 1 << 62))
 
     async with aiohttp.ClientSession() as session:
         async def send(sender: str, text: str) -> list[str]:
             mo_id = f"replay-{run_id}-{next(counter)}"
-            replies = await replay_message(session, args.url, args.carrier, secret, sender, text, mo_id)
+            replies = await replay_message(session, args.url, args.carrier, secret, sender, text, mo_id, to=to)
             return [r["text"] for r in replies]
 
         return await replay(exchanges, send, advance)
@@ -214,10 +215,10 @@ async def _replay_http(exchanges, args, advance) -> list:
 # --- serve -------------------------------------------------------------------------------
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .config import load_config
+    from .config import serving_config
     from .gateway import serve
 
-    config = load_config(args.config)
+    config = serving_config(args.config)   # refuses no --config, and a config without carriers
     if not Path(args.db).exists():
         raise UserError(f"no records database at {args.db}: create it with `smsgw db seed` or `smsgw db import`")
     if args.workers < 1:

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import aiohttp
 
-from .adapters.generic import SIGNATURE_HEADER, sign
+from .adapters.generic import signature_headers
 from .errors import ReplayError
 
 
 async def replay_message(session: aiohttp.ClientSession, url: str, carrier: str, secret: str | None,
                          msisdn: str, text: str, mo_id: str, *, to: str = "8079") -> list[dict[str, Any]]:
-    """Send one MO to `{url}/carriers/{carrier}/mo`, signed when `secret` is given; return its replies.
+    """Send one MO to `{url}/carriers/{carrier}/mo`, signed with the current time as
+    `X-Smsgw-Timestamp` when `secret` is given; return its replies.
 
     The carrier must be in sync mode. Anything but a 200 with a `replies` list raises
     `ReplayError` naming the status and the server's reason.
@@ -21,7 +23,7 @@ async def replay_message(session: aiohttp.ClientSession, url: str, carrier: str,
     body = json.dumps({"id": mo_id, "from": msisdn, "to": to, "text": text}, ensure_ascii=False).encode()
     headers = {"Content-Type": "application/json"}
     if secret:
-        headers[SIGNATURE_HEADER] = sign(secret, body)
+        headers.update(signature_headers(secret, body, timestamp=int(time.time())))
     endpoint = f"{url.rstrip('/')}/carriers/{carrier}/mo"
     try:
         async with session.post(endpoint, data=body, headers=headers) as response:

@@ -7,10 +7,12 @@ file and the dotted key. With no file, the defaults below apply (no carrier is c
 from __future__ import annotations
 
 import ipaddress
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 COMMANDS = ("QT", "HS", "THE")
 ADAPTERS = ("generic", "mock", "kannel", "vn-cp", "twilio")
@@ -34,6 +36,9 @@ class CarrierConfig:
     name: str
     adapter: str = "generic"
     secret: str | None = None       # generic: HMAC-SHA256 key of X-Smsgw-Signature
+    require_timestamp: bool = False  # generic: refuse requests without a signed X-Smsgw-Timestamp
+    signature_window: float = 300.0  # generic: seconds a signed timestamp may be off the clock, either way
+    numbers: tuple[str, ...] = ()   # numbers an MO must be sent to (digits); () = the gateway's shortcode
     auth: str = "required"          # "required": the adapter's own authentication; "none": unsigned
     mode: str = "sync"
     mt_url: str | None = None       # generic, vn-cp: where MTs go; twilio: the REST API base URL
@@ -133,7 +138,13 @@ _CARRIER = {
     "timeout": (int, float), "sendsms_url": str, "username": str, "password": str,
     "allow_ips": list, "token": str, "form": str, "account_sid": str, "auth_token": str,
     "public_url": str, "tps": (int, float), "networks": list,
+    "require_timestamp": bool, "signature_window": (int, float), "numbers": list,
 }
+_CARRIER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", re.ASCII)
+_URL_KEYS = ("mt_url", "sendsms_url", "public_url")
+_TIMESTAMP_KEYS = ("require_timestamp", "signature_window")
+TIMESTAMP_ADAPTERS = ("generic", "mock")   # the adapters signing with X-Smsgw-Timestamp
+_NUMBER = re.compile(r"\+?[0-9]{3,15}", re.ASCII)
 _PROTECTION = {"lookups_per_hour": int, "repeat_limit": int, "exempt": list}
 _NOTICES = {"sender": str, "agent": str, "rate": (int, float)}
 _MAX_BRANDNAME = 11
@@ -191,7 +202,15 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
     carriers = {}
     for name, table in carriers_table.items():
         prefix = f"carriers.{name}"
+        if not _CARRIER_NAME.fullmatch(name):
+            raise fail(prefix, f"carrier name {name!r} must be 1-64 ASCII letters, digits, '-' or '_', starting "
+                               "with a letter or digit (it is the path segment of /carriers/NAME/mo)")
         table = dict(check(table, _CARRIER, prefix))
+        for key in _URL_KEYS:
+            if key in table and (problem := url_problem(table[key])):
+                raise fail(f"{prefix}.{key}", problem)
+        if "numbers" in table:
+            table["numbers"] = _numbers(table["numbers"], f"{prefix}.numbers", fail)
         if "allow_ips" in table:
             ips = table["allow_ips"]
             if not all(isinstance(ip, str) for ip in ips):
@@ -227,7 +246,12 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
                     raise fail(f"{prefix}.{key}", "required to send notices (the carrier has networks)")
         if carrier.form not in ("http", "soap"):
             raise fail(f"{prefix}.form", f"must be http or soap, not {carrier.form!r}")
-        for key in ("retry_initial", "retry_max", "give_up_after", "timeout", "tps"):
+        for key in _TIMESTAMP_KEYS:
+            if key in table and carrier.adapter not in TIMESTAMP_ADAPTERS:
+                raise fail(f"{prefix}.{key}", f"only the generic adapter signs with a timestamp, not {carrier.adapter}")
+        if carrier.require_timestamp and carrier.auth == "none":
+            raise fail(f"{prefix}.require_timestamp", 'needs auth = "required" (unsigned requests have no timestamp)')
+        for key in ("retry_initial", "retry_max", "give_up_after", "timeout", "tps", "signature_window"):
             value = getattr(carrier, key)
             if value is not None and value <= 0:
                 raise fail(f"{prefix}.{key}", "must be positive")
@@ -249,8 +273,8 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
             raise fail(prefix, f"keyword {word} is routed twice")
         if ("url" in table) == ("text" in table):
             raise fail(prefix, "needs exactly one of url (forward) or text (fixed reply)")
-        if "url" in table and not table["url"].startswith(("http://", "https://")):
-            raise fail(f"{prefix}.url", f"must be an http(s) URL, not {table['url']!r}")
+        if "url" in table and (problem := url_problem(table["url"])):
+            raise fail(f"{prefix}.url", problem)
         if "text" in table and not table["text"].strip():
             raise fail(f"{prefix}.text", "must not be empty")
         if table.get("timeout", 1) <= 0:
@@ -272,6 +296,39 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         notices=notices,
         source=source,
     )
+
+
+def url_problem(value: str) -> str | None:
+    """Why `value` is not an http(s) URL with a host (None when it is one)."""
+    problem = f"must be an http(s) URL with a host (e.g. https://sms.example.vn/mt), not {value!r}"
+    try:
+        parts = urlsplit(value)
+        port_is_valid = parts.port is None or parts.port > 0   # .port raises ValueError on a bad port
+    except ValueError:
+        return problem
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_is_valid \
+            or any(char.isspace() for char in value):
+        return problem
+    return None
+
+
+def serving_config(path: str | Path | None) -> Config:
+    """The configuration `smsgw serve` runs with: a file is required, and it must name a carrier
+    (without one every webhook would get 404)."""
+    if path is None:
+        raise ConfigError("serve needs --config FILE: a TOML file with at least one [carriers.NAME] table "
+                          "(see smsgw.example.toml); without one every webhook would get 404")
+    config = load_config(path)
+    if not config.carriers:
+        raise ConfigError(f"{config.source}: carriers: no [carriers.NAME] table: serve would answer every "
+                          "webhook with 404 (see smsgw.example.toml)")
+    return config
+
+
+def _numbers(value: list, key: str, fail: Any) -> tuple[str, ...]:
+    if not value or not all(isinstance(item, str) and _NUMBER.fullmatch(item) for item in value):
+        raise fail(key, 'must be a non-empty list of numbers, digits with an optional "+" (e.g. ["+84898765432"])')
+    return tuple(item.removeprefix("+") for item in value)
 
 
 def _networks(value: list, key: str, carriers: dict[str, CarrierConfig], fail: Any) -> tuple[str, ...]:

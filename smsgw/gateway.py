@@ -36,7 +36,7 @@ from .billing import MessageType
 from .carrier import (
     CarrierAdapter, CarrierRequest, CarrierResponse, InboundMessage, OutboundMessage, load_adapter,
 )
-from .config import Config
+from .config import TIMESTAMP_ADAPTERS, Config
 from .errors import PayloadTooLarge, RequestError, Unavailable, UnknownCarrier
 from .ids import new_id
 from .logs import configure_logging, get_logger
@@ -205,6 +205,7 @@ async def receive_mo(request: web.Request) -> web.Response:
         carrier_request = await _read(request)
         adapter.authenticate(carrier_request)
         inbound = adapter.parse_inbound(carrier_request, received_at=datetime.now(timezone.utc))
+        adapter.check_recipient(inbound)   # another short code's MO: refused, not stored, not billed
     except RequestError as error:
         return _refuse(request, adapter, error)
     mode = adapter.config.mode
@@ -359,6 +360,9 @@ def serve(config: Config, *, db_path: str, host: str, port: int, reuse_port: boo
     for carrier in config.carriers.values():
         if carrier.auth == "none":
             log.warning("carrier takes unsigned requests (auth = \"none\")", carrier=carrier.name)
+        elif carrier.adapter in TIMESTAMP_ADAPTERS and not carrier.require_timestamp:
+            log.warning("carrier takes signatures without X-Smsgw-Timestamp: a captured request replays "
+                        "forever (set require_timestamp = true)", carrier=carrier.name)
     if not config.carriers:
         log.warning("no carrier configured: every /carriers/... request gets 404", config=config.source)
     # uvloop was measured (bench/e2e.py): no gain, the loop is not where the time goes.

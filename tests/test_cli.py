@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -121,3 +123,43 @@ def test_import_refusal_names_file_and_line_and_exits_1(tmp_path):
     result = smsgw("db", "import", str(bad), "--db", str(tmp_path / "r.db"))
     assert result.returncode == 1
     assert "persons.csv:3:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_serve_without_a_config_refuses_to_start_naming_it(records_db, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "smsgw", "serve", "--db", str(records_db), "--port", "0"],
+                            capture_output=True, text=True, encoding="utf-8", timeout=20)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith("smsgw: serve needs --config FILE: a TOML file with at least one "
+                                    "[carriers.NAME] table")
+    empty = tmp_path / "empty.toml"
+    empty.write_text("[gateway]\nunicode = true\n", encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "smsgw", "serve", "--db", str(records_db), "--config", str(empty),
+                             "--port", "0"], capture_output=True, text=True, encoding="utf-8", timeout=20)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"smsgw: {empty}: carriers: no [carriers.NAME] table")
+
+
+def test_serve_warns_about_each_generic_carrier_taking_signatures_without_a_timestamp(records_db, tmp_path):
+    config = tmp_path / "smsgw.toml"
+    config.write_text('[carriers.old]\nsecret = "k"\n[carriers.new]\nsecret = "k"\nrequire_timestamp = true\n',
+                      encoding="utf-8")
+    process = subprocess.Popen([sys.executable, "-m", "smsgw", "serve", "--db", str(records_db), "--config",
+                                str(config), "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, encoding="utf-8")
+    try:
+        listening = process.stdout.readline()
+        assert listening.startswith("smsgw listening on http://127.0.0.1:"), listening
+        # answered once the loop runs, so the SIGTERM handler is in place: a graceful stop
+        with urllib.request.urlopen(f"{listening.split()[-1]}/healthz", timeout=10) as response:
+            assert response.status == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            _, stderr = process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+    assert process.returncode == 0
+    warnings = [line for line in map(json.loads, stderr.splitlines()) if "X-Smsgw-Timestamp" in line["event"]]
+    assert [(line["level"], line["carrier"]) for line in warnings] == [("warning", "old")]
+    assert "set require_timestamp = true" in warnings[0]["event"]

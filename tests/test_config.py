@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from smsgw.config import Config, ConfigError, load_config
+from smsgw.config import Config, ConfigError, load_config, parse_config, serving_config
+
+ROOT = Path(__file__).resolve().parent.parent
 
 CONTRACT_EXAMPLE = '''
 [gateway]
@@ -60,6 +64,33 @@ def test_no_file_means_defaults():
     ('[carriers.v]\nadapter = "vn-cp"\nusername = "u"\n', "carriers.v.password"),
     ('[carriers.v]\nadapter = "vn-cp"\nauth = "none"\nform = "xml"\n', "carriers.v.form"),
     ('[carriers.v]\nadapter = "vn-cp"\nauth = "none"\ntps = 0\n', "carriers.v.tps"),
+    # URLs the MT workers could never reach: refused at start, not given up on and refunded a day later
+    ('[carriers.x]\nauth = "none"\nmode = "async"\nmt_url = "not a url"\n', "carriers.x.mt_url"),
+    ('[carriers.x]\nauth = "none"\nmode = "async"\nmt_url = "ftp://x/y"\n', "carriers.x.mt_url"),
+    ('[carriers.x]\nauth = "none"\nmode = "async"\nmt_url = "http://"\n', "carriers.x.mt_url"),
+    ('[carriers.x]\nauth = "none"\nmode = "async"\nmt_url = "https:///mt"\n', "carriers.x.mt_url"),
+    ('[carriers.x]\nauth = "none"\nmode = "async"\nmt_url = "http://h:99999/mt"\n', "carriers.x.mt_url"),
+    ('[carriers.x]\nauth = "none"\nmode = "async"\nmt_url = "http://h/m t"\n', "carriers.x.mt_url"),
+    ('[carriers.x]\nauth = "none"\nmt_url = "127.0.0.1:9000/mt"\n', "carriers.x.mt_url"),
+    ('[carriers.k]\nadapter = "kannel"\ntoken = "t"\nmode = "async"\nsendsms_url = "localhost:13013"\n'
+     'username = "u"\npassword = "p"\n', "carriers.k.sendsms_url"),
+    ('[carriers.t]\nadapter = "twilio"\nauth_token = "a"\npublic_url = "sms.example.vn"\n', "carriers.t.public_url"),
+    ('[routes.xs]\nurl = "ftp://x/y"\n', "routes.xs.url"),
+    # a carrier's name is a path segment of its webhooks
+    ('[carriers."../../etc"]\nauth = "none"\n', "carriers.../../etc"),
+    ('[carriers."a b"]\nauth = "none"\n', "carriers.a b"),
+    ('[carriers.""]\nauth = "none"\n', "carriers."),
+    ('[carriers."-x"]\nauth = "none"\n', "carriers.-x"),
+    ('[carriers."viễn"]\nauth = "none"\n', "carriers.viễn"),
+    # the numbers MOs must be sent to
+    ('[carriers.t]\nauth = "none"\nnumbers = []\n', "carriers.t.numbers"),
+    ('[carriers.t]\nauth = "none"\nnumbers = ["8079x"]\n', "carriers.t.numbers"),
+    ('[carriers.t]\nauth = "none"\nnumbers = [8079]\n', "carriers.t.numbers"),
+    # the signature's timestamp
+    ('[carriers.g]\nsecret = "k"\nrequire_timestamp = "yes"\n', "carriers.g.require_timestamp"),
+    ('[carriers.g]\nsecret = "k"\nsignature_window = 0\n', "carriers.g.signature_window"),
+    ('[carriers.g]\nauth = "none"\nrequire_timestamp = true\n', "carriers.g.require_timestamp"),
+    ('[carriers.k]\nadapter = "kannel"\ntoken = "t"\nrequire_timestamp = true\n', "carriers.k.require_timestamp"),
 ])
 def test_a_mistake_names_the_file_and_the_key(tmp_path, text, key):
     path = write(tmp_path, text)
@@ -73,3 +104,43 @@ def test_invalid_toml_and_missing_file_are_clear(tmp_path):
         load_config(write(tmp_path, "[gateway\n"))
     with pytest.raises(ConfigError, match="no such file"):
         load_config(tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9000/mt", "https://sms.example.vn", "http://[::1]:8080/x?y=1",
+                                 "HTTPS://Gw.Example.vn/cgi-bin/sendsms"])
+def test_http_urls_with_a_host_are_taken(url):
+    config = parse_config({"carriers": {"x": {"auth": "none", "mode": "async", "mt_url": url}}})
+    assert config.carriers["x"].mt_url == url
+
+
+def test_carrier_names_of_letters_digits_dash_and_underscore_are_taken():
+    names = ["generic", "vn-cp", "viettel_2", "Mobi9"]
+    config = parse_config({"carriers": {name: {"auth": "none"} for name in names}})
+    assert list(config.carriers) == names
+
+
+def test_signed_timestamps_and_numbers_keys():
+    config = parse_config({"carriers": {
+        "g": {"secret": "k", "require_timestamp": True, "signature_window": 60},
+        "t": {"adapter": "twilio", "auth_token": "a", "numbers": ["+84898765432", "0898765432"]},
+    }})
+    generic, twilio = config.carriers["g"], config.carriers["t"]
+    assert (generic.require_timestamp, generic.signature_window) == (True, 60)
+    assert twilio.numbers == ("84898765432", "0898765432") and twilio.require_timestamp is False
+    old = parse_config({"carriers": {"g": {"secret": "k"}}}).carriers["g"]
+    assert (old.require_timestamp, old.signature_window, old.numbers) == (False, 300, ())
+
+
+def test_the_example_config_requires_signed_timestamps():
+    config = load_config(ROOT / "smsgw.example.toml")
+    generic = config.carriers["generic"]
+    assert (generic.require_timestamp, generic.signature_window) == (True, 300)
+
+
+def test_serve_refuses_to_start_without_a_config_or_without_a_carrier(tmp_path):
+    with pytest.raises(ConfigError, match=r"^serve needs --config FILE: .*\[carriers.NAME\]"):
+        serving_config(None)
+    path = write(tmp_path, '[gateway]\nunicode = true\n')
+    with pytest.raises(ConfigError, match=rf"^{path}: carriers: no \[carriers.NAME\] table"):
+        serving_config(path)
+    assert list(serving_config(write(tmp_path, CONTRACT_EXAMPLE)).carriers) == ["generic"]

@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import threading
+import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -17,10 +18,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smsgw.adapters.generic import sign
+from smsgw.adapters.generic import sign, signature_headers
+from smsgw.client import replay_message
 from smsgw.commands import Month
 from smsgw.config import parse_config
-from smsgw.gateway import STORE, create_app
+from smsgw.errors import ReplayError
+from smsgw.gateway import ADAPTERS, STORE, create_app
 from smsgw.logs import configure_logging, get_logger
 from smsgw.sqlite_store import SqliteStore
 
@@ -56,8 +59,8 @@ async def gateway(tmp_path: Path, carriers: dict | None = None, **options):
         yield client
 
 
-def mo_body(mo_id: str = "m1", text: str = f"BH QT {SSN}", sender: str = OWNER) -> bytes:
-    return json.dumps({"id": mo_id, "from": sender, "to": "8079", "text": text}).encode()
+def mo_body(mo_id: str = "m1", text: str = f"BH QT {SSN}", sender: str = OWNER, to: str = "8079") -> bytes:
+    return json.dumps({"id": mo_id, "from": sender, "to": to, "text": text}).encode()
 
 
 async def post_mo(client: TestClient, body: bytes, carrier: str = "generic", secret: str | None = SECRET,
@@ -186,6 +189,72 @@ def test_each_bad_request_gets_its_status_and_reason(tmp_path):
             metrics = await (await client.get("/metrics")).text()
             assert 'smsgw_parse_errors_total{carrier="generic",kind="bad_json"} 2.0' in metrics
             assert 'smsgw_parse_errors_total{carrier="unknown",kind="unknown_carrier"} 1.0' in metrics
+
+    asyncio.run(run())
+
+
+def test_an_mo_to_another_number_is_refused_and_neither_stored_nor_billed(tmp_path):
+    async def run():
+        async with gateway(tmp_path) as client:
+            for n, to in enumerate(["9999", "", "80790", "8078", "+849999", "84912345678"]):
+                status, answer = await post_mo(client, mo_body(f"other-{n}", to=to))
+                assert (status, answer) == (400, {"error": f"to: {to!r} is not this gateway's short code 8079"})
+                assert await client.app[STORE].find_mo("generic", f"other-{n}") is None
+            assert await client.app[STORE].billing() == []
+            metrics = await (await client.get("/metrics")).text()
+            assert 'smsgw_parse_errors_total{carrier="generic",kind="wrong_recipient"} 6.0' in metrics
+            for n, to in enumerate(["8079", "848079", "+848079", "+84 8079", "00848079", " 8079 "]):
+                status, answer = await post_mo(client, mo_body(f"ours-{n}", to=to))
+                assert status == 200, to
+            assert len(await client.app[STORE].billing()) == 6
+
+    asyncio.run(run())
+
+
+def test_a_captured_request_replays_only_within_the_signature_window(tmp_path):
+    async def run():
+        carriers = {"generic": {"secret": SECRET, "mode": "sync", "require_timestamp": True,
+                                "signature_window": 60}}
+        async with gateway(tmp_path, carriers) as client:
+            adapter = client.app[ADAPTERS]["generic"]
+            body = mo_body("captured")
+            signed_at = int(time.time())
+            captured = {"Content-Type": "application/json", **signature_headers(SECRET, body, timestamp=signed_at)}
+
+            async def replay(at: float) -> tuple[int, dict]:
+                adapter.clock = lambda: at
+                response = await client.post("/carriers/generic/mo", data=body, headers=captured)
+                return response.status, await response.json()
+
+            first = await replay(signed_at + 0.2)
+            assert first[0] == 200
+            assert await replay(signed_at + 59) == first        # a carrier retry: the first answer, no charge
+            assert await replay(signed_at - 60) == first        # the sender's clock 60 s ahead
+            for at, side in [(signed_at + 61, "behind"), (signed_at - 61, "ahead of")]:
+                assert await replay(at) == (401, {"error": f"X-Smsgw-Timestamp is 61 s {side} the gateway's clock "
+                                                           "(allowed: 60 s either way)"})
+            assert await replay(signed_at + 86_400 * 365) == (401, {
+                "error": "X-Smsgw-Timestamp is 31536000 s behind the gateway's clock (allowed: 60 s either way)"})
+            unstamped = {"Content-Type": "application/json", "X-Smsgw-Signature": sign(SECRET, body)}
+            response = await client.post("/carriers/generic/mo", data=body, headers=unstamped)
+            assert (response.status, await response.json()) == (401, {
+                "error": "missing X-Smsgw-Timestamp header: this carrier signs with a timestamp"})
+            assert len(await client.app[STORE].billing()) == 1
+            metrics = await (await client.get("/metrics")).text()
+            assert 'smsgw_parse_errors_total{carrier="generic",kind="stale_timestamp"} 3.0' in metrics
+
+    asyncio.run(run())
+
+
+def test_replay_client_signs_with_a_timestamp_that_a_requiring_carrier_takes(tmp_path):
+    async def run():
+        carriers = {"generic": {"secret": SECRET, "mode": "sync", "require_timestamp": True}}
+        async with gateway(tmp_path, carriers) as client, aiohttp.ClientSession() as session:
+            url = str(client.make_url(""))
+            replies = await replay_message(session, url, "generic", SECRET, OWNER, f"BH QT {SSN}", "replay-1")
+            assert "BHXH: 02 nam 00 thang" in replies[0]["text"]
+            with pytest.raises(ReplayError, match="to: '9999' is not this gateway's short code 8079"):
+                await replay_message(session, url, "generic", SECRET, OWNER, "BH HD", "replay-2", to="9999")
 
     asyncio.run(run())
 

@@ -13,7 +13,9 @@ from aiohttp.test_utils import TestServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smsgw.adapters.generic import SIGNATURE_HEADER, GenericAdapter, sign, verify
+from smsgw.adapters.generic import (
+    SIGNATURE_HEADER, TIMESTAMP_HEADER, GenericAdapter, sign, signature_headers, verify,
+)
 from smsgw.billing import Billing, MessageType
 from smsgw.carrier import CarrierRequest, DeliveryState, OutboundMessage, load_adapter
 from smsgw.config import CarrierConfig
@@ -22,11 +24,14 @@ from smsgw.errors import (
 )
 
 NOW = datetime(2025, 1, 31, 8, 0, tzinfo=timezone.utc)
+CLOCK = 1_700_000_000
 
 
 def adapter(**options) -> GenericAdapter:
     config = CarrierConfig("generic", **{"secret": "k", **options})
-    return load_adapter(config, shortcode="8079")
+    generic = load_adapter(config, shortcode="8079")
+    generic.clock = lambda: CLOCK + 0.5
+    return generic
 
 
 def request(data, *, content_type: str = "application/json", charset: str | None = None,
@@ -147,5 +152,111 @@ def test_send_posts_the_signed_mt_and_tells_temporary_from_permanent_failures():
                 await adapter(mt_url="not a url", timeout=2.0).send(session, mt())
             with pytest.raises(PermanentDeliveryError):
                 await adapter().send(session, mt())
+
+    asyncio.run(run())
+
+
+def test_timestamped_signature_is_the_hmac_of_timestamp_dot_body():
+    body = b'{"id": "1"}'
+    # printf '1700000000.{"id": "1"}' | openssl dgst -sha256 -hmac k
+    assert sign("k", body, CLOCK) == "24d7138532c760bcf84ef1de61a55652712d4811a3d8e92aa1ea5c524be9cbd5"
+    assert signature_headers("k", body, timestamp=CLOCK) == {TIMESTAMP_HEADER: str(CLOCK),
+                                                              SIGNATURE_HEADER: sign("k", body, CLOCK)}
+    assert verify("k", body, sign("k", body, CLOCK), str(CLOCK))
+    assert not verify("k", body, sign("k", body), str(CLOCK))          # the timestamp is part of what is signed
+    assert not verify("k", body, sign("k", body, CLOCK + 1), str(CLOCK))
+    for options in ({}, {"require_timestamp": True}):
+        adapter(**options).authenticate(request(body, headers=signature_headers("k", body, timestamp=CLOCK)))
+
+
+def test_a_carrier_requiring_timestamps_refuses_a_body_only_signature_and_others_take_it():
+    body = b'{"id": "1"}'
+    adapter().authenticate(request(body, headers={SIGNATURE_HEADER: sign("k", body)}))
+    with pytest.raises(Unauthorized, match=f"missing {TIMESTAMP_HEADER} header") as info:
+        adapter(require_timestamp=True).authenticate(request(body, headers={SIGNATURE_HEADER: sign("k", body)}))
+    assert info.value.kind == "missing_timestamp"
+
+
+@pytest.mark.parametrize("stamp", ["", "-5", "1700000000.5", "1e9", " ", "١٧٠٠٠٠٠٠٠٠", "9" * 13])
+def test_a_timestamp_that_is_not_unix_seconds_is_refused(stamp):
+    body = b'{"id": "1"}'
+    headers = {TIMESTAMP_HEADER: stamp, SIGNATURE_HEADER: sign("k", body, stamp)}
+    with pytest.raises(Unauthorized, match="must be Unix seconds") as info:
+        adapter().authenticate(request(body, headers=headers))
+    assert info.value.kind == "bad_timestamp"
+
+
+def test_a_forged_timestamp_is_refused_even_inside_the_window():
+    body = b'{"id": "1"}'
+    captured = signature_headers("k", body, timestamp=CLOCK - 3600)
+    with pytest.raises(Unauthorized, match="300 s either way") as info:
+        adapter().authenticate(request(body, headers=captured))
+    assert info.value.kind == "stale_timestamp"
+    refreshed = {**captured, TIMESTAMP_HEADER: str(CLOCK)}              # the old signature with a new time
+    with pytest.raises(Unauthorized, match="wrong X-Smsgw-Signature") as info:
+        adapter().authenticate(request(body, headers=refreshed))
+    assert info.value.kind == "bad_signature"
+
+
+@pytest.mark.parametrize(("skew", "taken"), [(0, True), (-300, True), (300, True), (-301, False), (301, False)])
+def test_the_window_holds_both_ways_with_its_edges_included(skew, taken):
+    body = b'{"id": "1"}'
+    generic = adapter(require_timestamp=True)
+    generic.clock = lambda: CLOCK
+    headers = signature_headers("k", body, timestamp=CLOCK + skew)
+    if taken:
+        generic.authenticate(request(body, headers=headers))
+    else:
+        side = "ahead of" if skew > 0 else "behind"
+        with pytest.raises(Unauthorized, match=f"is 301 s {side} the gateway's clock"):
+            generic.authenticate(request(body, headers=headers))
+
+
+@given(window=st.integers(min_value=1, max_value=86_400), skew=st.integers(min_value=-200_000, max_value=200_000),
+       millis=st.integers(min_value=0, max_value=999), body=st.binary(max_size=64))
+def test_a_signed_timestamp_is_taken_exactly_within_the_window(window, skew, millis, body):
+    """Clock skew both ways: the sender's whole second against the gateway's clock, which is
+    between whole seconds (millis); taken exactly when the two are at most `window` apart."""
+    fraction = millis / 1000
+    generic = adapter(require_timestamp=True, signature_window=window)
+    generic.clock = lambda: CLOCK + fraction
+    headers = signature_headers("k", body, timestamp=CLOCK + skew)
+    try:
+        generic.authenticate(request(body, headers=headers))
+        taken = True
+    except Unauthorized as error:
+        assert error.kind == "stale_timestamp" and error.status == 401
+        taken = False
+    assert taken == (abs(skew - fraction) <= window)
+
+
+@settings(max_examples=300)
+@given(stamp=st.text(max_size=20), signature=st.text(max_size=80), require=st.booleans())
+def test_any_signature_headers_are_taken_or_a_401(stamp, signature, require):
+    try:
+        adapter(require_timestamp=require).authenticate(
+            request(b"{}", headers={TIMESTAMP_HEADER: stamp, SIGNATURE_HEADER: signature}))
+    except Unauthorized as error:
+        assert error.status == 401 and error.reason
+
+
+def test_the_mt_carries_a_signed_timestamp_when_the_carrier_requires_them():
+    async def run():
+        seen = []
+
+        async def endpoint(request: web.Request) -> web.Response:
+            body = await request.read()
+            seen.append((request.headers.get(TIMESTAMP_HEADER), request.headers[SIGNATURE_HEADER], body))
+            return web.Response(status=200)
+
+        app = web.Application()
+        app.router.add_post("/mt", endpoint)
+        async with TestServer(app, host="127.0.0.1", port=0) as server, aiohttp.ClientSession() as session:
+            url = str(server.make_url("/mt"))
+            await adapter(mt_url=url, require_timestamp=True).send(session, mt())
+            await adapter(mt_url=url).send(session, mt())
+        (stamp, signature, body), (no_stamp, body_only, same_body) = seen
+        assert stamp == str(CLOCK) and signature == sign("k", body, CLOCK)
+        assert (no_stamp, body_only, same_body) == (None, sign("k", body), body)
 
     asyncio.run(run())

@@ -245,3 +245,25 @@ def test_through_the_gateway_signed_mo_gets_twiml_and_status_callbacks_move_the_
             assert (await client.app[STORE].mt_state(stored.id)).delivery is DeliveryState.DELIVERED
 
     asyncio.run(run())
+
+
+def test_through_the_gateway_an_mo_to_our_twilio_number_is_taken_beside_the_short_code(tmp_path):
+    async def run():
+        db = tmp_path / "records.db"
+        await seed_database(db, 0)
+        twilio = {"adapter": "twilio", "account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN, "public_url": PUBLIC}
+        config = parse_config({"gateway": {"shortcode": "8079"}, "carriers": {
+            "twilio": {**twilio, "numbers": ["+84898765432"]}, "other": twilio}})
+        async with TestClient(TestServer(create_app(config, db_path=str(db)), host="127.0.0.1", port=0)) as client:
+            body = fixture("mo.form")
+            answers = []
+            for name in ("twilio", "other"):
+                headers = {"Content-Type": FORM,
+                           SIGNATURE_HEADER: reference_signature(f"{PUBLIC}/carriers/{name}/mo", body)}
+                response = await client.post(f"/carriers/{name}/mo", data=body, headers=headers)
+                answers.append((response.status, await response.read()))
+            assert answers[0][0] == 200 and b"<Message>" in answers[0][1]
+            assert answers[1] == (400, b'{"error": "To: \'+84898765432\' is not this gateway\'s short code 8079"}')
+            assert await client.app[STORE].find_mo("other", "SM3f1c9e2a7b5d4c6e8f0a1b2c3d4e5f60") is None
+
+    asyncio.run(run())
