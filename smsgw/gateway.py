@@ -38,7 +38,7 @@ from .carrier import (
     CarrierAdapter, CarrierRequest, CarrierResponse, InboundMessage, OutboundMessage, load_adapter,
 )
 from .config import Config
-from .errors import PayloadTooLarge, RequestError, Unavailable, UnknownCarrier
+from .errors import BadRequest, PayloadTooLarge, RequestError, Unavailable, UnknownCarrier
 from .ids import new_id
 from .listener import Listener, parse_refusal, raise_open_file_limit
 from .logs import configure_logging, get_logger
@@ -349,7 +349,7 @@ async def _answer(request: web.Request, handler: Callable) -> web.StreamResponse
             raise
         return web.json_response({"error": exc.reason}, status=exc.status, headers=_allow(exc))
     except HttpProcessingError as exc:   # the body's framing, found bad while the handler read it
-        return web.json_response({"error": parse_refusal(exc)}, status=400)
+        return _refuse(request, None, BadRequest(parse_refusal(exc), kind="malformed_http"))
     except (asyncio.CancelledError, ConnectionError):
         raise
     except Exception:

@@ -32,7 +32,7 @@ from typing import Any
 
 from aiohttp import http_exceptions as bad
 from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_protocol import RequestHandler, _ErrInfo
 
 from .config import ServerConfig
 from .logs import get_logger
@@ -138,8 +138,12 @@ class Connection(RequestHandler):
             self._arm(now + self.listener.limits.header_timeout)
         parsed = self._request_count
         super().data_received(data)
-        if self._request_count != parsed:   # headers complete: now the body
-            self._body = self._messages[-1][1] if self._messages else None
+        if self._request_count != parsed:   # headers complete (or found bad): now the body
+            message, body = self._messages[-1]
+            if isinstance(message, _ErrInfo) and self.phase == BODY:
+                self._refuse_body(message)
+                return
+            self._body = body
             self.phase = BODY
             self._arm(now + self.listener.limits.body_timeout)
         if self.phase == BODY and (self._body is None or self._body.is_eof()):
@@ -168,6 +172,17 @@ class Connection(RequestHandler):
         response = web.json_response({"error": reason}, status=status)
         response.force_close()
         return response
+
+    def _refuse_body(self, error: Any) -> None:
+        """The body being read turned out malformed (a bad chunk): its reader gets the error, and
+        answers it (gateway._observe); aiohttp would answer it a second time, after the body's
+        own deadline."""
+        self._messages.pop()
+        self._body.set_exception(error.exc)
+        self._body.feed_eof()
+        self.phase = READ
+        self._disarm()
+        self.close()
 
     def evict(self) -> None:
         self.force_close()
