@@ -73,3 +73,15 @@ def test_invalid_toml_and_missing_file_are_clear(tmp_path):
         load_config(write(tmp_path, "[gateway\n"))
     with pytest.raises(ConfigError, match="no such file"):
         load_config(tmp_path / "missing.toml")
+
+
+def test_the_server_table_sets_connection_limits_and_checks_them(tmp_path):
+    config = load_config(write(tmp_path, "[server]\nheader_timeout = 5\nmax_connections = 500\nshutdown_grace = 0\n"))
+    assert (config.server.header_timeout, config.server.max_connections, config.server.shutdown_grace) == (5, 500, 0)
+    assert (config.server.body_timeout, config.server.idle_timeout) == (30.0, 75.0)
+    for text, key in [("body_timeout = 0", "server.body_timeout"), ("max_connections = 1.5", "server.max_connections"),
+                      ("idle_timeout = -1", "server.idle_timeout"), ("header_timout = 1", "server.header_timout")]:
+        path = write(tmp_path, f"[server]\n{text}\n")
+        with pytest.raises(ConfigError) as info:
+            load_config(path)
+        assert str(info.value).startswith(f"{path}: {key}:")

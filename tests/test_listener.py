@@ -49,6 +49,10 @@ async def serving(tmp_path: Path, server_table: str = "", file_limit: int | None
                 await process.wait()
 
 
+def metric(text: str, name: str) -> str:
+    return next(line.split()[-1] for line in text.splitlines() if line.startswith(name + " "))
+
+
 def log_lines(log: Path) -> list[dict]:
     """Every line the process wrote to stderr, each of which must be a JSON object."""
     return [json.loads(line) for line in log.read_text().splitlines()]
@@ -106,8 +110,11 @@ def test_1100_slow_connections_under_ulimit_1024_leave_healthz_and_mos_answering
             pytest.skip(f"the test process needs {wanted} open files (hard limit {hard})")
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
+    # Timeouts far away: the connections stay held all through the test, however slow the host.
+    table = "[server]\nheader_timeout = 120\nbody_timeout = 120\nidle_timeout = 120\n"
+
     async def run():
-        async with serving(tmp_path, file_limit=1024) as (process, url, log):
+        async with serving(tmp_path, table, file_limit=1024) as (process, url, log):
             host, port = url.removeprefix("http://").split(":")
             held: list[asyncio.StreamWriter] = []
             opening = asyncio.Semaphore(100)
@@ -118,7 +125,6 @@ def test_1100_slow_connections_under_ulimit_1024_leave_healthz_and_mos_answering
                     writer.write(SLOW_OPENINGS[n % len(SLOW_OPENINGS)])
                     held.append(writer)
 
-            started = time.monotonic()
             await asyncio.gather(*(slow(n) for n in range(SLOW_CLIENTS)))
             assert len(held) == SLOW_CLIENTS
             try:
@@ -126,7 +132,8 @@ def test_1100_slow_connections_under_ulimit_1024_leave_healthz_and_mos_answering
                     for n in range(3):
                         assert (await healthz(session, url))[0] == 200
                         assert await signed_mo(session, url, f"slow-{n}") == 200
-                assert time.monotonic() - started < 8   # well inside the 10 s header and 30 s body timeouts
+                    async with session.get(f"{url}/metrics") as response:
+                        metrics = await response.text()
             finally:
                 for writer in held:
                     writer.close()
@@ -136,6 +143,9 @@ def test_1100_slow_connections_under_ulimit_1024_leave_healthz_and_mos_answering
         assert len(lines) < 40, [line["event"] for line in lines][:40]
         assert not any("out of system resource" in json.dumps(line) for line in lines)
         assert [line["max_connections"] for line in lines if line["event"] == "listening"] == [1024 - 128]
+        # The longest-idle of the slow ones made room for the rest, /healthz and the MOs.
+        assert float(metric(metrics, "smsgw_connections_open")) <= 1024 - 128
+        assert float(metric(metrics, 'smsgw_connections_closed_total{reason="evicted"}')) >= SLOW_CLIENTS - 896
 
     asyncio.run(run())
 
@@ -170,11 +180,11 @@ def test_requests_read_too_slowly_get_408_and_idle_connections_are_closed(tmp_pa
             )
             for answer, seconds in (partial_line, partial_headers):
                 assert status_and_json(answer) == (408, {"error": "request headers not received within 0.5 s"})
-                assert 0.4 < seconds < 3
+                assert 0.4 < seconds < 5
             for answer, seconds in (half_body, chunks):
                 assert status_and_json(answer) == (408, {"error": "request body not received within 0.8 s"})
-                assert 0.7 < seconds < 3.5
-            assert idle[0] == b"" and idle[1] < 3   # closed without a word
+                assert 0.7 < seconds < 5
+            assert idle[0] == b"" and idle[1] < 5   # closed without a word
 
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
                 assert await signed_mo(session, url, "after-the-slow-ones") == 200
@@ -253,16 +263,25 @@ def test_shutdown_answers_new_requests_503_and_does_not_wait_for_a_stalled_body(
             stalled.write(MO_HEAD.encode() + b"X-Smsgw-Signature: 00\r\nContent-Length: 300\r\n\r\n{")
             await asyncio.sleep(0.2)
 
+            checked = asyncio.Event()
+
+            async def keep_uploading() -> None:
+                """A byte every 0.2 s while the 503s are checked (the grace goes on), then the rest."""
+                for sent in range(5, len(body)):
+                    active.write(body[sent:sent + 1])
+                    if not checked.is_set():
+                        await asyncio.sleep(0.2)
+
             process.send_signal(signal.SIGTERM)
             signalled = time.monotonic()
+            uploading = asyncio.create_task(keep_uploading())
+            await asyncio.sleep(0.5)
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
-                for sent in range(5, len(body)):   # the active upload goes on during the grace
-                    active.write(body[sent:sent + 1])
-                    await asyncio.sleep(0.2 if sent < 12 else 0)
-                    if sent == 8:
-                        status, headers = await healthz(session, url)
-                        assert (status, headers.get("Retry-After")) == (503, "5")
-                        assert await signed_mo(session, url, "during-shutdown") == 503
+                status, headers = await healthz(session, url)
+                assert (status, headers.get("Retry-After")) == (503, "5")
+                assert await signed_mo(session, url, "during-shutdown") == 503
+            checked.set()
+            await uploading
             answer = await asyncio.wait_for(active_reader.read(), timeout=5)
             assert int(answer.split()[1]) in (200, 503)   # answered, not dropped
             assert await asyncio.wait_for(process.wait(), timeout=5) == 0
