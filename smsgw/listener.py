@@ -339,7 +339,7 @@ class Listener:
         """At the cap: close the least recently active connection not being answered, and wait
         for it to go (`lost` resumes accepting); with none, wait for any to go."""
         self._pause()
-        victim = next((c for c in self.connections if not c.working), None)
+        victim = next((c for c in self.connections if not c.working and c.transport is not None), None)
         if victim is not None:
             self.closed_by_us("evicted")
             victim.evict()
