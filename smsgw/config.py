@@ -95,6 +95,17 @@ class NoticesConfig:
 
 
 @dataclass(frozen=True)
+class ServerConfig:
+    """Client connections of `smsgw serve` (`[server]`; smsgw/listener.py)."""
+
+    header_timeout: float = 10.0    # s from a request's first byte to the end of its headers
+    body_timeout: float = 30.0      # s from the end of the headers to the end of the body
+    idle_timeout: float = 75.0      # s a keep-alive connection may wait for its next request
+    max_connections: int = 4096     # open client connections; never above the open-file limit less a reserve
+    shutdown_grace: float = 30.0    # s after SIGTERM for the requests under way
+
+
+@dataclass(frozen=True)
 class Config:
     shortcode: str = "8079"
     unicode: bool = False
@@ -103,6 +114,7 @@ class Config:
     routes: dict[str, RouteConfig] = field(default_factory=dict)
     protection: ProtectionConfig = ProtectionConfig()
     notices: NoticesConfig = NoticesConfig()
+    server: ServerConfig = ServerConfig()
     source: str = "<defaults>"
 
     def carrier_for_network(self, network: str) -> str | None:
@@ -126,7 +138,7 @@ def network_key(name: str) -> str:
     return "".join(char for char in name.casefold() if char.isalnum())
 
 
-_TABLES = ("carriers", "gateway", "notices", "policy", "protection", "routes")
+_TABLES = ("carriers", "gateway", "notices", "policy", "protection", "routes", "server")
 _ROUTE = {"url": str, "text": str, "timeout": (int, float), "message_type": int}
 _ROUTE_MESSAGE_TYPES = {0, 1, 21, 22}
 _RESERVED_KEYWORDS = {"BH", "HD", "HELP"}
@@ -147,6 +159,8 @@ TIMESTAMP_ADAPTERS = ("generic", "mock")   # the adapters signing with X-Smsgw-T
 _NUMBER = re.compile(r"\+?[0-9]{3,15}", re.ASCII)
 _PROTECTION = {"lookups_per_hour": int, "repeat_limit": int, "exempt": list}
 _NOTICES = {"sender": str, "agent": str, "rate": (int, float)}
+_SERVER = {"header_timeout": (int, float), "body_timeout": (int, float), "idle_timeout": (int, float),
+           "max_connections": int, "shutdown_grace": (int, float)}
 _MAX_BRANDNAME = 11
 
 
@@ -285,6 +299,10 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
 
     protection = _protection(check(data.get("protection", {}), _PROTECTION, "protection"), fail)
     notices = _notices(check(data.get("notices", {}), _NOTICES, "notices"), fail)
+    server = check(data.get("server", {}), _SERVER, "server")
+    for key, value in server.items():
+        if value <= 0 and not (key == "shutdown_grace" and value == 0):
+            raise fail(f"server.{key}", "must be positive")
 
     return Config(
         shortcode=shortcode,
@@ -294,6 +312,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         routes=routes,
         protection=protection,
         notices=notices,
+        server=ServerConfig(**server),
         source=source,
     )
 

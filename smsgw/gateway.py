@@ -31,14 +31,16 @@ from typing import Any
 import aiohttp
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .billing import MessageType
 from .carrier import (
     CarrierAdapter, CarrierRequest, CarrierResponse, InboundMessage, OutboundMessage, load_adapter,
 )
 from .config import TIMESTAMP_ADAPTERS, Config
-from .errors import PayloadTooLarge, RequestError, Unavailable, UnknownCarrier
+from .errors import BadRequest, PayloadTooLarge, RequestError, Unavailable, UnknownCarrier
 from .ids import new_id
+from .listener import Listener, parse_refusal, raise_open_file_limit
 from .logs import configure_logging, get_logger
 from .messages import MessageStore, PendingMT, StoredMO
 from .metrics import Metrics
@@ -46,8 +48,9 @@ from .outbox import Outbox
 from .protection import Protection
 
 MAX_BODY = 64 * 1024
-SHUTDOWN_GRACE = 30.0
 BACKLOG = 1024
+RETRY_AFTER = "5"     # seconds, on a 503 while shutting down
+LAST_WAIT = 1.0       # s for requests still answered when the shutdown grace is over
 
 log = get_logger(component="gateway")
 
@@ -323,6 +326,20 @@ async def _observe(request: web.Request, handler: Callable) -> web.StreamRespons
     route = resource.canonical if resource is not None else "unmatched"
     structlog.contextvars.bind_contextvars(request_id=new_id()[-12:])
     try:
+        response = await _answer(request, handler)
+    finally:
+        request.app[METRICS].request_latency.labels(route).observe(time.perf_counter() - started)
+    if not request.app[GATE].open:   # shutting down: come back later, on a new connection
+        if response.status == 503:
+            response.headers["Retry-After"] = RETRY_AFTER
+        response.force_close()
+    return response
+
+
+async def _answer(request: web.Request, handler: Callable) -> web.StreamResponse:
+    try:
+        if not request.app[GATE].open and request.path.startswith("/carriers/"):
+            return _unavailable(request, "shutting down")   # a new request: nothing under way to finish
         return await handler(request)
     except RequestError as error:
         return _refuse(request, None, error)
@@ -332,13 +349,20 @@ async def _observe(request: web.Request, handler: Callable) -> web.StreamRespons
         if exc.status < 400:
             raise
         return web.json_response({"error": exc.reason}, status=exc.status, headers=_allow(exc))
+    except HttpProcessingError as exc:   # the body's framing, found bad while the handler read it
+        return _refuse(request, None, BadRequest(parse_refusal(exc), kind="malformed_http"))
     except (asyncio.CancelledError, ConnectionError):
         raise
     except Exception:
         log.exception("request failed", path=request.path)
         return web.json_response({"error": "internal error"}, status=500)
-    finally:
-        request.app[METRICS].request_latency.labels(route).observe(time.perf_counter() - started)
+
+
+def _unavailable(request: web.Request, reason: str) -> web.Response:
+    adapter = request.app[ADAPTERS].get(request.match_info.get("name", ""))
+    if adapter is None:
+        return web.json_response({"error": f"unavailable: {reason}"}, status=503)
+    return _web(adapter.render_unavailable(reason))
 
 
 def _allow(exc: web.HTTPException) -> dict[str, str]:
@@ -357,6 +381,7 @@ def serve(config: Config, *, db_path: str, host: str, port: int, reuse_port: boo
     (smsgw.workers); `resume_pending` = False leaves MTs pending from earlier runs to worker 0.
     """
     configure_logging()
+    file_limit = raise_open_file_limit()
     for carrier in config.carriers.values():
         if carrier.auth == "none":
             log.warning("carrier takes unsigned requests (auth = \"none\")", carrier=carrier.name)
@@ -367,29 +392,38 @@ def serve(config: Config, *, db_path: str, host: str, port: int, reuse_port: boo
         log.warning("no carrier configured: every /carriers/... request gets 404", config=config.source)
     # uvloop was measured (bench/e2e.py): no gain, the loop is not where the time goes.
     asyncio.run(_serve(config, db_path=db_path, host=host, port=port, reuse_port=reuse_port,
-                       resume_pending=resume_pending))
+                       resume_pending=resume_pending, file_limit=file_limit))
 
 
 async def _serve(config: Config, *, db_path: str, host: str, port: int, reuse_port: bool,
-                 resume_pending: bool) -> None:
+                 resume_pending: bool, file_limit: int) -> None:
+    """Serve through a `Listener` (smsgw/listener.py). On SIGTERM/SIGINT: close the gate (new
+    requests get 503 with Retry-After, on connections still accepted), wait up to
+    `shutdown_grace` for the requests under way but stalled reads, then stop listening, close
+    what is left, and let the app finish (MT sends in flight, the store)."""
+    limits = config.server
     app = create_app(config, db_path=db_path, resume_pending=resume_pending)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=min(LAST_WAIT, limits.shutdown_grace))
     await runner.setup()
+    assert runner.server is not None
+    listener = Listener(runner.server, limits, file_limit=file_limit, metrics=app[METRICS])
     try:
-        site = web.TCPSite(runner, host, port, backlog=BACKLOG, reuse_port=reuse_port or None)
-        await site.start()
+        bound_port = listener.start(host, port, backlog=BACKLOG, reuse_port=reuse_port)
         gc.collect()
         gc.freeze()   # start-up objects (grammar tables, metrics, config) out of every later collection
-        bound_port = runner.addresses[0][1]
         shown_host = f"[{host}]" if ":" in host else host
         print(f"smsgw listening on http://{shown_host}:{bound_port}", flush=True)
-        log.info("listening", host=host, port=bound_port, carriers=sorted(config.carriers))
+        log.info("listening", host=host, port=bound_port, carriers=sorted(config.carriers),
+                 max_connections=listener.cap, open_file_limit=file_limit)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         await stop.wait()
+        app[GATE].open = False
         log.info("shutting down: no new messages, finishing those under way")
+        await listener.drain(limits.shutdown_grace)
     finally:
+        listener.close()
         await runner.cleanup()
     log.info("stopped")

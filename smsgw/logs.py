@@ -6,6 +6,12 @@ numbers, BHXH numbers, personal id numbers) and health-card codes; only our own 
 `mt_id`, `request_id`) and the timestamp are left as they are. Fields meant to identify a
 subscriber are logged as `phones.mask(msisdn)`.
 
+Libraries log through the standard `logging` module (aiohttp's `aiohttp.server`, `aiohttp.access`,
+asyncio's own `asyncio`, Python's warnings): `configure_logging` gives the root logger one handler
+rendering their records with the same processors, so that every line the process writes is a
+masked JSON line, with `logger` naming where it came from and a traceback as a masked
+`exception` string.
+
 The gateway writes one summary line per message (`message`: carrier, mo_id, command, outcome,
 error, message_type, segments, duplicate, latency_ms); request-scoped values bound with
 `structlog.contextvars.bind_contextvars` are merged into every line.
@@ -70,26 +76,45 @@ def mask_personal_data(logger: Any, method_name: str, event_dict: dict[str, Any]
 
 
 def configure_logging(stream: TextIO | None = None, *, json: bool | None = None, level: int = logging.INFO) -> None:
-    """Send structlog output to `stream` (stderr), as JSON lines unless it is a terminal."""
+    """Send structlog output, and the standard library's records, to `stream` (stderr), as JSON
+    lines unless it is a terminal; both masked."""
     stream = stream if stream is not None else sys.stderr
     as_json = json if json is not None else not stream.isatty()
     renderer: Any = (
         structlog.processors.JSONRenderer(ensure_ascii=False) if as_json
         else structlog.dev.ConsoleRenderer(colors=stream.isatty())
     )
+    shared = [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        mask_personal_data,
+    ]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            mask_personal_data,
-            renderer,
-        ],
+        processors=[structlog.contextvars.merge_contextvars, *shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.WriteLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
+    _route_standard_logging(stream, level, structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    ))
+
+
+class _StandardHandler(logging.StreamHandler):
+    """The root logger's handler installed by `configure_logging` (replaced by the next call)."""
+
+
+def _route_standard_logging(stream: TextIO, level: int, formatter: logging.Formatter) -> None:
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _StandardHandler)]:
+        root.removeHandler(handler)
+    handler = _StandardHandler(stream)
+    handler.setFormatter(formatter)
+    root.addHandler(handler)
+    root.setLevel(level)
+    logging.captureWarnings(True)
 
 
 def get_logger(**initial: Any) -> Any:

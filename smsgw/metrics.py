@@ -60,6 +60,13 @@ class Metrics:
                                       buckets=_BATCH_BUCKETS, registry=registry)
         self.commit_seconds = Histogram("smsgw_commit_seconds", "Message-store transaction time, BEGIN to COMMIT",
                                         buckets=_COMMIT_BUCKETS, registry=registry)
+        self.connections_open = Gauge("smsgw_connections_open", "Client connections open (smsgw serve)",
+                                      registry=registry)
+        self.connections_closed = Counter(
+            "smsgw_connections_closed", "Client connections closed by the gateway: header_timeout, "
+            "body_timeout, evicted (the longest-idle one, at max_connections)", ["reason"], registry=registry)
+        self.accept_failures = Counter("smsgw_accept_failures", "Connections not accepted: no file descriptor left",
+                                       registry=registry)
 
     def track_queue_depth(self, depth: Callable[[], float]) -> None:
         self.mt_queue_depth.set_function(depth)

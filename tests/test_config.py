@@ -144,3 +144,15 @@ def test_serve_refuses_to_start_without_a_config_or_without_a_carrier(tmp_path):
     with pytest.raises(ConfigError, match=rf"^{path}: carriers: no \[carriers.NAME\] table"):
         serving_config(path)
     assert list(serving_config(write(tmp_path, CONTRACT_EXAMPLE)).carriers) == ["generic"]
+
+
+def test_the_server_table_sets_connection_limits_and_checks_them(tmp_path):
+    config = load_config(write(tmp_path, "[server]\nheader_timeout = 5\nmax_connections = 500\nshutdown_grace = 0\n"))
+    assert (config.server.header_timeout, config.server.max_connections, config.server.shutdown_grace) == (5, 500, 0)
+    assert (config.server.body_timeout, config.server.idle_timeout) == (30.0, 75.0)
+    for text, key in [("body_timeout = 0", "server.body_timeout"), ("max_connections = 1.5", "server.max_connections"),
+                      ("idle_timeout = -1", "server.idle_timeout"), ("header_timout = 1", "server.header_timout")]:
+        path = write(tmp_path, f"[server]\n{text}\n")
+        with pytest.raises(ConfigError) as info:
+            load_config(path)
+        assert str(info.value).startswith(f"{path}: {key}:")
