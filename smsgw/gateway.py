@@ -407,6 +407,10 @@ async def _serve(config: Config, *, db_path: str, host: str, port: int, reuse_po
     await runner.setup()
     assert runner.server is not None
     listener = Listener(runner.server, limits, file_limit=file_limit, metrics=app[METRICS])
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):   # before "listening": a SIGTERM right after it drains too
+        loop.add_signal_handler(signum, stop.set)
     try:
         bound_port = listener.start(host, port, backlog=BACKLOG, reuse_port=reuse_port)
         gc.collect()
@@ -415,10 +419,6 @@ async def _serve(config: Config, *, db_path: str, host: str, port: int, reuse_po
         print(f"smsgw listening on http://{shown_host}:{bound_port}", flush=True)
         log.info("listening", host=host, port=bound_port, carriers=sorted(config.carriers),
                  max_connections=listener.cap, open_file_limit=file_limit)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
         await stop.wait()
         app[GATE].open = False
         log.info("shutting down: no new messages, finishing those under way")

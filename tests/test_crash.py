@@ -158,3 +158,18 @@ def test_sigterm_mid_burst_finishes_what_it_took_and_exits_cleanly(tmp_path):
             assert await asyncio.wait_for(process.wait(), timeout=20) == 0
 
     asyncio.run(run())
+
+
+def test_sigterm_as_soon_as_listening_is_printed_still_stops_cleanly(tmp_path):
+    """The signal handlers are in place before `smsgw listening` is printed: a supervisor that
+    sends SIGTERM the moment it reads that line gets a clean stop (exit 0), not a kill."""
+    async def run():
+        db, config, log = tmp_path / "records.db", tmp_path / "smsgw.toml", tmp_path / "serve.log"
+        await make_records(db)
+        config.write_text(f'[carriers.generic]\nsecret = "{SECRET}"\nmode = "sync"\n')
+        with open(log, "wb") as stderr:
+            process, _url = await start_server(db, config, stderr)
+            process.send_signal(signal.SIGTERM)
+            return await asyncio.wait_for(process.wait(), timeout=30)
+    assert asyncio.run(run()) == 0
+    assert '"stopped"' in (tmp_path / "serve.log").read_text()
