@@ -1,0 +1,84 @@
+"""FAQ matching: how often `BH HOI` questions are answered at once, and how often wrongly.
+
+    python bench/faq.py            # the figures, with the thresholds of smsgw/faq.py
+    python bench/faq.py --tune     # also: the thresholds the tuning half alone would choose
+
+Matches every question of fixtures/faq/questions.csv against fixtures/faq/faq.csv and prints,
+for the tuning half, the test half (held out: the honest figures) and all of them: wrong
+auto-answers as a share of all questions, the share of answerable questions auto-answered, the
+share of unanswerable ones sent to staff, each beside its target (issue 17); then the median
+time of one `match` (µs, over the whole set, `--runs` times).
+
+`--tune` searches MIN_SCORE x MIN_MARGIN on the tuning half only: the pair that auto-answers the
+most answerable questions with at most 1% wrong auto-answers and at least 97% of unanswerable
+questions to staff (a safety margin under the targets of 2% and 95%).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+from smsgw import faq as faq_module
+from smsgw.faq import Faq, Figures, LabelledQuestion, evaluate, read_labelled, split_of
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "faq"
+
+
+def _row(name: str, figures: Figures) -> str:
+    unanswerable = figures.questions - figures.answerable
+    return (f"{name:5} {figures.questions:4} questions ({figures.answerable} answerable, {unanswerable} not)"
+            f"   wrong {figures.wrong_share:6.1%} (<= 2%)"
+            f"   auto-answered {figures.coverage:6.1%} (>= 70%)"
+            f"   to staff {figures.staff_share:6.1%} (>= 95%)"
+            f"   {'meets targets' if figures.meets_targets else 'MISSES TARGETS'}")
+
+
+def tune(faq: Faq, tuning: list[LabelledQuestion]) -> tuple[float, float, Figures] | None:
+    best = None
+    for score in range(20, 91, 2):
+        for margin in range(0, 31, 1):
+            figures = evaluate(faq, tuning, min_score=score / 100, min_margin=margin / 100)
+            if figures.wrong_share > 0.01 or figures.staff_share < 0.97:
+                continue
+            if best is None or figures.coverage > best[2].coverage:
+                best = (score / 100, margin / 100, figures)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="timing runs over the whole set (median)")
+    parser.add_argument("--tune", action="store_true", help="search the thresholds on the tuning half")
+    args = parser.parse_args()
+
+    faq = Faq.from_csv(FIXTURES / "faq.csv")
+    labelled = read_labelled(FIXTURES / "questions.csv", faq)
+    halves = {"tune": [q for q in labelled if split_of(q.question) == "tune"],
+              "test": [q for q in labelled if split_of(q.question) == "test"], "all": labelled}
+    print(f"{len(faq.entries)} FAQ entries; MIN_SCORE {faq_module.MIN_SCORE}, MIN_MARGIN {faq_module.MIN_MARGIN}")
+    for name, questions in halves.items():
+        print(_row(name, evaluate(faq, questions)))
+
+    per_question = []
+    for _ in range(args.runs):
+        start = time.perf_counter()
+        for item in labelled:
+            faq.match(item.question)
+        per_question.append((time.perf_counter() - start) / len(labelled) * 1e6)
+    print(f"match latency: median {statistics.median(per_question):.0f} µs per question "
+          f"({args.runs} runs over {len(labelled)} questions)")
+
+    if args.tune:
+        best = tune(faq, halves["tune"])
+        if best is None:
+            print("tune: no thresholds keep wrong <= 1% and to staff >= 97% on the tuning half")
+        else:
+            score, margin, figures = best
+            print(f"tune: MIN_SCORE {score}, MIN_MARGIN {margin} on the tuning half -> {_row('tune', figures)}")
+
+
+if __name__ == "__main__":
+    main()
