@@ -85,31 +85,32 @@ def _after_keyword(text: str) -> Iterator[str]:
             yield text[len(keyword):].lstrip(" ")
 
 
-def _candidates(error: ParseError) -> Iterator[tuple[str, str]]:
-    """(candidate message, the word it replaced) for every single correction of `error.text`."""
+def _candidates(error: ParseError) -> Iterator[tuple[str, str, str]]:
+    """(candidate message, the word it replaced, what it corrects) for every single correction
+    of `error.text`; for one thing corrected, the longest replaced word comes first."""
     text = error.text
     if error.error == "range_reversed":
         swapped = _swapped(text)
         if swapped is not None:
-            yield swapped, ""
+            yield swapped, "", "range"
         return
-    for end in range(1, min(len(text), _LONGEST) + 1):
+    for end in range(min(len(text), _LONGEST), 0, -1):
         head = text[:end]
         if head not in _START_WORDS and any(one_keystroke(head, keyword) for keyword in KEYWORDS):
-            yield f"BH {text[end:]}", head
+            yield f"BH {text[end:]}", head, "keyword"
     for rest in _after_keyword(text):
-        for end in range(1, min(len(rest), _LONGEST) + 1):
+        for end in range(min(len(rest), _LONGEST), 0, -1):
             head = rest[:end]
             if rest[end:end + 1].isalpha() or head in COMMAND_WORDS:
                 continue  # a word ends where its letters do (`HO|L XIN` is not HOI); HS is no typo of HD
             for word in COMMAND_WORDS:
                 if one_keystroke(head, word):
-                    yield f"BH {word} {rest[end:]}", head
+                    yield f"BH {word} {rest[end:]}", head, word
         if error.error == "bad_id" and error.command is not None:
             written = next((word for word in IDENTIFIER_COMMANDS if rest.startswith(word)), None)
             for word in IDENTIFIER_COMMANDS:
                 if written is not None and word != written:
-                    yield f"BH {word} {rest[len(written):]}", ""
+                    yield f"BH {word} {rest[len(written):]}", "", word
 
 
 def _swapped(text: str) -> str | None:
@@ -163,9 +164,9 @@ def correct(error: ParseError) -> str | None:
 
     if not error.text or error.today is None or error.error == "empty":
         return None
-    found: set[str] = set()
-    for candidate, replaced in _candidates(error):
-        if replaced.replace(" ", "") in error.routes:
+    found: dict[str, str] = {}  # what is corrected -> the message; the longest replaced word wins
+    for candidate, replaced, corrects in _candidates(error):
+        if corrects in found or replaced.replace(" ", "") in error.routes:
             continue
         understood = _understood(candidate.rstrip(" "), error)
         if understood is None:
@@ -173,10 +174,10 @@ def correct(error: ParseError) -> str | None:
         message, is_help = understood
         if is_help and error.error == "unknown_keyword":
             continue
-        found.add(message)
-        if len(found) > 1:
+        found[corrects] = message
+        if len(set(found.values())) > 1:
             return None
-    if len(found) != 1:
+    if len(set(found.values())) != 1:
         return None
-    message = found.pop()
+    message = next(iter(found.values()))
     return message if correcting_reply(error.error, message) is not None else None
