@@ -24,6 +24,8 @@ class SyntaxAnswer:
 
     error: str
     command: str | None  # QT, HS, THE, HELP when the command was recognised, else None
+    correction: str | None = None  # the whole corrected message (CONTRACT §1b), if one is likely
+    detail: str | None = None      # language.DIGIT_GROUPS: a number whose groups read two ways
     message_type = MessageType.REFUND_SYNTAX
 
 
@@ -52,10 +54,11 @@ class Totals:
 @dataclass(frozen=True)
 class QTAnswer:
     ssn: str
-    start: Month | None   # the asked period, or None for the whole history
+    start: Month | None   # the asked period (start None and end set: up to end), or both None
     end: Month | None
     asked: Totals         # within the asked period (the whole history when none was asked)
     whole: Totals | None  # whole-history totals, present only when a period was asked
+    until_now: bool = False  # end is the current month because the citizen asked up to now
     message_type = MessageType.CHARGED
 
 

@@ -324,12 +324,12 @@ def cmd_report_understanding(args: argparse.Namespace) -> int:
     from .messages import open_reader
     from .reports import format_understanding, understanding
 
-    load_config(args.config)
+    config = load_config(args.config)
     since = _day(args.since, "--since")
     start = datetime(since.year, since.month, since.day, tzinfo=VIETNAM).timestamp() if since else None
     conn = open_reader(_existing_db(args.db))
     try:
-        print(format_understanding(understanding(conn, start), since=args.since))
+        print(format_understanding(understanding(conn, start, frozenset(config.routes)), since=args.since))
     finally:
         conn.close()
     return 0

@@ -49,12 +49,18 @@ class Help:
 
 @dataclass(frozen=True)
 class QT:
-    """Participation time of a person, optionally within [start, end] (inclusive months)."""
+    """Participation time of a person, optionally within [start, end] (inclusive months).
+
+    Both None: the whole history. `start` None with `end` set: the whole history up to `end`
+    (`den 2016`). `until_now`: `end` is the current month because the citizen asked up to now
+    (`tu 2016`, `2016 den nay`), which the reply says so.
+    """
 
     person: str
     id_kind: IdKind
     start: Month | None = None
     end: Month | None = None
+    until_now: bool = False
     name = "QT"
 
 

@@ -64,7 +64,7 @@ class Dispatcher:
 
     async def answer(self, command: Command | ParseError, sender: str, today: date) -> Answer:
         if isinstance(command, ParseError):
-            return SyntaxAnswer(command.error, command.command)
+            return SyntaxAnswer(command.error, command.command, command.correction, command.detail)
         if isinstance(command, Help):
             return HelpAnswer()
         if isinstance(command, QT):
@@ -91,11 +91,11 @@ class Dispatcher:
         person, periods = found
         if self._denied("QT", person, sender):
             return NotOwnerAnswer("QT")
-        if command.start is None:
+        if command.start is None and command.end is None:
             return QTAnswer(person.ssn, None, None, participation(periods, None, None), None)
         asked = participation(periods, command.start, command.end)
         whole = participation(periods, None, None)
-        return QTAnswer(person.ssn, command.start, command.end, asked, whole)
+        return QTAnswer(person.ssn, command.start, command.end, asked, whole, command.until_now)
 
     async def _the(self, command: THE, sender: str, today: date) -> Answer:
         if command.id_kind is IdKind.CARD:

@@ -14,17 +14,25 @@ Normalisation does only what a grammar should not carry, in this order:
   5. trailing sentence punctuation removed: any run of `. , ! ; :` (spaces allowed) at the end.
 Everything structural (keywords, commands, identifiers, bounds, glued forms) is the grammar's.
 
+The forms written the way people write them (§1a: range words, dashes, brackets, BHXH, digit
+groups, a card in its printed groups, spaces in a dossier code) are the grammar's too; the
+transformer below only joins what the grammar delimited (digit groups, card groups) and turns
+the period's structure (single, range, since, until, whole) into months.
+
 Errors are classified from the parser's own state: the terminals it expected where it stopped,
 and the tokens it had accepted before. Bounds accepted before a syntax error are checked first,
-so that the left-most problem wins.
+so that the left-most problem wins. A ParseError knows the normalised text, the day and the
+keywords of other services, so that its correction (smsgw/corrections.py, CONTRACT §1b) is
+computed when its reply is, never on the parse path.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
-from dataclasses import dataclass
-from datetime import date
+from dataclasses import dataclass, field
+from datetime import date, datetime
 
 from lark import Lark, Token, Transformer, UnexpectedInput, UnexpectedToken
 
@@ -35,15 +43,24 @@ ERROR_CODES = (
     "bad_id", "bad_period", "range_reversed", "trailing_input",
 )
 MIN_YEAR = 1960
+RESERVED_COMMANDS = ("HOI", "DG", "TC", "DK")
+"""The commands of CONTRACT §7: in the grammar, with their arguments, but not served yet."""
 
 _TRAILING_PUNCT = re.compile(r"[\s.,!;:]+$")
 _COMMAND_TOKENS = {"QT": "QT", "HS": "HS", "THE": "THE", "HD": "HELP", "HELP": "HELP", "QMARK": "HELP"}
-_ID_TERMINALS = frozenset({"SSN", "PERSONAL_ID", "CARD", "DOSSIER"})
+_ID_TERMINALS = frozenset({
+    "SSN", "PERSONAL_ID", "CARD", "DOSSIER", "SSN_GROUPS", "PERSONAL_ID_GROUPS", "AMBIGUOUS_GROUPS",
+})
 _BOUND_TERMINALS = frozenset({"YEAR", "MONTH_YEAR", "YEAR_RANGE"})
+# After one of these a bound must follow: whatever else comes is a bad period (`tu`, `2016 den`).
+_BEFORE_BOUND = frozenset({"_FROM", "_UNTIL", "_DASH", "_YEAR_WORD", "_MONTH_WORD", "MONTH"})
 _ID_KINDS = {
     "SSN": IdKind.SSN, "PERSONAL_ID": IdKind.PERSONAL_ID,
     "CARD": IdKind.CARD, "DOSSIER": IdKind.DOSSIER,
 }
+_JOINED = {"SSN_GROUPS": "SSN", "PERSONAL_ID_GROUPS": "PERSONAL_ID"}
+DIGIT_GROUPS = "digit_groups"
+"""`ParseError.detail` of a number whose digit groups join both to 10 and to 12 digits."""
 
 
 @dataclass(frozen=True)
@@ -51,24 +68,48 @@ class ParseError:
     """A message that could not be understood.
 
     `error` is a CONTRACT §1 code; `command` is the command recognised before the problem
-    (QT, HS, THE or HELP), or None; `position` is the offset in the normalised text.
+    (QT, HS, THE or HELP), or None; `position` is the offset in the normalised text; `detail`
+    says more where the reply must (DIGIT_GROUPS). `text` (the normalised message), `today`
+    and `routes` (keywords of other services, never corrected) are what `correction` needs.
     """
 
     error: str
     command: str | None = None
     position: int = 0
+    detail: str | None = None
+    text: str = field(default="", compare=False, repr=False)
+    today: date | None = field(default=None, compare=False, repr=False)
+    routes: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+
+    @functools.cached_property
+    def correction(self) -> str | None:
+        """The whole corrected message when there is exactly one likely correction (§1b)."""
+        from .corrections import correct
+
+        return correct(self)
 
     @property
     def reply(self) -> str:
         from .replies import syntax_reply
 
-        return syntax_reply(self.error, self.command)
+        return syntax_reply(self.error, self.command, correction=self.correction, detail=self.detail)
 
 
-class _PeriodError(Exception):
-    def __init__(self, error: str, position: int):
+@dataclass(frozen=True)
+class Reserved:
+    """A command of CONTRACT §7 whose arguments fit it; answered unknown_command for now."""
+
+    name: str
+    arguments: str
+
+
+class _Refused(Exception):
+    """A complete parse whose values are wrong: a bad period, or digit groups read two ways."""
+
+    def __init__(self, error: str, position: int, detail: str | None = None):
         self.error = error
         self.position = position
+        self.detail = detail
 
 
 def normalize(text: str) -> str:
@@ -84,114 +125,188 @@ def normalize(text: str) -> str:
     return _TRAILING_PUNCT.sub("", text)
 
 
-def _bound_months(token: Token) -> tuple[int, int, int]:
-    """(year, first month, last month) of a YEAR or MONTH_YEAR token; months are 0 for a year."""
+def vietnam_today() -> date:
+    """Today in Vietnam (UTC+07:00): the day that decides the current month and year."""
+    from .ledger import VIETNAM
+
+    return datetime.now(VIETNAM).date()
+
+
+def _bound_months(token: Token) -> tuple[int, int]:
+    """(year, month) of a YEAR or MONTH_YEAR token; the month is 0 for a year."""
     text = str(token)
     if token.type == "YEAR":
-        return int(text), 0, 0
+        return int(text), 0
     if text.isdigit():  # MMYYYY
-        return int(text[2:]), int(text[:2]), int(text[:2])
+        return int(text[2:]), int(text[:2])
     month, year = re.split(r"[/.\-]", text)
-    return int(year), int(month), int(month)
+    return int(year), int(month)
 
 
 def _month(token: Token, last: bool, this_year: int) -> Month:
     """The month a bound stands for; a year is its January (`last` False) or December."""
-    year, month, _ = _bound_months(token)
+    year, month = _bound_months(token)
     if not MIN_YEAR <= year <= this_year or not 0 <= month <= 12 or (month == 0 and token.type != "YEAR"):
-        raise _PeriodError("bad_period", token.start_pos or 0)
+        raise _Refused("bad_period", token.start_pos or 0)
     if month == 0:
         month = 12 if last else 1
     return Month(year, month)
 
 
-def _period(bounds: list[Token], this_year: int) -> tuple[Month, Month]:
-    """Check bounds left to right; returns (start, end) inclusive or raises _PeriodError."""
-    if len(bounds) == 1 and bounds[0].type == "YEAR_RANGE":
-        first, second = str(bounds[0]).split("-")
-        pos = bounds[0].start_pos or 0
-        start = _month(Token("YEAR", first, start_pos=pos), False, this_year)
-        end = _month(Token("YEAR", second, start_pos=pos + 5), True, this_year)
-    elif len(bounds) == 1:
-        start, end = _month(bounds[0], False, this_year), _month(bounds[0], True, this_year)
-    else:
-        start = _month(bounds[0], False, this_year)
-        end = _month(bounds[1], True, this_year)
+def year_range_bounds(token: Token) -> tuple[Token, Token]:
+    """The two YEAR tokens of a YEAR_RANGE token (`2016-2017`)."""
+    first, second = str(token).split("-")
+    pos = token.start_pos or 0
+    return Token("YEAR", first, start_pos=pos), Token("YEAR", second, start_pos=pos + 5)
+
+
+def _period(kind: str, bounds: list[Token], today: date) -> tuple[Month | None, Month | None]:
+    """(start, end) inclusive of a period of that kind, or raises _Refused (left to right)."""
+    this_year = today.year
+    if kind == "whole":
+        return None, None
+    if kind == "year_range":
+        bounds = list(year_range_bounds(bounds[0]))
+        kind = "range"
+    if kind == "until":
+        return None, _month(bounds[0], True, this_year)
+    start = _month(bounds[0], False, this_year)
+    if kind == "since":
+        current = Month(today.year, today.month)
+        if start > current:
+            raise _Refused("bad_period", bounds[0].start_pos or 0)
+        return start, current
+    end = _month(bounds[-1], True, this_year)
     if start > end:
-        raise _PeriodError("range_reversed", bounds[-1].start_pos or 0)
+        raise _Refused("range_reversed", bounds[-1].start_pos or 0)
     return start, end
 
 
-class _ToCommand(Transformer):
-    """Tree -> raw command tuples; bounds stay tokens until `_build` checks them."""
+class _ToRaw(Transformer):
+    """Tree -> raw command tuples; bounds stay tokens until `build` checks them.
 
-    def help(self, _):
-        return ("HELP",)
+    ("HELP", word) · ("QT", person, period) with period None or (kind, *bound tokens) ·
+    ("HS", dossier) · ("THE", id) · ("RESERVED", name, arguments). Identifiers are joined
+    into one piece here (digit groups, card groups, spaces of a dossier code).
+    """
 
-    def bh(self, children):
-        return children[1] if len(children) > 1 else ("HELP",)
+    def help(self, children):
+        return ("HELP", str(children[0]))
 
-    def bh_help(self, _):
-        return ("HELP",)
-
-    def person(self, children):
+    def help_word(self, children):
         return children[0]
 
+    def bh(self, children):
+        return children[1] if len(children) > 1 else ("HELP", "BH")
+
+    def bh_help(self, children):
+        return ("HELP", str(children[0]))
+
+    def person(self, children):
+        token = children[0]
+        if token.type in _JOINED:
+            return Token.new_borrow_pos(_JOINED[token.type], re.sub(r"[ .]", "", token), token)
+        return token
+
     def qt(self, children):
-        bounds = children[2] if len(children) > 2 else []
-        return ("QT", children[1], bounds)
+        return ("QT", children[1], children[2] if len(children) > 2 else None)
 
     def hs(self, children):
-        return ("HS", children[1])
+        return ("HS", Token.new_borrow_pos("DOSSIER", children[1].replace(" ", ""), children[1]))
 
     def the(self, children):
-        return ("THE", children[1])
+        token = children[1]
+        if token.type == "CARD":
+            token = Token.new_borrow_pos("CARD", token.replace(" ", ""), token)
+        return ("THE", token)
+
+    def reserved(self, children):
+        return ("RESERVED", str(children[0]), " ".join(str(c) for c in children[1:]))
 
     def single(self, children):
-        return [children[0]]
+        return ("single", children[0])
 
     def range(self, children):
-        return [children[0], children[1]]
+        return ("range", children[0], children[1])
 
     def year_range(self, children):
-        return [children[0]]
+        return ("year_range", children[0])
+
+    def since(self, children):
+        return ("since", children[0])
+
+    def until(self, children):
+        return ("until", children[0])
+
+    def whole(self, _):
+        return ("whole",)
 
     def bound(self, children):
         return children[0]
 
+    def month_and_year(self, children):
+        month, year = children
+        return Token.new_borrow_pos("MONTH_YEAR", f"{month}/{year}", month)
+
 
 _PARSER = Lark.open_from_package(
-    "smsgw.grammar", "sms.lark", parser="lalr", lexer="contextual", transformer=_ToCommand(),
+    "smsgw.grammar", "sms.lark", parser="lalr", lexer="contextual", transformer=_ToRaw(),
 )
 
 
-def _build(raw: tuple, this_year: int) -> Command:
+def read(normalized: str) -> tuple:
+    """The raw command of a normalised message; raises lark's UnexpectedInput on a syntax error."""
+    return _PARSER.parse(normalized)
+
+
+def build(raw: tuple, today: date) -> Command | Reserved:
+    """The typed command of a raw one; raises _Refused for a bad period or ambiguous groups."""
     kind = raw[0]
     if kind == "HELP":
         return Help()
     if kind == "HS":
         return HS(str(raw[1]))
+    if kind == "RESERVED":
+        return Reserved(raw[1], raw[2])
     token = raw[1]
+    if token.type == "AMBIGUOUS_GROUPS":
+        raise _Refused("bad_id", token.start_pos or 0, DIGIT_GROUPS)
     if kind == "THE":
         return THE(str(token), _ID_KINDS[token.type])
-    start = end = None
-    if raw[2]:
-        start, end = _period(raw[2], this_year)
-    return QT(str(token), _ID_KINDS[token.type], start, end)
+    period = raw[2]
+    if period is None:
+        return QT(str(token), _ID_KINDS[token.type])
+    start, end = _period(period[0], list(period[1:]), today)
+    return QT(str(token), _ID_KINDS[token.type], start, end, until_now=period[0] == "since")
 
 
-def parse(text: str, *, today: date | None = None) -> Command | ParseError:
-    """Parse one message; never raises for any input text."""
-    this_year = (today or date.today()).year
-    normalized = normalize(text)
+def understand(normalized: str, today: date, routes: frozenset[str] = frozenset()) -> Command | Reserved | ParseError:
+    """Parse a normalised message; a §7 command comes back as Reserved."""
     try:
-        raw = _PARSER.parse(normalized)
+        raw = read(normalized)
     except UnexpectedInput as exc:
-        return _classify(normalized, exc, this_year)
+        error, command, position, detail = _classify(normalized, exc, today)
+        return ParseError(error, command, position, detail, normalized, today, routes)
     try:
-        return _build(raw, this_year)
-    except _PeriodError as exc:
-        return ParseError(exc.error, "QT", exc.position)
+        return build(raw, today)
+    except _Refused as exc:
+        command = "THE" if raw[0] == "THE" else "QT"
+        return ParseError(exc.error, command, exc.position, exc.detail, normalized, today, routes)
+
+
+def parse(text: str, *, today: date | None = None, routes: frozenset[str] = frozenset()) -> Command | ParseError:
+    """Parse one message; never raises for any input text.
+
+    `today` (default: today in Vietnam) bounds the years and is the current month of `tu 2016`;
+    `routes` are the keywords of other services of the short code, which are never corrected.
+    """
+    today = today or vietnam_today()
+    normalized = normalize(text)
+    result = understand(normalized, today, routes)
+    if isinstance(result, Reserved):
+        position = normalized.find(result.name)
+        return ParseError("unknown_command", None, position, None, normalized, today, routes)
+    return result
 
 
 def _accepted_tokens(exc: UnexpectedInput) -> list[Token]:
@@ -210,26 +325,45 @@ def _accepted_tokens(exc: UnexpectedInput) -> list[Token]:
     return tokens
 
 
-def _classify(text: str, exc: UnexpectedInput, this_year: int) -> ParseError:
+def _partial_period(tokens: list[Token]) -> tuple[str, list[Token]] | None:
+    """The period the accepted tokens began, to be checked before the error after it."""
+    bounds = [t for t in tokens if t.type in _BOUND_TERMINALS]
+    if not bounds:
+        return None
+    types = {t.type for t in tokens}
+    if len(bounds) >= 2:
+        return "range", bounds[:2]
+    if bounds[0].type == "YEAR_RANGE":
+        return "year_range", bounds
+    if "NOW" in types or "_FROM" in types:
+        return "since", bounds
+    return "single", bounds
+
+
+def _classify(text: str, exc: UnexpectedInput, today: date) -> tuple[str, str | None, int, str | None]:
+    """(error, command, position, detail) of a syntax error, from the parser's state."""
     tokens = _accepted_tokens(exc)
+    if any(t.type in RESERVED_COMMANDS for t in tokens):
+        return "unknown_command", None, next(t for t in tokens if t.type in RESERVED_COMMANDS).start_pos or 0, None
     command = next((_COMMAND_TOKENS[t.type] for t in tokens if t.type in _COMMAND_TOKENS), None)
     position = exc.pos_in_stream or 0
     at_end = isinstance(exc, UnexpectedToken) and exc.token.type == "$END"
     if at_end:
         position = len(text)
-    bounds = [t for t in tokens if t.type in _BOUND_TERMINALS]
-    if bounds:
+    partial = _partial_period(tokens)
+    if partial is not None:
         try:
-            _period(bounds, this_year)
-        except _PeriodError as period_error:
-            return ParseError(period_error.error, command, period_error.position)
+            _period(partial[0], partial[1], today)
+        except _Refused as refused:
+            return refused.error, command, refused.position, None
     expected = set(exc.expected) if hasattr(exc, "expected") else set(exc.allowed or ())
     if not tokens:
-        return ParseError("empty" if at_end else "unknown_keyword", None, position)
+        return ("empty" if at_end else "unknown_keyword"), None, position, None
     if "QT" in expected:
-        return ParseError("unknown_command", None, position)
+        return "unknown_command", None, position, None
     if expected & _ID_TERMINALS:
-        return ParseError("missing_argument" if at_end else "bad_id", command, position)
-    if expected & _BOUND_TERMINALS and not text[position].isalpha():
-        return ParseError("bad_period", command, position)
-    return ParseError("trailing_input", command, position)
+        return ("missing_argument" if at_end else "bad_id"), command, position, None
+    if tokens[-1].type in _BEFORE_BOUND or (
+            expected & _BOUND_TERMINALS and (at_end or not text[position].isalpha())):
+        return "bad_period", command, position, None
+    return "trailing_input", command, position, None

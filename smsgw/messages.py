@@ -665,11 +665,17 @@ def mo_outcomes(conn: sqlite3.Connection, since: float | None = None) -> list[tu
     return conn.execute(query + " GROUP BY command, error ORDER BY command, error", params).fetchall()
 
 
-def misunderstood_texts(conn: sqlite3.Connection, since: float | None = None) -> Iterator[tuple[str, str]]:
-    """(error, text) of every MO from a phone that the language did not understand."""
-    query = f"SELECT error, text FROM mo_messages WHERE error IS NOT NULL AND {_PHONE_SENDERS}"
+def misunderstood_texts(conn: sqlite3.Connection, since: float | None = None,
+                       window: float = 600.0) -> Iterator[tuple[str, float, str, str | None]]:
+    """(MO id, taken at, text, a following text) of every MO from a phone that the language did
+    not understand: once for each understood MO the same phone sent within `window` seconds
+    after it (the following text), or once with None when there was none."""
+    misunderstood = f"SELECT id, sender, text, {_TAKEN_AT} AS at FROM mo_messages WHERE error IS NOT NULL AND {_PHONE_SENDERS}"
     params: tuple = ()
     if since is not None:
-        query += f" AND {_TAKEN_AT} >= ?"
+        misunderstood += f" AND {_TAKEN_AT} >= ?"
         params = (since,)
-    yield from conn.execute(query, params)
+    query = (f"SELECT m.id, m.at, m.text, n.text FROM ({misunderstood}) AS m LEFT JOIN mo_messages AS n"
+             " ON n.sender = m.sender AND n.error IS NULL AND n.id != m.id"
+             " AND n.taken_at > m.at AND n.taken_at <= m.at + ? ORDER BY m.id, n.taken_at")
+    yield from conn.execute(query, params + (window,))

@@ -84,9 +84,38 @@ _USAGE = {
     "HS": "Có ký tự thừa. Soạn BH HS <mã hồ sơ> gửi 8079. VD: BH HS 04486.G/2019/08708",
     "HELP": _SYNTAX[("trailing_input", "HELP")],
 }
+# A number whose digit groups join both to 10 and to 12 digits (language.DIGIT_GROUPS).
+_DIGIT_GROUPS = {
+    command: (
+        "Mã số sai: các nhóm số ghép được thành cả 10 số (mã số BHXH) lẫn 12 số (CCCD). "
+        f"Soạn mã số liền, không dấu cách, gửi 8079. VD: BH {command} 0110129425"
+    )
+    for command in ("QT", "THE")
+}
+# Replies that correct the message (CONTRACT §1b): what was wrong, then the whole corrected
+# message, last, so that nothing of the reply sticks to it when it is copied. The first
+# template that fits one GSM-7 SMS with the message is sent: a long corrected message (a
+# 12-digit id and two month-years) gets a shorter rest.
+_CORRECTION_LEAD = {
+    "empty": "Tin nhắn trống.",
+    "unknown_keyword": "Sai từ khóa.",
+    "unknown_command": "Sai lệnh.",
+    "missing_argument": "Thiếu mã.",
+    "bad_id": "Sai lệnh hoặc sai mã.",
+    "bad_period": "Thời gian sai.",
+    "range_reversed": "Thời gian sai: <từ> không được sau <đến>.",
+    "trailing_input": "Có ký tự thừa.",
+}
+_CORRECTIONS = (
+    "{lead} Có phải bạn muốn gửi tin nhắn sau? Vui lòng soạn lại đúng như vậy và gửi 8079: {message}",
+    "{lead} Vui lòng soạn lại đúng như sau và gửi 8079: {message}",
+    "{lead} Soạn lại gửi 8079: {message}",
+)
 
 _QT_WHOLE = "Mã số {ssn}, toàn bộ quá trình: {asked}."
 _QT_PERIOD = "Mã số {ssn}, giai đoạn {period}: {asked}. Tổng: {whole}."
+_QT_UNTIL = "đến {end}"          # the period of `den 2016`: the whole history up to its end
+_QT_SINCE = "{start} đến nay"    # the period of `tu 2016`, `2016 den nay`: up to the current month
 _QT_TOTALS = (
     "BHXH: {bhxh_years:02d} năm {bhxh_months:02d} tháng, BHTN: {bhtn_years:02d} năm {bhtn_months:02d} tháng"
 )
@@ -130,8 +159,8 @@ _PAYMENT_REMINDER = (
 )
 
 TEMPLATES = (
-    _HELP, _UNKNOWN_COMMAND, *_SYNTAX.values(), *_USAGE.values(), _QT_WHOLE, _QT_PERIOD,
-    _QT_TOTALS, _CARD_VALID, _CARD_EXPIRED, _DOSSIER, *_DOSSIER_STATUS.values(),
+    _HELP, _UNKNOWN_COMMAND, *_SYNTAX.values(), *_USAGE.values(), *_DIGIT_GROUPS.values(),
+    *_CORRECTION_LEAD.values(), *_CORRECTIONS, _QT_WHOLE, _QT_PERIOD, _QT_UNTIL, _QT_SINCE, _QT_TOTALS, _CARD_VALID, _CARD_EXPIRED, _DOSSIER, *_DOSSIER_STATUS.values(),
     *_NOT_FOUND.values(), _NOT_OWNER, *_NOT_OWNER_TOPIC.values(), _BUSY, _RATE_LIMITED,
     _CARD_EXPIRY, _PAYMENT_REMINDER,
 )
@@ -187,11 +216,16 @@ def _totals(totals: Totals, unicode: bool) -> str:
 def _qt(answer: QTAnswer, unicode: bool) -> str:
     ssn = _value(answer.ssn, unicode)
     asked = _totals(answer.asked, unicode)
-    if answer.start is None or answer.end is None or answer.whole is None:
+    if answer.end is None or answer.whole is None:
         return _word(_QT_WHOLE, unicode).format(ssn=ssn, asked=asked)
-    period = _month(answer.start)
-    if answer.end != answer.start:
-        period += "-" + _month(answer.end)
+    if answer.start is None:
+        period = _word(_QT_UNTIL, unicode).format(end=_month(answer.end))
+    elif answer.until_now:
+        period = _word(_QT_SINCE, unicode).format(start=_month(answer.start))
+    else:
+        period = _month(answer.start)
+        if answer.end != answer.start:
+            period += "-" + _month(answer.end)
     whole = _totals(answer.whole, unicode)
     return _word(_QT_PERIOD, unicode).format(ssn=ssn, period=period, asked=asked, whole=whole)
 
@@ -217,8 +251,8 @@ def _text(answer: Answer, unicode: bool) -> str:
     match answer:
         case HelpAnswer():
             return help_text(unicode=unicode)
-        case SyntaxAnswer(error=error, command=command):
-            return syntax_reply(error, command, unicode=unicode)
+        case SyntaxAnswer(error=error, command=command, correction=correction, detail=detail):
+            return syntax_reply(error, command, unicode=unicode, correction=correction, detail=detail)
         case NotFoundAnswer(command=command, id=ident):
             return _word(_NOT_FOUND[command], unicode).format(id=_value(ident, unicode))
         case NotOwnerAnswer(command=command):
@@ -250,16 +284,37 @@ def help_text(*, unicode: bool = False) -> str:
     return _word(_HELP, unicode)
 
 
-def syntax_reply(error: str, command: str | None, *, unicode: bool = False) -> str:
+def correcting_reply(error: str, message: str, *, unicode: bool = False) -> str | None:
+    """The reply quoting `message`, the corrected message, after what was wrong; None when no
+    wording fits one GSM-7 SMS with it (the plain syntax reply is sent then)."""
+    lead = _CORRECTION_LEAD[error]
+    message = _value(message, False)
+    for template in _CORRECTIONS:
+        text = _folded(template).format(lead=_folded(lead), message=message)
+        if gsm.measure(text).segments == 1:
+            return template.format(lead=lead, message=message) if unicode else text
+    return None
+
+
+def syntax_reply(error: str, command: str | None, *, unicode: bool = False, correction: str | None = None,
+                 detail: str | None = None) -> str:
     """The reply to a message that could not be parsed: what was wrong and the right syntax.
 
     `error` is a CONTRACT §1 error code, `command` the command recognised before the error (QT,
-    HS, THE, HELP) or None. The default form is one GSM-7 SMS and names short code 8079.
+    HS, THE, HELP) or None. With `correction` (the whole corrected message, CONTRACT §1b) the
+    reply quotes it instead; `detail` "digit_groups" asks for a number without spaces. The
+    default form is one GSM-7 SMS and names short code 8079.
     """
     if error not in SYNTAX_ERRORS:
         raise ValueError(f"unknown syntax error code {error!r}")
     if command is not None and command not in _COMMANDS:
         raise ValueError(f"unknown command {command!r}")
+    if correction is not None:
+        corrected = correcting_reply(error, correction, unicode=unicode)
+        if corrected is not None:
+            return corrected
+    if detail == "digit_groups" and command in _DIGIT_GROUPS:
+        return _word(_DIGIT_GROUPS[command], unicode)
     if error in ("empty", "unknown_keyword"):
         return help_text(unicode=unicode)
     if command is None:
@@ -297,6 +352,10 @@ def _check_templates() -> None:
     for template in (_HELP, _UNKNOWN_COMMAND, *_SYNTAX.values(), *_USAGE.values(), _RATE_LIMITED):
         if gsm.measure(gsm.fold(template)).segments != 1:
             raise RuntimeError(f"syntax reply does not fit one SMS: {template!r}")
+    longest = "BH QT 001090012345 01/2016 12/2017"  # the longest corrected lookup
+    for error in SYNTAX_ERRORS:
+        if correcting_reply(error, longest) is None:
+            raise RuntimeError(f"no correcting reply for {error} fits one SMS with {longest!r}")
 
 
 _check_templates()

@@ -11,6 +11,11 @@ The shapes of the messages not understood are their normalised text (language.no
 spaces, diacritics, trailing punctuation) with every digit shown as 9, so that
 `bh qt 011012942 2018` and `BH QT 791023456 2019` are one shape, `BH QT 999999999 9999`, and
 no personal number appears in the report.
+
+Corrections (CONTRACT §1b): an MO not understood whose reply quoted a corrected message is a
+correction offered; it is taken up when the same phone sent that message (understood as the
+same command) within 10 minutes after it. The correction is computed again from the stored
+text, on the day the MO was taken (Vietnam time), with the `[routes]` keywords given.
 """
 
 from __future__ import annotations
@@ -19,12 +24,17 @@ import re
 import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import groupby
 
-from .language import normalize
+from .language import ParseError, normalize, parse
+from .ledger import VIETNAM
 from .messages import misunderstood_texts, mo_outcomes
 
 COMMANDS = ("QT", "HS", "THE", "HELP")
 MAX_SHAPE = 60
+TAKE_UP_WINDOW = 600.0
+"""Seconds after a correcting reply within which sending the corrected message takes it up."""
 _DIGIT = re.compile(r"[0-9]")
 
 
@@ -42,6 +52,8 @@ class Understanding:
     errors: Counter = field(default_factory=Counter)      # error code -> MOs
     routed: int = 0                                        # MOs of other services, not counted
     shapes: Counter = field(default_factory=Counter)      # shape -> MOs not understood
+    corrections_offered: int = 0                           # MOs not understood answered with a correction
+    corrections_taken: int = 0                             # ... after which the phone sent it (10 minutes)
 
     @property
     def total(self) -> int:
@@ -53,8 +65,10 @@ class Understanding:
         return self.understood / self.total if self.total else 0.0
 
 
-def understanding(conn: sqlite3.Connection, since: float | None = None) -> Understanding:
-    """Understanding of the MOs taken since `since` (Unix seconds; None: all of them)."""
+def understanding(conn: sqlite3.Connection, since: float | None = None,
+                  routes: frozenset[str] = frozenset()) -> Understanding:
+    """Understanding of the MOs taken since `since` (Unix seconds; None: all of them);
+    `routes` are the keywords of other services, which are never corrected."""
     report = Understanding()
     for command, error, count in mo_outcomes(conn, since):
         if error is not None:
@@ -63,8 +77,18 @@ def understanding(conn: sqlite3.Connection, since: float | None = None) -> Under
             report.understood += count
         elif command is not None:
             report.routed += count
-    for _, text in misunderstood_texts(conn, since):
+    for _, rows in groupby(misunderstood_texts(conn, since, TAKE_UP_WINDOW), key=lambda row: row[0]):
+        rows = list(rows)
+        _, taken_at, text, _ = rows[0]
         report.shapes[shape(text)] += 1
+        day = datetime.fromtimestamp(taken_at, VIETNAM).date()
+        error = parse(text, today=day, routes=routes)
+        if not isinstance(error, ParseError) or error.correction is None:
+            continue
+        report.corrections_offered += 1
+        corrected = parse(error.correction, today=day)
+        if any(following is not None and parse(following, today=day) == corrected for *_, following in rows):
+            report.corrections_taken += 1
     return report
 
 
@@ -83,6 +107,9 @@ def format_understanding(report: Understanding, *, since: str | None = None, top
     lines.append(f"  not understood  {sum(report.errors.values()):>9,} {percent(sum(report.errors.values()))}")
     for error, count in sorted(report.errors.items(), key=lambda item: (-item[1], item[0])):
         lines.append(f"    {error:<16}{count:>7,} {percent(count)}")
+    taken = f"{100 * report.corrections_taken / report.corrections_offered:.1f}%" if report.corrections_offered else "-"
+    lines.append(f"  corrections offered {report.corrections_offered:>5,}, taken up within 10 minutes "
+                 f"{report.corrections_taken:,} ({taken})")
     if report.shapes:
         lines.append(f"  most frequent shapes not understood (top {min(top, len(report.shapes))}):")
         for text, count in sorted(report.shapes.items(), key=lambda item: (-item[1], item[0]))[:top]:

@@ -17,7 +17,7 @@ from .billing import MessageType
 from .config import Config
 from .dispatch import Dispatcher
 from .gsm import measure
-from .language import ParseError, parse
+from .language import ParseError, parse, vietnam_today
 from .records import RecordStore
 from .replies import render
 from .routing import Router
@@ -41,9 +41,11 @@ class Outcome:
 class Service:
     def __init__(self, records: RecordStore, config: Config, *, today: Callable[[], date] | None = None,
                  session: aiohttp.ClientSession | None = None):
-        """`session` is the HTTP client for routed keywords (one per request when None)."""
+        """`session` is the HTTP client for routed keywords (one per request when None);
+        `today` gives the day (default: today in Vietnam, which decides the current month)."""
         self.config = config
-        self.today = today or date.today
+        self.today = today or vietnam_today
+        self.route_keywords = frozenset(config.routes)
         self.dispatcher = Dispatcher(records, config.owner_only)
         self.router = Router(config.routes, config.shortcode, session)
 
@@ -54,7 +56,7 @@ class Service:
             answer = await self.router.answer(route, text, sender)
             return Outcome(route.keyword, None, self._reply(answer))
         today = self.today()
-        command = parse(text, today=today)
+        command = parse(text, today=today, routes=self.route_keywords)
         answer = await self.dispatcher.answer(command, sender, today)
         if isinstance(command, ParseError):
             return Outcome(command.command, command.error, self._reply(answer))

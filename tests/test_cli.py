@@ -77,7 +77,7 @@ def test_send_on_a_missing_database_says_how_to_create_one(tmp_path):
 
 
 def test_replay_of_the_reference_transcripts_on_a_fresh_seeded_store():
-    files = [str(TRANSCRIPTS / name) for name in ("qt.txt", "the.txt", "hs.txt", "errors.txt")]
+    files = [str(TRANSCRIPTS / name) for name in ("qt.txt", "the.txt", "hs.txt", "errors.txt", "forms.txt", "corrections.txt")]
     result = smsgw("replay", *files)
     assert result.returncode == 0, result.stderr
     assert "0 mismatched" in result.stdout

@@ -35,7 +35,9 @@ def test_corpus_message_parses_as_expected(row):
     reply = got.pop("reply", None)
     assert got == row["expect"]
     if not got["ok"]:
-        assert reply and measure(reply).encoding == "gsm7"
+        assert reply and measure(reply).encoding == "gsm7" and measure(reply).segments == 1
+    if "correction" in row:  # CONTRACT §1b: the reply ends with the whole corrected message
+        assert reply.endswith(": " + row["correction"]), reply
 
 
 def test_contract_examples():

@@ -98,9 +98,44 @@ def test_since_leaves_out_older_messages_and_the_cli_prints_the_report(tmp_path)
         "  understood              1  50.0%",
         "  not understood          1  50.0%",
         "    bad_id                1  50.0%",
+        "  corrections offered     0, taken up within 10 minutes 0 (-)",
         "  most frequent shapes not understood (top 1):",
         "          1  BH QT 999",
     ]
     everything = subprocess.run([sys.executable, "-m", "smsgw", "report", "understanding", "--db", str(db)],
                                 capture_output=True, text=True, timeout=60)
     assert "          2  BH QT 999" in everything.stdout.splitlines()
+
+
+def test_corrections_offered_and_taken_up_within_ten_minutes(tmp_path):
+    db = tmp_path / "records.db"
+    other = "84987654321"
+    sent = [
+        ("c-0", "BH QY 0110129425", OWNER),       # corrected to BH QT 0110129425 ...
+        ("c-1", "bh qt 0110129425", OWNER),       # ... which the same phone sends: taken up
+        ("c-2", "BJ QT 0110129425 2016", other),  # corrected, never sent again
+        ("c-3", "BH QT 0110129425 2016", OWNER),  # the other phone's correction, sent by another phone
+        ("c-4", "BH TEH 0110129425", other),      # corrected to BH THE 0110129425 ...
+        ("c-5", "BH THE 0110129425", other),      # ... sent again, but 11 minutes later (moved below)
+        ("c-6", "BH QT 12345", other),            # no correction: a bad id
+    ]
+
+    async def run():
+        await make_records(db)
+        config = parse_config({"carriers": {"generic": {"secret": SECRET, "mode": "sync"}},
+                               "protection": {"repeat_limit": 0}})
+        async with TestClient(TestServer(create_app(config, db_path=str(db)), host="127.0.0.1", port=0)) as client:
+            for carrier_id, text, sender in sent:
+                assert (await post_mo(client, mo_body(carrier_id, text=text, sender=sender)))[0] == 200
+
+    asyncio.run(run())
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE mo_messages SET taken_at = taken_at + 660 WHERE carrier_id = 'c-5'")
+    conn = open_reader(str(db))
+    try:
+        report = understanding(conn)
+    finally:
+        conn.close()
+    assert dict(report.errors) == {"unknown_command": 2, "unknown_keyword": 1, "bad_id": 1}
+    assert (report.corrections_offered, report.corrections_taken) == (3, 1)
+    assert "  corrections offered     3, taken up within 10 minutes 1 (33.3%)" in format_understanding(report)
