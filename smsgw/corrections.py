@@ -148,14 +148,15 @@ def official_form(raw: tuple) -> str:
     return " ".join(words)
 
 
-def _understood(text: str, error: ParseError) -> tuple[str, bool] | None:
-    """(official form, is a help request) of `text` when the grammar understands all of it."""
+def _understood(text: str, error: ParseError) -> tuple[str, bool, bool] | None:
+    """(official form, is a help request, is a §7 command not served yet) of `text` when the
+    grammar understands all of it."""
     try:
         raw = read(text)
         command = build(raw, error.today)
     except (UnexpectedInput, _Refused):
         return None
-    return official_form(raw), isinstance(command, Help)
+    return official_form(raw), isinstance(command, Help), raw[0] == "RESERVED"
 
 
 def correct(error: ParseError) -> str | None:
@@ -165,19 +166,24 @@ def correct(error: ParseError) -> str | None:
     if not error.text or error.today is None or error.error == "empty":
         return None
     found: dict[str, str] = {}  # what is corrected -> the message; the longest replaced word wins
+    reserved: set[str] = set()  # messages of §7 commands: they make a guess ambiguous, never a correction
     for candidate, replaced, corrects in _candidates(error):
         if corrects in found or replaced.replace(" ", "") in error.routes:
             continue
         understood = _understood(candidate.rstrip(" "), error)
         if understood is None:
             continue
-        message, is_help = understood
+        message, is_help, is_reserved = understood
         if is_help and error.error == "unknown_keyword":
             continue
         found[corrects] = message
+        if is_reserved:
+            reserved.add(message)
         if len(set(found.values())) > 1:
             return None
     if len(set(found.values())) != 1:
         return None
     message = next(iter(found.values()))
+    if message in reserved:   # `BH TX` -> `BH TC` would only earn another unknown_command today
+        return None
     return message if correcting_reply(error.error, message) is not None else None
