@@ -152,6 +152,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from .progress import Progress
     from .transcripts import load_transcripts, replay
 
+    from .config import load_config
+
+    if args.url is not None:
+        _http_url(args.url, "--url")
+    load_config(args.config)   # refused before a store is seeded for nothing
     exchanges = load_transcripts(args.files)
     if args.db is not None:
         database_path(args.db)
@@ -220,6 +225,19 @@ async def _replay_http(exchanges, args, advance) -> list:
         return await replay(exchanges, send, advance)
 
 
+def _http_url(raw: str, option: str) -> str:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(raw)
+        parts.port   # noqa: B018 -- raises ValueError for a port that is not a number or out of range
+    except ValueError as exc:
+        raise UserError(f"{option} {raw}: not a URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UserError(f"{option} {raw}: expected http://HOST:PORT or https://HOST:PORT")
+    return raw
+
+
 # --- serve -------------------------------------------------------------------------------
 
 MAX_WORKERS = 256
@@ -227,7 +245,6 @@ MAX_WORKERS = 256
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .gateway import serve
 
     config = load_config(args.config)
     database_path(args.db)
@@ -243,6 +260,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
             argv = ["--db", args.db, "--host", args.host] + (["--config", args.config] if args.config else [])
             return supervise(argv, host=args.host, port=args.port, workers=args.workers)
+        from .gateway import serve
+
         pin_to_one_core(index if count > 1 else None)
         serve(config, db_path=args.db, host=args.host, port=args.port, reuse_port=count > 1,
               resume_pending=index == 0)
@@ -298,9 +317,11 @@ def _billing_month(args: argparse.Namespace) -> Iterator[sqlite3.Connection]:
 
     load_config(args.config)
     try:
-        month_bounds(args.month)
+        start, _ = month_bounds(args.month)
     except ValueError as exc:
         raise UserError(f"--month: {exc}") from None
+    if start < 0:
+        raise UserError(f"--month {args.month}: before 1970, older than any SMS billed")
     conn = open_message_store(args.db)
     try:
         yield conn

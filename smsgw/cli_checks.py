@@ -16,6 +16,7 @@ import os
 import re
 import socket
 import sqlite3
+import sys
 from pathlib import Path
 from typing import NoReturn
 
@@ -114,15 +115,9 @@ def is_listen_error(exc: OSError) -> bool:
 
 def describe_failure(exc: BaseException, args: argparse.Namespace) -> str:
     """The `smsgw: ...` line for anything a command raised: what went wrong and where."""
-    from .config import ConfigError
-    from .errors import SmsgwError
-    from .importer import ImportFailed
-    from .sqlite_store import StoreError
-    from .transcripts import TranscriptError
-
-    if isinstance(exc, ImportFailed):
+    if _is(exc, "importer", "ImportFailed"):
         return f"import refused, nothing loaded: {exc}"
-    if isinstance(exc, (UserError, ConfigError, SmsgwError, StoreError, TranscriptError)):
+    if isinstance(exc, UserError) or any(_is(exc, module, name) for module, name in _WORDED):
         return str(exc)
     db = getattr(args, "db", None)
     if isinstance(exc, sqlite3.Error) and db:
@@ -133,6 +128,17 @@ def describe_failure(exc: BaseException, args: argparse.Namespace) -> str:
         where = exc.filename if exc.filename is not None else db
         return f"{where}: {_strerror(exc)}" if where else _strerror(exc)
     return f"internal error: {type(exc).__name__}: {exc}\n  {INTERNAL_HINT}"
+
+
+# The project's errors whose message already says what and where.
+_WORDED = (("config", "ConfigError"), ("errors", "SmsgwError"), ("sqlite_store", "StoreError"),
+           ("transcripts", "TranscriptError"))
+
+
+def _is(exc: BaseException, module: str, name: str) -> bool:
+    """`exc` is a `smsgw.<module>.<name>`; a module never imported raised nothing (and is not imported now)."""
+    loaded = sys.modules.get(f"{__package__}.{module}")
+    return loaded is not None and isinstance(exc, getattr(loaded, name))
 
 
 def _sqlite_trouble(path: str, exc: sqlite3.Error) -> str:

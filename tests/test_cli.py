@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import socket
@@ -241,3 +242,171 @@ def test_hostile_input_gets_one_line_naming_what_and_where_and_exit_1(hostile_re
         pytest.skip("this host cannot mount a folder read-only in a user namespace (unshare -rm)")
     result, expected = hostile_results[case]
     assert (result.returncode, result.stderr) == (1, f"smsgw: {expected}\n")
+
+
+# --- every subcommand, one hostile argument at a time ------------------------------------------
+
+def leaf_commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
+    """(command words, parser) of every runnable subcommand, found in the parser itself."""
+    groups = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    if not groups:
+        yield path, parser
+        return
+    for name, child in groups[0].choices.items():
+        yield from leaf_commands(child, path + (name,))
+
+
+def arguments(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    """The arguments a user can give (not -h, not the supervisor's hidden --worker)."""
+    return [action for action in parser._actions
+            if action.help is not argparse.SUPPRESS and not isinstance(action, argparse._HelpAction)]
+
+
+def argument_key(action: argparse.Action) -> str:
+    return action.option_strings[0] if action.option_strings else action.dest
+
+
+@pytest.fixture(scope="module")
+def walk_inputs(tmp_path_factory, records_db) -> tuple[dict[str, str], dict[str, list[str]], dict[str, list[str]]]:
+    """(a valid value of each argument, values that must be refused, values at the edges: any exit, no traceback)."""
+    root = tmp_path_factory.mktemp("walk")
+    folder = root / "folder"
+    folder.mkdir()
+    db = root / "records.db"
+    shutil.copy(records_db, db)
+    truncated = root / "truncated.db"
+    truncated.write_bytes(db.read_bytes()[:8192])      # a valid header, most pages gone
+    corrupt = root / "corrupt.db"
+    corrupt.write_bytes(b"\x00garbage" * 600)
+    cp1258 = root / "cp1258.txt"
+    cp1258.write_bytes("0912345678 > BH THE\n# Đai ly\n".encode("cp1258"))
+    empty = root / "empty.txt"
+    empty.write_text("# no message\n", encoding="utf-8")
+    bad_csv = root / "csv"
+    bad_csv.mkdir()
+    (bad_csv / "persons.csv").write_bytes("ssn,personal_id,full_name,date_of_birth,phone\n"
+                                          "0110129425,,Đai,1990-03-15,\n".encode("cp1258"))
+    not_toml = root / "config.toml"
+    not_toml.write_text("[gateway\nunicode = yes\n", encoding="utf-8")
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        closed_port = closed.getsockname()[1]
+    valid = {"--db": str(db), "--from": PHONE, "--persons": "1", "--days": "30", "--month": "2026-11",
+             "text": "BH", "files": str(TRANSCRIPTS / "hs.txt"), "directory": str(RECORDS)}
+    paths = [str(folder), str(root / "missing" / "x.db"), str(corrupt), str(truncated)]
+    refused = {
+        "--db": paths, "--config": [str(folder), str(cp1258), str(not_toml), str(root / "missing.toml")],
+        "--out": [str(folder), str(root / "missing" / "out.csv")],
+        "--today": ["2026-13-45", "yesterday"], "--since": ["2026-02-30", "2026/11/01"],
+        "--month": ["2026-13", "11/2026", "2026-1", "0001-01"],
+        "--port": ["80000", "-1", "x"], "--host": ["999.1.1.1", "::zz"], "--workers": ["0", "-3", "100000"],
+        "--persons": ["-1", "many"], "--seed": ["x"], "--days": ["-1", "x", "99999999"],
+        "--from": ["hello", "", "0912"], "--url": ["not a url", "http://127.0.0.1:99999", f"http://127.0.0.1:{closed_port}"],
+        "files": [str(folder), str(root / "missing.txt"), str(cp1258), str(empty)],
+        "directory": [str(root / "missing"), str(empty), str(bad_csv), str(folder)],
+    }
+    edges = {
+        "--today": ["0001-01-01", "9999-12-31"], "--since": ["0001-01-01", "9999-12-31"],
+        "--month": ["9999-12"], "--carrier": ["no-such-carrier", ""], "--secret": [""],
+        "text": ["\udcff\udcfe", "", "BH QT " + "9" * 100_000], "--seed": ["-1", str(10**30)],
+    }
+    return valid, refused, edges
+
+
+def hostile_walk(parser: argparse.ArgumentParser, inputs) -> list[tuple[tuple[str, ...], list[str], bool]]:
+    """(command words, argv, must be refused) for every argument of every subcommand, one bad value at a time."""
+    valid, refused, edges = inputs
+    cases = []
+    for words, leaf in leaf_commands(parser):
+        actions = arguments(leaf)
+        missing = [argument_key(a) for a in actions if (a.required or not a.option_strings) and
+                   a.nargs != "?" and argument_key(a) not in valid]
+        assert not missing, f"smsgw {' '.join(words)}: give the walk a valid value for {missing}"
+        fallback = {int: ["x"]}.get(actions[0].type, [])
+        for target in actions:
+            key = argument_key(target)
+            bad = [(value, True) for value in refused.get(key, fallback if target.type is int else [])]
+            bad += [(value, False) for value in edges.get(key, [])]
+            if not bad and target.type is not int:
+                bad = [(value, False) for value in (refused["--db"][0], "\udcff")]   # an argument new to the walk
+            for value, must_refuse in bad:
+                argv = list(words)
+                for action in actions:
+                    key_of = argument_key(action)
+                    given = value if action is target else valid.get(key_of)
+                    if given is None or (action is not target and not action.required and action.option_strings):
+                        continue
+                    argv += [key_of, given] if action.option_strings else [given]
+                cases.append((words, argv, must_refuse))
+    return cases
+
+
+def test_every_subcommand_with_hostile_arguments_never_prints_a_traceback(walk_inputs, capfd, monkeypatch):
+    import structlog
+
+    from smsgw import cli
+
+    monkeypatch.setattr(cli, "pin_to_one_core", lambda index=None: None)   # replay would pin pytest itself
+    cases = hostile_walk(cli.build_parser(), walk_inputs)
+    covered = {words for words, _, _ in cases}
+    assert {("send",), ("serve",), ("db", "seed"), ("billing", "export"), ("report", "understanding")} <= covered
+    served = [case for case in cases if case[0] == ("serve",)]
+    logging_config = structlog.get_config()
+    failures = []
+    try:
+        for words, argv, must_refuse in cases:
+            if words == ("serve",):
+                continue
+            try:
+                status = cli.main(argv)
+            except SystemExit as exit_:
+                status = exit_.code
+            except BaseException as exc:   # escaped main(): the user would see a traceback
+                status = f"raised {type(exc).__name__}: {exc}"
+            out, err = capfd.readouterr()
+            failures += judge(argv, must_refuse, status, err)
+    finally:
+        structlog.reset_defaults()
+        structlog.configure(**logging_config)
+    failures += run_serve_cases(served)
+    assert not failures, "\n".join(failures)
+    assert len(cases) > 100
+
+
+def judge(argv: list[str], must_refuse: bool, status, err: str) -> list[str]:
+    """What is wrong with one hostile run: a traceback, an unexpected status, a message not `smsgw: ...`."""
+    shown = "smsgw " + " ".join(part[:60] for part in argv)
+    if "Traceback" in err or "internal error" in err or not isinstance(status, int):
+        return [f"{shown}: {status}\n{err}"]
+    if status not in ((1, 2) if must_refuse else (0, 1, 2)):
+        return [f"{shown}: exit {status}, expected a refusal\n{err}"]
+    if status == 1 and not err.rstrip("\n").rpartition("\n")[2].startswith("smsgw: "):   # serve logs before
+        return [f"{shown}: exit 1 without `smsgw: ...` last on stderr:\n{err}"]
+    return []
+
+
+def run_serve_cases(cases) -> list[str]:
+    """The serve cases in real processes, all started at once; one still running after 30 s is a failure too."""
+    holder = held_port()
+    cases = cases + [(("serve",), ["serve", "--db", next(argv[argv.index("--db") + 1] for _, argv, _ in cases
+                                                         if "--port" in argv), "--port", str(holder.getsockname()[1])],
+                      True)]
+    running = [(argv, must_refuse, subprocess.Popen([sys.executable, "-m", "smsgw", *argv], stdout=subprocess.PIPE,
+                                                     stderr=subprocess.PIPE, text=True, encoding="utf-8",
+                                                     errors="replace"))
+               for _, argv, must_refuse in cases]
+    failures = []
+    try:
+        for argv, must_refuse, process in running:
+            try:
+                _, err = process.communicate(timeout=30)
+                failures += judge(argv, must_refuse, process.returncode, err)
+            except subprocess.TimeoutExpired:
+                failures.append(f"smsgw {' '.join(argv)}: still serving after 30 s")
+    finally:
+        holder.close()
+        for _, _, process in running:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)
+    return failures
