@@ -410,3 +410,38 @@ def run_serve_cases(cases) -> list[str]:
                 process.kill()
                 process.wait(timeout=10)
     return failures
+
+
+def test_an_unforeseen_failure_is_an_internal_error_line_not_a_traceback(monkeypatch, capsys):
+    from smsgw import cli
+
+    def broken(text, today=None):
+        raise KeyError("grammar table")
+
+    monkeypatch.setattr(cli, "parse_result", broken)
+    assert cli.main(["parse", "BH"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("smsgw: internal error: KeyError: 'grammar table'\n  this is a bug in smsgw")
+    assert "Traceback" not in err
+    monkeypatch.setenv("SMSGW_TRACEBACK", "1")    # for whoever reports the bug
+    assert cli.main(["parse", "BH"]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_version_as_V_and_every_option_says_what_it_takes_and_its_default():
+    assert smsgw("-V").stdout == smsgw("--version").stdout == f"smsgw {__import__('smsgw').__version__}\n"
+    serve_help = " ".join(smsgw("serve", "--help").stdout.split())
+    assert "--host H address or host name to listen on" in serve_help and "(default 127.0.0.1)" in serve_help
+    assert "--port P TCP port to listen on, 0-65535; 0 picks a free one (default 8079)" in serve_help
+    assert "--workers N processes sharing the port" in serve_help and "(default 1)" in serve_help
+    assert "--db PATH records database, an SQLite file (required)" in serve_help
+    send_help = " ".join(smsgw("send", "--help").stdout.split())
+    assert "TEXT the message as the phone sent it" in send_help
+
+    from smsgw.cli import build_parser
+
+    for words, leaf in leaf_commands(build_parser()):
+        for action in arguments(leaf):
+            assert action.help, f"smsgw {' '.join(words)} {argument_key(action)}: no help"
+            if action.option_strings and not action.required and "version" not in action.dest:
+                assert "default" in action.help, f"smsgw {' '.join(words)} {argument_key(action)}: no default"
