@@ -445,3 +445,11 @@ def test_version_as_V_and_every_option_says_what_it_takes_and_its_default():
             assert action.help, f"smsgw {' '.join(words)} {argument_key(action)}: no help"
             if action.option_strings and not action.required and "version" not in action.dest:
                 assert "default" in action.help, f"smsgw {' '.join(words)} {argument_key(action)}: no default"
+
+
+def test_parse_names_the_line_of_standard_input_that_is_not_utf8():
+    result = subprocess.run([sys.executable, "-m", "smsgw", "parse"], input=b"BH\n\xd0ai ly\n", capture_output=True,
+                            timeout=60)
+    assert result.returncode == 1
+    assert json.loads(result.stdout.decode())["command"] == "HELP"     # the lines before it are answered
+    assert result.stderr.decode() == "smsgw: standard input:2: not UTF-8 text (byte 0xd0)\n"
