@@ -322,10 +322,9 @@ def hostile_walk(parser: argparse.ArgumentParser, inputs) -> list[tuple[tuple[st
         missing = [argument_key(a) for a in actions if (a.required or not a.option_strings) and
                    a.nargs != "?" and argument_key(a) not in valid]
         assert not missing, f"smsgw {' '.join(words)}: give the walk a valid value for {missing}"
-        fallback = {int: ["x"]}.get(actions[0].type, [])
         for target in actions:
             key = argument_key(target)
-            bad = [(value, True) for value in refused.get(key, fallback if target.type is int else [])]
+            bad = [(value, True) for value in refused.get(key, ["x"] if target.type is int else [])]
             bad += [(value, False) for value in edges.get(key, [])]
             if not bad and target.type is not int:
                 bad = [(value, False) for value in (refused["--db"][0], "\udcff")]   # an argument new to the walk
