@@ -1,5 +1,8 @@
 """The `kannel` carrier: a stock Kannel 1.4 smsbox in front of the SMSCs.
 
+A complete bearerbox + smsbox configuration for smsgw is `deploy/kannel.conf` (the real-Kannel
+test, tests/adapters/test_kannel_real.py, runs that file); the groups that matter to smsgw:
+
 MO: smsbox fetches an `sms-service`'s `get-url` (GET; a `post-url` POST with the text as body
 works too, as does a form-encoded POST):
 

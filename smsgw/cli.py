@@ -1,7 +1,8 @@
-"""The `smsgw` command line (CONTRACT §2).
+"""The `smsgw` command line (README "Command line").
 
 Exit codes: 0 success; 1 a failure the user can fix (a replay mismatch, a refused import, a
-bad config file or phone number); 2 wrong usage (argparse).
+bad config file, database, address or phone number), printed as one line `smsgw: <what and
+where>` and never as a Python traceback (`smsgw.cli_checks`); 2 wrong usage (argparse).
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ from datetime import date
 from pathlib import Path
 
 from . import __version__
+from .cli_checks import (
+    UserError, cannot_listen, database_path, describe_failure, is_listen_error, listen_address, open_message_store,
+    output_file,
+)
 
 
 def _print_json(obj: dict) -> None:
@@ -40,10 +45,6 @@ def pin_to_one_core(index: int | None = None) -> None:
         if len(allowed) > 1:
             core = allowed[(os.getpid() if index is None else index) % len(allowed)]
             os.sched_setaffinity(0, {core})
-
-
-class UserError(Exception):
-    """A problem to report on stderr as `smsgw: message` with exit status 1."""
 
 
 # --- parse -----------------------------------------------------------------------------
@@ -70,7 +71,11 @@ def cmd_parse(args: argparse.Namespace) -> int:
     if args.text is not None:
         _print_json(parse_result(args.text))
         return 0
-    for line in sys.stdin:
+    for number, raw in enumerate(sys.stdin.buffer, start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UserError(f"standard input:{number}: not UTF-8 text (byte 0x{raw[exc.start]:02x})") from None
         _print_json(parse_result(line.rstrip("\r\n")))
         sys.stdout.flush()
     return 0
@@ -83,6 +88,7 @@ def cmd_db_seed(args: argparse.Namespace) -> int:
 
     if args.persons < 0:
         raise UserError("--persons must be 0 or more")
+    database_path(args.db, create=True)
     started = time.perf_counter()
     summary = asyncio.run(seed_database(args.db, args.persons, args.seed))
     elapsed = time.perf_counter() - started
@@ -91,12 +97,12 @@ def cmd_db_seed(args: argparse.Namespace) -> int:
 
 
 def cmd_db_import(args: argparse.Namespace) -> int:
-    from .importer import ImportFailed, import_directory
+    from .importer import import_directory
 
-    try:
-        summary = asyncio.run(import_directory(args.directory, args.db))
-    except ImportFailed as exc:
-        raise UserError(f"import refused, nothing loaded: {exc}") from None
+    if not Path(args.directory).is_dir():
+        raise UserError(f"{args.directory}: not a directory (it holds persons.csv and the other CSV files)")
+    database_path(args.db, create=True)
+    summary = asyncio.run(import_directory(args.directory, args.db))   # ImportFailed: main says "refused"
     print(f"imported into {args.db}: {summary}", file=sys.stderr)
     return 0
 
@@ -124,6 +130,7 @@ def _sender(raw: str) -> str:
 
 def cmd_send(args: argparse.Namespace) -> int:
     sender = _sender(args.sender)
+    database_path(args.db)
 
     async def run() -> dict:
         store, service = await _open_service(args.db, args.config)
@@ -145,7 +152,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from .progress import Progress
     from .transcripts import load_transcripts, replay
 
+    from .config import load_config
+
+    if args.url is not None:
+        _http_url(args.url, "--url")
+    load_config(args.config)   # refused before a store is seeded for nothing
     exchanges = load_transcripts(args.files)
+    if args.db is not None:
+        database_path(args.db)
     if not exchanges:
         raise UserError("no messages in " + ", ".join(args.files))
 
@@ -212,38 +226,54 @@ async def _replay_http(exchanges, args, advance) -> list:
         return await replay(exchanges, send, advance)
 
 
+def _http_url(raw: str, option: str) -> str:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(raw)
+        parts.port   # noqa: B018 -- raises ValueError for a port that is not a number or out of range
+    except ValueError as exc:
+        raise UserError(f"{option} {raw}: not a URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UserError(f"{option} {raw}: expected http://HOST:PORT or https://HOST:PORT")
+    return raw
+
+
 # --- serve -------------------------------------------------------------------------------
+
+MAX_WORKERS = 256
+
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from .config import serving_config
-    from .gateway import serve
 
     config = serving_config(args.config)   # refuses no --config, and a config without carriers
-    if not Path(args.db).exists():
-        raise UserError(f"no records database at {args.db}: create it with `smsgw db seed` or `smsgw db import`")
-    if args.workers < 1:
-        raise UserError("--workers must be 1 or more")
-    if args.workers > 1:
-        from .workers import supervise
-
-        argv = ["--db", args.db, "--host", args.host] + (["--config", args.config] if args.config else [])
-        return supervise(argv, host=args.host, port=args.port, workers=args.workers)
+    database_path(args.db)
+    if not 1 <= args.workers <= MAX_WORKERS:
+        raise UserError(f"--workers {args.workers}: must be 1-{MAX_WORKERS} (one per core is the useful most)")
     index, count = 0, 1
     if args.worker:
         index, count = (int(part) for part in args.worker.split("/"))
-    pin_to_one_core(index if count > 1 else None)
-    serve(config, db_path=args.db, host=args.host, port=args.port, reuse_port=count > 1,
-          resume_pending=index == 0)
+    listen_address(args.host, args.port, shared=count > 1)   # the supervisor holds the workers' port
+    try:
+        if args.workers > 1:
+            from .workers import supervise
+
+            argv = ["--db", args.db, "--host", args.host] + (["--config", args.config] if args.config else [])
+            return supervise(argv, host=args.host, port=args.port, workers=args.workers)
+        from .gateway import serve
+
+        pin_to_one_core(index if count > 1 else None)
+        serve(config, db_path=args.db, host=args.host, port=args.port, reuse_port=count > 1,
+              resume_pending=index == 0)
+    except OSError as exc:   # taken between the check above and the bind
+        if is_listen_error(exc):
+            raise UserError(cannot_listen(args.host, args.port, exc)) from None
+        raise
     return 0
 
 
 # --- notify / billing / report -------------------------------------------------------------
-
-def _existing_db(path: str) -> str:
-    if not Path(path).exists():
-        raise UserError(f"no records database at {path}: create it with `smsgw db seed` or `smsgw db import`")
-    return path
-
 
 def _day(raw: str | None, option: str) -> date | None:
     if raw is None:
@@ -257,7 +287,7 @@ def _day(raw: str | None, option: str) -> date | None:
 def cmd_notify(args: argparse.Namespace) -> int:
     import logging
 
-    from datetime import datetime
+    from datetime import datetime, timedelta
 
     from .config import load_config
     from .ledger import VIETNAM
@@ -266,11 +296,15 @@ def cmd_notify(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     configure_logging(level=logging.WARNING)   # the summary is the report; failures are logged
-    db = _existing_db(args.db)
+    db = database_path(args.db)
     days = getattr(args, "days", 0)
     if days < 0:
         raise UserError("--days must be 0 or more")
     today = _day(args.today, "--today") or datetime.now(VIETNAM).date()
+    try:
+        today + timedelta(days=days + 31)   # the expiry day, and the month after it
+    except OverflowError:
+        raise UserError(f"--days {days} from {today}: beyond the last date there is (9999-12-31)") from None
     summary = asyncio.run(notify(args.kind, db, config, today=today, days=days))
     print(summary)
     return 0
@@ -281,14 +315,15 @@ def _billing_month(args: argparse.Namespace) -> Iterator[sqlite3.Connection]:
     """A read-only connection to the message store, once the config and `--month` are checked."""
     from .config import load_config
     from .ledger import month_bounds
-    from .messages import open_reader
 
     load_config(args.config)
     try:
-        month_bounds(args.month)
+        start, _ = month_bounds(args.month)
     except ValueError as exc:
         raise UserError(f"--month: {exc}") from None
-    conn = open_reader(_existing_db(args.db))
+    if start < 0:
+        raise UserError(f"--month {args.month}: before 1970, older than any SMS billed")
+    conn = open_message_store(args.db)
     try:
         yield conn
     finally:
@@ -302,7 +337,7 @@ def cmd_billing_export(args: argparse.Namespace) -> int:
         if args.out is None:
             count = export_csv(conn, args.month, sys.stdout, carrier=args.carrier)
         else:
-            with open(args.out, "w", encoding="utf-8", newline="") as out:
+            with output_file(args.out) as out:
                 count = export_csv(conn, args.month, out, carrier=args.carrier)
     print(f"billing export {args.month}: {count} rows" + (f" to {args.out}" if args.out else ""), file=sys.stderr)
     return 0
@@ -321,13 +356,12 @@ def cmd_report_understanding(args: argparse.Namespace) -> int:
 
     from .config import load_config
     from .ledger import VIETNAM
-    from .messages import open_reader
     from .reports import format_understanding, understanding
 
     config = load_config(args.config)
     since = _day(args.since, "--since")
     start = datetime(since.year, since.month, since.day, tzinfo=VIETNAM).timestamp() if since else None
-    conn = open_reader(_existing_db(args.db))
+    conn = open_message_store(args.db)
     try:
         print(format_understanding(understanding(conn, start, frozenset(config.routes)), since=args.since))
     finally:
@@ -337,49 +371,68 @@ def cmd_report_understanding(args: argparse.Namespace) -> int:
 
 # --- main --------------------------------------------------------------------------------
 
+DB_HELP = "records database, an SQLite file (required)"
+CONFIG_HELP = "TOML configuration file (default: none, the built-in defaults: no carrier, GSM-7 replies)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="smsgw", description="SMS keyword gateway for short code 8079.")
-    parser.add_argument("--version", action="version", version=f"smsgw {__version__}")
+    parser = argparse.ArgumentParser(
+        prog="smsgw", description="SMS keyword gateway for short code 8079.",
+        epilog="Exit status: 0 done; 1 a failure you can fix, printed as `smsgw: <what and where>`; 2 wrong usage.")
+    parser.add_argument("-V", "--version", action="version", version=f"smsgw {__version__}",
+                        help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("parse", help="parse messages and print one JSON object per message")
-    p.add_argument("text", nargs="?", help="the message; without it, every line of standard input")
+    p.add_argument("text", nargs="?", metavar="TEXT",
+                   help="the message, as a phone would send it (default: every line of standard input, UTF-8)")
     p.set_defaults(func=cmd_parse)
 
     db = sub.add_parser("db", help="create or load the records database")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
     p = db_sub.add_parser("seed", help="create a synthetic, reproducible records database")
-    p.add_argument("--db", required=True, help="SQLite file to create or extend")
-    p.add_argument("--persons", type=int, required=True, help="number of synthetic persons")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--db", required=True, metavar="PATH",
+                   help="SQLite file to create (its folder must exist); refused if it already holds records")
+    p.add_argument("--persons", type=int, required=True, metavar="N", help="number of synthetic persons (required)")
+    p.add_argument("--seed", type=int, default=0, metavar="S",
+                   help="random seed: the same seed gives the same records (default 0)")
     p.set_defaults(func=cmd_db_seed)
     p = db_sub.add_parser("import", help="load persons/periods/cards/dossiers CSV files, all or nothing")
-    p.add_argument("directory", help="directory holding persons.csv and optional periods.csv, cards.csv, dossiers.csv")
-    p.add_argument("--db", required=True, help="SQLite file (created if missing)")
+    p.add_argument("directory", metavar="DIR",
+                   help="directory holding persons.csv and optional periods.csv, cards.csv, dossiers.csv")
+    p.add_argument("--db", required=True, metavar="PATH",
+                   help="SQLite file to merge into (created if missing; its folder must exist)")
     p.set_defaults(func=cmd_db_import)
 
     p = sub.add_parser("send", help="handle one inbound message in-process and print the reply as JSON")
-    p.add_argument("--db", required=True)
-    p.add_argument("--from", dest="sender", required=True, metavar="MSISDN")
-    p.add_argument("--config", help="TOML configuration file")
-    p.add_argument("text")
+    p.add_argument("--db", required=True, metavar="PATH", help=DB_HELP)
+    p.add_argument("--from", dest="sender", required=True, metavar="MSISDN",
+                   help="the sender's phone: 0912345678, 84912345678 or +84912345678 (required)")
+    p.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+    p.add_argument("text", metavar="TEXT",
+                   help='the message as the phone sent it, one argument (quote it: "BH QT 0110129425")')
     p.set_defaults(func=cmd_send)
 
     p = sub.add_parser("replay", help="replay transcript fixtures; exit 1 on any mismatch")
-    p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--db", help="records database (default: a fresh seeded one)")
-    p.add_argument("--url", help="base URL of a running `smsgw serve` (sync generic carrier)")
-    p.add_argument("--config", help="TOML configuration file (unicode, policy; the carrier's secret)")
-    p.add_argument("--carrier", default="generic", help="carrier name in the URL (default generic)")
-    p.add_argument("--secret", help="HMAC secret of that carrier (default: from --config)")
+    p.add_argument("files", nargs="+", metavar="FILE", help="transcript files (UTF-8; `MSISDN > text`, `MSISDN < reply`)")
+    p.add_argument("--db", metavar="PATH",
+                   help="records database (default: a fresh one seeded with 100 persons, in a temporary folder)")
+    p.add_argument("--url", metavar="URL",
+                   help="base URL of a running `smsgw serve` to send to, a sync carrier (default: in-process)")
+    p.add_argument("--config", metavar="FILE", help=CONFIG_HELP + "; with --url, where the carrier's secret is")
+    p.add_argument("--carrier", default="generic", metavar="NAME",
+                   help="with --url, the generic-format carrier to post to (default generic)")
+    p.add_argument("--secret", metavar="S", help="with --url, that carrier's HMAC secret (default: from --config)")
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("serve", help="run the HTTP gateway")
-    p.add_argument("--db", required=True)
-    p.add_argument("--config", help="TOML configuration file")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8079)
-    p.add_argument("--workers", type=int, default=1,
+    p.add_argument("--db", required=True, metavar="PATH", help=DB_HELP)
+    p.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+    p.add_argument("--host", default="127.0.0.1", metavar="H",
+                   help="address or host name to listen on; 0.0.0.0 or :: for every interface (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8079, metavar="P",
+                   help="TCP port to listen on, 0-65535; 0 picks a free one (default 8079)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="processes sharing the port (SO_REUSEPORT) and the store, one per core (default 1)")
     p.add_argument("--worker", help=argparse.SUPPRESS)  # "I/N": set by the supervisor for worker I of N
     p.set_defaults(func=cmd_serve)
@@ -387,51 +440,57 @@ def build_parser() -> argparse.ArgumentParser:
     notify = sub.add_parser("notify", help="send notices from the brandname (message_type 3, not charged)")
     notify_sub = notify.add_subparsers(dest="notify_command", required=True, metavar="NOTICE")
     p = notify_sub.add_parser("card-expiry", help="to the holder of every card expiring in exactly N days")
-    p.add_argument("--days", type=int, required=True, metavar="N")
+    p.add_argument("--days", type=int, required=True, metavar="N",
+                   help="cards whose last valid day is today + N, N 0 or more (required)")
     p.set_defaults(kind="card_expiry")
     q = notify_sub.add_parser("payment-reminder",
                               help="to every voluntary participant whose paid-up date falls in this month")
     q.set_defaults(kind="payment_reminder")
     for p in (p, q):
-        p.add_argument("--db", required=True)
-        p.add_argument("--config", help="TOML configuration file ([notices], [carriers.X] networks)")
-        p.add_argument("--today", metavar="YYYY-MM-DD", help="run as on this day (to catch up a missed run)")
+        p.add_argument("--db", required=True, metavar="PATH", help=DB_HELP)
+        p.add_argument("--config", metavar="FILE",
+                       help="TOML configuration file: [notices], the carriers and their networks (default: none, "
+                            "so no carrier takes the notices)")
+        p.add_argument("--today", metavar="YYYY-MM-DD",
+                       help="run as on this day, to catch up a missed run (default: today in Vietnam, UTC+07:00)")
         p.set_defaults(func=cmd_notify)
 
     billing = sub.add_parser("billing", help="the billing ledger, for reconciliation with the carriers")
     billing_sub = billing.add_subparsers(dest="billing_command", required=True, metavar="BILLING_COMMAND")
     p = billing_sub.add_parser("export", help="one CSV row per billing row of the month")
-    p.add_argument("--carrier", help="only this carrier's rows")
-    p.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
+    p.add_argument("--carrier", metavar="NAME", help="only this carrier's rows (default: every carrier)")
+    p.add_argument("--out", metavar="FILE", help="write to FILE, its folder existing (default: standard output)")
     p.set_defaults(func=cmd_billing_export)
     q = billing_sub.add_parser("summary", help="totals per carrier and message_type")
     q.set_defaults(func=cmd_billing_summary)
     for p in (p, q):
-        p.add_argument("--month", required=True, metavar="YYYY-MM", help="a month of Vietnam time (UTC+07:00)")
-        p.add_argument("--db", required=True)
-        p.add_argument("--config", help="TOML configuration file")
+        p.add_argument("--month", required=True, metavar="YYYY-MM",
+                       help="a calendar month of Vietnam time, UTC+07:00 (required)")
+        p.add_argument("--db", required=True, metavar="PATH", help=DB_HELP + "; the gateway's messages are in it")
+        p.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
 
     report = sub.add_parser("report", help="reports on the stored messages")
     report_sub = report.add_subparsers(dest="report_command", required=True, metavar="REPORT")
     p = report_sub.add_parser("understanding", help="share of messages understood, errors, shapes not understood")
-    p.add_argument("--since", metavar="YYYY-MM-DD", help="only messages from this day on (Vietnam time)")
-    p.add_argument("--db", required=True)
-    p.add_argument("--config", help="TOML configuration file")
+    p.add_argument("--since", metavar="YYYY-MM-DD",
+                   help="only messages from this day on, Vietnam time (default: every stored message)")
+    p.add_argument("--db", required=True, metavar="PATH", help=DB_HELP + "; the gateway's messages are in it")
+    p.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     p.set_defaults(func=cmd_report_understanding)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; whatever it raises is one `smsgw: ...` line and exit 1, never a traceback."""
     args = build_parser().parse_args(argv)
-    from .config import ConfigError
-    from .errors import ReplayError
-    from .sqlite_store import StoreError
-    from .transcripts import TranscriptError
-
     try:
         return args.func(args)
-    except (UserError, ConfigError, ReplayError, StoreError, TranscriptError) as exc:
-        print(f"smsgw: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if os.environ.get("SMSGW_TRACEBACK"):
+            import traceback
+
+            traceback.print_exc()
+        print(f"smsgw: {describe_failure(exc, args)}", file=sys.stderr)
+        return 1

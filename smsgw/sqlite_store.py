@@ -112,6 +112,12 @@ class SqliteStore(RecordStore):
         if not create and not path.exists():
             raise StoreError(f"no records database at {path}: create it with `smsgw db seed` or `smsgw db import`")
         try:
+            # Opened once directly first: when aiosqlite's own connect fails, it queues the stop
+            # of its worker thread without waiting for it, and that thread then posts to the
+            # event loop asyncio.run has already closed ("RuntimeError: Event loop is closed",
+            # a traceback on the operator's terminal). A path SQLite cannot open fails here,
+            # before that thread exists.
+            sqlite3.connect(path).close()
             db = await aiosqlite.connect(path, isolation_level=None)
         except sqlite3.Error as error:
             raise StoreError(f"cannot open records database {path}: {error}") from error

@@ -156,3 +156,14 @@ def test_the_server_table_sets_connection_limits_and_checks_them(tmp_path):
         with pytest.raises(ConfigError) as info:
             load_config(path)
         assert str(info.value).startswith(f"{path}: {key}:")
+
+
+def test_a_config_that_is_not_utf8_or_is_a_directory_names_the_file_and_line(tmp_path):
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes('[notices]\nagent = "Đại lý"\n'.encode("utf-8").replace("Đ".encode(), b"\xd0"))
+    with pytest.raises(ConfigError) as info:
+        load_config(latin1)
+    assert str(info.value) == f"{latin1}:2: not UTF-8 text (byte 0xd0); TOML files are UTF-8"
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path)
+    assert str(info.value) == f"{tmp_path}: is a directory, not a TOML file"

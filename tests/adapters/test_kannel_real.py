@@ -195,61 +195,68 @@ def fakesmsc_mo(text: str) -> str:
     return f"{PHONE} 8079 text {text}"
 
 
-KANNEL_CONF = """\
-group = core
-admin-port = {admin}
-admin-interface = 127.0.0.1
-admin-password = {password}
-admin-allow-ip = 127.0.0.1
-smsbox-port = {smsbox}
-smsbox-interface = 127.0.0.1
-box-allow-ip = 127.0.0.1
-log-level = 1
+DEPLOYED_CONF = Path(__file__).resolve().parents[2] / "deploy" / "kannel.conf"
+Group = list[tuple[str, str]]
 
-group = smsc
-smsc = fake
-smsc-id = fake-sync
-port = {smsc_sync}
-connect-allow-ip = 127.0.0.1
 
-group = smsc
-smsc = fake
-smsc-id = fake-async
-port = {smsc_async}
-connect-allow-ip = 127.0.0.1
+def kannel_groups(text: str) -> list[Group]:
+    """A Kannel configuration as its groups (blank lines between them), each its `key = value` lines in order."""
+    groups: list[Group] = []
+    current: Group = []
+    for line in [*text.splitlines(), ""]:
+        line = line.strip()
+        if not line and current:
+            groups.append(current)
+            current = []
+        elif line and not line.startswith("#"):
+            key, equals, value = line.partition("=")
+            assert equals, f"{DEPLOYED_CONF}: not `key = value`: {line!r}"
+            current.append((key.strip(), value.strip()))
+    return groups
 
-group = smsbox
-bearerbox-host = 127.0.0.1
-bearerbox-port = {smsbox}
-sendsms-port = {sendsms}
-sendsms-interface = 127.0.0.1
-mo-recode = true
-log-level = 1
 
-group = sms-service
-keyword-regex = .*
-catch-all = true
-accepted-smsc = fake-sync
-get-url = "http://127.0.0.1:{gateway}/carriers/kannel/mo?{get_url_query}"
-accept-x-kannel-headers = true
-max-messages = 10
-concatenation = true
+def changed(group: Group, **values: str) -> Group:
+    """`group` with these keys (underscores for dashes) set: replaced where present, added after."""
+    wanted = {key.replace("_", "-"): value for key, value in values.items()}
+    return [(key, wanted.pop(key, value)) for key, value in group] + list(wanted.items())
 
-group = sms-service
-keyword-regex = .*
-catch-all = true
-accepted-smsc = fake-async
-get-url = "http://127.0.0.1:{gateway}/carriers/kannel-async/mo?{get_url_query}"
-accept-x-kannel-headers = true
-omit-empty = true
 
-group = sendsms-user
-username = smsgw
-password = {password}
-forced-smsc = fake-async
-max-messages = 10
-concatenation = true
-"""
+def kannel_conf(directory: Path, settings: dict) -> str:
+    """deploy/kannel.conf as shipped, with this test's ports, secrets and logs, and two fake SMSCs for the carrier's.
+
+    Everything else (the sms-service's get-url and headers, mo-recode, concatenation, the
+    sendsms-user) is the shipped file's own: this test runs what operators install.
+    """
+    shipped: dict[str, list[Group]] = {}
+    for group in kannel_groups(DEPLOYED_CONF.read_text(encoding="utf-8")):
+        shipped.setdefault(dict(group)["group"], []).append(group)
+    assert {kind: len(groups) for kind, groups in shipped.items()} == {
+        "core": 1, "smsc": 1, "smsbox": 1, "sms-service": 1, "sendsms-user": 1}
+    (core,), (smsbox,), (service,), (user,) = (shipped[kind] for kind in ("core", "smsbox", "sms-service", "sendsms-user"))
+    get_url = dict(service)["get-url"]
+    for placeholder in ("127.0.0.1:8079", "/carriers/kannel/", "token=CHANGE-ME-token"):
+        assert get_url.count(placeholder) == 1, f"{DEPLOYED_CONF}: get-url without {placeholder}"
+    assert dict(service)["get-url"].strip('"').partition("?")[2] == GET_URL_QUERY.replace(TOKEN, "CHANGE-ME-token")
+
+    def url_for(carrier: str) -> str:
+        return (get_url.replace("127.0.0.1:8079", f"127.0.0.1:{settings['gateway']}")
+                .replace("/carriers/kannel/", f"/carriers/{carrier}/").replace("CHANGE-ME-token", TOKEN))
+
+    groups = [
+        changed(core, admin_port=str(settings["admin"]), admin_password=settings["password"],
+                smsbox_port=str(settings["smsbox"]), log_file=f'"{directory / "bearerbox-file.log"}"'),
+        *([("group", "smsc"), ("smsc", "fake"), ("smsc-id", smsc_id), ("port", str(settings[port])),
+           ("connect-allow-ip", "127.0.0.1")] for smsc_id, port in (("fake-sync", "smsc_sync"),
+                                                                     ("fake-async", "smsc_async"))),
+        changed(smsbox, bearerbox_port=str(settings["smsbox"]), sendsms_port=str(settings["sendsms"]),
+                log_file=f'"{directory / "smsbox-file.log"}"'),
+        changed(service, get_url=url_for("kannel"), accepted_smsc="fake-sync"),
+        changed(service, get_url=url_for("kannel-async"), accepted_smsc="fake-async"),
+        changed(user, password=settings["password"], forced_smsc="fake-async"),
+    ]
+    assert all("CHANGE-ME" not in value for group in groups for _, value in group)
+    return "\n\n".join("\n".join(f"{key} = {value}" for key, value in group) for group in groups) + "\n"
+
 
 GATEWAY_CONF = """\
 [gateway]
@@ -283,8 +290,8 @@ retry_max = 1.0
 def kannel(tmp_path_factory):
     directory = tmp_path_factory.mktemp("kannel")
     ports = {name: free_port() for name in ("admin", "smsbox", "smsc_sync", "smsc_async", "sendsms", "gateway")}
-    settings = {**ports, "token": TOKEN, "password": "s3cret-sendsms", "get_url_query": GET_URL_QUERY}
-    (directory / "kannel.conf").write_text(KANNEL_CONF.format(**settings))
+    settings = {**ports, "token": TOKEN, "password": "s3cret-sendsms"}
+    (directory / "kannel.conf").write_text(kannel_conf(directory, settings))
     (directory / "smsgw.toml").write_text(GATEWAY_CONF.format(**settings))
     db = directory / "records.db"
     subprocess.run([sys.executable, "-m", "smsgw", "db", "seed", "--db", str(db), "--persons", "10"],

@@ -1,0 +1,167 @@
+"""What the command line checks before it acts, and how it words any failure (`smsgw: ...`, exit 1).
+
+Every input a command takes from the user (a database path, a file to write, an address to
+listen on) is checked here before any work starts, and the refusal names the option and the
+value: `--db records: is a directory, not a database file`. `describe_failure` is the one
+boundary of `smsgw.cli.main`: whatever a command raises becomes one line on stderr, never a
+Python traceback; what it cannot name is an internal error, shown with its type and message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import ipaddress
+import os
+import re
+import socket
+import sqlite3
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+
+class UserError(Exception):
+    """A problem to report on stderr as `smsgw: message` with exit status 1."""
+
+
+CREATE_HINT = "create it with `smsgw db seed` or `smsgw db import`"
+INTERNAL_HINT = ("this is a bug in smsgw, not in what you typed: please report it with the command line; "
+                 "SMSGW_TRACEBACK=1 in the environment shows where it happened")
+_LISTEN_ERRNOS = {errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES}
+_DOTTED = re.compile(r"[0-9.]+|[0-9a-fA-F:.]*:[0-9a-fA-F:.]*")   # meant as an address, never a name to look up
+
+
+def database_path(path: str, *, create: bool = False) -> str:
+    """`--db PATH` as a usable SQLite file: an existing file, or (`create`) a new one in an existing folder."""
+    db = Path(path)
+    if db.is_dir():
+        return _refuse("--db", path, "is a directory, not a database file")
+    if db.exists():
+        return path
+    if not create:
+        raise UserError(f"no records database at {path}: {CREATE_HINT}")
+    folder = db.parent
+    if not folder.is_dir():
+        return _refuse("--db", path, f"the folder {folder} does not exist")
+    return path
+
+
+def output_file(path: str, option: str = "--out"):
+    """`path` opened for writing text (UTF-8), or a UserError naming the option and why not."""
+    target = Path(path)
+    if target.is_dir():
+        _refuse(option, path, "is a directory; name a file to write")
+    if not target.parent.is_dir():
+        _refuse(option, path, f"the folder {target.parent} does not exist")
+    try:
+        return open(target, "w", encoding="utf-8", newline="")
+    except OSError as exc:
+        return _refuse(option, path, f"cannot write: {_strerror(exc)}")
+
+
+def open_message_store(path: str) -> sqlite3.Connection:
+    """The reports' connection to the message tables in `--db PATH`, or a UserError saying why not."""
+    from .messages import open_reader
+
+    path = database_path(path)
+    try:
+        return open_reader(path)
+    except sqlite3.Error as exc:
+        return _refuse("--db", path, _sqlite_trouble(path, exc))
+
+
+def listen_address(host: str, port: int, *, shared: bool) -> None:
+    """Refuse a port out of range, a host that is neither an address nor resolvable, a port taken.
+
+    `shared`: the port is held by `smsgw serve --workers` for its workers (SO_REUSEPORT), so
+    it is not probed.
+    """
+    if not 0 <= port <= 65535:
+        _refuse("--port", str(port), "must be 0-65535 (0 picks a free port)")
+    if _DOTTED.fullmatch(host):
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            _refuse("--host", host, "not an IP address")
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:
+        _refuse("--host", host, f"not an IP address or a host name this machine can resolve ({_strerror(exc)})")
+    if shared:
+        return
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as the server will
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise UserError(cannot_listen(host, port, exc)) from None
+
+
+def cannot_listen(host: str, port: int, exc: OSError) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    reason = _strerror(exc)
+    if exc.errno == errno.EACCES and 0 < port < 1024:
+        reason += " (ports below 1024 need privileges)"
+    return f"cannot listen on {shown}:{port}: {reason}"
+
+
+def is_listen_error(exc: OSError) -> bool:
+    return exc.errno in _LISTEN_ERRNOS
+
+
+def describe_failure(exc: BaseException, args: argparse.Namespace) -> str:
+    """The `smsgw: ...` line for anything a command raised: what went wrong and where."""
+    if _is(exc, "importer", "ImportFailed"):
+        return f"import refused, nothing loaded: {exc}"
+    if isinstance(exc, UserError) or any(_is(exc, module, name) for module, name in _WORDED):
+        return str(exc)
+    db = getattr(args, "db", None)
+    if isinstance(exc, sqlite3.Error) and db:
+        return f"--db {db}: {_sqlite_trouble(db, exc)}"
+    if isinstance(exc, UnicodeError):
+        return f"text that is not valid UTF-8: {exc}"
+    if isinstance(exc, OSError):
+        where = exc.filename if exc.filename is not None else db
+        return f"{where}: {_strerror(exc)}" if where else _strerror(exc)
+    return f"internal error: {type(exc).__name__}: {exc}\n  {INTERNAL_HINT}"
+
+
+# The project's errors whose message already says what and where.
+_WORDED = (("config", "ConfigError"), ("errors", "SmsgwError"), ("sqlite_store", "StoreError"),
+           ("transcripts", "TranscriptError"))
+
+
+def _is(exc: BaseException, module: str, name: str) -> bool:
+    """`exc` is a `smsgw.<module>.<name>`; a module never imported raised nothing (and is not imported now)."""
+    loaded = sys.modules.get(f"{__package__}.{module}")
+    return loaded is not None and isinstance(exc, getattr(loaded, name))
+
+
+def _sqlite_trouble(path: str, exc: sqlite3.Error) -> str:
+    """Why SQLite refused `path`, in the operator's terms."""
+    if _read_only(path):
+        return (f"on a read-only file system ({exc}): the message store is opened for writing "
+                "(its tables are created when missing); copy the file to a writable place")
+    if isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc):
+        return f"not an SQLite database ({exc})"
+    return f"cannot use the database: {exc}"
+
+
+def _read_only(path: str) -> bool:
+    try:
+        return bool(os.statvfs(Path(path).resolve().parent).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _strerror(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return text[:1].lower() + text[1:]
+
+
+def _refuse(option: str, value: str, reason: str) -> NoReturn:
+    raise UserError(f"{option} {value}: {reason}")
