@@ -427,7 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the HTTP gateway")
     p.add_argument("--db", required=True, metavar="PATH", help=DB_HELP)
-    p.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+    p.add_argument("--config", metavar="FILE", help="TOML configuration file with at least one [carriers.NAME] "
+                   "table (no default: serve refuses to start without one)")
     p.add_argument("--host", default="127.0.0.1", metavar="H",
                    help="address or host name to listen on; 0.0.0.0 or :: for every interface (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8079, metavar="P",
