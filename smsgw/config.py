@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .adapters import DEFAULT_ADAPTER, UnknownAdapter
 from .environment import apply_environment
@@ -170,6 +170,13 @@ class Settings(BaseSettings):
     protection: ProtectionConfig = ProtectionConfig()
     notices: NoticesConfig = NoticesConfig()
     server: ServerConfig = ServerConfig()
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   **others: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The tables as given: `apply_environment` has laid the environment over them already,
+        remembering which variable set which key (for the errors)."""
+        return (init_settings,)
 
     @field_validator("routes")
     @classmethod

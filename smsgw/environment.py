@@ -24,6 +24,7 @@ import types
 from collections.abc import Callable, Iterator, Mapping
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
+from pydantic import TypeAdapter
 from pydantic_settings import BaseSettings, EnvSettingsSource
 
 from .adapters import DEFAULT_ADAPTER, UnknownAdapter
@@ -55,10 +56,7 @@ def apply_environment(data: dict[str, Any], environ: Mapping[str, str], settings
         annotation = _annotation(settings, path, merged, carrier_settings)
         table, key = _table_at(merged, path[:-1]), path[-1]
         if annotation is not None and isinstance(table[key], str) and not _takes_text(annotation):
-            try:
-                table[key] = json.loads(table[key])
-            except ValueError:
-                pass        # left as text: the model names the variable and the type it wants
+            table[key] = _typed(table[key], annotation)
     return merged, {path: variable for path, (variable, _) in leaves.items()}
 
 
@@ -109,6 +107,30 @@ def _annotation(settings: type[BaseSettings], path: Path, data: dict[str, Any],
         return None
     key_field = model.model_fields.get(path[-1])
     return key_field.annotation if key_field is not None else None
+
+
+def _typed(value: str, annotation: Any) -> Any:
+    """A variable's text as a value of the key's type: a number, a bool (`true`, `yes`, `1`, as
+    pydantic takes them), or JSON for a list; left as text when it is none (the model then names
+    the variable and the type it wants)."""
+    scalar = _scalar(annotation)
+    try:
+        if scalar in (bool, int, float):
+            return TypeAdapter(scalar).validate_python(value, strict=False)
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def _scalar(annotation: Any) -> Any:
+    """`annotation` without `Annotated` and `None`: `Positive | None` is float."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _scalar(get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        members = [member for member in get_args(annotation) if member is not type(None)]
+        return _scalar(members[0]) if len(members) == 1 else annotation
+    return annotation
 
 
 def _takes_text(annotation: Any) -> bool:
