@@ -135,11 +135,7 @@ def _scalar(annotation: Any) -> Any:
 
 def _takes_text(annotation: Any) -> bool:
     """Whether a key of this type takes text (str, an optional str, a choice of strings)."""
-    origin = get_origin(annotation)
-    if origin is Annotated:
-        return _takes_text(get_args(annotation)[0])
-    if origin in (Union, types.UnionType):
-        return any(_takes_text(member) for member in get_args(annotation) if member is not type(None))
-    if origin is Literal:
-        return all(isinstance(choice, str) for choice in get_args(annotation))
-    return annotation is str
+    scalar = _scalar(annotation)
+    if get_origin(scalar) is Literal:
+        return all(isinstance(choice, str) for choice in get_args(scalar))
+    return scalar is str
