@@ -29,7 +29,6 @@ with `auth = "none"` may send unsigned requests.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -41,16 +40,13 @@ from datetime import datetime, timezone
 from typing import Any
 
 import aiohttp
+from pydantic import model_validator
 
 from ..billing import Billing
-from ..carrier import (
-    CarrierAdapter, CarrierRequest, CarrierResponse, DeliveryReport, DeliveryState, InboundMessage,
-    OutboundMessage,
-)
-from ..errors import (
-    BadRequest, PermanentDeliveryError, TemporaryDeliveryError, Unauthorized, UnsupportedMediaType,
-)
-from ..phones import InvalidPhone, classify_sender
+from ..carrier import CarrierAdapter, sender_of
+from ..errors import BadRequest, PermanentDeliveryError, TemporaryDeliveryError, Unauthorized, UnsupportedMediaType
+from ..settings import CarrierSettings, HttpUrl, Positive, Secret, SettingProblem
+from ..wire import CarrierRequest, CarrierResponse, DeliveryReport, DeliveryState, InboundMessage, OutboundMessage
 
 SIGNATURE_HEADER = "X-Smsgw-Signature"
 TIMESTAMP_HEADER = "X-Smsgw-Timestamp"
@@ -79,12 +75,31 @@ def signature_headers(secret: str, body: bytes, *, timestamp: int | None) -> dic
     return {TIMESTAMP_HEADER: str(timestamp), SIGNATURE_HEADER: sign(secret, body, timestamp)}
 
 
+class GenericSettings(CarrierSettings):
+    """`[carriers.NAME]` keys of the generic carrier (and of the mock, which speaks its format)."""
+
+    credential_keys = ("secret",)
+    sending_keys = ("mt_url",)
+    secret_keys = ("secret",)
+
+    secret: Secret = None    # HMAC-SHA256 key of X-Smsgw-Signature
+    mt_url: HttpUrl | None = None   # where MTs are POSTed (async mode, notices)
+    require_timestamp: bool = False  # refuse requests without a signed X-Smsgw-Timestamp
+    signature_window: Positive = 300.0  # seconds a signed timestamp may be off the clock, either way
+
+    @model_validator(mode="after")
+    def _timestamp_needs_signatures(self) -> GenericSettings:
+        if self.require_timestamp and self.auth == "none":
+            raise SettingProblem("require_timestamp", 'needs auth = "required" (unsigned requests have no timestamp)')
+        return self
+
+
 class GenericAdapter(CarrierAdapter):
+    settings = GenericSettings
+    config: GenericSettings
     clock: Callable[[], float] = staticmethod(time.time)   # the gateway's clock, for the signature window
 
-    def authenticate(self, request: CarrierRequest) -> None:
-        if self.config.auth == "none":
-            return
+    def check_credentials(self, request: CarrierRequest) -> None:
         signature = request.headers.get(SIGNATURE_HEADER)
         if signature is None:
             raise Unauthorized(f"missing {SIGNATURE_HEADER} header", kind="missing_signature")
@@ -120,11 +135,7 @@ class GenericAdapter(CarrierAdapter):
     def parse_inbound(self, request: CarrierRequest, *, received_at: datetime) -> InboundMessage:
         data = json_object(request)
         carrier_id = identifier(data, "id")
-        raw_sender = string(data, "from")
-        try:
-            sender = classify_sender(raw_sender).value
-        except InvalidPhone as exc:
-            raise BadRequest(f"field 'from': {exc}", kind="bad_phone") from None
+        sender = sender_of(string(data, "from"), "from")
         return InboundMessage(
             carrier=self.name, carrier_id=carrier_id, sender=sender, to=string(data, "to"),
             text=string(data, "text"), received_at=received_at,
@@ -151,18 +162,10 @@ class GenericAdapter(CarrierAdapter):
             "text": mt.text, "encoding": mt.encoding, "segments": mt.segments,
             **self.billing_fields(mt.billing),
         }, ensure_ascii=False).encode()
-        timeout = aiohttp.ClientTimeout(total=self.config.timeout)
-        try:
-            async with session.post(
-                self.config.mt_url, data=body, headers=self.mt_headers(body), timeout=timeout, allow_redirects=False,
-            ) as response:
-                await response.read()
-                if not 200 <= response.status < 300:
-                    raise TemporaryDeliveryError(f"carrier answered HTTP {response.status}")
-        except aiohttp.InvalidURL as exc:
-            raise PermanentDeliveryError(f"mt_url is not a usable URL: {exc}") from None
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise TemporaryDeliveryError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
+        status, _ = await self.call(session, "POST", self.config.mt_url, url_key="mt_url", data=body,
+                                    headers=self.mt_headers(body))
+        if not 200 <= status < 300:
+            raise TemporaryDeliveryError(f"carrier answered HTTP {status}")
 
     def parse_delivery_report(self, request: CarrierRequest) -> DeliveryReport:
         data = json_object(request)

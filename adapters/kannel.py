@@ -51,7 +51,6 @@ dlr-url we give; both are checked when both are configured.
 
 from __future__ import annotations
 
-import asyncio
 import codecs
 import hmac
 import ipaddress
@@ -61,17 +60,15 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import aiohttp
+from pydantic import field_validator, model_validator
 
 from ..billing import Billing
-from ..carrier import (
-    CarrierAdapter, CarrierRequest, CarrierResponse, DeliveryReport, DeliveryState, InboundMessage,
-    OutboundMessage,
-)
-from ..config import CarrierConfig
+from ..carrier import CarrierAdapter, sender_of
 from ..errors import (
     BadRequest, PermanentDeliveryError, RequestError, TemporaryDeliveryError, Unauthorized, UnsupportedMediaType,
 )
-from ..phones import InvalidPhone, classify_sender
+from ..settings import CarrierSettings, HttpUrl, Secret, SettingProblem
+from ..wire import CarrierRequest, CarrierResponse, DeliveryReport, DeliveryState, InboundMessage, OutboundMessage
 from .generic import MAX_ID_LENGTH
 
 DLR_MASK = 31
@@ -84,16 +81,48 @@ CHARSETS = frozenset(codecs.lookup(name).name for name in ("utf-8", "utf-16-be",
 APOLOGY = "He thong chua xu ly duoc tin nhan cua ban. Vui long gui lai sau it phut."
 
 
+class KannelSettings(CarrierSettings):
+    """`[carriers.NAME]` keys of a Kannel smsbox."""
+
+    sending_keys = ("sendsms_url", "username", "password")
+    secret_keys = ("password", "token")
+
+    sendsms_url: HttpUrl | None = None  # smsbox's /cgi-bin/sendsms
+    username: str | None = None     # the sendsms-user
+    password: Secret = None
+    allow_ips: tuple[str, ...] = ()  # addresses or networks allowed to deliver MOs
+    token: Secret = None     # shared token expected in the MO URL (?token=...)
+    public_url: HttpUrl | None = None   # the gateway's base URL as Kannel reaches it: base of dlr-url
+
+    @field_validator("allow_ips", mode="before")
+    @classmethod
+    def _addresses(cls, value: Any) -> tuple[str, ...]:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(ip, str) for ip in value):
+            raise ValueError("must be a list of addresses or networks (strings)")
+        for ip in value:
+            try:
+                ipaddress.ip_network(ip, strict=False)
+            except ValueError:
+                raise ValueError(f"not an address or network: {ip!r}") from None
+        return tuple(value)
+
+    @model_validator(mode="after")
+    def _some_credential(self) -> KannelSettings:
+        if self.auth == "required" and not (self.allow_ips or self.token):
+            raise SettingProblem("allow_ips", 'the kannel adapter needs allow_ips and/or token unless auth = "none"')
+        return self
+
+
 class KannelAdapter(CarrierAdapter):
+    settings = KannelSettings
+    config: KannelSettings
     methods = ("GET", "POST")
 
-    def __init__(self, config: CarrierConfig, *, shortcode: str) -> None:
+    def __init__(self, config: KannelSettings, *, shortcode: str) -> None:
         super().__init__(config, shortcode=shortcode)
         self.allowed = tuple(ipaddress.ip_network(ip, strict=False) for ip in config.allow_ips)
 
-    def authenticate(self, request: CarrierRequest) -> None:
-        if self.config.auth == "none":
-            return
+    def check_credentials(self, request: CarrierRequest) -> None:
         if not (self.allowed or self.config.token):
             raise Unauthorized("no allow_ips or token configured for this carrier", kind="no_credentials")
         if self.allowed and not _peer_allowed(request.peer, self.allowed):
@@ -110,10 +139,7 @@ class KannelAdapter(CarrierAdapter):
         carrier_id = _required(fields, "id")
         if len(carrier_id) > MAX_ID_LENGTH:
             raise BadRequest(f"field 'id' is longer than {MAX_ID_LENGTH} characters", kind="bad_value")
-        try:
-            sender = classify_sender(_required(fields, "from")).value
-        except InvalidPhone as exc:
-            raise BadRequest(f"field 'from': {exc}", kind="bad_phone") from None
+        sender = sender_of(_required(fields, "from"), "from")
         text = fields.get("text")
         if text is None:
             if not request.body or request.content_type == "application/x-www-form-urlencoded":
@@ -166,16 +192,9 @@ class KannelAdapter(CarrierAdapter):
     async def send(self, session: aiohttp.ClientSession, mt: OutboundMessage) -> None:
         if not self.config.sendsms_url:
             raise PermanentDeliveryError(f"carrier {self.name!r} has no sendsms_url")
-        timeout = aiohttp.ClientTimeout(total=self.config.timeout)
-        try:
-            async with session.get(self.config.sendsms_url, params=self.sendsms_params(mt), timeout=timeout,
-                                   allow_redirects=False) as response:
-                answer = (await response.read()).decode("utf-8", "replace").strip()
-                status = response.status
-        except aiohttp.InvalidURL as exc:
-            raise PermanentDeliveryError(f"sendsms_url is not a usable URL: {exc}") from None
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise TemporaryDeliveryError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
+        status, body = await self.call(session, "GET", self.config.sendsms_url, url_key="sendsms_url",
+                                       params=self.sendsms_params(mt))
+        answer = body.decode("utf-8", "replace").strip()
         if 200 <= status < 300 and answer.startswith(("0:", "3:")):
             return
         reason = f"smsbox answered HTTP {status}: {answer[:200]}"

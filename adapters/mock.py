@@ -15,15 +15,14 @@ from datetime import datetime
 
 import aiohttp
 
-from ..carrier import CarrierRequest, DeliveryReport, InboundMessage, OutboundMessage
-from ..config import CarrierConfig
-from .generic import GenericAdapter
+from ..wire import CarrierRequest, DeliveryReport, InboundMessage, OutboundMessage
+from .generic import GenericAdapter, GenericSettings
 
 MTHandler = Callable[[OutboundMessage], Awaitable[None] | None]
 
 
 class MockAdapter(GenericAdapter):
-    def __init__(self, config: CarrierConfig, *, shortcode: str, handler: MTHandler | None = None) -> None:
+    def __init__(self, config: GenericSettings, *, shortcode: str, handler: MTHandler | None = None) -> None:
         super().__init__(config, shortcode=shortcode)
         self.handler = handler
         self.received: list[InboundMessage] = []

@@ -33,7 +33,6 @@ Twilio sets no billing field: the billing outcome stays in our records only.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -42,19 +41,14 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
-from xml.sax.saxutils import escape
 
 import aiohttp
 
 from ..billing import Billing
-from ..carrier import (
-    CarrierAdapter, CarrierRequest, CarrierResponse, DeliveryReport, DeliveryState, InboundMessage,
-    OutboundMessage,
-)
-from ..errors import (
-    BadRequest, PermanentDeliveryError, TemporaryDeliveryError, Unauthorized, UnsupportedMediaType,
-)
-from ..phones import InvalidPhone, classify_sender
+from ..carrier import CarrierAdapter, sender_of, xml_text
+from ..errors import BadRequest, PermanentDeliveryError, TemporaryDeliveryError, Unauthorized, UnsupportedMediaType
+from ..settings import CarrierSettings, HttpUrl, Secret
+from ..wire import CarrierRequest, CarrierResponse, DeliveryReport, DeliveryState, InboundMessage, OutboundMessage
 from .generic import MAX_ID_LENGTH
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
@@ -101,12 +95,25 @@ def url_variants(url: str) -> set[str]:
     return variants
 
 
+class TwilioSettings(CarrierSettings):
+    """`[carriers.NAME]` keys of a Twilio account."""
+
+    credential_keys = ("auth_token",)
+    sending_keys = ("mt_url", "account_sid", "auth_token")
+    secret_keys = ("auth_token",)
+
+    mt_url: HttpUrl | None = None   # the REST API's base URL: https://api.twilio.com
+    account_sid: str | None = None
+    auth_token: Secret = None  # key of X-Twilio-Signature and the REST API's basic auth
+    public_url: HttpUrl | None = None  # the public base URL (signatures behind a proxy, StatusCallback)
+
+
 class TwilioAdapter(CarrierAdapter):
+    settings = TwilioSettings
+    config: TwilioSettings
     recipient_field = "To"
 
-    def authenticate(self, request: CarrierRequest) -> None:
-        if self.config.auth == "none":
-            return
+    def check_credentials(self, request: CarrierRequest) -> None:
         if not self.config.auth_token:
             raise Unauthorized("no auth_token configured for this carrier", kind="no_credentials")
         given = request.headers.get(SIGNATURE_HEADER)
@@ -133,10 +140,7 @@ class TwilioAdapter(CarrierAdapter):
         sid = _field(fields, "MessageSid")
         if not sid.strip() or len(sid) > MAX_ID_LENGTH:
             raise BadRequest(f"field 'MessageSid' must be 1 to {MAX_ID_LENGTH} characters", kind="bad_value")
-        try:
-            sender = classify_sender(_field(fields, "From")).value
-        except InvalidPhone as exc:
-            raise BadRequest(f"field 'From': {exc}", kind="bad_phone") from None
+        sender = sender_of(_field(fields, "From"), "From")
         return InboundMessage(carrier=self.name, carrier_id=sid, sender=sender, to=_field(fields, "To"),
                               text=_field(fields, "Body"), received_at=received_at)
 
@@ -167,15 +171,8 @@ class TwilioAdapter(CarrierAdapter):
             raise PermanentDeliveryError(f"carrier {self.name!r} needs mt_url, account_sid and auth_token")
         credentials = base64.b64encode(f"{self.config.account_sid}:{self.config.auth_token}".encode()).decode()
         headers = {"Authorization": f"Basic {credentials}"}
-        timeout = aiohttp.ClientTimeout(total=self.config.timeout)
-        try:
-            async with session.post(self.messages_url(), data=self.message_params(mt), headers=headers,
-                                    timeout=timeout, allow_redirects=False) as response:
-                answer, status = await response.read(), response.status
-        except aiohttp.InvalidURL as exc:
-            raise PermanentDeliveryError(f"mt_url is not a usable URL: {exc}") from None
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise TemporaryDeliveryError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
+        status, answer = await self.call(session, "POST", self.messages_url(), url_key="mt_url",
+                                         data=self.message_params(mt), headers=headers)
         if 200 <= status < 300:
             return
         reason = f"Twilio answered HTTP {status}{_error_code(answer)}"
@@ -202,13 +199,6 @@ def form_params(request: CarrierRequest) -> list[tuple[str, str]]:
         return parse_qsl(request.body.decode("utf-8"), keep_blank_values=True, encoding="utf-8", errors="strict")
     except UnicodeDecodeError:
         raise BadRequest("body is not valid UTF-8", kind="invalid_utf8") from None
-
-
-def xml_text(value: str) -> str:
-    """`value` escaped for XML character data, without the characters XML 1.0 cannot hold."""
-    allowed = "".join(c for c in value if c in "\t\n\r" or "\x20" <= c <= "\ud7ff" or "\ue000" <= c <= "\ufffd"
-                      or c >= "\U00010000")
-    return escape(allowed)
 
 
 def _field(fields: dict[str, str], name: str) -> str:

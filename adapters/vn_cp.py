@@ -44,29 +44,24 @@ first final report); answered `1`.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode
 from xml.parsers import expat
-from xml.sax.saxutils import escape
 
 import aiohttp
 
 from ..billing import Billing, MessageType
-from ..carrier import (
-    CarrierAdapter, CarrierRequest, CarrierResponse, DeliveryReport, DeliveryState, InboundMessage,
-    OutboundMessage,
-)
-from ..config import CarrierConfig
+from ..carrier import CarrierAdapter, sender_of, xml_text
 from ..errors import (
     BadRequest, PermanentDeliveryError, RequestError, TemporaryDeliveryError, Unauthorized, UnsupportedMediaType,
 )
 from ..gsm import split
-from ..phones import InvalidPhone, classify_sender
+from ..settings import CarrierSettings, HttpUrl, Secret
+from ..wire import CarrierRequest, CarrierResponse, DeliveryReport, DeliveryState, InboundMessage, OutboundMessage
 from .generic import MAX_ID_LENGTH
 
 SERVICE_KEYWORD = "BH"
@@ -85,17 +80,30 @@ STATUSES = {
 _REMEMBERED = 65_536
 
 
+class VnCpSettings(CarrierSettings):
+    """`[carriers.NAME]` keys of a Vietnamese content-provider aggregator."""
+
+    credential_keys = ("username", "password")
+    sending_keys = ("mt_url",)
+    secret_keys = ("password",)
+
+    mt_url: HttpUrl | None = None   # where MTs are POSTed
+    username: str | None = None     # the CP account, both ways
+    password: Secret = None
+    form: Literal["http", "soap"] = "http"   # form-encoded fields, or a SOAP envelope
+
+
 class VnCpAdapter(CarrierAdapter):
+    settings = VnCpSettings
+    config: VnCpSettings
     recipient_field = "Service_ID"
 
-    def __init__(self, config: CarrierConfig, *, shortcode: str) -> None:
+    def __init__(self, config: VnCpSettings, *, shortcode: str) -> None:
         super().__init__(config, shortcode=shortcode)
         self._routing: OrderedDict[str, tuple[str, str]] = OrderedDict()   # Request_ID -> Service_ID, Command_Code
         self._parts_taken: OrderedDict[str, int] = OrderedDict()          # MT id -> parts the aggregator took
 
-    def authenticate(self, request: CarrierRequest) -> None:
-        if self.config.auth == "none":
-            return
+    def check_credentials(self, request: CarrierRequest) -> None:
         if not (self.config.username and self.config.password):
             raise Unauthorized("no username and password configured for this carrier", kind="no_credentials")
         fields = self.fields(request)
@@ -127,10 +135,7 @@ class VnCpAdapter(CarrierAdapter):
         request_id = fields["Request_ID"]
         if not request_id.strip() or len(request_id) > MAX_ID_LENGTH:
             raise BadRequest(f"field 'Request_ID' must be 1 to {MAX_ID_LENGTH} characters", kind="bad_value")
-        try:
-            sender = classify_sender(fields["User_ID"]).value
-        except InvalidPhone as exc:
-            raise BadRequest(f"field 'User_ID': {exc}", kind="bad_phone") from None
+        sender = sender_of(fields["User_ID"], "User_ID")
         self._remember(self._routing, request_id, (fields["Service_ID"], fields["Command_Code"]))
         return InboundMessage(carrier=self.name, carrier_id=request_id, sender=sender, to=fields["Service_ID"],
                               text=fields["Message"], received_at=received_at)
@@ -190,15 +195,8 @@ class VnCpAdapter(CarrierAdapter):
 
     async def _send_part(self, session: aiohttp.ClientSession, part: dict[str, str]) -> None:
         body, headers = self.request_body(part)
-        timeout = aiohttp.ClientTimeout(total=self.config.timeout)
-        try:
-            async with session.post(self.config.mt_url, data=body, headers=headers, timeout=timeout,
-                                    allow_redirects=False) as response:
-                answer, status = await response.read(), response.status
-        except aiohttp.InvalidURL as exc:
-            raise PermanentDeliveryError(f"mt_url is not a usable URL: {exc}") from None
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise TemporaryDeliveryError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
+        status, answer = await self.call(session, "POST", self.config.mt_url, url_key="mt_url", data=body,
+                                         headers=headers)
         if status in (400, 401, 403):
             raise PermanentDeliveryError(f"aggregator answered HTTP {status}")
         if not 200 <= status < 300:
@@ -313,13 +311,6 @@ def envelope(operation: str, content: str, *, namespace: str = SERVICE_NS) -> by
 
 def xml_fields(fields: dict[str, str]) -> str:
     return "".join(f"<{name}>{xml_text(value)}</{name}>" for name, value in fields.items())
-
-
-def xml_text(value: str) -> str:
-    """`value` escaped for XML character data, without the characters XML 1.0 cannot hold."""
-    allowed = "".join(c for c in value if c in "\t\n\r" or "\x20" <= c <= "\ud7ff" or "\ue000" <= c <= "\ufffd"
-                      or c >= "\U00010000")
-    return escape(allowed)
 
 
 def _xml(status: int, body: bytes) -> CarrierResponse:

@@ -79,7 +79,7 @@ async def serve(level: int, db: str) -> None:
 
     from smsgw.adapters.generic import verify
     from smsgw.billing import MessageType
-    from smsgw.carrier import InboundMessage, OutboundMessage
+    from smsgw.wire import InboundMessage, OutboundMessage
     from smsgw.ids import new_id
     from smsgw.language import ParseError, parse
     from smsgw.logs import configure_logging, get_logger

@@ -2,7 +2,7 @@
 
 An adapter knows one carrier's wire format, the way httpx's transports know one way of sending a
 request. The gateway hands it the raw `CarrierRequest` and gets back typed values, and hands it
-typed values and gets back a `CarrierResponse`:
+typed values and gets back a `CarrierResponse` (the wire types, smsgw/wire.py):
 
     CarrierRequest --authenticate / parse_inbound--> InboundMessage          (POST .../mo, or GET
                                                                                where `methods` allow)
@@ -11,148 +11,32 @@ typed values and gets back a `CarrierResponse`:
     Billing --billing_fields--> the carrier's own fields for the billing outcome
     CarrierRequest --parse_delivery_report--> DeliveryReport                  (POST or GET .../dlr)
 
-Implementations live in `smsgw.adapters`; `load_adapter` picks one by the `adapter` key of the
-carrier's configuration.
+Implementations live in `smsgw.adapters`, named in its registry (smsgw/adapters/__init__.py);
+each declares its configuration keys as a `CarrierSettings` model (smsgw/settings.py), and
+`load_adapter` picks one by the `adapter` key of the carrier's configuration. The base class
+holds what every adapter needs: `auth = "none"`, the sender's classification, the MT request
+with its errors mapped to `DeliveryError`s, the recipient check.
 """
 
 from __future__ import annotations
 
 import abc
+import asyncio
 import importlib
-import json
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import datetime
-from enum import Enum
 from typing import Any, ClassVar
+from xml.sax.saxutils import escape
 
 import aiohttp
 
-from .billing import Billing, MessageType
-from .config import CarrierConfig
-from .errors import BadRequest, RequestError
-
-ADAPTERS = {
-    "generic": "smsgw.adapters.generic:GenericAdapter",
-    "mock": "smsgw.adapters.mock:MockAdapter",
-    "kannel": "smsgw.adapters.kannel:KannelAdapter",
-    "vn-cp": "smsgw.adapters.vn_cp:VnCpAdapter",
-    "twilio": "smsgw.adapters.twilio:TwilioAdapter",
-}
-
-
-@dataclass(frozen=True)
-class CarrierRequest:
-    """A carrier's HTTP request as an adapter sees it: headers, the raw body, where it came from."""
-
-    headers: Mapping[str, str]
-    content_type: str          # media type only, lower-case, e.g. "application/json"
-    charset: str | None        # the content type's charset parameter, if any
-    body: bytes
-    method: str = "POST"
-    target: str = ""           # path and query exactly as in the request line, e.g. "/carriers/k/mo?id=1"
-    url: str = ""              # the URL the server saw: scheme://host[:port] + target
-    peer: str | None = None    # the client's IP address (the last hop: a proxy's, behind one)
-
-    @property
-    def query(self) -> str:
-        """The raw query string of `target`, without the '?'."""
-        return self.target.partition("?")[2]
-
-
-@dataclass(frozen=True)
-class CarrierResponse:
-    status: int
-    body: bytes
-    content_type: str = "application/json"   # media type only; the charset goes in `charset`
-    headers: Mapping[str, str] = field(default_factory=dict)
-    charset: str | None = None
-
-    @classmethod
-    def json(cls, status: int, data: Any) -> "CarrierResponse":
-        return cls(status, json.dumps(data, ensure_ascii=False).encode())
-
-
-@dataclass(frozen=True)
-class InboundMessage:
-    """An MO: what a citizen's phone sent, as the carrier delivered it."""
-
-    carrier: str
-    carrier_id: str            # the carrier's id for this MO, unique per carrier
-    sender: str                # normalised MSISDN, e.g. "84912345678"
-    to: str                    # the number it was sent to (our short code)
-    text: str
-    received_at: datetime
-
-
-@dataclass(frozen=True)
-class OutboundMessage:
-    """An MT: one reply to an MO. `id` is ours and never changes, across retries and restarts."""
-
-    id: str
-    mo_id: str
-    in_reply_to: str           # the carrier's id of the MO it answers
-    carrier: str
-    sender: str                # our short code
-    to: str                    # the citizen's MSISDN
-    text: str
-    encoding: str              # "gsm7" or "ucs2"
-    segments: int
-    message_type: MessageType
-
-    @property
-    def billing(self) -> Billing:
-        return Billing(self.message_type)
-
-
-class DeliveryState(str, Enum):
-    """Where an MT stands according to the carrier's delivery reports (DLR).
-
-    The states are ordered by rank and an MT only ever moves to a higher rank:
-
-        unknown (0)  <  accepted (1)  <  enroute (2)  <  delivered | failed | expired | rejected (3)
-
-    `unknown` reports are acknowledged and change nothing. The four last states are final: the
-    first final report wins and later ones are ignored. So reports may arrive out of order, be
-    repeated, or name an MT we do not know (acknowledged, ignored) without error and without
-    the state ever going backwards.
-    """
-
-    UNKNOWN = "unknown"
-    ACCEPTED = "accepted"
-    ENROUTE = "enroute"
-    DELIVERED = "delivered"
-    FAILED = "failed"
-    EXPIRED = "expired"
-    REJECTED = "rejected"
-
-    @property
-    def rank(self) -> int:
-        return _RANKS[self]
-
-    def advances(self, current: "DeliveryState | None") -> bool:
-        """True when a report of this state moves an MT that is in `current`."""
-        return self.rank > (current.rank if current is not None else 0)
-
-
-_RANKS = {
-    DeliveryState.UNKNOWN: 0, DeliveryState.ACCEPTED: 1, DeliveryState.ENROUTE: 2,
-    DeliveryState.DELIVERED: 3, DeliveryState.FAILED: 3, DeliveryState.EXPIRED: 3,
-    DeliveryState.REJECTED: 3,
-}
-
-
-@dataclass(frozen=True)
-class DeliveryReport:
-    """A carrier's word on one MT. Carriers that name the MO instead (vn-cp's `Request_ID`) leave
-    `mt_id` empty and set `in_reply_to`, the carrier's id of that MO; the gateway finds the MT."""
-
-    carrier: str
-    mt_id: str
-    state: DeliveryState
-    time: datetime | None      # when the carrier saw the state, if it said so
-    in_reply_to: str | None = None
+from .adapters import adapter_path
+from .billing import Billing
+from .errors import BadRequest, PermanentDeliveryError, RequestError, TemporaryDeliveryError
+from .phones import InvalidPhone, classify_sender
+from .settings import CarrierSettings
+from .wire import CarrierRequest, CarrierResponse, DeliveryReport, DeliveryState, InboundMessage, OutboundMessage
 
 
 class CarrierAdapter(abc.ABC):
@@ -161,7 +45,9 @@ class CarrierAdapter(abc.ABC):
     methods: ClassVar[tuple[str, ...]] = ("POST",)   # HTTP methods the carrier calls us with
     recipient_field: ClassVar[str] = "to"            # the MO field naming the number it was sent to
 
-    def __init__(self, config: CarrierConfig, *, shortcode: str):
+    settings: ClassVar[type[CarrierSettings]]          # the carrier's configuration keys and their checks
+
+    def __init__(self, config: CarrierSettings, *, shortcode: str):
         self.config = config
         self.shortcode = shortcode
         self._our_numbers = frozenset(form for number in config.numbers or (shortcode,)
@@ -171,9 +57,15 @@ class CarrierAdapter(abc.ABC):
     def name(self) -> str:
         return self.config.name
 
-    @abc.abstractmethod
     def authenticate(self, request: CarrierRequest) -> None:
-        """Raise `Unauthorized` unless the request really comes from the carrier."""
+        """Raise `Unauthorized` unless the request really comes from the carrier (any request
+        does, for a carrier configured with `auth = "none"`)."""
+        if self.config.auth != "none":
+            self.check_credentials(request)
+
+    @abc.abstractmethod
+    def check_credentials(self, request: CarrierRequest) -> None:
+        """Raise `Unauthorized` unless the request carries the carrier's credentials."""
 
     @abc.abstractmethod
     def parse_inbound(self, request: CarrierRequest, *, received_at: datetime) -> InboundMessage:
@@ -210,6 +102,20 @@ class CarrierAdapter(abc.ABC):
             ours = f"this gateway's short code {self.shortcode}"
         shown = message.to if len(message.to) <= _SHOWN_RECIPIENT else message.to[:_SHOWN_RECIPIENT] + "..."
         raise BadRequest(f"{self.recipient_field}: {shown!r} is not {ours}", kind="wrong_recipient")
+
+    async def call(self, session: aiohttp.ClientSession, method: str, url: str, *, url_key: str,
+                   **options: Any) -> tuple[int, bytes]:
+        """One MT request to the carrier (no redirects, the carrier's `timeout`): its status and
+        body. A URL aiohttp cannot use is a `PermanentDeliveryError` naming `url_key`; a failed
+        connection or a timeout is a `TemporaryDeliveryError` (retried)."""
+        timeout = aiohttp.ClientTimeout(total=self.config.timeout)
+        try:
+            async with session.request(method, url, timeout=timeout, allow_redirects=False, **options) as response:
+                return response.status, await response.read()
+        except aiohttp.InvalidURL as exc:
+            raise PermanentDeliveryError(f"{url_key} is not a usable URL: {exc}") from None
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise TemporaryDeliveryError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
 
     def render_delivery_ack(self, report: DeliveryReport, state: DeliveryState | None) -> CarrierResponse:
         """The response to a delivery report; `state` is the MT's state after it (None: unknown MT)."""
@@ -254,8 +160,27 @@ def number_forms(number: str) -> set[str]:
     return forms
 
 
-def load_adapter(config: CarrierConfig, *, shortcode: str) -> CarrierAdapter:
-    """The adapter named by `config.adapter`, set up for that carrier."""
-    module_name, _, class_name = ADAPTERS[config.adapter].partition(":")
-    adapter_class = getattr(importlib.import_module(module_name), class_name)
-    return adapter_class(config, shortcode=shortcode)
+def sender_of(raw: str, field: str) -> str:
+    """An MO's sender as stored: a phone (normalised), a short code or a brandname
+    (`phones.classify_sender`), or a 400 naming the carrier's `field`."""
+    try:
+        return classify_sender(raw).value
+    except InvalidPhone as exc:
+        raise BadRequest(f"field '{field}': {exc}", kind="bad_phone") from None
+
+
+def xml_text(value: str) -> str:
+    """`value` escaped for XML character data, without the characters XML 1.0 cannot hold."""
+    allowed = "".join(c for c in value if c in "\t\n\r" or "\x20" <= c <= "\ud7ff" or "\ue000" <= c <= "\ufffd"
+                      or c >= "\U00010000")
+    return escape(allowed)
+
+
+def load_adapter(config: CarrierSettings, *, shortcode: str) -> CarrierAdapter:
+    """The adapter named by `config.adapter` (in the registry, smsgw/adapters/__init__.py), set up for that carrier."""
+    return adapter_class(config.adapter)(config, shortcode=shortcode)
+
+
+def adapter_class(name: str) -> type[CarrierAdapter]:
+    module_name, _, class_name = adapter_path(name).partition(":")
+    return getattr(importlib.import_module(module_name), class_name)

@@ -33,11 +33,10 @@ import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from .adapters import TIMESTAMP_ADAPTERS
 from .billing import MessageType
-from .carrier import (
-    CarrierAdapter, CarrierRequest, CarrierResponse, InboundMessage, OutboundMessage, load_adapter,
-)
-from .config import TIMESTAMP_ADAPTERS, Config
+from .carrier import CarrierAdapter, load_adapter
+from .config import Config
 from .errors import BadRequest, PayloadTooLarge, RequestError, Unavailable, UnknownCarrier
 from .ids import new_id
 from .listener import Listener, parse_refusal, raise_open_file_limit
@@ -46,6 +45,7 @@ from .messages import MessageStore, PendingMT, StoredMO
 from .metrics import Metrics
 from .outbox import Outbox
 from .protection import Protection
+from .wire import CarrierRequest, CarrierResponse, InboundMessage, OutboundMessage
 
 MAX_BODY = 64 * 1024
 BACKLOG = 1024

@@ -52,10 +52,10 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from .billing import MessageType
-from .carrier import DeliveryReport, DeliveryState, InboundMessage, OutboundMessage
 from .errors import Unavailable
 from .phones import mask
 from .protection import Guard, Screening, SenderHistory
+from .wire import DeliveryReport, DeliveryState, InboundMessage, OutboundMessage
 
 T = TypeVar("T")
 

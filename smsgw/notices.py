@@ -28,14 +28,14 @@ import calendar
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
 import aiohttp
 
 from .billing import MessageType
-from .carrier import CarrierAdapter, OutboundMessage, load_adapter
+from .carrier import CarrierAdapter, load_adapter
 from .config import Config
 from .dispatch import participation
 from .gsm import measure
@@ -47,6 +47,7 @@ from .outbox import Outbox
 from .phones import network
 from .replies import card_expiry_notice, payment_reminder_notice
 from .sqlite_store import SqliteStore
+from .wire import OutboundMessage
 
 CARD_EXPIRY = "card_expiry"
 PAYMENT_REMINDER = "payment_reminder"
@@ -194,7 +195,7 @@ def notice_adapters(config: Config) -> dict[str, CarrierAdapter]:
     rate = config.notices.rate
     for name, carrier in config.carriers.items():
         if rate is not None and (carrier.tps is None or rate < carrier.tps):
-            carrier = replace(carrier, tps=rate)
+            carrier = carrier.model_copy(update={"tps": rate})
         adapters[name] = load_adapter(carrier, shortcode=config.shortcode)
     return adapters
 

@@ -34,12 +34,12 @@ from enum import Enum
 from prometheus_client import CollectorRegistry, Counter
 
 from .billing import MessageType
-from .carrier import OutboundMessage
 from .config import ProtectionConfig
 from .gsm import measure
 from .logs import get_logger
 from .phones import SenderKind, classify_sender, mask
 from .replies import rate_limited_reply
+from .wire import OutboundMessage
 
 HOUR = 3600.0
 MINUTE = 60.0

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from smsgw.carrier import CarrierRequest, InboundMessage, load_adapter, number_forms, recipient_key
+from smsgw.carrier import load_adapter, number_forms, recipient_key
 from smsgw.config import parse_config
 from smsgw.errors import BadRequest
+from smsgw.wire import CarrierRequest, InboundMessage
 
 CARRIERS = Path(__file__).resolve().parent.parent / "fixtures" / "carriers"
 NOW = datetime(2025, 1, 31, 8, 0, tzinfo=timezone.utc)

@@ -12,9 +12,9 @@ from datetime import datetime, timezone
 import pytest
 
 from smsgw.billing import MessageType
-from smsgw.carrier import DeliveryReport, DeliveryState, InboundMessage, OutboundMessage
 from smsgw.errors import Unavailable
 from smsgw.messages import MessageStore
+from smsgw.wire import DeliveryReport, DeliveryState, InboundMessage, OutboundMessage
 
 PHONE = "84912345678"
 

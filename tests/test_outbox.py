@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestServer
 from test_gateway import OWNER, SECRET, gateway, mo_body, post_mo
 
 from smsgw.adapters.mock import MockAdapter
-from smsgw.config import CarrierConfig
+from smsgw.adapters.generic import GenericSettings
 from smsgw.errors import PermanentDeliveryError, TemporaryDeliveryError
 from smsgw.gateway import STORE
 from smsgw.outbox import backoff
@@ -133,8 +133,8 @@ def test_pending_mts_resume_after_a_restart_with_the_same_id(tmp_path):
 
 def test_the_mock_adapter_records_attempts_and_a_permanent_error_gives_up_at_once(tmp_path):
     async def run():
-        carrier = CarrierConfig("generic", adapter="mock", secret=SECRET, mode="async",
-                                mt_url="http://127.0.0.1:9/mt", **FAST)
+        carrier = GenericSettings(name="generic", adapter="mock", secret=SECRET, mode="async",
+                                  mt_url="http://127.0.0.1:9/mt", **FAST)
         failures = iter([TemporaryDeliveryError("busy"), TemporaryDeliveryError("busy")])
 
         def flaky(mt) -> None:

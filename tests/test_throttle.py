@@ -10,7 +10,7 @@ from test_gateway import SECRET, gateway, mo_body, post_mo
 from test_outbox import eventually
 
 from smsgw.adapters.mock import MockAdapter
-from smsgw.config import CarrierConfig
+from smsgw.adapters.generic import GenericSettings
 from smsgw.throttle import RateMeter, Throttle, TokenBucket
 
 
@@ -93,8 +93,8 @@ def test_an_unlimited_throttle_never_waits_and_still_measures():
 
 
 def mock_carrier(name: str, tps: float | None, sent: list[tuple[str, float]]) -> MockAdapter:
-    config = CarrierConfig(name, adapter="mock", secret=SECRET, mode="async", mt_url="http://127.0.0.1:9/mt",
-                           tps=tps)
+    config = GenericSettings(name=name, adapter="mock", secret=SECRET, mode="async", mt_url="http://127.0.0.1:9/mt",
+                             tps=tps)
     return MockAdapter(config, shortcode="8079", handler=lambda mt: sent.append((mt.carrier, time.monotonic())))
 
 

@@ -14,13 +14,14 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smsgw.adapters.vn_cp import VnCpAdapter, form_fields, soap_fields
+from smsgw.adapters.vn_cp import VnCpAdapter, VnCpSettings, form_fields, soap_fields
 from smsgw.billing import MessageType
-from smsgw.carrier import CarrierRequest, DeliveryState, OutboundMessage, load_adapter
-from smsgw.config import CarrierConfig, parse_config
+from smsgw.carrier import load_adapter
+from smsgw.config import parse_config
 from smsgw.errors import BadRequest, PermanentDeliveryError, RequestError, TemporaryDeliveryError, Unauthorized
 from smsgw.gateway import STORE, create_app
 from smsgw.seed import seed_database
+from smsgw.wire import CarrierRequest, DeliveryState, OutboundMessage
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "carriers" / "vn-cp"
 NOW = datetime(2025, 1, 31, 8, 0, tzinfo=timezone.utc)
@@ -35,7 +36,8 @@ def fixture(name: str) -> bytes:
 
 
 def adapter(form: str = "http", **options) -> VnCpAdapter:
-    return load_adapter(CarrierConfig("vn-cp", adapter="vn-cp", form=form, **{**ACCOUNT, **options}),
+    # model_construct: the settings as given, unchecked (the adapter's own defences are under test)
+    return load_adapter(VnCpSettings.model_construct(name="vn-cp", adapter="vn-cp", form=form, **{**ACCOUNT, **options}),
                         shortcode="8079")
 
 
