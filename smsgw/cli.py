@@ -212,6 +212,9 @@ async def _replay_http(exchanges, args, advance) -> list:
 
     config = load_config(args.config)
     carrier = config.carriers.get(args.carrier)
+    if carrier is not None and not hasattr(carrier, "secret"):
+        raise UserError(f"--carrier {args.carrier}: replay --url sends the generic carrier's signed JSON, "
+                        f"and {args.carrier} is a {carrier.adapter} carrier")
     secret = args.secret if args.secret is not None else (carrier.secret if carrier else None)
     to = carrier.numbers[0] if carrier and carrier.numbers else config.shortcode   # checked by the gateway
     run_id = uuid.uuid4().hex[:12]

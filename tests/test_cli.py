@@ -499,3 +499,12 @@ def test_parse_names_the_line_of_standard_input_that_is_not_utf8():
     assert result.returncode == 1
     assert json.loads(result.stdout.decode())["command"] == "HELP"     # the lines before it are answered
     assert result.stderr.decode() == "smsgw: standard input:2: not UTF-8 text (byte 0xd0)\n"
+
+
+def test_replay_url_refuses_a_carrier_that_is_not_generic(tmp_path):
+    config = tmp_path / "smsgw.toml"
+    config.write_text('[carriers.kannel]\nadapter = "kannel"\nauth = "none"\n', encoding="utf-8")
+    result = smsgw("replay", str(TRANSCRIPTS / "hs.txt"), "--url", "http://127.0.0.1:9", "--config", str(config),
+                   "--carrier", "kannel")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("smsgw: --carrier kannel: replay --url sends the generic carrier's signed JSON")
