@@ -587,9 +587,20 @@ def _checked_begin(conn: sqlite3.Connection, files: StoreFiles) -> str | None:
 
 
 def _checked_commit(conn: sqlite3.Connection, files: StoreFiles) -> str | None:
-    """COMMIT; then None if the path still names the file committed into, else why not."""
+    """COMMIT; then None if the path still names the file committed into, else why not.
+
+    The read after the COMMIT leaves a read mark at the new end of the WAL in -shm, written
+    here while the files were writable a moment ago: the next reader (the records lookup of
+    the next MO, in this process or another worker) finds it and writes nothing to -shm, so
+    it cannot fault before the next BEGIN's check. Without it, `chattr +i` after a commit
+    killed a sync gateway with SIGBUS in that lookup, every time.
+    """
     _commit(conn)
+    conn.execute(_READ_MARK).fetchall()
     return files.still_there()
+
+
+_READ_MARK = "SELECT 1 FROM store_probe LIMIT 1"
 
 
 def _commit(conn: sqlite3.Connection) -> None:

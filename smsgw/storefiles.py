@@ -20,8 +20,10 @@ filesystem not read-only. One statx per file and one statvfs: about 7 µs, once 
 `still_there()` is the one stat of the database file made after each COMMIT, before any
 MO of the batch is acknowledged.
 
-What a check cannot close is a change landing inside a transaction (between the check and
-the end of COMMIT, mostly its fsync): SIGBUS remains possible then.
+Readers write -shm too (a read mark, when the WAL grew since the last one): the writer reads
+once after each COMMIT so that the mark is there, and the gateway asks `MessageStore.refusal`
+before an MO's lookups. What no check closes is a change landing inside a transaction
+(between the check and the end of COMMIT, mostly its fsync): SIGBUS remains possible then.
 """
 
 from __future__ import annotations
