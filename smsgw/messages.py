@@ -489,7 +489,9 @@ class MessageStore:
                     lost = await loop.run_in_executor(self._executor, _checked_commit, self._conn, self._files)
                 except Exception as exc:   # nothing of the batch was written: every operation failed
                     results = [(False, Unavailable(f"message store: {exc}")) for _ in batch]
-                else:   # committed into a file the path no longer names: it will not survive a restart
+                else:
+                    with contextlib.suppress(sqlite3.Error):   # the read mark (_checked_commit), on the loop
+                        self._conn.execute(_READ_MARK).fetchall()   # committed into a file the path no longer names: it will not survive a restart
                     if lost is not None:
                         self._refused(lost)
                         results = [(False, Unavailable(lost)) for _ in batch]
@@ -589,14 +591,13 @@ def _checked_begin(conn: sqlite3.Connection, files: StoreFiles) -> str | None:
 def _checked_commit(conn: sqlite3.Connection, files: StoreFiles) -> str | None:
     """COMMIT; then None if the path still names the file committed into, else why not.
 
-    The read after the COMMIT leaves a read mark at the new end of the WAL in -shm, written
+    The writer's read after the COMMIT (on the loop's thread, as the operations) leaves a read mark at the new end of the WAL in -shm, written
     here while the files were writable a moment ago: the next reader (the records lookup of
     the next MO, in this process or another worker) finds it and writes nothing to -shm, so
     it cannot fault before the next BEGIN's check. Without it, `chattr +i` after a commit
     killed a sync gateway with SIGBUS in that lookup, every time.
     """
     _commit(conn)
-    conn.execute(_READ_MARK).fetchall()
     return files.still_there()
 
 
