@@ -51,6 +51,7 @@ MAX_BODY = 64 * 1024
 BACKLOG = 1024
 RETRY_AFTER = "5"     # seconds, on a 503 while shutting down
 LAST_WAIT = 1.0       # s for requests still answered when the shutdown grace is over
+PROBE_TIMEOUT = 2.0   # seconds for /healthz's write to the message store
 
 log = get_logger(component="gateway")
 
@@ -103,6 +104,9 @@ class Intake:
         return stored
 
     async def _answer_and_store(self, inbound: InboundMessage, mode: str) -> StoredMO:
+        refusal = self.store.refusal
+        if refusal is not None:   # before the lookups: they too write SQLite's shared memory (storefiles.py)
+            raise Unavailable(refusal)
         mo_id = new_id()
         guard = self.protection.sender_guard(inbound.sender)
         if guard is not None:   # a short code or a brandname: stored, never answered
@@ -247,10 +251,12 @@ async def healthz(request: web.Request) -> web.Response:
     app = request.app
     checks = {"gate": "open" if app[GATE].open else "closed"}
     try:
-        await asyncio.wait_for(app[STORE].probe(), timeout=2.0)
+        await asyncio.wait_for(app[STORE].probe(), timeout=PROBE_TIMEOUT)
         checks["store"] = "ok"
-    except (Unavailable, TimeoutError) as exc:
+    except Unavailable as exc:
         checks["store"] = f"failing: {exc}"
+    except TimeoutError:
+        checks["store"] = f"failing: a write did not commit within {PROBE_TIMEOUT:g} s"
     checks["outbox"] = "ok" if app[OUTBOX].alive else "stopped"
     healthy = app[GATE].open and checks["store"] == "ok" and checks["outbox"] == "ok" and app[STORE].alive
     body = {"status": "ok" if healthy else "unavailable", **checks, "mt_queue_depth": app[OUTBOX].depth}

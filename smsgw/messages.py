@@ -11,6 +11,7 @@ Tables, in the records database file (WAL):
                     the phone number is stored masked
     notices         one row per notice queued, unique on (kind, target, occasion): a notice is
                     queued once, however often `smsgw notify` runs; its MT has no MO (mo_id '')
+    store_probe     one row, rewritten by each `probe` (GET /healthz): a write that must reach the disk
 
 An MO, its MTs and their charge rows are written by one `store_mo` call, in one transaction:
 an MO is either stored with its answer or not at all. `store_mo` returns the MO already stored
@@ -53,9 +54,13 @@ from typing import Any, TypeVar
 
 from .billing import MessageType
 from .errors import Unavailable
+from .logs import get_logger
 from .phones import mask
 from .protection import Guard, Screening, SenderHistory
+from .storefiles import StoreFiles
 from .wire import DeliveryReport, DeliveryState, InboundMessage, OutboundMessage
+
+log = get_logger(component="messages")
 
 T = TypeVar("T")
 
@@ -106,6 +111,10 @@ CREATE TABLE IF NOT EXISTS billing_rows (
     amount_vnd INTEGER NOT NULL,
     message_type INTEGER NOT NULL,
     at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS store_probe (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS notices (
     kind TEXT NOT NULL,
@@ -202,6 +211,9 @@ class MessageStore:
         self._wakeup = asyncio.Event()
         self._closing = False
         self._conn: sqlite3.Connection | None = None
+        self._files: StoreFiles | None = None
+        self._refusal: str | None = None   # why the files cannot be written now (storefiles.py)
+        self._refusal_checked = 0.0
         self._writer: asyncio.Task | None = None
 
     @classmethod
@@ -218,6 +230,7 @@ class MessageStore:
         try:
             store._conn = await loop.run_in_executor(store._executor, _connect, path)
             store._conn.execute("PRAGMA busy_timeout = 0")   # from here on the writer's BEGIN waits in _begin
+            store._files = await loop.run_in_executor(store._executor, StoreFiles, path)
         except BaseException:
             store._executor.shutdown(wait=False)
             raise
@@ -227,6 +240,18 @@ class MessageStore:
     @property
     def alive(self) -> bool:
         return self._writer is not None and not self._writer.done() and not self._closing
+
+    @property
+    def refusal(self) -> str | None:
+        """Why the store's files cannot take a write now (deleted, replaced, unwritable), or None.
+
+        Set by the writer's checks (storefiles.py); while set, it is checked again here at most
+        every REFUSAL_RECHECK seconds, so that the store takes messages again once the files are
+        back without a write having to try first.
+        """
+        if self._refusal is not None and self._files is not None and time.monotonic() - self._refusal_checked > REFUSAL_RECHECK:
+            self._refused(self._files.check() or self._files.still_there())
+        return self._refusal
 
     async def close(self) -> None:
         """Run every queued operation, commit, and close the connection."""
@@ -404,8 +429,16 @@ class MessageStore:
         return await self._submit(run)
 
     async def probe(self) -> None:
-        """Succeeds when a write transaction can be opened and committed."""
-        await self._submit(lambda conn: None)
+        """Succeeds when a write reaches the disk now: one row rewritten and committed (fsync).
+
+        Fails (Unavailable, with the reason) when the files cannot be trusted, the disk is full
+        (SQLITE_FULL), the files are read-only or the database was deleted or replaced.
+        """
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO store_probe (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE"
+                         " SET at = excluded.at", (time.time(),))
+
+        await self._submit(run)
 
     # --- the writer ---------------------------------------------------------------------
 
@@ -430,9 +463,14 @@ class MessageStore:
                 await asyncio.sleep(self.batch_delay)
             began = time.perf_counter()
             try:   # may wait for the write lock held by another process: not on the loop
-                await loop.run_in_executor(self._executor, _begin, self._conn)
+                refusal = await loop.run_in_executor(self._executor, _checked_begin, self._conn, self._files)
             except Exception as exc:
                 self._fail(len(self._queue), Unavailable(f"message store: {exc}"))
+                self._isolate = 0
+                continue
+            self._refused(refusal)
+            if refusal is not None:
+                self._fail(len(self._queue), Unavailable(refusal))
                 self._isolate = 0
                 continue
             if self._isolate:   # a batch in which an operation failed: each one alone this time
@@ -448,9 +486,15 @@ class MessageStore:
                     continue
             if self._conn.in_transaction:   # not rolled back by _run_isolated
                 try:   # waits for the fsync
-                    await loop.run_in_executor(self._executor, _commit, self._conn)
+                    lost = await loop.run_in_executor(self._executor, _checked_commit, self._conn, self._files)
                 except Exception as exc:   # nothing of the batch was written: every operation failed
                     results = [(False, Unavailable(f"message store: {exc}")) for _ in batch]
+                else:
+                    with contextlib.suppress(sqlite3.Error):   # the read mark (_checked_commit), on the loop
+                        self._conn.execute(_READ_MARK).fetchall()   # committed into a file the path no longer names: it will not survive a restart
+                    if lost is not None:
+                        self._refused(lost)
+                        results = [(False, Unavailable(lost)) for _ in batch]
             if self.on_batch is not None:
                 self.on_batch(len(batch))
             if self.on_commit is not None:
@@ -462,6 +506,18 @@ class MessageStore:
                     operation.future.set_result(value)
                 else:
                     operation.future.set_exception(value)
+
+    def _refused(self, refusal: str | None) -> None:
+        """Record the files' state; one log line when it changes, not one per operation."""
+        self._refusal_checked = time.monotonic()
+        if refusal == self._refusal:
+            return
+        if refusal is not None:
+            log.error("message store refuses writes: messages get 503 until this is fixed", reason=refusal,
+                      path=self.path)
+        else:
+            log.warning("message store takes writes again", path=self.path)
+        self._refusal = refusal
 
     def _fail(self, count: int, error: Exception) -> None:
         for _ in range(count):
@@ -516,6 +572,36 @@ def _begin(conn: sqlite3.Connection) -> None:
             if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
                 raise
         time.sleep(_RETRY_AFTER[min(attempt, len(_RETRY_AFTER) - 1)])
+
+
+REFUSAL_RECHECK = 0.1   # seconds between checks of the files while they are refused
+
+
+def _checked_begin(conn: sqlite3.Connection, files: StoreFiles) -> str | None:
+    """BEGIN IMMEDIATE, or, when the files cannot be written safely, why not (no BEGIN then).
+
+    Checked first because the BEGIN itself writes SQLite's shared memory (storefiles.py).
+    """
+    refusal = files.check()
+    if refusal is None:
+        _begin(conn)
+    return refusal
+
+
+def _checked_commit(conn: sqlite3.Connection, files: StoreFiles) -> str | None:
+    """COMMIT; then None if the path still names the file committed into, else why not.
+
+    The writer's read after the COMMIT (on the loop's thread, as the operations) leaves a read mark at the new end of the WAL in -shm, written
+    here while the files were writable a moment ago: the next reader (the records lookup of
+    the next MO, in this process or another worker) finds it and writes nothing to -shm, so
+    it cannot fault before the next BEGIN's check. Without it, `chattr +i` after a commit
+    killed a sync gateway with SIGBUS in that lookup, every time.
+    """
+    _commit(conn)
+    return files.still_there()
+
+
+_READ_MARK = "SELECT 1 FROM store_probe LIMIT 1"
 
 
 def _commit(conn: sqlite3.Connection) -> None:

@@ -175,6 +175,10 @@ class _RunView:
     async def pending(self) -> list[PendingMT]:
         return list(self._pending)
 
+    @property
+    def refusal(self) -> str | None:
+        return self._store.refusal
+
     async def mark_sent(self, mt_id: str) -> None:
         await self._store.mark_sent(mt_id)
         self._on_outcome("sent")

@@ -157,6 +157,10 @@ class Outbox:
         if adapter is None:
             log.warning("mt kept pending: carrier not configured", carrier=mt.carrier, mt_id=mt.id)
             return
+        if self.store.refusal is not None:   # its sending could not be recorded: kept, tried again later
+            at = self.clock() + adapter.config.retry_max
+            self._schedule(PendingMT(mt, pending.attempts, pending.created_at, at), at)
+            return
         try:
             try:
                 await adapter.send(self.session, mt)
