@@ -19,6 +19,7 @@ messages now (shutting down, store failing), again in the carrier's form
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import gc
 import signal
 import time
@@ -387,6 +388,9 @@ def serve(config: Config, *, db_path: str, host: str, port: int, reuse_port: boo
     (smsgw.workers); `resume_pending` = False leaves MTs pending from earlier runs to worker 0.
     """
     configure_logging()
+    # A fault SQLite cannot turn into an error (SIGBUS on its mapped -shm when the files change
+    # under a transaction) leaves the stack on stderr rather than a silent death: code locations only.
+    faulthandler.enable()
     file_limit = raise_open_file_limit()
     for carrier in config.carriers.values():
         if carrier.auth == "none":
