@@ -34,6 +34,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from .adapters import TIMESTAMP_ADAPTERS
+from .answers import RateLimitedAnswer
 from .carrier import CarrierAdapter, load_adapter
 from .config import Config
 from .errors import BadRequest, PayloadTooLarge, RequestError, Unavailable, UnknownCarrier
@@ -45,6 +46,7 @@ from .messages import MessageStore, StoredMO
 from .metrics import Metrics
 from .outbox import Outbox
 from .protection import Protection
+from .replies import reply
 from .wire import CarrierRequest, CarrierResponse
 
 MAX_BODY = 64 * 1024
@@ -102,8 +104,8 @@ def create_app(config: Config, *, db_path: str, service_factory: Callable[[], An
             stack.push_async_callback(outbox.stop)
             app[METRICS].track_queue_depth(lambda: outbox.depth)
             app[STORE], app[SESSION], app[OUTBOX] = store, session, outbox
-            app[INTAKE] = Intake(service, store, outbox, shortcode=config.shortcode, protection=Protection(
-                config.protection, unicode=config.unicode, registry=app[METRICS].registry))
+            app[INTAKE] = Intake(service, store, outbox, shortcode=config.shortcode,
+                                 protection=_protection(config, app[METRICS]))
             yield
 
     async def stop_taking(app: web.Application) -> None:
@@ -119,16 +121,20 @@ def create_app(config: Config, *, db_path: str, service_factory: Callable[[], An
     return app
 
 
+def _protection(config: Config, metrics: Metrics) -> Protection:
+    """The protection rules of `config`, with the polite reply they send over the hourly limit."""
+    limits = config.protection
+    polite = reply(RateLimitedAnswer(limits.lookups_per_hour), unicode=config.unicode) if limits else None
+    return Protection(limits, polite=polite, registry=metrics.registry)
+
+
 async def _open_service(config: Config, db_path: str, factory: Callable[[], Any] | None,
                         stack: AsyncExitStack, session: aiohttp.ClientSession) -> Any:
     if factory is not None:
         return factory()
-    from .service import Service
-    from .sqlite_store import SqliteStore
+    from .service import open_service
 
-    records = await SqliteStore.open(db_path)
-    stack.push_async_callback(records.close)
-    return Service(records, config, session=session)
+    return await stack.enter_async_context(open_service(db_path, config, session=session))
 
 
 # --- handlers ----------------------------------------------------------------------------
