@@ -21,6 +21,7 @@ from datetime import date
 from pathlib import Path
 
 from smsgw.language import ParseError, parse
+from smsgw.replies import syntax_reply_for
 
 CORPUS = Path(__file__).resolve().parent.parent / "fixtures" / "messages" / "corpus.jsonl"
 CANONICAL = re.compile(
@@ -51,7 +52,7 @@ def main() -> None:
     def with_reply(message: str) -> None:
         result = parse(message, today=today)
         if isinstance(result, ParseError):
-            result.reply  # noqa: B018 (builds the reply and the correction)
+            syntax_reply_for(result)   # builds the reply and the correction
 
     smsgw_rates, regex_rates, reply_rates = [], [], []
     for _ in range(args.runs):

@@ -95,7 +95,15 @@ class BusyAnswer:
     message_type = MessageType.REFUND_CONTENT
 
 
+@dataclass(frozen=True)
+class RateLimitedAnswer:
+    """The one polite reply to a phone over `limit` answers within an hour (protection.py): refunded."""
+
+    limit: int
+    message_type = MessageType.REFUND_CONTENT
+
+
 Answer = (
     HelpAnswer | SyntaxAnswer | NotFoundAnswer | NotOwnerAnswer | QTAnswer | CardAnswer | DossierAnswer
-    | RoutedAnswer | BusyAnswer
+    | RoutedAnswer | BusyAnswer | RateLimitedAnswer
 )

@@ -14,17 +14,14 @@ import json
 import os
 import sqlite3
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Iterator
-from datetime import date
 from pathlib import Path
 
 from . import __version__
 from .cli_checks import (
-    UserError, cannot_listen, database_path, describe_failure, is_listen_error, listen_address, open_message_store,
-    output_file,
+    UserError, cannot_listen, database_path, day_option, describe_failure, http_url, is_listen_error, listen_address,
+    month_option, notice_day, open_message_store, output_file, phone_option,
 )
 
 
@@ -32,42 +29,11 @@ def _print_json(obj: dict) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
 
 
-def pin_to_one_core(index: int | None = None) -> None:
-    """Keep the event loop and aiosqlite's thread on one core.
-
-    A store call hands work to aiosqlite's thread and back; when the two threads run on
-    different cores every hand-off crosses caches and costs several times more (measured:
-    in-process replay 6k messages/s unpinned vs 12k pinned on 2 cores). One process is one
-    core's worth of Python anyway; to use more cores, run more processes.
-    """
-    if hasattr(os, "sched_setaffinity"):
-        allowed = sorted(os.sched_getaffinity(0))
-        if len(allowed) > 1:
-            core = allowed[(os.getpid() if index is None else index) % len(allowed)]
-            os.sched_setaffinity(0, {core})
-
-
 # --- parse -----------------------------------------------------------------------------
 
-def parse_result(text: str, today: date | None = None) -> dict:
-    """The JSON object `smsgw parse` prints for one message (CONTRACT §2)."""
-    from .commands import Month
-    from .language import ParseError, parse
-
-    result = parse(text, today=today)
-    if isinstance(result, ParseError):
-        return {"ok": False, "error": result.error, "reply": result.reply}
-    kind = getattr(result, "id_kind", None)
-    ident = getattr(result, "person", None) or getattr(result, "id", None) or getattr(result, "dossier", None)
-    start: Month | None = getattr(result, "start", None)
-    end: Month | None = getattr(result, "end", None)
-    return {
-        "ok": True, "command": result.name, "id": ident, "id_kind": kind.value if kind else None,
-        "from": str(start) if start else None, "to": str(end) if end else None,
-    }
-
-
 def cmd_parse(args: argparse.Namespace) -> int:
+    from .service import parse_result
+
     if args.text is not None:
         _print_json(parse_result(args.text))
         return 0
@@ -109,35 +75,17 @@ def cmd_db_import(args: argparse.Namespace) -> int:
 
 # --- send / replay -----------------------------------------------------------------------
 
-async def _open_service(db: str, config_path: str | None):
-    from .config import load_config
-    from .service import Service
-    from .sqlite_store import SqliteStore
-
-    config = load_config(config_path)
-    store = await SqliteStore.open(db)
-    return store, Service(store, config)
-
-
-def _sender(raw: str) -> str:
-    from .phones import InvalidPhone, normalize
-
-    try:
-        return normalize(raw)
-    except InvalidPhone as exc:
-        raise UserError(f"--from {raw!r}: {exc}") from None
-
-
 def cmd_send(args: argparse.Namespace) -> int:
-    sender = _sender(args.sender)
+    from .config import load_config
+    from .service import open_service
+
+    sender = phone_option(args.sender, "--from")
     database_path(args.db)
+    config = load_config(args.config)
 
     async def run() -> dict:
-        store, service = await _open_service(args.db, args.config)
-        try:
+        async with open_service(args.db, config) as service:
             outcome = await service.handle(args.text, sender)
-        finally:
-            await store.close()
         reply = outcome.reply
         return {
             "reply": reply.text, "encoding": reply.encoding, "segments": reply.segments,
@@ -149,97 +97,24 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .progress import Progress
-    from .transcripts import load_transcripts, replay
-
     from .config import load_config
+    from .replay import run_replay
+    from .transcripts import load_transcripts
 
     if args.url is not None:
-        _http_url(args.url, "--url")
-    load_config(args.config)   # refused before a store is seeded for nothing
+        http_url(args.url, "--url")
+    config = load_config(args.config)   # refused before a store is seeded for nothing
     exchanges = load_transcripts(args.files)
     if args.db is not None:
         database_path(args.db)
     if not exchanges:
         raise UserError("no messages in " + ", ".join(args.files))
-
-    async def run() -> list:
-        with Progress(len(exchanges), "replay") as progress:
-            if args.url:
-                return await _replay_http(exchanges, args, progress.advance)
-            return await _replay_local(exchanges, args, progress.advance)
-
-    if not args.url:
-        pin_to_one_core()
-    started = time.perf_counter()
-    mismatches = asyncio.run(run())
-    elapsed = time.perf_counter() - started
-    for mismatch in mismatches:
+    run = asyncio.run(run_replay(exchanges, len(args.files), config, db=args.db, url=args.url,
+                                 carrier=args.carrier, secret=args.secret))
+    for mismatch in run.mismatches:
         print(mismatch.describe(), file=sys.stderr)
-    rate = len(exchanges) / elapsed if elapsed > 0 else 0.0
-    print(f"replay: {len(exchanges)} messages from {len(args.files)} file(s): "
-          f"{len(exchanges) - len(mismatches)} as expected, {len(mismatches)} mismatched "
-          f"({elapsed:.2f} s, {rate:,.0f} messages/s)")
-    return 1 if mismatches else 0
-
-
-async def _replay_local(exchanges, args, advance) -> list:
-    from .transcripts import replay
-
-    with tempfile.TemporaryDirectory(prefix="smsgw-replay-") as tmp:
-        db = args.db
-        if db is None:
-            from .seed import seed_database
-
-            db = str(Path(tmp) / "records.db")
-            await seed_database(db, 100, 0, progress=False)
-        store, service = await _open_service(db, args.config)
-        try:
-            async def send(sender: str, text: str) -> list[str]:
-                return [(await service.handle(text, sender)).reply.text]
-
-            return await replay(exchanges, send, advance)
-        finally:
-            await store.close()
-
-
-async def _replay_http(exchanges, args, advance) -> list:
-    import aiohttp
-
-    from .client import replay_message
-    from .config import load_config
-    from .transcripts import replay
-
-    config = load_config(args.config)
-    carrier = config.carriers.get(args.carrier)
-    if carrier is not None and not hasattr(carrier, "secret"):
-        raise UserError(f"--carrier {args.carrier}: replay --url sends the generic carrier's signed JSON, "
-                        f"and {args.carrier} is a {carrier.adapter} carrier")
-    secret = args.secret if args.secret is not None else (carrier.secret if carrier else None)
-    to = carrier.numbers[0] if carrier and carrier.numbers else config.shortcode   # checked by the gateway
-    run_id = uuid.uuid4().hex[:12]
-    counter = iter(range(1, 1 << 62))
-
-    async with aiohttp.ClientSession() as session:
-        async def send(sender: str, text: str) -> list[str]:
-            mo_id = f"replay-{run_id}-{next(counter)}"
-            replies = await replay_message(session, args.url, args.carrier, secret, sender, text, mo_id, to=to)
-            return [r["text"] for r in replies]
-
-        return await replay(exchanges, send, advance)
-
-
-def _http_url(raw: str, option: str) -> str:
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(raw)
-        parts.port   # noqa: B018 -- raises ValueError for a port that is not a number or out of range
-    except ValueError as exc:
-        raise UserError(f"{option} {raw}: not a URL ({exc})") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UserError(f"{option} {raw}: expected http://HOST:PORT or https://HOST:PORT")
-    return raw
+    print(run)
+    return 1 if run.mismatches else 0
 
 
 # --- serve -------------------------------------------------------------------------------
@@ -258,17 +133,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.worker:
         index, count = (int(part) for part in args.worker.split("/"))
     listen_address(args.host, args.port, shared=count > 1)   # the supervisor holds the workers' port
+    from .workers import serve_worker, supervise
+
     try:
         if args.workers > 1:
-            from .workers import supervise
-
             argv = ["--db", args.db, "--host", args.host] + (["--config", args.config] if args.config else [])
             return supervise(argv, host=args.host, port=args.port, workers=args.workers)
-        from .gateway import serve
-
-        pin_to_one_core(index if count > 1 else None)
-        serve(config, db_path=args.db, host=args.host, port=args.port, reuse_port=count > 1,
-              resume_pending=index == 0)
+        serve_worker(config, db_path=args.db, host=args.host, port=args.port, index=index, count=count)
     except OSError as exc:   # taken between the check above and the bind
         if is_listen_error(exc):
             raise UserError(cannot_listen(args.host, args.port, exc)) from None
@@ -278,22 +149,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 # --- notify / billing / report -------------------------------------------------------------
 
-def _day(raw: str | None, option: str) -> date | None:
-    if raw is None:
-        return None
-    try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        raise UserError(f"{option} {raw!r}: expected a date YYYY-MM-DD") from None
-
-
 def cmd_notify(args: argparse.Namespace) -> int:
     import logging
 
-    from datetime import datetime, timedelta
-
     from .config import load_config
-    from .ledger import VIETNAM
     from .logs import configure_logging
     from .notices import notify
 
@@ -301,13 +160,7 @@ def cmd_notify(args: argparse.Namespace) -> int:
     configure_logging(level=logging.WARNING)   # the summary is the report; failures are logged
     db = database_path(args.db)
     days = getattr(args, "days", 0)
-    if days < 0:
-        raise UserError("--days must be 0 or more")
-    today = _day(args.today, "--today") or datetime.now(VIETNAM).date()
-    try:
-        today + timedelta(days=days + 31)   # the expiry day, and the month after it
-    except OverflowError:
-        raise UserError(f"--days {days} from {today}: beyond the last date there is (9999-12-31)") from None
+    today = notice_day(args.today, days)
     summary = asyncio.run(notify(args.kind, db, config, today=today, days=days))
     print(summary)
     return 0
@@ -317,15 +170,9 @@ def cmd_notify(args: argparse.Namespace) -> int:
 def _billing_month(args: argparse.Namespace) -> Iterator[sqlite3.Connection]:
     """A read-only connection to the message store, once the config and `--month` are checked."""
     from .config import load_config
-    from .ledger import month_bounds
 
     load_config(args.config)
-    try:
-        start, _ = month_bounds(args.month)
-    except ValueError as exc:
-        raise UserError(f"--month: {exc}") from None
-    if start < 0:
-        raise UserError(f"--month {args.month}: before 1970, older than any SMS billed")
+    month_option(args.month)
     conn = open_message_store(args.db)
     try:
         yield conn
@@ -362,7 +209,7 @@ def cmd_report_understanding(args: argparse.Namespace) -> int:
     from .reports import format_understanding, understanding
 
     config = load_config(args.config)
-    since = _day(args.since, "--since")
+    since = day_option(args.since, "--since")
     start = datetime(since.year, since.month, since.day, tzinfo=VIETNAM).timestamp() if since else None
     conn = open_message_store(args.db)
     try:

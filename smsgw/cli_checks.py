@@ -16,12 +16,14 @@ import os
 import re
 import socket
 import sqlite3
-import sys
+from datetime import date
 from pathlib import Path
 from typing import NoReturn
 
+from .errors import SmsgwError
 
-class UserError(Exception):
+
+class UserError(SmsgwError):
     """A problem to report on stderr as `smsgw: message` with exit status 1."""
 
 
@@ -45,6 +47,68 @@ def database_path(path: str, *, create: bool = False) -> str:
     if not folder.is_dir():
         return _refuse("--db", path, f"the folder {folder} does not exist")
     return path
+
+
+def http_url(raw: str, option: str) -> str:
+    """`raw` as the base URL of a running gateway, http or https with a host and a valid port."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(raw)
+        parts.port   # noqa: B018 -- raises ValueError for a port that is not a number or out of range
+    except ValueError as exc:
+        raise UserError(f"{option} {raw}: not a URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UserError(f"{option} {raw}: expected http://HOST:PORT or https://HOST:PORT")
+    return raw
+
+
+def day_option(raw: str | None, option: str) -> date | None:
+    """A YYYY-MM-DD option's day, None when the option was not given."""
+    if raw is None:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise UserError(f"{option} {raw!r}: expected a date YYYY-MM-DD") from None
+
+
+def notice_day(raw_today: str | None, days: int) -> date:
+    """The day a `smsgw notify` run counts from (`--today`, else today in Vietnam), `--days` checked."""
+    from datetime import datetime, timedelta
+
+    from .ledger import VIETNAM
+
+    if days < 0:
+        raise UserError("--days must be 0 or more")
+    today = day_option(raw_today, "--today") or datetime.now(VIETNAM).date()
+    try:
+        today + timedelta(days=days + 31)   # the expiry day, and the month after it
+    except OverflowError:
+        raise UserError(f"--days {days} from {today}: beyond the last date there is (9999-12-31)") from None
+    return today
+
+
+def month_option(raw: str) -> None:
+    """`--month YYYY-MM` of the billing commands: a month of Vietnam time since 1970."""
+    from .ledger import month_bounds
+
+    try:
+        start, _ = month_bounds(raw)
+    except ValueError as exc:
+        raise UserError(f"--month: {exc}") from None
+    if start < 0:
+        raise UserError(f"--month {raw}: before 1970, older than any SMS billed")
+
+
+def phone_option(raw: str, option: str) -> str:
+    """A phone option as normalised MSISDN digits (phones.normalize), refused with the reason."""
+    from .phones import InvalidPhone, normalize
+
+    try:
+        return normalize(raw)
+    except InvalidPhone as exc:
+        raise UserError(f"{option} {raw!r}: {exc}") from None
 
 
 def output_file(path: str, option: str = "--out"):
@@ -115,10 +179,8 @@ def is_listen_error(exc: OSError) -> bool:
 
 def describe_failure(exc: BaseException, args: argparse.Namespace) -> str:
     """The `smsgw: ...` line for anything a command raised: what went wrong and where."""
-    if _is(exc, "importer", "ImportFailed"):
-        return f"import refused, nothing loaded: {exc}"
-    if isinstance(exc, UserError) or any(_is(exc, module, name) for module, name in _WORDED):
-        return str(exc)
+    if isinstance(exc, SmsgwError):
+        return exc.describe()
     db = getattr(args, "db", None)
     if isinstance(exc, sqlite3.Error) and db:
         return f"--db {db}: {_sqlite_trouble(db, exc)}"
@@ -128,17 +190,6 @@ def describe_failure(exc: BaseException, args: argparse.Namespace) -> str:
         where = exc.filename if exc.filename is not None else db
         return f"{where}: {_strerror(exc)}" if where else _strerror(exc)
     return f"internal error: {type(exc).__name__}: {exc}\n  {INTERNAL_HINT}"
-
-
-# The project's errors whose message already says what and where.
-_WORDED = (("config", "ConfigError"), ("errors", "SmsgwError"), ("sqlite_store", "StoreError"),
-           ("transcripts", "TranscriptError"))
-
-
-def _is(exc: BaseException, module: str, name: str) -> bool:
-    """`exc` is a `smsgw.<module>.<name>`; a module never imported raised nothing (and is not imported now)."""
-    loaded = sys.modules.get(f"{__package__}.{module}")
-    return loaded is not None and isinstance(exc, getattr(loaded, name))
 
 
 def _sqlite_trouble(path: str, exc: sqlite3.Error) -> str:

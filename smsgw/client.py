@@ -38,6 +38,9 @@ async def replay_message(session: aiohttp.ClientSession, url: str, carrier: str,
     if status == 202:
         raise ReplayError(f"{endpoint}: carrier {carrier!r} is in async mode; replay needs a sync carrier")
     if status != 200 or not isinstance(answer, dict) or not isinstance(answer.get("replies"), list):
-        reason = answer.get("error") if isinstance(answer, dict) else raw[:200].decode("utf-8", "replace")
+        if isinstance(answer, dict):
+            reason = answer.get("error") or "no 'replies' list in the answer"
+        else:
+            reason = raw[:200].decode("utf-8", "replace")
         raise ReplayError(f"{endpoint}: HTTP {status}: {reason}")
     return answer["replies"]

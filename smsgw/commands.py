@@ -84,3 +84,14 @@ class THE:
 
 
 Command = Help | QT | HS | THE
+
+LOOKUPS = (QT.name, HS.name, THE.name)
+"""The commands that look a record up: the ones `[policy] owner_only` may name."""
+COMMAND_NAMES = (*LOOKUPS, Help.name)
+"""Every command of the language, as `ParseError.command`, the stored MO and the reports name it."""
+
+ERROR_CODES = (
+    "empty", "unknown_keyword", "unknown_command", "missing_argument",
+    "bad_id", "bad_period", "range_reversed", "trailing_input",
+)
+"""The CONTRACT §1 codes of a message that could not be understood (`language.ParseError.error`)."""

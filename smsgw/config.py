@@ -22,16 +22,18 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .adapters import DEFAULT_ADAPTER, UnknownAdapter
+from .commands import LOOKUPS, QT, THE
 from .environment import apply_environment
 from .settings import (
     ANY_NETWORK, CarrierSettings, ConfigError, HttpUrl, Positive, SettingProblem, Table, config_error, network_key,
     url_problem,
 )
 
-__all__ = ["ANY_NETWORK", "COMMANDS", "Config", "ConfigError", "NoticesConfig", "ProtectionConfig", "RouteConfig",
+__all__ = ["ANY_NETWORK", "Config", "ConfigError", "NoticesConfig", "ProtectionConfig", "RouteConfig",
            "ServerConfig", "load_config", "network_key", "parse_config", "serving_config", "url_problem"]
 
-COMMANDS = ("QT", "HS", "THE")
+OWNER_ONLY = frozenset({QT.name, THE.name})
+"""The commands answered only to the registered phone unless `[policy] owner_only` says otherwise."""
 _RESERVED_KEYWORDS = {"BH", "HD", "HELP"}
 _ROUTE_MESSAGE_TYPES = (0, 1, 21, 22)
 _CARRIER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", re.ASCII)
@@ -51,16 +53,16 @@ class GatewayTable(Table):
 
 
 class PolicyTable(Table):
-    owner_only: frozenset[str] = frozenset({"QT", "THE"})   # commands answered only to the registered phone
+    owner_only: frozenset[str] = OWNER_ONLY   # commands answered only to the registered phone
 
     @field_validator("owner_only", mode="before")
     @classmethod
     def _commands(cls, value: Any) -> frozenset[str]:
         if not isinstance(value, (list, tuple, frozenset)):
-            raise ValueError(f"must be a list of commands ({', '.join(COMMANDS)})")
+            raise ValueError(f"must be a list of commands ({', '.join(LOOKUPS)})")
         for command in value:
-            if command not in COMMANDS:
-                raise ValueError(f"unknown command {command!r} (known: {', '.join(COMMANDS)})")
+            if command not in LOOKUPS:
+                raise ValueError(f"unknown command {command!r} (known: {', '.join(LOOKUPS)})")
         return frozenset(value)
 
 
@@ -198,7 +200,7 @@ class Settings(BaseSettings):
 class Config:
     shortcode: str = "8079"
     unicode: bool = False
-    owner_only: frozenset[str] = frozenset({"QT", "THE"})
+    owner_only: frozenset[str] = OWNER_ONLY
     carriers: dict[str, CarrierSettings] = field(default_factory=dict)
     routes: dict[str, RouteConfig] = field(default_factory=dict)
     protection: ProtectionConfig = ProtectionConfig()

@@ -160,9 +160,10 @@ def _understood(text: str, error: ParseError) -> tuple[str, bool, bool] | None:
 
 
 def correct(error: ParseError) -> str | None:
-    """The whole corrected message when `error` has exactly one likely correction, else None."""
-    from .replies import correcting_reply
+    """The whole corrected message when `error` has exactly one likely correction, else None.
 
+    This is data: whether a reply can quote it in one SMS is the wording's business
+    (`replies.quoted_correction`)."""
     if not error.text or error.today is None or error.error == "empty":
         return None
     found: dict[str, str] = {}  # what is corrected -> the message; the longest replaced word wins
@@ -186,4 +187,4 @@ def correct(error: ParseError) -> str | None:
     message = next(iter(found.values()))
     if message in reserved:   # `BH TX` -> `BH TC` would only earn another unknown_command today
         return None
-    return message if correcting_reply(error.error, message) is not None else None
+    return message

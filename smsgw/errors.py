@@ -11,7 +11,18 @@
     ├── DeliveryError                 an MT send that did not get a 2xx
     │   ├── TemporaryDeliveryError    retried with back-off (5xx, 4xx, timeouts, refused connections)
     │   └── PermanentDeliveryError    cannot succeed by retrying (no usable mt_url): failed at once
-    └── ReplayError                   a running server answered `smsgw replay --url` with something else than replies
+    ├── ReplayError                   a running server answered `smsgw replay --url` with something else than replies
+    ├── ConfigError (settings.py)     a configuration file or SMSGW_ variable refused: `file: key: reason`
+    ├── StoreError (sqlite_store.py)  a records database that cannot be used as one
+    ├── ImportFailed (importer.py)    a CSV file or row refused, nothing loaded
+    │   └── FaqImportError (faq.py)
+    ├── TranscriptError (transcripts.py)  a transcript line that is not a message nor a reply
+    ├── InvalidPhone (phones.py)      not a Vietnamese phone number
+    └── UserError (cli_checks.py)     a command-line input refused before any work
+
+Every SmsgwError's message says what and where; `describe()` is how the command line shows it
+(`smsgw: <describe()>`, exit 1), so `cli.main` catches this one class. Those that are wrong
+values (ConfigError, TranscriptError, InvalidPhone, FaqImportError) are ValueErrors too.
 
 Every RequestError carries the HTTP `status`, a short machine `kind` (the metrics label) and
 `reason`, the human sentence returned as `{"error": reason}`.
@@ -21,7 +32,9 @@ from __future__ import annotations
 
 
 class SmsgwError(Exception):
-    pass
+    def describe(self) -> str:
+        """The line the command line prints after `smsgw: `."""
+        return str(self)
 
 
 class RequestError(SmsgwError):

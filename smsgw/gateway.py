@@ -35,18 +35,20 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from .adapters import TIMESTAMP_ADAPTERS
-from .billing import MessageType
+from .answers import RateLimitedAnswer
 from .carrier import CarrierAdapter, load_adapter
 from .config import Config
 from .errors import BadRequest, PayloadTooLarge, RequestError, Unavailable, UnknownCarrier
 from .ids import new_id
+from .intake import Intake
 from .listener import Listener, parse_refusal, raise_open_file_limit
 from .logs import configure_logging, get_logger
-from .messages import MessageStore, PendingMT, StoredMO
+from .messages import MessageStore, StoredMO
 from .metrics import Metrics
 from .outbox import Outbox
 from .protection import Protection
-from .wire import CarrierRequest, CarrierResponse, InboundMessage, OutboundMessage
+from .replies import reply
+from .wire import CarrierRequest, CarrierResponse
 
 MAX_BODY = 64 * 1024
 BACKLOG = 1024
@@ -62,76 +64,6 @@ class Gate:
 
     def __init__(self) -> None:
         self.open = True
-
-
-class Intake:
-    """One inbound message to one stored MO with its reply, exactly once per (carrier, carrier id).
-
-    A carrier id seen before gets the stored MO back (the store's unique key); one still being
-    answered is waited for, so that a retry racing its original never answers or charges twice.
-    """
-
-    def __init__(self, service: Any, store: MessageStore, outbox: Outbox, *, shortcode: str,
-                 protection: Protection | None = None) -> None:
-        """`protection` decides whom to answer (protection.py); by default only phones are answered."""
-        self.service = service
-        self.store = store
-        self.outbox = outbox
-        self.shortcode = shortcode
-        self.protection = protection or Protection(None)
-        self._in_flight: dict[tuple[str, str], asyncio.Future[StoredMO]] = {}
-
-    async def take(self, inbound: InboundMessage, *, mode: str) -> StoredMO:
-        key = (inbound.carrier, inbound.carrier_id)
-        first = self._in_flight.get(key)
-        if first is not None:
-            stored = await asyncio.shield(first)
-            return replace(stored, created=False)
-        future: asyncio.Future[StoredMO] = asyncio.get_running_loop().create_future()
-        self._in_flight[key] = future
-        try:
-            stored = await self._answer_and_store(inbound, mode)
-        except BaseException as exc:
-            if isinstance(exc, asyncio.CancelledError):
-                future.cancel()
-            else:
-                future.set_exception(exc)
-                future.exception()  # retrieved: waiting duplicates re-raise it, if any
-            raise
-        else:
-            future.set_result(stored)
-        finally:
-            del self._in_flight[key]
-        return stored
-
-    async def _answer_and_store(self, inbound: InboundMessage, mode: str) -> StoredMO:
-        refusal = self.store.refusal
-        if refusal is not None:   # before the lookups: they too write SQLite's shared memory (storefiles.py)
-            raise Unavailable(refusal)
-        mo_id = new_id()
-        guard = self.protection.sender_guard(inbound.sender)
-        if guard is not None:   # a short code or a brandname: stored, never answered
-            now = time.time()
-            stored = await self.store.store_mo(inbound, mo_id=mo_id, mode=mode, command=None, error=None,
-                                               replies=[], now=now, guard=guard)
-        else:
-            outcome = await self.service.handle(inbound.text, inbound.sender)
-            reply = outcome.reply
-            mt = OutboundMessage(
-                id=new_id(), mo_id=mo_id, in_reply_to=inbound.carrier_id, carrier=inbound.carrier,
-                sender=self.shortcode, to=inbound.sender, text=reply.text, encoding=reply.encoding,
-                segments=reply.segments, message_type=MessageType(reply.message_type),
-            )
-            now = time.time()
-            stored = await self.store.store_mo(inbound, mo_id=mo_id, mode=mode, command=outcome.command,
-                                               error=outcome.error, replies=[mt], now=now,
-                                               screening=self.protection.screening(mt))
-        if stored.created:
-            self.protection.observe(inbound.carrier, stored.mo_id, inbound.sender, stored.guard)
-        if stored.created and mode == "async":
-            for reply_mt in stored.replies:
-                self.outbox.add(PendingMT(reply_mt, 0, now, now))
-        return stored
 
 
 CONFIG = web.AppKey("config", Config)
@@ -174,8 +106,8 @@ def create_app(config: Config, *, db_path: str, service_factory: Callable[[], An
             stack.push_async_callback(outbox.stop)
             app[METRICS].track_queue_depth(lambda: outbox.depth)
             app[STORE], app[SESSION], app[OUTBOX] = store, session, outbox
-            app[INTAKE] = Intake(service, store, outbox, shortcode=config.shortcode, protection=Protection(
-                config.protection, unicode=config.unicode, registry=app[METRICS].registry))
+            app[INTAKE] = Intake(service, store, outbox, shortcode=config.shortcode,
+                                 protection=_protection(config, app[METRICS]))
             yield
 
     async def stop_taking(app: web.Application) -> None:
@@ -191,16 +123,20 @@ def create_app(config: Config, *, db_path: str, service_factory: Callable[[], An
     return app
 
 
+def _protection(config: Config, metrics: Metrics) -> Protection:
+    """The protection rules of `config`, with the polite reply they send over the hourly limit."""
+    limits = config.protection
+    polite = reply(RateLimitedAnswer(limits.lookups_per_hour), unicode=config.unicode) if limits else None
+    return Protection(limits, polite=polite, registry=metrics.registry)
+
+
 async def _open_service(config: Config, db_path: str, factory: Callable[[], Any] | None,
                         stack: AsyncExitStack, session: aiohttp.ClientSession) -> Any:
     if factory is not None:
         return factory()
-    from .service import Service
-    from .sqlite_store import SqliteStore
+    from .service import open_service
 
-    records = await SqliteStore.open(db_path)
-    stack.push_async_callback(records.close)
-    return Service(records, config, session=session)
+    return await stack.enter_async_context(open_service(db_path, config, session=session))
 
 
 # --- handlers ----------------------------------------------------------------------------

@@ -10,6 +10,7 @@ and a part never splits a surrogate pair. The empty text is one (empty) SMS.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -33,24 +34,30 @@ _GSM7 = _BASIC | _EXTENSION
 _D_WITH_STROKE = str.maketrans({"đ": "d", "Đ": "D", "Ð": "D"})
 
 
-def _is_diacritic_mark(char: str) -> bool:
-    # The Combining Diacritical Marks block holds every Vietnamese tone and vowel mark; marks of
-    # other scripts (Devanagari vowel signs, ...) are letters of their words and are kept.
+def is_diacritic_mark(char: str) -> bool:
+    """A mark of the Combining Diacritical Marks block: every Vietnamese tone and vowel mark.
+
+    Marks of other scripts (Devanagari vowel signs, ...) are letters of their words: not these.
+    """
     return "\u0300" <= char <= "\u036f"
 
 
-def fold(text: str) -> str:
+def fold(text: str, *, drop: Callable[[str], bool] = is_diacritic_mark) -> str:
     """Vietnamese (and other Latin) text without diacritics: `Thẻ hết hạn` -> `The het han`.
 
-    Each character is decomposed (NFD) and its combining diacritical marks are dropped; đ, Đ and
-    the look-alike Ð become d, D, D. Characters without such marks are returned unchanged.
+    Each character is decomposed (NFD) and the characters `drop` names (by default the combining
+    diacritical marks) are dropped, standing alone or from a decomposition; đ, Đ and the
+    look-alike Ð become d, D, D. Characters without such marks are returned unchanged. The one
+    diacritics stripper of the project: replies fold their templates with it, and the message
+    language (`language.normalize`) folds what citizens type, dropping every mark and format
+    character there, since its grammar is ASCII.
     """
     folded = []
     for char in text.translate(_D_WITH_STROKE):
-        if _is_diacritic_mark(char):
+        if drop(char):
             continue
         decomposed = unicodedata.normalize("NFD", char)
-        stripped = "".join(c for c in decomposed if not _is_diacritic_mark(c))
+        stripped = "".join(c for c in decomposed if not drop(c))
         folded.append(char if stripped == decomposed else unicodedata.normalize("NFC", stripped))
     return "".join(folded)
 

@@ -33,6 +33,7 @@ from typing import Any
 
 from . import phones
 from .commands import Month
+from .errors import SmsgwError
 from .records import DOSSIER_STATUSES, SCHEMES
 from .sqlite_store import CardRow, DossierRow, PaidUpRow, PeriodRow, PersonRow, SqliteStore
 
@@ -44,7 +45,7 @@ _DOSSIER = re.compile(r"[0-9]{5}\.[A-Z]/[0-9]{4}/[0-9]{5}")
 _BOM = b"\xef\xbb\xbf"
 
 
-class ImportFailed(Exception):
+class ImportFailed(SmsgwError):
     """A bad file or row; `str()` is `file:line: reason`, ready to print to the operator."""
 
     def __init__(self, file: str, line: int | None, reason: str) -> None:
@@ -56,6 +57,9 @@ class ImportFailed(Exception):
     def __str__(self) -> str:
         where = self.file if self.line is None else f"{self.file}:{self.line}"
         return f"{where}: {self.reason}"
+
+    def describe(self) -> str:
+        return f"import refused, nothing loaded: {self}"
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """The message language: normalise what a citizen typed, parse it with grammar/sms.lark.
 
 `parse(text)` returns a typed command (smsgw.commands) or a `ParseError` carrying one of the
-error codes of CONTRACT §1 and the reply that shows the right syntax.
+error codes of CONTRACT §1 (`commands.ERROR_CODES`); the reply that shows the right syntax is
+worded from it by `replies.syntax_reply_for`, never here.
 
 Normalisation does only what a grammar should not carry, in this order:
   1. NFKC (full-width letters, digits and punctuation become ASCII; ideographic and other
@@ -23,7 +24,7 @@ Errors are classified from the parser's own state: the terminals it expected whe
 and the tokens it had accepted before. Bounds accepted before a syntax error are checked first,
 so that the left-most problem wins. A ParseError knows the normalised text, the day and the
 keywords of other services, so that its correction (smsgw/corrections.py, CONTRACT §1b) is
-computed when its reply is, never on the parse path.
+computed when its reply is worded, never on the parse path.
 """
 
 from __future__ import annotations
@@ -36,18 +37,16 @@ from datetime import date, datetime
 
 from lark import Lark, Token, Transformer, UnexpectedInput, UnexpectedToken
 
-from .commands import HS, QT, THE, Command, Help, IdKind, Month
+from .commands import HS, LOOKUPS, QT, THE, Command, Help, IdKind, Month
+from .gsm import fold
 
-ERROR_CODES = (
-    "empty", "unknown_keyword", "unknown_command", "missing_argument",
-    "bad_id", "bad_period", "range_reversed", "trailing_input",
-)
 MIN_YEAR = 1960
 RESERVED_COMMANDS = ("HOI", "DG", "TC", "DK")
 """The commands of CONTRACT §7: in the grammar, with their arguments, but not served yet."""
 
 _TRAILING_PUNCT = re.compile(r"[\s.,!;:]+$")
-_COMMAND_TOKENS = {"QT": "QT", "HS": "HS", "THE": "THE", "HD": "HELP", "HELP": "HELP", "QMARK": "HELP"}
+# The grammar's terminal of each command word -> the command it names.
+_COMMAND_TOKENS = {**{name: name for name in LOOKUPS}, "HD": Help.name, "HELP": Help.name, "QMARK": Help.name}
 _ID_TERMINALS = frozenset({
     "SSN", "PERSONAL_ID", "CARD", "DOSSIER", "SSN_GROUPS", "PERSONAL_ID_GROUPS", "AMBIGUOUS_GROUPS",
 })
@@ -83,16 +82,11 @@ class ParseError:
 
     @functools.cached_property
     def correction(self) -> str | None:
-        """The whole corrected message when there is exactly one likely correction (§1b)."""
+        """The whole corrected message when there is exactly one likely correction (§1b); the
+        reply quotes it when a wording fits one SMS with it (`replies.quoted_correction`)."""
         from .corrections import correct
 
         return correct(self)
-
-    @property
-    def reply(self) -> str:
-        from .replies import syntax_reply
-
-        return syntax_reply(self.error, self.command, correction=self.correction, detail=self.detail)
 
 
 @dataclass(frozen=True)
@@ -112,15 +106,18 @@ class _Refused(Exception):
         self.detail = detail
 
 
+def _mark_or_format(char: str) -> bool:
+    """A combining mark of any script (Mn) or a format character (Cf): never part of a word the
+    grammar knows, so normalisation drops them all."""
+    return unicodedata.category(char) in ("Cf", "Mn")
+
+
 def normalize(text: str) -> str:
     """The normalised form of `text` that the grammar parses (see the module docstring)."""
     if text.isascii():
         text = text.upper()
     else:
-        text = unicodedata.normalize("NFKC", text).upper()
-        text = "".join(ch for ch in unicodedata.normalize("NFD", text)
-                       if unicodedata.category(ch) not in ("Cf", "Mn"))
-        text = unicodedata.normalize("NFC", text.replace("Đ", "D").replace("Ð", "D"))
+        text = fold(unicodedata.normalize("NFKC", text).upper(), drop=_mark_or_format)
     text = " ".join(text.split())
     return _TRAILING_PUNCT.sub("", text)
 

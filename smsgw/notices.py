@@ -30,7 +30,6 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any
 
 import aiohttp
 
@@ -164,35 +163,6 @@ async def queue(store: MessageStore, notices: Sequence[Notice], summary: NoticeS
 
 # --- delivery --------------------------------------------------------------------------------
 
-class _RunView:
-    """The message store as this run's outbox sees it: only this run's notices, outcomes reported."""
-
-    def __init__(self, store: MessageStore, pending: Sequence[PendingMT], on_outcome: Callable[[str], None]):
-        self._store = store
-        self._pending = list(pending)
-        self._on_outcome = on_outcome
-
-    async def pending(self) -> list[PendingMT]:
-        return list(self._pending)
-
-    @property
-    def refusal(self) -> str | None:
-        return self._store.refusal
-
-    async def mark_sent(self, mt_id: str) -> None:
-        await self._store.mark_sent(mt_id)
-        self._on_outcome("sent")
-
-    async def schedule_retry(self, mt_id: str, **retry: Any) -> None:
-        await self._store.schedule_retry(mt_id, **retry)
-        self._on_outcome("pending")
-
-    async def give_up(self, mt_id: str, **failure: Any) -> bool:
-        given_up = await self._store.give_up(mt_id, **failure)
-        self._on_outcome("failed")
-        return given_up
-
-
 def notice_adapters(config: Config) -> dict[str, CarrierAdapter]:
     """The configured carriers' adapters, paced at `[notices] rate` where it is below their `tps`."""
     adapters = {}
@@ -219,8 +189,10 @@ async def deliver(store: MessageStore, pending: Sequence[PendingMT], adapters: M
         if sum(outcomes.values()) >= len(pending):
             done.set()
 
-    outbox = Outbox(_RunView(store, pending, on_outcome), adapters, session, Metrics())
-    await outbox.start()
+    outbox = Outbox(store, adapters, session, Metrics(), on_outcome=on_outcome)
+    await outbox.start(resume=False)   # only this run's notices: the gateway's outbox resumes the others
+    for item in pending:
+        outbox.add(item)
     try:
         await done.wait()
     finally:

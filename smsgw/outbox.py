@@ -14,6 +14,10 @@ is sent again after the restart, with the same id, for the carrier to drop.
 Each carrier's `tps` paces its MTs (`throttle.Throttle`, an MT costing its SMS parts): an MT
 the carrier's bucket cannot take yet waits in the queue until it can, without holding one of the
 `concurrency` sending slots, so a slow carrier never holds up the others.
+
+The outbox needs four things of the message store (`OutboxStore`, which `messages.MessageStore`
+is): the MTs pending, and each attempt's outcome recorded. `on_outcome` hears each outcome too
+("sent", "pending" for a retry scheduled, "failed"): `smsgw notify` counts its run's with it.
 """
 
 from __future__ import annotations
@@ -25,13 +29,14 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import aiohttp
 
 from .carrier import CarrierAdapter
 from .errors import DeliveryError, PermanentDeliveryError
 from .logs import get_logger
-from .messages import MessageStore, PendingMT
+from .messages import PendingMT
 from .metrics import Metrics
 from .phones import mask
 from .throttle import Throttle
@@ -49,6 +54,21 @@ def backoff(attempts: int, *, initial: float, maximum: float, jitter: float) -> 
     return max(min(initial, maximum), ceiling * (1 - jitter / 2))
 
 
+class OutboxStore(Protocol):
+    """What the outbox asks of the message store."""
+
+    @property
+    def refusal(self) -> str | None: ...   # why writes are refused now (storefiles.py), None when they are not
+
+    async def pending(self) -> list[PendingMT]: ...
+
+    async def mark_sent(self, mt_id: str) -> None: ...
+
+    async def schedule_retry(self, mt_id: str, *, attempts: int, next_attempt_at: float, error: str) -> None: ...
+
+    async def give_up(self, mt_id: str, *, error: str, now: float) -> bool: ...
+
+
 @dataclass(order=True)
 class _Due:
     at: float
@@ -59,10 +79,12 @@ class _Due:
 class Outbox:
     """Delivers pending MTs with at most `concurrency` sends at once."""
 
-    def __init__(self, store: MessageStore, adapters: Mapping[str, CarrierAdapter],
+    def __init__(self, store: OutboxStore, adapters: Mapping[str, CarrierAdapter],
                  session: aiohttp.ClientSession, metrics: Metrics, *, concurrency: int = 32,
-                 clock: Callable[[], float] = time.time, jitter: Callable[[], float] = random.random) -> None:
+                 clock: Callable[[], float] = time.time, jitter: Callable[[], float] = random.random,
+                 on_outcome: Callable[[str], None] = lambda outcome: None) -> None:
         self.store = store
+        self.on_outcome = on_outcome
         self.adapters = adapters
         self.session = session
         self.metrics = metrics
@@ -170,6 +192,7 @@ class Outbox:
                 await self._retry(pending, adapter, str(exc))
             else:
                 await self.store.mark_sent(mt.id)
+                self.on_outcome("sent")
                 self.metrics.mt_sent.labels(mt.carrier).inc()
                 # debug: the MO's summary line is the one line per message; retries and
                 # failures are logged at info and warning.
@@ -194,6 +217,7 @@ class Outbox:
         delay = backoff(attempts, initial=config.retry_initial, maximum=config.retry_max, jitter=self.jitter())
         at = min(now + delay, deadline)
         await self.store.schedule_retry(pending.mt.id, attempts=attempts, next_attempt_at=at, error=error)
+        self.on_outcome("pending")
         self.metrics.mt_retries.labels(pending.mt.carrier).inc()
         log.info("mt retry", carrier=pending.mt.carrier, mt_id=pending.mt.id, attempts=attempts,
                  delay_s=round(at - now, 3), error=error)
@@ -201,7 +225,9 @@ class Outbox:
 
     async def _give_up(self, pending: PendingMT, error: str) -> None:
         mt = pending.mt
-        if await self.store.give_up(mt.id, error=error, now=self.clock()):
+        given_up = await self.store.give_up(mt.id, error=error, now=self.clock())
+        self.on_outcome("failed")
+        if given_up:
             self.metrics.mt_failures.labels(mt.carrier).inc()
             log.warning("mt given up, charge refunded", carrier=mt.carrier, mt_id=mt.id, mo_id=mt.mo_id,
                         to=mask(mt.to), attempts=pending.attempts + 1, error=error)

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import phonenumbers
 from phonenumbers import PhoneNumberType, carrier
 
+from .errors import SmsgwError
+
 _SEPARATORS = re.compile(r"[\s.\-()]")
 _DIGITS = re.compile(r"\+?[0-9]+")
 _MOBILE_TYPES = (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE)
@@ -32,7 +34,7 @@ _SHORT_CODE = re.compile(r"[1-9][0-9]{2,7}")
 _ALPHANUMERIC = re.compile(r"[A-Za-z][A-Za-z0-9 ._&'-]{0,10}")
 
 
-class InvalidPhone(ValueError):
+class InvalidPhone(SmsgwError, ValueError):
     """A phone number that cannot be used; the message says why."""
 
 

@@ -10,7 +10,8 @@ Rules, checked for every new MO (a carrier's retry of a stored MO is not a new M
   it has been quiet about that text for a minute. Auto-replies between machines repeat one text.
 - Rate limit (`[protection] lookups_per_hour`, default 10): a phone gets at most that many
   answers within a rolling hour. The first MO over the limit gets one polite reply
-  (`replies.rate_limited_reply`, refunded: message_type 22, like a routed service that is busy),
+  (`answers.RateLimitedAnswer`, worded by replies.py and handed in as `polite`; refunded:
+  message_type 22, like a routed service that is busy),
   the next ones within the hour of that reply get nothing, and answers resume as soon as fewer
   than `lookups_per_hour` answers lie within the last hour. Every MO counts, whatever it says.
 - `[protection] exempt` phones (operators' test phones, `smsgw replay --url`) are never limited.
@@ -31,15 +32,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import Enum
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter
 
-from .billing import MessageType
 from .config import ProtectionConfig
-from .gsm import measure
 from .logs import get_logger
 from .phones import SenderKind, classify_sender, mask
-from .replies import rate_limited_reply
 from .wire import OutboundMessage
+
+if TYPE_CHECKING:
+    from .replies import Reply
 
 HOUR = 3600.0
 MINUTE = 60.0
@@ -84,15 +87,16 @@ class Screening:
 class Protection:
     """The rules of one gateway; `config` None leaves only the rule on senders that are not phones.
 
+    `polite` is the reply sent, once, in place of the answer to a phone over the hourly limit
+    (worded by `replies.reply(RateLimitedAnswer(limit))`: this module decides, never words).
     `registry` (a prometheus CollectorRegistry) gets `smsgw_guarded_total{carrier,guard}`: MOs
     whose reply a rule withheld or replaced.
     """
 
-    def __init__(self, config: ProtectionConfig | None, *, unicode: bool = False,
+    def __init__(self, config: ProtectionConfig | None, *, polite: Reply | None = None,
                  registry: CollectorRegistry | None = None) -> None:
         self.config = config
-        self.unicode = unicode
-        self._polite = rate_limited_reply(config.lookups_per_hour, unicode=unicode) if config else ""
+        self.polite = polite
         self.guarded: Counter | None = None
         if registry is not None:
             self.guarded = Counter("smsgw_guarded", "MOs whose reply a protection rule withheld or replaced",
@@ -112,9 +116,11 @@ class Protection:
         config = self.config
         if config is None or answer.to in config.exempt or not (config.lookups_per_hour or config.repeat_limit):
             return None
-        size = measure(self._polite)
-        instead = replace(answer, text=self._polite, encoding=size.encoding, segments=size.segments,
-                          message_type=MessageType.REFUND_CONTENT)
+        polite = self.polite
+        if polite is None:
+            raise ValueError("protection with a rate limit needs its polite reply (polite=...)")
+        instead = replace(answer, text=polite.text, encoding=polite.encoding, segments=polite.segments,
+                          message_type=polite.message_type)
         return Screening(self.decide, instead, cap=max(config.lookups_per_hour, config.repeat_limit, 1))
 
     def decide(self, history: SenderHistory) -> Guard | None:

@@ -1,5 +1,8 @@
 """Every text the gateway sends to a citizen, and the one place where it is worded.
 
+`reply(answer)` is the step of the message path after dispatch: an Answer (answers.py) in, a
+`Reply` out: its text, its encoding and SMS parts (gsm.py), and the billing outcome it carries.
+
 Each template is written once, in Vietnamese with diacritics. The default reply is that template
 folded (`gsm.fold`) to plain GSM-7 text; with `unicode=True` the diacritics stay and the reply
 goes as UCS-2. Every folded template is checked to be GSM-7 when this module is imported, every
@@ -9,22 +12,22 @@ syntax reply to fit one SMS, and no reply ever takes more than MAX_SEGMENTS part
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from datetime import date
+from typing import TYPE_CHECKING
 
 from . import gsm
 from .answers import (
     Answer, BusyAnswer, CardAnswer, DossierAnswer, HelpAnswer, NotFoundAnswer, NotOwnerAnswer, QTAnswer,
-    RoutedAnswer, SyntaxAnswer, Totals,
+    RateLimitedAnswer, RoutedAnswer, SyntaxAnswer, Totals,
 )
-from .commands import Month
+from .billing import MessageType
+from .commands import COMMAND_NAMES, ERROR_CODES, Month
 
-SHORTCODE = "8079"
+if TYPE_CHECKING:
+    from .language import ParseError
+
 MAX_SEGMENTS = 3
-SYNTAX_ERRORS = (
-    "empty", "unknown_keyword", "unknown_command", "missing_argument", "bad_id", "bad_period",
-    "range_reversed", "trailing_input",
-)
-_COMMANDS = ("QT", "HS", "THE", "HELP")
 
 _HELP = (
     "Tra cứu BHXH, soạn tin gửi 8079: BH QT <mã số BHXH> xem quá trình đóng; "
@@ -268,6 +271,8 @@ def _text(answer: Answer, unicode: bool) -> str:
             return _value(text, unicode)
         case BusyAnswer(keyword=keyword):
             return _word(_BUSY, unicode).format(keyword=_value(keyword, unicode))
+        case RateLimitedAnswer(limit=limit):
+            return _word(_RATE_LIMITED, unicode).format(limit=limit)
     raise TypeError(f"not an Answer: {answer!r}")
 
 
@@ -277,6 +282,23 @@ def render(answer: Answer, *, unicode: bool = False) -> str:
     The text never takes more than MAX_SEGMENTS SMS parts; a longer one is shortened at a word.
     """
     return _within_limit(_text(answer, unicode))
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One reply as it is sent: the text, how it is encoded, its SMS parts, its billing outcome."""
+
+    text: str
+    encoding: gsm.Encoding
+    segments: int
+    message_type: MessageType
+
+
+def reply(answer: Answer, *, unicode: bool = False) -> Reply:
+    """The reply to `answer` (`render`), measured for sending (gsm.measure)."""
+    text = render(answer, unicode=unicode)
+    size = gsm.measure(text)
+    return Reply(text, size.encoding, size.segments, MessageType(answer.message_type))
 
 
 def help_text(*, unicode: bool = False) -> str:
@@ -305,9 +327,9 @@ def syntax_reply(error: str, command: str | None, *, unicode: bool = False, corr
     reply quotes it instead; `detail` "digit_groups" asks for a number without spaces. The
     default form is one GSM-7 SMS and names short code 8079.
     """
-    if error not in SYNTAX_ERRORS:
+    if error not in ERROR_CODES:
         raise ValueError(f"unknown syntax error code {error!r}")
-    if command is not None and command not in _COMMANDS:
+    if command is not None and command not in COMMAND_NAMES:
         raise ValueError(f"unknown command {command!r}")
     if correction is not None:
         corrected = correcting_reply(error, correction, unicode=unicode)
@@ -322,9 +344,19 @@ def syntax_reply(error: str, command: str | None, *, unicode: bool = False, corr
     return _word(_SYNTAX.get((error, command), _USAGE[command]), unicode)
 
 
-def rate_limited_reply(limit: int, *, unicode: bool = False) -> str:
-    """The one reply a sender gets on going over `limit` lookups an hour; one SMS by default."""
-    return _word(_RATE_LIMITED, unicode).format(limit=limit)
+def syntax_reply_for(error: ParseError, *, unicode: bool = False) -> str:
+    """The reply to a message the language could not parse (`language.ParseError`)."""
+    return syntax_reply(error.error, error.command, unicode=unicode, correction=error.correction,
+                        detail=error.detail)
+
+
+def quoted_correction(error: ParseError) -> str | None:
+    """The corrected message the reply to `error` quotes (CONTRACT §1b), or None when it quotes
+    none: no likely correction, or none worded to fit one SMS with it."""
+    correction = error.correction
+    if correction is None or correcting_reply(error.error, correction) is None:
+        return None
+    return correction
 
 
 def card_expiry_notice(card_no: str, name: str, valid_to: date, agent: str, *, unicode: bool = False) -> str:
@@ -353,7 +385,7 @@ def _check_templates() -> None:
         if gsm.measure(gsm.fold(template)).segments != 1:
             raise RuntimeError(f"syntax reply does not fit one SMS: {template!r}")
     longest = "BH QT 001090012345 01/2016 12/2017"  # the longest corrected lookup
-    for error in SYNTAX_ERRORS:
+    for error in ERROR_CODES:
         if correcting_reply(error, longest) is None:
             raise RuntimeError(f"no correcting reply for {error} fits one SMS with {longest!r}")
 

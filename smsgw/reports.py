@@ -27,11 +27,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import groupby
 
+from .commands import COMMAND_NAMES
 from .language import ParseError, normalize, parse
 from .ledger import VIETNAM
 from .messages import misunderstood_texts, mo_outcomes
+from .replies import quoted_correction
 
-COMMANDS = ("QT", "HS", "THE", "HELP")
 MAX_SHAPE = 60
 TAKE_UP_WINDOW = 600.0
 """Seconds after a correcting reply within which sending the corrected message takes it up."""
@@ -73,7 +74,7 @@ def understanding(conn: sqlite3.Connection, since: float | None = None,
     for command, error, count in mo_outcomes(conn, since):
         if error is not None:
             report.errors[error] += count
-        elif command in COMMANDS:
+        elif command in COMMAND_NAMES:
             report.understood += count
         elif command is not None:
             report.routed += count
@@ -83,10 +84,11 @@ def understanding(conn: sqlite3.Connection, since: float | None = None,
         report.shapes[shape(text)] += 1
         day = datetime.fromtimestamp(taken_at, VIETNAM).date()
         error = parse(text, today=day, routes=routes)
-        if not isinstance(error, ParseError) or error.correction is None:
+        correction = quoted_correction(error) if isinstance(error, ParseError) else None
+        if correction is None:
             continue
         report.corrections_offered += 1
-        corrected = parse(error.correction, today=day)
+        corrected = parse(correction, today=day)
         if any(following is not None and parse(following, today=day) == corrected for *_, following in rows):
             report.corrections_taken += 1
     return report

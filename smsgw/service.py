@@ -2,33 +2,25 @@
 
 language (parse) -> dispatch (lookups, decision) -> replies (wording) -> gsm (encoding,
 segments). The CLI's `send` and `replay` and the HTTP gateway all enter here, so that what
-testers replay is exactly what carriers get.
+testers replay is exactly what carriers get; `smsgw parse` enters at the language and prints
+`parse_result`, with the reply a parse error gets from replies.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date
 
 import aiohttp
 
-from .billing import MessageType
 from .config import Config
 from .dispatch import Dispatcher
-from .gsm import measure
 from .language import ParseError, parse, vietnam_today
 from .records import RecordStore
-from .replies import render
+from .replies import Reply, reply, syntax_reply_for
 from .routing import Router
-
-
-@dataclass(frozen=True)
-class Reply:
-    text: str
-    encoding: str        # "gsm7" or "ucs2"
-    segments: int
-    message_type: MessageType
 
 
 @dataclass(frozen=True)
@@ -54,15 +46,39 @@ class Service:
         route = self.router.match(text)
         if route is not None:
             answer = await self.router.answer(route, text, sender)
-            return Outcome(route.keyword, None, self._reply(answer))
+            return Outcome(route.keyword, None, reply(answer, unicode=self.config.unicode))
         today = self.today()
         command = parse(text, today=today, routes=self.route_keywords)
         answer = await self.dispatcher.answer(command, sender, today)
+        worded = reply(answer, unicode=self.config.unicode)
         if isinstance(command, ParseError):
-            return Outcome(command.command, command.error, self._reply(answer))
-        return Outcome(command.name, None, self._reply(answer))
+            return Outcome(command.command, command.error, worded)
+        return Outcome(command.name, None, worded)
 
-    def _reply(self, answer) -> Reply:
-        body = render(answer, unicode=self.config.unicode)
-        size = measure(body)
-        return Reply(body, size.encoding, size.segments, MessageType(answer.message_type))
+
+@asynccontextmanager
+async def open_service(db_path: str, config: Config, *,
+                       session: aiohttp.ClientSession | None = None) -> AsyncIterator[Service]:
+    """A `Service` over the records in the SQLite file `db_path`, closed on leaving."""
+    from .sqlite_store import SqliteStore
+
+    records = await SqliteStore.open(db_path)
+    try:
+        yield Service(records, config, session=session)
+    finally:
+        await records.close()
+
+
+def parse_result(text: str, today: date | None = None) -> dict:
+    """The JSON object `smsgw parse` prints for one message (CONTRACT §2)."""
+    result = parse(text, today=today)
+    if isinstance(result, ParseError):
+        return {"ok": False, "error": result.error, "reply": syntax_reply_for(result)}
+    kind = getattr(result, "id_kind", None)
+    ident = getattr(result, "person", None) or getattr(result, "id", None) or getattr(result, "dossier", None)
+    start = getattr(result, "start", None)
+    end = getattr(result, "end", None)
+    return {
+        "ok": True, "command": result.name, "id": ident, "id_kind": kind.value if kind else None,
+        "from": str(start) if start else None, "to": str(end) if end else None,
+    }

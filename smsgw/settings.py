@@ -19,12 +19,13 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .adapters import DEFAULT_ADAPTER
+from .errors import SmsgwError
 
 ANY_NETWORK = "*"
 _NUMBER = re.compile(r"\+?[0-9]{3,15}", re.ASCII)
 
 
-class ConfigError(ValueError):
+class ConfigError(SmsgwError, ValueError):
     pass
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import aiosqlite
 
 from .commands import Month
+from .errors import SmsgwError
 from .records import Card, Dossier, Period, Person, RecordStore
 
 PersonRow = tuple[str, str | None, str, str, str | None]
@@ -93,7 +94,7 @@ _CHUNK = 50_000
 _MMAP_BYTES = 1 << 40
 
 
-class StoreError(Exception):
+class StoreError(SmsgwError):
     """The records database cannot be used; the message is meant for the operator."""
 
 
@@ -232,10 +233,6 @@ class SqliteStore(RecordStore):
             " WHERE u.paid_until BETWEEN ? AND ? ORDER BY persons.ssn", (first.isoformat(), last.isoformat())
         )
         return [(_person(row[:5]), date.fromisoformat(row[5])) for row in rows]
-
-    async def paid_until(self, ssn: str) -> date | None:
-        rows = await self._db.execute_fetchall("SELECT paid_until FROM paid_up WHERE ssn = ?", (ssn,))
-        return date.fromisoformat(rows[0][0]) if rows else None
 
     # -- checks used by the importer --------------------------------------------------------
 

@@ -16,12 +16,13 @@ import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
+from .errors import SmsgwError
 from .phones import InvalidPhone, normalize
 
 _LINE = re.compile(r"^\s*(\S+?)\s*([<>]) ?(.*)$")
 
 
-class TranscriptError(ValueError):
+class TranscriptError(SmsgwError, ValueError):
     """A transcript line that is neither a comment, a message nor a reply: `file:line: reason`."""
 
 

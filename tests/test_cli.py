@@ -390,9 +390,9 @@ def hostile_walk(parser: argparse.ArgumentParser, inputs) -> list[tuple[tuple[st
 def test_every_subcommand_with_hostile_arguments_never_prints_a_traceback(walk_inputs, capfd, monkeypatch):
     import structlog
 
-    from smsgw import cli
+    from smsgw import cli, workers
 
-    monkeypatch.setattr(cli, "pin_to_one_core", lambda index=None: None)   # replay would pin pytest itself
+    monkeypatch.setattr(workers, "pin_to_one_core", lambda index=None: None)   # replay would pin pytest itself
     cases = hostile_walk(cli.build_parser(), walk_inputs)
     covered = {words for words, _, _ in cases}
     assert {("send",), ("serve",), ("db", "seed"), ("billing", "export"), ("report", "understanding")} <= covered
@@ -459,12 +459,12 @@ def run_serve_cases(cases) -> list[str]:
 
 
 def test_an_unforeseen_failure_is_an_internal_error_line_not_a_traceback(monkeypatch, capsys):
-    from smsgw import cli
+    from smsgw import cli, service
 
     def broken(text, today=None):
         raise KeyError("grammar table")
 
-    monkeypatch.setattr(cli, "parse_result", broken)
+    monkeypatch.setattr(service, "parse_result", broken)
     assert cli.main(["parse", "BH"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("smsgw: internal error: KeyError: 'grammar table'\n  this is a bug in smsgw")

@@ -14,8 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smsgw.gsm import measure
-from smsgw.language import ERROR_CODES, ParseError, parse
-from smsgw.replies import syntax_reply
+from smsgw.commands import ERROR_CODES
+from smsgw.language import ParseError, parse
+from smsgw.replies import syntax_reply, syntax_reply_for
 
 ROOT = Path(__file__).resolve().parent.parent
 TRANSCRIPTS = ROOT / "fixtures" / "transcripts"
@@ -26,8 +27,8 @@ ASKS = "Co phai ban muon gui tin nhan sau?"
 def reply(text: str, routes: frozenset[str] = frozenset()) -> tuple[str, str]:
     result = parse(text, today=TODAY, routes=routes)
     assert isinstance(result, ParseError), text
-    assert measure(result.reply).encoding == "gsm7" and measure(result.reply).segments == 1, result.reply
-    return result.error, result.reply
+    assert measure(syntax_reply_for(result)).encoding == "gsm7" and measure(syntax_reply_for(result)).segments == 1, syntax_reply_for(result)
+    return result.error, syntax_reply_for(result)
 
 
 @pytest.mark.parametrize("sent, error, corrected", [
@@ -65,7 +66,7 @@ def test_contract_1b_examples(sent, error, corrected):
 def test_no_likely_correction_gives_the_plain_syntax(sent):
     result = parse(sent, today=TODAY)
     assert result.correction is None
-    assert result.reply == syntax_reply(result.error, result.command)
+    assert syntax_reply_for(result) == syntax_reply(result.error, result.command)
 
 
 def test_a_keyword_of_another_service_is_never_corrected():
@@ -135,15 +136,15 @@ def test_each_single_keystroke_edit_of_a_command_gets_the_one_correction_or_the_
     result = parse(message, today=TODAY)
     assert isinstance(result, ParseError), message
     assert result.error in ERROR_CODES
-    assert measure(result.reply).segments == 1
+    assert measure(syntax_reply_for(result)).segments == 1
     typed = edit.replace(" ", "") if " " in edit else edit
     likely = {command for command in fits
               if (" " in edit and typed == command) or (" " not in edit and osa(edit, command) == 1)}
     if len(likely) == 1 and not likely & NOT_SERVED:
         command = likely.pop()
-        assert result.reply.endswith(f": BH {command} {argument.upper()}".rstrip()), (message, result.reply)
+        assert syntax_reply_for(result).endswith(f": BH {command} {argument.upper()}".rstrip()), (message, syntax_reply_for(result))
     else:
-        assert ASKS not in result.reply, (message, likely, result.reply)
+        assert ASKS not in syntax_reply_for(result), (message, likely, syntax_reply_for(result))
 
 
 @pytest.mark.parametrize("keyword", ["BH", "BHXH"])
@@ -151,7 +152,7 @@ def test_each_single_keystroke_edit_of_the_keyword_is_corrected(keyword):
     for edit in sorted(edits(keyword) - {"BH", "BHXH"}):
         result = parse(f"{edit} QT 7936491863 2016 2017", today=TODAY)
         assert isinstance(result, ParseError)
-        assert result.reply.endswith(": BH QT 7936491863 2016 2017"), (edit, result.reply)
+        assert syntax_reply_for(result).endswith(": BH QT 7936491863 2016 2017"), (edit, syntax_reply_for(result))
 
 
 # --- every correcting reply is one GSM-7 SMS ---------------------------------------------
@@ -168,8 +169,8 @@ def test_long_corrected_messages_still_fit_one_sms(number, first, second, typo, 
         return
     message = f"BH {typo} {number} {start} {end}" if not reverse else f"BH QT {number} {end} {start}"
     result = parse(message, today=TODAY)
-    assert result.reply.endswith(f": BH QT {number} {start} {end}"), result.reply
-    assert (measure(result.reply).encoding, measure(result.reply).segments) == ("gsm7", 1)
+    assert syntax_reply_for(result).endswith(f": BH QT {number} {start} {end}"), syntax_reply_for(result)
+    assert (measure(syntax_reply_for(result)).encoding, measure(syntax_reply_for(result)).segments) == ("gsm7", 1)
 
 
 # --- through smsgw send and the HTTP gateway ----------------------------------------------

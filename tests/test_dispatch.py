@@ -10,9 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from smsgw.answers import (
+    CardAnswer, DossierAnswer, HelpAnswer, NotFoundAnswer, NotOwnerAnswer, QTAnswer, SyntaxAnswer,
+)
+from smsgw.billing import Billing, MessageType
 from smsgw.commands import Month
 from smsgw.config import parse_config
-from smsgw.dispatch import covered_months, participation
+from smsgw.dispatch import Dispatcher, covered_months, participation
+from smsgw.language import parse
 from smsgw.importer import import_directory
 from smsgw.records import Period
 from smsgw.service import Service
@@ -109,3 +114,56 @@ def test_open_commands_still_say_not_found_with_the_id(records_db):
 def test_the_owner_still_gets_the_answer(records_db):
     [(text, message_type)] = _replies(records_db, ["BH THE HC4010110129425"], OWNER, ["QT", "THE"])
     assert message_type == 1 and "31/12/2099" in text
+
+
+# --- billing outcome: what each answer costs the citizen (CONTRACT: message_type, 1,000 VND or 0) ------
+
+TODAY = date(2026, 11, 23)
+CARDLESS = "84362345678"   # registered to 4801234568, who has no card
+EXPIRED = "84987654321"    # registered to 7910234567, whose only card ran out in 2020
+
+
+def _answer(db: str, text: str, sender: str, owner_only: frozenset[str] = frozenset({"QT", "THE"})):
+    async def run():
+        store = await SqliteStore.open(db)
+        try:
+            return await Dispatcher(store, owner_only).answer(parse(text, today=TODAY), sender, TODAY)
+        finally:
+            await store.close()
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("text, sender, kind, message_type", [
+    ("BH", STRANGER, HelpAnswer, MessageType.FREE),                                # help is free
+    ("BH HD", STRANGER, HelpAnswer, MessageType.FREE),
+    ("", STRANGER, SyntaxAnswer, MessageType.REFUND_SYNTAX),                       # every parse error: refunded
+    ("XYZ 123", STRANGER, SyntaxAnswer, MessageType.REFUND_SYNTAX),
+    ("BH QT 123", STRANGER, SyntaxAnswer, MessageType.REFUND_SYNTAX),
+    ("BH QT 0110129425 2017 2016", STRANGER, SyntaxAnswer, MessageType.REFUND_SYNTAX),
+    ("BH QT 0110129425", OWNER, QTAnswer, MessageType.CHARGED),                    # an answer: charged
+    ("BH QT 001090012345 2016 2017", OWNER, QTAnswer, MessageType.CHARGED),
+    ("BH THE HC4010110129425", OWNER, CardAnswer, MessageType.CHARGED),
+    ("BH THE 7910234567", EXPIRED, CardAnswer, MessageType.CHARGED),               # an expired card is an answer
+    ("BH HS 04486.G/2019/08708", STRANGER, DossierAnswer, MessageType.CHARGED),
+    ("BH HS 99999.Z/2020/99999", STRANGER, NotFoundAnswer, MessageType.REFUND_CONTENT),   # nothing found
+    ("BH THE 4801234568", CARDLESS, NotFoundAnswer, MessageType.REFUND_CONTENT),   # the owner, but no card
+    ("BH QT 0110129425", STRANGER, NotOwnerAnswer, MessageType.REFUND_CONTENT),    # not the owner's phone
+    ("BH QT 0199999999", STRANGER, NotOwnerAnswer, MessageType.REFUND_CONTENT),
+])
+def test_each_outcome_carries_its_billing(records_db, text, sender, kind, message_type):
+    answer = _answer(records_db, text, sender)
+    assert type(answer) is kind
+    assert answer.message_type is message_type
+    assert Billing(answer.message_type).amount_vnd == (1_000 if message_type is MessageType.CHARGED else 0)
+
+
+def test_an_expired_card_is_answered_as_expired_and_a_valid_one_not(records_db):
+    assert _answer(records_db, "BH THE 7910234567", EXPIRED).expired
+    assert not _answer(records_db, "BH THE HC4010110129425", OWNER).expired
+
+
+def test_the_billing_outcome_reaches_the_reply_unchanged(records_db):
+    """The service carries the dispatcher's message_type to the reply the carrier bills by."""
+    texts = ["BH", "BH QT 123", "BH QT 0110129425", "BH QT 0199999999"]
+    got = [message_type for _, message_type in _replies(records_db, texts, OWNER, ["THE"])]
+    assert got == [0, 21, 1, 22]

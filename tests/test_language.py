@@ -11,10 +11,12 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from smsgw.cli import parse_result
 from smsgw.commands import HS, QT, THE, Help, IdKind, Month
 from smsgw.gsm import measure
-from smsgw.language import ERROR_CODES, ParseError, normalize, parse
+from smsgw.commands import ERROR_CODES
+from smsgw.language import ParseError, normalize, parse
+from smsgw.replies import syntax_reply_for
+from smsgw.service import parse_result
 
 TODAY = date(2026, 11, 23)
 CORPUS = Path(__file__).parent.parent / "fixtures" / "messages" / "corpus.jsonl"
@@ -73,17 +75,17 @@ def test_the_recognised_command_travels_with_the_error():
 @pytest.mark.parametrize("error", ERROR_CODES)
 @pytest.mark.parametrize("command", [None, "QT", "HS", "THE", "HELP"])
 def test_every_error_reply_is_gsm7_and_one_segment(error, command):
-    reply = ParseError(error, command).reply
+    reply = syntax_reply_for(ParseError(error, command))
     size = measure(reply)
     assert (size.encoding, size.segments) == ("gsm7", 1), reply
     assert "8079" in reply or "BH" in reply
 
 
 def test_error_replies_show_the_syntax_of_what_was_tried():
-    assert "HC4010110129425" in parse("BH THE 12345").reply
-    assert "04486.G/2019/08708" in parse("BH HS 1").reply
-    assert "0110129425" in parse("BH QT 1").reply
-    period = parse("BH QT 0110129425 13/2016", today=TODAY).reply
+    assert "HC4010110129425" in syntax_reply_for(parse("BH THE 12345"))
+    assert "04486.G/2019/08708" in syntax_reply_for(parse("BH HS 1"))
+    assert "0110129425" in syntax_reply_for(parse("BH QT 1"))
+    period = syntax_reply_for(parse("BH QT 0110129425 13/2016", today=TODAY))
     assert "012016" in period
 
 
@@ -207,7 +209,7 @@ def test_any_text_gives_a_command_or_one_of_our_errors(text):
     result = parse(text, today=TODAY)
     if isinstance(result, ParseError):
         assert result.error in ERROR_CODES
-        assert measure(result.reply).segments == 1
+        assert measure(syntax_reply_for(result)).segments == 1
     else:
         assert isinstance(result, (Help, QT, HS, THE))
 

@@ -9,10 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smsgw.cli import parse_result
 from smsgw.commands import HS, QT, THE, IdKind, Month
 from smsgw.gsm import measure
 from smsgw.language import ParseError, parse
+from smsgw.replies import syntax_reply_for
+from smsgw.service import parse_result
 
 TODAY = date(2026, 11, 23)
 NOW = Month(2026, 11)
@@ -141,7 +142,8 @@ def test_no_false_accepts(text):
 def test_digit_groups_that_read_two_ways_are_bad_id_asking_for_the_number_without_spaces(text):
     error = parse(text, today=TODAY)
     assert error.error == "bad_id"
-    assert "khong dau cach" in error.reply and measure(error.reply).segments == 1
+    reply = syntax_reply_for(error)
+    assert "khong dau cach" in reply and measure(reply).segments == 1
 
 
 def test_a_group_of_five_or_more_is_the_number_and_a_bad_bound_as_before():

@@ -23,6 +23,8 @@ from smsgw.errors import (
 )
 from smsgw.wire import CarrierRequest, DeliveryState, OutboundMessage
 
+from . import assert_refusal_names_the_problem, carrier_ids, msisdn, phones, texts
+
 NOW = datetime(2025, 1, 31, 8, 0, tzinfo=timezone.utc)
 CLOCK = 1_700_000_000
 
@@ -78,6 +80,9 @@ def test_content_type_and_charset_are_checked():
         adapter().parse_inbound(request({}, charset="UTF-8"), received_at=NOW)
 
 
+FIELDS = ("id", "from", "to", "text", "time", "mt_id", "status", "error")
+
+
 @settings(max_examples=400)
 @given(st.one_of(
     st.binary(max_size=300),
@@ -85,17 +90,19 @@ def test_content_type_and_charset_are_checked():
                     st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20),
                               st.lists(st.integers(), max_size=2)),
                     max_size=5).map(lambda d: json.dumps(d).encode()),
-))
-def test_any_body_is_a_message_or_a_request_error(body):
+), carrier_ids, phones, texts)
+def test_any_body_is_a_message_or_a_refusal_naming_the_problem(body, good_id, phone, text):
     generic = adapter()
     try:
         generic.parse_inbound(request(body), received_at=NOW)
     except RequestError as error:
-        assert 400 <= error.status < 500 and error.reason
+        assert_refusal_names_the_problem(error, FIELDS)
     try:
         generic.parse_delivery_report(request(body))
     except RequestError as error:
-        assert 400 <= error.status < 500 and error.reason
+        assert_refusal_names_the_problem(error, FIELDS)
+    good = generic.parse_inbound(request({"id": good_id, "from": phone, "to": "8079", "text": text}), received_at=NOW)
+    assert (good.carrier_id, good.sender, good.to, good.text) == (good_id, msisdn(phone), "8079", text)
 
 
 @pytest.mark.parametrize(("time", "expected"), [

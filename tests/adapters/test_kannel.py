@@ -23,6 +23,9 @@ from smsgw.gateway import STORE, create_app
 from smsgw.seed import seed_database
 from smsgw.wire import CarrierRequest, DeliveryState, OutboundMessage
 
+from . import assert_refusal_names_the_problem, carrier_ids, msisdn, phones, texts
+
+
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "carriers" / "kannel"
 NOW = datetime(2025, 1, 31, 8, 0, tzinfo=timezone.utc)
 TOKEN = "k4nnel-t0ken"
@@ -138,11 +141,13 @@ def test_an_unreadable_time_is_only_informative():
     assert message.received_at == NOW
 
 
+FUZZED = ("id", "from", "to", "text", "time", "charset", "token", "x")
+
+
 @settings(max_examples=300)
-@given(st.dictionaries(st.sampled_from(["id", "from", "to", "text", "time", "charset", "token", "x"]),
-                       st.text(max_size=30), max_size=7),
-       st.binary(max_size=40))
-def test_any_request_is_a_message_or_a_request_error(fields, raw):
+@given(st.dictionaries(st.sampled_from(FUZZED), st.text(max_size=30), max_size=7), st.binary(max_size=40),
+       carrier_ids, phones, texts)
+def test_any_request_is_a_message_or_a_refusal_naming_the_problem(fields, raw, good_id, phone, text):
     query = urlencode(fields) + "&text=" + quote(raw) if "text" not in fields else urlencode(fields)
     kannel = adapter(token=TOKEN)
     for request in (get(query), get(query, peer=None)):
@@ -150,11 +155,15 @@ def test_any_request_is_a_message_or_a_request_error(fields, raw):
             kannel.authenticate(request)
             kannel.parse_inbound(request, received_at=NOW)
         except RequestError as error:
-            assert 400 <= error.status < 500 and error.reason
+            assert_refusal_names_the_problem(error, (*FUZZED, "status"))
         try:
             kannel.parse_delivery_report(request)
         except RequestError as error:
-            assert 400 <= error.status < 500 and error.reason
+            assert_refusal_names_the_problem(error, (*FUZZED, "status"))
+    good = get(urlencode({"id": good_id, "from": phone, "to": "8079", "text": text, "token": TOKEN}))
+    kannel.authenticate(good)
+    message = kannel.parse_inbound(good, received_at=NOW)
+    assert (message.carrier_id, message.sender, message.to, message.text) == (good_id, msisdn(phone), "8079", text)
 
 
 def test_authentication_by_peer_address_and_token():

@@ -26,6 +26,9 @@ from smsgw.gateway import STORE, create_app
 from smsgw.seed import seed_database
 from smsgw.wire import CarrierRequest, DeliveryState, OutboundMessage
 
+from . import assert_refusal_names_the_problem, carrier_ids, msisdn, phones, texts
+
+
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "carriers" / "twilio"
 NOW = datetime(2025, 1, 31, 8, 0, tzinfo=timezone.utc)
 ACCOUNT_SID = "AC0123456789abcdef0123456789abcdef"
@@ -135,12 +138,14 @@ def test_unreadable_mos_are_refused_with_a_reason(body, reason):
     assert refused.value.reason.startswith(reason)
 
 
+FUZZED = ("MessageSid", "From", "To", "Body", "MessageStatus", "AccountSid", "RawDlrDoneDate", "x")
+
+
 @settings(max_examples=300)
 @given(st.one_of(st.binary(max_size=200), st.dictionaries(
-    st.sampled_from(["MessageSid", "From", "To", "Body", "MessageStatus", "AccountSid", "RawDlrDoneDate", "x"]),
-    st.text(max_size=20), max_size=7).map(lambda d: urlencode(d).encode())),
-    st.sampled_from(["", "?id=mt-1", "?id="]))
-def test_any_body_is_a_message_or_a_request_error(body, query):
+    st.sampled_from(FUZZED), st.text(max_size=20), max_size=7).map(lambda d: urlencode(d).encode())),
+    st.sampled_from(["", "?id=mt-1", "?id="]), carrier_ids, phones, texts)
+def test_any_body_is_a_message_or_a_refusal_naming_the_problem(body, query, good_id, phone, text):
     twilio = adapter()
     request = post(body, url=f"{PUBLIC}/carriers/twilio/mo{query}", headers={SIGNATURE_HEADER: "x"})
     for step in (twilio.authenticate, lambda r: twilio.parse_inbound(r, received_at=NOW),
@@ -148,7 +153,14 @@ def test_any_body_is_a_message_or_a_request_error(body, query):
         try:
             step(request)
         except RequestError as error:
-            assert 400 <= error.status < 500 and error.reason
+            assert_refusal_names_the_problem(error, FUZZED)
+    url = f"{PUBLIC}/carriers/twilio/mo"
+    fields = {"MessageSid": good_id, "AccountSid": ACCOUNT_SID, "From": phone, "To": "84898765432", "Body": text}
+    form = urlencode(fields).encode()
+    good = post(form, url=url, headers={SIGNATURE_HEADER: reference_signature(url, form)})
+    twilio.authenticate(good)
+    message = twilio.parse_inbound(good, received_at=NOW)
+    assert (message.carrier_id, message.sender, message.text) == (good_id, msisdn(phone), text)
 
 
 def test_sync_reply_is_twiml_with_escaped_text():

@@ -23,6 +23,9 @@ from smsgw.gateway import STORE, create_app
 from smsgw.seed import seed_database
 from smsgw.wire import CarrierRequest, DeliveryState, OutboundMessage
 
+from . import assert_refusal_names_the_problem, carrier_ids, msisdn, phones, texts
+
+
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "carriers" / "vn-cp"
 NOW = datetime(2025, 1, 31, 8, 0, tzinfo=timezone.utc)
 ACCOUNT = {"username": "cp8079", "password": "Bh@8079!"}
@@ -169,21 +172,26 @@ def test_hostile_or_broken_xml_is_refused(body):
         soap_fields(body)
 
 
+FUZZED = ("username", "password", "User_ID", "Service_ID", "Command_Code", "Message", "Request_ID", "Status", "x")
+
+
 @settings(max_examples=300)
 @given(st.one_of(
     st.binary(max_size=200),
-    st.dictionaries(st.sampled_from(["username", "password", "User_ID", "Service_ID", "Command_Code", "Message",
-                                     "Request_ID", "Status", "x"]), st.text(max_size=20), max_size=8)
+    st.dictionaries(st.sampled_from(FUZZED), st.text(max_size=20), max_size=8)
     .map(lambda d: urlencode(d).encode()),
     st.text(max_size=60).map(lambda t: f"<Envelope><Body><m><Message>{t}</Message></m></Body></Envelope>".encode()),
-))
-def test_any_body_is_a_message_or_a_request_error(body):
+), carrier_ids, phones, texts)
+def test_any_body_is_a_message_or_a_refusal_naming_the_problem(body, good_id, phone, text):
     for vn_cp, content_type in ((adapter(auth="none"), FORM), (adapter("soap", auth="none"), "text/xml")):
         for parse in (lambda r: vn_cp.parse_inbound(r, received_at=NOW), vn_cp.parse_delivery_report):
             try:
                 parse(post(body, content_type))
             except RequestError as error:
-                assert 400 <= error.status < 500 and error.reason
+                assert_refusal_names_the_problem(error, FUZZED)
+    good = {"User_ID": phone, "Service_ID": "8079", "Command_Code": "BH", "Message": text, "Request_ID": good_id}
+    message = adapter(auth="none").parse_inbound(post(urlencode(good).encode()), received_at=NOW)
+    assert (message.carrier_id, message.sender, message.to, message.text) == (good_id, msisdn(phone), "8079", text)
 
 
 class Aggregator:
