@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import os
-import sqlite3
 import sys
 import tempfile
 import time
@@ -20,12 +19,16 @@ import uuid
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .cli_checks import (
     UserError, cannot_listen, database_path, describe_failure, is_listen_error, listen_address, open_message_store,
     output_file,
 )
+
+if TYPE_CHECKING:
+    from .store import MessageReports
 
 
 def _print_json(obj: dict) -> None:
@@ -112,10 +115,10 @@ def cmd_db_import(args: argparse.Namespace) -> int:
 async def _open_service(db: str, config_path: str | None):
     from .config import load_config
     from .service import Service
-    from .sqlite_store import SqliteStore
+    from .store import open_records
 
     config = load_config(config_path)
-    store = await SqliteStore.open(db)
+    store = await open_records(db)
     return store, Service(store, config)
 
 
@@ -314,8 +317,8 @@ def cmd_notify(args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def _billing_month(args: argparse.Namespace) -> Iterator[sqlite3.Connection]:
-    """A read-only connection to the message store, once the config and `--month` are checked."""
+def _billing_month(args: argparse.Namespace) -> Iterator[MessageReports]:
+    """The reports' reader of the message store, once the config and `--month` are checked."""
     from .config import load_config
     from .ledger import month_bounds
 

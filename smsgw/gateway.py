@@ -42,10 +42,10 @@ from .errors import BadRequest, PayloadTooLarge, RequestError, Unavailable, Unkn
 from .ids import new_id
 from .listener import Listener, parse_refusal, raise_open_file_limit
 from .logs import configure_logging, get_logger
-from .messages import MessageStore, PendingMT, StoredMO
 from .metrics import Metrics
 from .outbox import Outbox
 from .protection import Protection
+from .store import MessageStore, PendingMT, StoredMO, open_messages, open_records
 from .wire import CarrierRequest, CarrierResponse, InboundMessage, OutboundMessage
 
 MAX_BODY = 64 * 1024
@@ -106,7 +106,7 @@ class Intake:
 
     async def _answer_and_store(self, inbound: InboundMessage, mode: str) -> StoredMO:
         refusal = self.store.refusal
-        if refusal is not None:   # before the lookups: they too write SQLite's shared memory (storefiles.py)
+        if refusal is not None:   # before the lookups: they too write SQLite's shared memory (store/files.py)
             raise Unavailable(refusal)
         mo_id = new_id()
         guard = self.protection.sender_guard(inbound.sender)
@@ -165,9 +165,9 @@ def create_app(config: Config, *, db_path: str, service_factory: Callable[[], An
         async with AsyncExitStack() as stack:
             session = await stack.enter_async_context(aiohttp.ClientSession())
             service = await _open_service(config, db_path, service_factory, stack, session)
-            store = await MessageStore.open(db_path, batch_delay=batch_delay,
-                                            on_batch=app[METRICS].commit_batch.observe,
-                                            on_commit=app[METRICS].commit_seconds.observe)
+            store = await open_messages(db_path, batch_delay=batch_delay,
+                                        on_batch=app[METRICS].commit_batch.observe,
+                                        on_commit=app[METRICS].commit_seconds.observe)
             stack.push_async_callback(store.close)
             outbox = Outbox(store, app[ADAPTERS], session, app[METRICS], concurrency=mt_concurrency)
             await outbox.start(resume=resume_pending)
@@ -196,9 +196,8 @@ async def _open_service(config: Config, db_path: str, factory: Callable[[], Any]
     if factory is not None:
         return factory()
     from .service import Service
-    from .sqlite_store import SqliteStore
 
-    records = await SqliteStore.open(db_path)
+    records = await open_records(db_path)
     stack.push_async_callback(records.close)
     return Service(records, config, session=session)
 

@@ -31,7 +31,7 @@ import aiohttp
 from .carrier import CarrierAdapter
 from .errors import DeliveryError, PermanentDeliveryError
 from .logs import get_logger
-from .messages import MessageStore, PendingMT
+from .store import MessageStore, PendingMT
 from .metrics import Metrics
 from .phones import mask
 from .throttle import Throttle

@@ -18,7 +18,7 @@ from .config import Config
 from .dispatch import Dispatcher
 from .gsm import measure
 from .language import ParseError, parse, vietnam_today
-from .records import RecordStore
+from .store import RecordStore
 from .replies import render
 from .routing import Router
 

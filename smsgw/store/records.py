@@ -10,7 +10,7 @@ import abc
 from dataclasses import dataclass
 from datetime import date
 
-from .commands import Month
+from ..commands import Month
 
 SCHEMES = ("BHXH", "BHTN")
 DOSSIER_STATUSES = ("received", "processing", "needs_more", "approved", "rejected", "returned")
