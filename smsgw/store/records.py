@@ -1,6 +1,6 @@
 """Insurance records as the dispatcher sees them, and the store interface that serves them.
 
-The dispatcher depends only on `RecordStore`; the embedded SQLite store implements it, and a
+The dispatcher depends only on `RecordStore`; the embedded SQLite store (sqlite_records.py) implements it, and a
 PostgreSQL store can implement it later without touching the dispatcher.
 """
 

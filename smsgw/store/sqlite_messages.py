@@ -10,7 +10,6 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
 from typing import Any
 
 from ..billing import MessageType
@@ -18,6 +17,7 @@ from ..phones import mask
 from ..wire import DeliveryReport, DeliveryState, InboundMessage, OutboundMessage
 from .messages import (BillingRow, Guard, MessageStore, MTState, Notice, PendingMT, Screening, SenderHistory,
                        StoredMO)
+from .sqlite_tables import iso_time as _iso
 from .writer import GroupCommitWriter
 
 _MT_COLUMNS = "id, mo_id, in_reply_to, carrier, sender, recipient, text, encoding, segments, message_type"
@@ -259,7 +259,3 @@ def _bill(conn: sqlite3.Connection, kind: str, mt: OutboundMessage, amount: int,
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (kind, mt.carrier, mt.mo_id, mt.id, mask(mt.to), amount, int(mt.message_type), at),
     )
-
-
-def _iso(unix: float) -> str:
-    return datetime.fromtimestamp(unix, timezone.utc).isoformat()

@@ -13,8 +13,7 @@ from collections.abc import Iterator
 from ..billing import MessageType
 from .errors import DatabaseRefused, explain
 from .messages import BillingRow
-from .sqlite_messages import _iso
-from .sqlite_tables import connect
+from .sqlite_tables import connect, iso_time
 
 _PHONE_SENDERS = "(guard IS NULL OR guard NOT IN ('short_code', 'alphanumeric'))"
 # MOs stored before `taken_at` existed have only the carrier's ISO `received_at`.
@@ -43,7 +42,7 @@ class SqliteReports:
         """Billing rows written in [start, end) (Unix seconds), of one carrier or all, in the order written."""
         query = ("SELECT kind, carrier, mo_id, mt_id, msisdn, amount_vnd, message_type, at FROM billing_rows"
                  " WHERE at >= ? AND at < ?")
-        params: tuple = (_iso(start), _iso(end))
+        params: tuple = (iso_time(start), iso_time(end))
         if carrier is not None:
             query += " AND carrier = ?"
             params += (carrier,)
@@ -55,7 +54,7 @@ class SqliteReports:
         """(carrier, message_type, kind, rows, amount VND) of the billing rows written in [start, end)."""
         query = ("SELECT carrier, message_type, kind, count(*), coalesce(sum(amount_vnd), 0) FROM billing_rows"
                  " WHERE at >= ? AND at < ?")
-        params: tuple = (_iso(start), _iso(end))
+        params: tuple = (iso_time(start), iso_time(end))
         if carrier is not None:
             query += " AND carrier = ?"
             params += (carrier,)

@@ -20,6 +20,7 @@ Tables (WAL):
 from __future__ import annotations
 
 import sqlite3
+from datetime import datetime, timezone
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS mo_messages (
@@ -91,6 +92,11 @@ CREATE INDEX IF NOT EXISTS billing_rows_mo ON billing_rows (mo_id);
 CREATE INDEX IF NOT EXISTS billing_rows_at ON billing_rows (at);
 CREATE INDEX IF NOT EXISTS mo_messages_sender ON mo_messages (sender, guard, taken_at);
 """
+
+
+def iso_time(unix: float) -> str:
+    """How a time is stored in `billing_rows.at`: ISO 8601, UTC (Unix seconds in)."""
+    return datetime.fromtimestamp(unix, timezone.utc).isoformat()
 
 
 def connect(path: str) -> sqlite3.Connection:
