@@ -59,7 +59,7 @@ def output_file(path: str, option: str = "--out"):
 
 
 def open_message_store(path: str):
-    """The reports' reader of the message tables in `--db PATH` (store.MessageReports), or a UserError saying why not."""
+    """The reports' reader (store.MessageReports) of the messages in `--db PATH`, or a UserError saying why not."""
     from .store import DatabaseRefused, open_reports
 
     path = database_path(path)

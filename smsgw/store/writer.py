@@ -55,7 +55,7 @@ class _Operation:
 
 
 class GroupCommitWriter:
-    """Runs operations on one connection, each batch in one transaction; open with `await GroupCommitWriter.open(path)`."""
+    """Runs operations on one connection, a batch per transaction; `await GroupCommitWriter.open(path)`."""
 
     def __init__(self, path: str, *, batch_delay: float, max_batch: int,
                  on_batch: Callable[[int], None] | None, on_commit: Callable[[float], None] | None = None) -> None:
