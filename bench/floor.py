@@ -79,15 +79,14 @@ async def serve(level: int, db: str) -> None:
 
     from smsgw.adapters.generic import verify
     from smsgw.billing import MessageType
+    from smsgw.store import SqliteMessageStore, SqliteStore
     from smsgw.wire import InboundMessage, OutboundMessage
     from smsgw.ids import new_id
     from smsgw.language import ParseError, parse
     from smsgw.logs import configure_logging, get_logger
-    from smsgw.messages import MessageStore
-    from smsgw.sqlite_store import SqliteStore
 
     records = await SqliteStore.open(db) if level >= RUNGS.index("lookup") else None
-    messages = await MessageStore.open(db) if level >= RUNGS.index("store") else None
+    messages = await SqliteMessageStore.open(db) if level >= RUNGS.index("store") else None
     configure_logging()
     log = get_logger(component="gateway")
     today = date.today()

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from smsgw.seed import seed_database
-from smsgw.sqlite_store import SqliteStore
+from smsgw.store import SqliteStore
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 SEED = 0

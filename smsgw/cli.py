@@ -12,17 +12,20 @@ import asyncio
 import contextlib
 import json
 import os
-import sqlite3
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .cli_checks import (
     UserError, cannot_listen, database_path, day_option, describe_failure, http_url, is_listen_error, listen_address,
     month_option, notice_day, open_message_store, output_file, phone_option,
 )
+
+if TYPE_CHECKING:
+    from .store import MessageReports
 
 
 def _print_json(obj: dict) -> None:
@@ -167,8 +170,8 @@ def cmd_notify(args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def _billing_month(args: argparse.Namespace) -> Iterator[sqlite3.Connection]:
-    """A read-only connection to the message store, once the config and `--month` are checked."""
+def _billing_month(args: argparse.Namespace) -> Iterator[MessageReports]:
+    """The reports' reader of the message store, once the config and `--month` are checked."""
     from .config import load_config
 
     load_config(args.config)

@@ -12,10 +12,9 @@ from __future__ import annotations
 import argparse
 import errno
 import ipaddress
-import os
 import re
 import socket
-import sqlite3
+import sys
 from datetime import date
 from pathlib import Path
 from typing import NoReturn
@@ -124,15 +123,15 @@ def output_file(path: str, option: str = "--out"):
         return _refuse(option, path, f"cannot write: {_strerror(exc)}")
 
 
-def open_message_store(path: str) -> sqlite3.Connection:
-    """The reports' connection to the message tables in `--db PATH`, or a UserError saying why not."""
-    from .messages import open_reader
+def open_message_store(path: str):
+    """The reports' reader (store.MessageReports) of the messages in `--db PATH`, or a UserError saying why not."""
+    from .store import DatabaseRefused, open_reports
 
     path = database_path(path)
     try:
-        return open_reader(path)
-    except sqlite3.Error as exc:
-        return _refuse("--db", path, _sqlite_trouble(path, exc))
+        return open_reports(path)
+    except DatabaseRefused as exc:
+        return _refuse("--db", path, exc.reason)
 
 
 def listen_address(host: str, port: int, *, shared: bool) -> None:
@@ -182,8 +181,9 @@ def describe_failure(exc: BaseException, args: argparse.Namespace) -> str:
     if isinstance(exc, SmsgwError):
         return exc.describe()
     db = getattr(args, "db", None)
-    if isinstance(exc, sqlite3.Error) and db:
-        return f"--db {db}: {_sqlite_trouble(db, exc)}"
+    trouble = _database_trouble(db, exc)
+    if trouble is not None:
+        return f"--db {db}: {trouble}"
     if isinstance(exc, UnicodeError):
         return f"text that is not valid UTF-8: {exc}"
     if isinstance(exc, OSError):
@@ -192,21 +192,13 @@ def describe_failure(exc: BaseException, args: argparse.Namespace) -> str:
     return f"internal error: {type(exc).__name__}: {exc}\n  {INTERNAL_HINT}"
 
 
-def _sqlite_trouble(path: str, exc: sqlite3.Error) -> str:
-    """Why SQLite refused `path`, in the operator's terms."""
-    if _read_only(path):
-        return (f"on a read-only file system ({exc}): the message store is opened for writing "
-                "(its tables are created when missing); copy the file to a writable place")
-    if isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc):
-        return f"not an SQLite database ({exc})"
-    return f"cannot use the database: {exc}"
+def _database_trouble(db: str | None, exc: BaseException) -> str | None:
+    """The store's wording of a database error about `--db` (store/errors.py); None for any other exception.
 
-
-def _read_only(path: str) -> bool:
-    try:
-        return bool(os.statvfs(Path(path).resolve().parent).f_flag & os.ST_RDONLY)
-    except OSError:
-        return False
+    A database error comes from the store, so the store is loaded; when it is not, `exc` is no database error.
+    """
+    errors = sys.modules.get(f"{__package__}.store.errors")
+    return errors.explain(db, exc) if errors is not None and db else None
 
 
 def _strerror(exc: BaseException) -> str:

@@ -13,7 +13,7 @@ from .answers import (
 )
 from .commands import HS, QT, THE, Command, Help, IdKind, Month
 from .language import ParseError
-from .records import Person, Period, RecordStore
+from .store import Period, Person, RecordStore
 
 
 def covered_months(spans: Iterable[tuple[int, int]], start: int | None = None, end: int | None = None) -> int:

@@ -13,7 +13,7 @@
     │   └── PermanentDeliveryError    cannot succeed by retrying (no usable mt_url): failed at once
     ├── ReplayError                   a running server answered `smsgw replay --url` with something else than replies
     ├── ConfigError (settings.py)     a configuration file or SMSGW_ variable refused: `file: key: reason`
-    ├── StoreError (sqlite_store.py)  a records database that cannot be used as one
+    ├── StoreError (store/errors.py)  a database that cannot be used as one
     ├── ImportFailed (importer.py)    a CSV file or row refused, nothing loaded
     │   └── FaqImportError (faq.py)
     ├── TranscriptError (transcripts.py)  a transcript line that is not a message nor a reply

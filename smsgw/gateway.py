@@ -43,11 +43,11 @@ from .ids import new_id
 from .intake import Intake
 from .listener import Listener, parse_refusal, raise_open_file_limit
 from .logs import configure_logging, get_logger
-from .messages import MessageStore, StoredMO
 from .metrics import Metrics
 from .outbox import Outbox
 from .protection import Protection
 from .replies import reply
+from .store import MessageStore, StoredMO, open_messages
 from .wire import CarrierRequest, CarrierResponse
 
 MAX_BODY = 64 * 1024
@@ -97,9 +97,9 @@ def create_app(config: Config, *, db_path: str, service_factory: Callable[[], An
         async with AsyncExitStack() as stack:
             session = await stack.enter_async_context(aiohttp.ClientSession())
             service = await _open_service(config, db_path, service_factory, stack, session)
-            store = await MessageStore.open(db_path, batch_delay=batch_delay,
-                                            on_batch=app[METRICS].commit_batch.observe,
-                                            on_commit=app[METRICS].commit_seconds.observe)
+            store = await open_messages(db_path, batch_delay=batch_delay,
+                                        on_batch=app[METRICS].commit_batch.observe,
+                                        on_commit=app[METRICS].commit_seconds.observe)
             stack.push_async_callback(store.close)
             outbox = Outbox(store, app[ADAPTERS], session, app[METRICS], concurrency=mt_concurrency)
             await outbox.start(resume=resume_pending)

@@ -34,8 +34,8 @@ from typing import Any
 from . import phones
 from .commands import Month
 from .errors import SmsgwError
-from .records import DOSSIER_STATUSES, SCHEMES
-from .sqlite_store import CardRow, DossierRow, PaidUpRow, PeriodRow, PersonRow, SqliteStore
+from .store import (DOSSIER_STATUSES, SCHEMES, CardRow, DossierRow, PaidUpRow, PeriodRow, PersonRow, SqliteStore,
+                    open_records)
 
 _SSN = re.compile(r"[0-9]{10}")
 _PERSONAL_ID = re.compile(r"[0-9]{12}")
@@ -115,7 +115,7 @@ class _File:
 async def import_directory(directory: str | os.PathLike[str], db_path: str | os.PathLike[str]) -> ImportSummary:
     """Merge the CSV files of `directory` into the records database at `db_path` (created if missing)."""
     existed = Path(db_path).exists()
-    store = await SqliteStore.open(db_path, create=True)
+    store = await open_records(db_path, create=True)
     loaded = False
     try:
         records = await read_directory(directory, store)

@@ -17,7 +17,7 @@ from typing import Any
 from .billing import MessageType
 from .errors import Unavailable
 from .ids import new_id
-from .messages import MessageStore, PendingMT, StoredMO
+from .store import MessageStore, PendingMT, StoredMO
 from .outbox import Outbox
 from .protection import Protection
 from .wire import InboundMessage, OutboundMessage

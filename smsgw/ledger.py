@@ -1,6 +1,6 @@
 """The billing ledger for reconciliation with the carriers: `smsgw billing export|summary`.
 
-Every MT leaves billing rows, written in the transaction that stores it (messages.py):
+Every MT leaves billing rows, written in the transaction that stores it (store/sqlite_messages.py):
 
     charge   every reply: 1,000 VND when charged (message_type 1), 0 when free (0) or refunded
              at once for syntax (21) or content (22)
@@ -15,13 +15,12 @@ itself and stay so in the export.
 from __future__ import annotations
 
 import csv
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TextIO
 
-from .messages import billing_rows_between, billing_totals_between
+from .store import MessageReports
 
 VIETNAM = timezone(timedelta(hours=7), "ICT")
 COLUMNS = ("time", "carrier", "mo_id", "mt_id", "msisdn", "message_type", "amount_vnd", "kind")
@@ -40,13 +39,13 @@ def month_bounds(month: str) -> tuple[float, float]:
     return start.timestamp(), following.timestamp()
 
 
-def export_csv(conn: sqlite3.Connection, month: str, out: TextIO, *, carrier: str | None = None) -> int:
+def export_csv(reader: MessageReports, month: str, out: TextIO, *, carrier: str | None = None) -> int:
     """Write the month's billing rows as CSV (header `COLUMNS`) to `out`; the number of rows."""
     start, end = month_bounds(month)
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)
     count = 0
-    for row in billing_rows_between(conn, start, end, carrier):
+    for row in reader.billing_rows_between(start, end, carrier):
         moment = datetime.fromisoformat(row.at).astimezone(VIETNAM).isoformat(timespec="seconds")
         writer.writerow((moment, row.carrier, row.mo_id, row.mt_id, row.msisdn, int(row.message_type),
                          row.amount_vnd, row.kind))
@@ -63,10 +62,10 @@ class Total:
     amount_vnd: int
 
 
-def totals(conn: sqlite3.Connection, month: str, *, carrier: str | None = None) -> list[Total]:
+def totals(reader: MessageReports, month: str, *, carrier: str | None = None) -> list[Total]:
     """The month's billing rows summed per carrier, message_type and kind."""
     start, end = month_bounds(month)
-    return [Total(*row) for row in billing_totals_between(conn, start, end, carrier)]
+    return [Total(*row) for row in reader.billing_totals_between(start, end, carrier)]
 
 
 def format_summary(month: str, rows: Iterable[Total]) -> str:

@@ -40,12 +40,11 @@ from .dispatch import participation
 from .gsm import measure
 from .ids import new_id
 from .logs import get_logger
-from .messages import MessageStore, Notice, PendingMT
 from .metrics import Metrics
 from .outbox import Outbox
 from .phones import network
 from .replies import card_expiry_notice, payment_reminder_notice
-from .sqlite_store import SqliteStore
+from .store import MessageStore, Notice, PendingMT, SqliteStore, open_messages, open_records
 from .wire import OutboundMessage
 
 CARD_EXPIRY = "card_expiry"
@@ -214,7 +213,7 @@ async def notify(kind: str, db_path: str, config: Config, *, today: date, days: 
     from .progress import Progress
 
     summary = NoticeSummary(kind, "")
-    records = await SqliteStore.open(db_path)
+    records = await open_records(db_path)
     try:
         if kind == CARD_EXPIRY:
             drafts = await card_expiry_drafts(records, config, today, days, summary)
@@ -225,7 +224,7 @@ async def notify(kind: str, db_path: str, config: Config, *, today: date, days: 
     finally:
         await records.close()
     notices = route(drafts, config, summary)
-    store = await MessageStore.open(db_path)
+    store = await open_messages(db_path)
     try:
         pending = await queue(store, notices, summary)
         async with aiohttp.ClientSession() as session:

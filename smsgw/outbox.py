@@ -36,7 +36,7 @@ import aiohttp
 from .carrier import CarrierAdapter
 from .errors import DeliveryError, PermanentDeliveryError
 from .logs import get_logger
-from .messages import PendingMT
+from .store import PendingMT
 from .metrics import Metrics
 from .phones import mask
 from .throttle import Throttle

@@ -28,9 +28,7 @@ error (the understanding report counts it), without MT and without billing row.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, replace
-from enum import Enum
+from dataclasses import replace
 
 from typing import TYPE_CHECKING
 
@@ -39,6 +37,7 @@ from prometheus_client import CollectorRegistry, Counter
 from .config import ProtectionConfig
 from .logs import get_logger
 from .phones import SenderKind, classify_sender, mask
+from .store import Guard, Screening, SenderHistory
 from .wire import OutboundMessage
 
 if TYPE_CHECKING:
@@ -48,40 +47,6 @@ HOUR = 3600.0
 MINUTE = 60.0
 
 log = get_logger(component="protection")
-
-
-class Guard(str, Enum):
-    """Why an MO was not answered as usual; stored in `mo_messages.guard`."""
-
-    RATE_LIMITED = "rate_limited"   # over the hourly limit: answered with the one polite reply
-    OVER_LIMIT = "over_limit"       # over it again within the hour of that reply: no reply
-    LOOP = "loop"                   # the same text too often within a minute: no reply
-    SHORT_CODE = "short_code"       # the sender is a short code: never answered
-    ALPHANUMERIC = "alphanumeric"   # the sender is a brandname: never answered
-
-    @property
-    def silent(self) -> bool:
-        return self is not Guard.RATE_LIMITED
-
-
-@dataclass(frozen=True)
-class SenderHistory:
-    """A phone's MOs before the one being decided (that one not counted)."""
-
-    answered: int      # answered normally within the last hour (counted up to the screening's cap)
-    warned: bool       # one of them within the last hour got the polite rate-limit reply
-    repeats: int       # MOs with exactly the same text within the last minute, whatever their outcome
-
-
-@dataclass(frozen=True)
-class Screening:
-    """What `MessageStore.store_mo` needs to decide, in its transaction, how an MO is answered."""
-
-    decide: Callable[[SenderHistory], Guard | None]
-    instead: OutboundMessage       # the reply sent in place of the answer when the guard is RATE_LIMITED
-    cap: int                       # counts stop here: decide needs no more
-    hour: float = HOUR
-    minute: float = MINUTE
 
 
 class Protection:

@@ -21,7 +21,6 @@ text, on the day the MO was taken (Vietnam time), with the `[routes]` keywords g
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,8 +29,8 @@ from itertools import groupby
 from .commands import COMMAND_NAMES
 from .language import ParseError, normalize, parse
 from .ledger import VIETNAM
-from .messages import misunderstood_texts, mo_outcomes
 from .replies import quoted_correction
+from .store import MessageReports
 
 MAX_SHAPE = 60
 TAKE_UP_WINDOW = 600.0
@@ -66,19 +65,19 @@ class Understanding:
         return self.understood / self.total if self.total else 0.0
 
 
-def understanding(conn: sqlite3.Connection, since: float | None = None,
+def understanding(reader: MessageReports, since: float | None = None,
                   routes: frozenset[str] = frozenset()) -> Understanding:
     """Understanding of the MOs taken since `since` (Unix seconds; None: all of them);
     `routes` are the keywords of other services, which are never corrected."""
     report = Understanding()
-    for command, error, count in mo_outcomes(conn, since):
+    for command, error, count in reader.mo_outcomes(since):
         if error is not None:
             report.errors[error] += count
         elif command in COMMAND_NAMES:
             report.understood += count
         elif command is not None:
             report.routed += count
-    for _, rows in groupby(misunderstood_texts(conn, since, TAKE_UP_WINDOW), key=lambda row: row[0]):
+    for _, rows in groupby(reader.misunderstood_texts(since, TAKE_UP_WINDOW), key=lambda row: row[0]):
         rows = list(rows)
         _, taken_at, text, _ = rows[0]
         report.shapes[shape(text)] += 1

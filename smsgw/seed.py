@@ -22,8 +22,8 @@ import phonenumbers
 from .commands import Month
 from .importer import read_directory
 from .progress import Progress
-from .records import DOSSIER_STATUSES
-from .sqlite_store import CardRow, DossierRow, PaidUpRow, PeriodRow, PersonRow, SqliteStore, StoreError
+from .store import (DOSSIER_STATUSES, CardRow, DossierRow, PaidUpRow, PeriodRow, PersonRow, StoreError,
+                    open_records)
 
 # fixtures/records, installed as the package data `smsgw.reference` (pyproject.toml).
 REFERENCE_DIR = Path(str(resources.files("smsgw.reference")))
@@ -126,7 +126,7 @@ async def seed_database(path: str | os.PathLike[str], persons: int, seed: int = 
     batch = _Batch(reference.persons, reference.periods, reference.cards, reference.dossiers, reference.paid_up)
     written = {table: 0 for table in batch.tables()}
     sizes = [min(BATCH, persons - start) for start in range(0, persons, BATCH)]
-    store = await SqliteStore.open(path, create=True)
+    store = await open_records(path, create=True)
     try:
         async with store.bulk_load():
             with Progress(persons, "seeding persons", enabled=None if progress else False) as bar:

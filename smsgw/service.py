@@ -18,8 +18,8 @@ import aiohttp
 from .config import Config
 from .dispatch import Dispatcher
 from .language import ParseError, parse, vietnam_today
-from .records import RecordStore
 from .replies import Reply, reply, syntax_reply_for
+from .store import RecordStore
 from .routing import Router
 
 
@@ -59,10 +59,10 @@ class Service:
 @asynccontextmanager
 async def open_service(db_path: str, config: Config, *,
                        session: aiohttp.ClientSession | None = None) -> AsyncIterator[Service]:
-    """A `Service` over the records in the SQLite file `db_path`, closed on leaving."""
-    from .sqlite_store import SqliteStore
+    """A `Service` over the records at `db_path` (`--db`), closed on leaving."""
+    from .store import open_records
 
-    records = await SqliteStore.open(db_path)
+    records = await open_records(db_path)
     try:
         yield Service(records, config, session=session)
     finally:

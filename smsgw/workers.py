@@ -28,9 +28,9 @@ _LISTENING = re.compile(r"smsgw listening on (http://\S+)")
 
 
 def pin_to_one_core(index: int | None = None) -> None:
-    """Keep the event loop and aiosqlite's thread on one core (worker `index`'s, or this pid's).
+    """Keep the event loop and the records store's thread on one core (worker `index`'s, or this pid's).
 
-    A store call hands work to aiosqlite's thread and back; when the two threads run on
+    A store call hands work to the SQLite store's thread and back; when the two threads run on
     different cores every hand-off crosses caches and costs several times more (measured:
     in-process replay 6k messages/s unpinned vs 12k pinned on 2 cores). One process is one
     core's worth of Python anyway; to use more cores, run more processes.

@@ -19,9 +19,8 @@ from smsgw.config import parse_config
 from smsgw.dispatch import Dispatcher, covered_months, participation
 from smsgw.language import parse
 from smsgw.importer import import_directory
-from smsgw.records import Period
 from smsgw.service import Service
-from smsgw.sqlite_store import SqliteStore
+from smsgw.store import Period, SqliteStore
 
 spans = st.lists(
     st.tuples(st.integers(0, 240), st.integers(0, 60)).map(lambda t: (t[0], t[0] + t[1])),

@@ -25,7 +25,7 @@ from smsgw.config import parse_config
 from smsgw.errors import ReplayError
 from smsgw.gateway import ADAPTERS, STORE, create_app
 from smsgw.logs import configure_logging, get_logger
-from smsgw.sqlite_store import SqliteStore
+from smsgw.store import SqliteStore
 
 SECRET = "s3cret"
 OWNER = "84912345678"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from smsgw.importer import ImportFailed, ImportSummary, import_directory
-from smsgw.sqlite_store import SqliteStore
+from smsgw.store import SqliteStore
 
 REFERENCE = Path(__file__).resolve().parent.parent / "fixtures" / "records"
 PERSONS = "ssn,personal_id,full_name,date_of_birth,phone\n"

@@ -21,9 +21,8 @@ from smsgw.config import parse_config
 from smsgw.errors import PermanentDeliveryError
 from smsgw.gateway import create_app
 from smsgw.ledger import COLUMNS, VIETNAM, export_csv, format_summary, month_bounds, totals
-from smsgw.messages import open_reader
 from smsgw.notices import CARD_EXPIRY, notify
-from smsgw.sqlite_store import SqliteStore
+from smsgw.store import SqliteStore, open_reports
 
 STRANGER = "84987654321"
 CARRIERS = {
@@ -95,7 +94,7 @@ def test_the_export_of_a_known_traffic_mix_adds_up_to_the_figures_worked_out_by_
                      " VALUES ('charge', 'viettel', 'old', 'old', '8491234****', 1000, 1, ?)",
                      (datetime.fromtimestamp(start - 1, timezone.utc).isoformat(),))
 
-    conn = open_reader(str(db))
+    conn = open_reports(str(db))
     try:
         out = io.StringIO()
         assert export_csv(conn, month, out) == 12

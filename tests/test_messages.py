@@ -13,7 +13,7 @@ import pytest
 
 from smsgw.billing import MessageType
 from smsgw.errors import Unavailable
-from smsgw.messages import MessageStore
+from smsgw.store import MessageStore, SqliteMessageStore
 from smsgw.wire import DeliveryReport, DeliveryState, InboundMessage, OutboundMessage
 
 PHONE = "84912345678"
@@ -38,7 +38,7 @@ async def store_one(store: MessageStore, carrier_id: str, *, mode: str = "async"
 
 def test_an_mo_is_stored_once_per_carrier_id(tmp_path):
     async def run():
-        store = await MessageStore.open(str(tmp_path / "m.db"))
+        store = await SqliteMessageStore.open(str(tmp_path / "m.db"))
         first = await store_one(store, "c-1")
         again = await store_one(store, "c-1")
         elsewhere = await store_one(store, "c-1", carrier="other")
@@ -55,7 +55,7 @@ def test_an_mo_is_stored_once_per_carrier_id(tmp_path):
 def test_concurrent_writes_share_transactions(tmp_path):
     async def run():
         batches: list[int] = []
-        store = await MessageStore.open(str(tmp_path / "m.db"), on_batch=batches.append)
+        store = await SqliteMessageStore.open(str(tmp_path / "m.db"), on_batch=batches.append)
         results = await asyncio.gather(*(store_one(store, f"c-{n}") for n in range(50)))
         assert all(result.created for result in results)
         assert sum(batches) == 50 and max(batches) > 1
@@ -66,7 +66,7 @@ def test_concurrent_writes_share_transactions(tmp_path):
 
 def test_a_failing_write_fails_alone_and_leaves_no_half_mo(tmp_path):
     async def run():
-        store = await MessageStore.open(str(tmp_path / "m.db"))
+        store = await SqliteMessageStore.open(str(tmp_path / "m.db"))
         taken = await store_one(store, "c-0")
         results = await asyncio.gather(
             store_one(store, "c-1"),
@@ -90,7 +90,7 @@ def test_a_batch_run_again_after_a_failure_keeps_each_answer_and_charge_once(tmp
     # MO in the same batch is still the duplicate of the first, and nothing is stored twice.
     async def run():
         batches: list[int] = []
-        store = await MessageStore.open(str(tmp_path / "m.db"), on_batch=batches.append)
+        store = await SqliteMessageStore.open(str(tmp_path / "m.db"), on_batch=batches.append)
         taken = await store_one(store, "c-0")
         first, failed, retry, other = await asyncio.gather(
             store_one(store, "c-1"),
@@ -115,11 +115,11 @@ def test_a_batch_run_again_after_a_failure_keeps_each_answer_and_charge_once(tmp
 def test_pending_mts_survive_closing_and_reopening(tmp_path):
     async def run():
         path = str(tmp_path / "m.db")
-        store = await MessageStore.open(path)
+        store = await SqliteMessageStore.open(path)
         queued = await store_one(store, "c-1")
         await store_one(store, "c-2", mode="sync")
         await store.close()
-        reopened = await MessageStore.open(path)
+        reopened = await SqliteMessageStore.open(path)
         pending = await reopened.pending()
         assert [item.mt for item in pending] == list(queued.replies)
         await reopened.mark_sent(queued.replies[0].id)
@@ -132,7 +132,7 @@ def test_pending_mts_survive_closing_and_reopening(tmp_path):
 
 def test_giving_up_fails_the_mo_and_refunds_its_charge_once(tmp_path):
     async def run():
-        store = await MessageStore.open(str(tmp_path / "m.db"))
+        store = await SqliteMessageStore.open(str(tmp_path / "m.db"))
         stored = await store_one(store, "c-1")
         mt_id = stored.replies[0].id
         assert await store.give_up(mt_id, error="HTTP 503", now=time.time())
@@ -154,7 +154,7 @@ def test_delivery_reports_in_any_order_end_on_the_first_final_state(tmp_path):
               DeliveryState.UNKNOWN]
 
     async def run():
-        store = await MessageStore.open(str(tmp_path / "m.db"))
+        store = await SqliteMessageStore.open(str(tmp_path / "m.db"))
         for n, order in enumerate(itertools.permutations(states)):
             mt_id = (await store_one(store, f"c-{n}")).replies[0].id
             seen = []
@@ -175,7 +175,7 @@ def test_delivery_reports_in_any_order_end_on_the_first_final_state(tmp_path):
 
 def test_a_closed_store_refuses_work(tmp_path):
     async def run():
-        store = await MessageStore.open(str(tmp_path / "m.db"))
+        store = await SqliteMessageStore.open(str(tmp_path / "m.db"))
         await store.close()
         with pytest.raises(Unavailable):
             await store.probe()
@@ -187,7 +187,7 @@ def test_a_writer_waits_for_another_process_holding_the_lock_then_goes_on(tmp_pa
     """`serve --workers N`: one store, several writers; the lock is waited for, not an error."""
     async def run():
         path = str(tmp_path / "m.db")
-        store = await MessageStore.open(path)
+        store = await SqliteMessageStore.open(path)
         other = sqlite3.connect(path, isolation_level=None)   # another worker, in the middle of its batch
         other.execute("BEGIN IMMEDIATE")
         pending = asyncio.ensure_future(store_one(store, "c-waits"))
@@ -205,8 +205,8 @@ def test_a_writer_waits_for_another_process_holding_the_lock_then_goes_on(tmp_pa
 def test_a_lock_held_too_long_fails_the_batch_and_the_store_recovers(tmp_path, monkeypatch):
     async def run():
         path = str(tmp_path / "m.db")
-        store = await MessageStore.open(path)
-        monkeypatch.setattr("smsgw.messages.LOCK_WAIT", 0.2)
+        store = await SqliteMessageStore.open(path)
+        monkeypatch.setattr("smsgw.store.writer.LOCK_WAIT", 0.2)
         other = sqlite3.connect(path, isolation_level=None)
         other.execute("BEGIN IMMEDIATE")
         with pytest.raises(Unavailable, match="locked"):

@@ -20,7 +20,7 @@ from smsgw.commands import Month
 from smsgw.config import ConfigError, parse_config
 from smsgw.gateway import STORE, create_app
 from smsgw.notices import CARD_EXPIRY, PAYMENT_REMINDER, notice_adapters, notify
-from smsgw.sqlite_store import SqliteStore
+from smsgw.store import SqliteStore
 
 TODAY = date(2026, 11, 23)
 EXPIRY = date(2026, 12, 23)          # TODAY + 30 days

@@ -15,7 +15,8 @@ from smsgw.adapters.mock import MockAdapter
 from smsgw.config import ConfigError, ProtectionConfig, parse_config
 from smsgw.gateway import STORE, create_app
 from smsgw.phones import InvalidPhone, SenderKind, classify_sender
-from smsgw.protection import Guard, Protection, SenderHistory
+from smsgw.protection import Protection
+from smsgw.store import Guard, SenderHistory
 
 OTHER = "84987654321"
 SYNC = {"generic": {"secret": SECRET, "mode": "sync"}}

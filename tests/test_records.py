@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import random
 
-from smsgw.records import RecordStore
 from smsgw.seed import seed_database
-from smsgw.sqlite_store import SqliteStore
+from smsgw.store import RecordStore, SqliteStore
 
 
 def test_joined_lookups_equal_the_composed_ones(tmp_path):

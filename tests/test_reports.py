@@ -15,8 +15,8 @@ from test_gateway import OWNER, SECRET, SSN, make_records, mo_body, post_mo
 from smsgw.config import parse_config
 from smsgw.gateway import create_app
 from smsgw.ledger import VIETNAM
-from smsgw.messages import open_reader
 from smsgw.reports import format_understanding, shape, understanding
+from smsgw.store import open_reports
 
 MIX = [
     (f"BH QT {SSN}", OWNER),              # understood (x3, the third rate-limited: still understood)
@@ -57,7 +57,7 @@ def test_the_report_counts_what_the_grammar_understood(tmp_path):
                 assert (await post_mo(client, mo_body(f"u-{n}", text=text, sender=sender)))[0] == 200
 
     asyncio.run(run())
-    conn = open_reader(str(db))
+    conn = open_reports(str(db))
     try:
         report = understanding(conn)
     finally:
@@ -131,7 +131,7 @@ def test_corrections_offered_and_taken_up_within_ten_minutes(tmp_path):
     asyncio.run(run())
     with sqlite3.connect(db) as conn:
         conn.execute("UPDATE mo_messages SET taken_at = taken_at + 660 WHERE carrier_id = 'c-5'")
-    conn = open_reader(str(db))
+    conn = open_reports(str(db))
     try:
         report = understanding(conn)
     finally:

@@ -13,9 +13,8 @@ from smsgw.importer import ImportSummary, import_directory
 from smsgw.language import parse
 from smsgw.phones import normalize
 from smsgw.progress import Progress
-from smsgw.records import DOSSIER_STATUSES
 from smsgw.seed import AS_OF, seed_database
-from smsgw.sqlite_store import SqliteStore, StoreError
+from smsgw.store import DOSSIER_STATUSES, SqliteStore, StoreError
 
 REFERENCE_SSNS = {"0110129425", "7910234567", "3101234567", "4801234568", "0121987654", "8201234567"}
 PROVINCES = {"01", "02", "04", "06", "08", "10", "11", "12", "14", "15", "17", "19", "20", "22", "24", "25", "26",

@@ -12,7 +12,7 @@ from smsgw.billing import MessageType
 from smsgw.config import parse_config
 from smsgw.importer import import_directory
 from smsgw.service import Service
-from smsgw.sqlite_store import SqliteStore
+from smsgw.store import SqliteStore
 
 RECORDS = Path(__file__).resolve().parent.parent / "fixtures" / "records"
 OWNER = "84912345678"      # registered phone of 0110129425

@@ -5,8 +5,7 @@ from datetime import date
 import pytest
 
 from smsgw.commands import Month
-from smsgw.records import Card, Dossier, Period, Person, RecordStore
-from smsgw.sqlite_store import SqliteStore, StoreError
+from smsgw.store import Card, Dossier, Period, Person, RecordStore, SqliteStore, StoreError
 
 AN = ("0110129425", "001090012345", "Nguyễn Văn An", "1990-03-15", "84912345678")
 BINH = ("7910234567", None, "Trần Thị Bình", "1985-11-02", None)

@@ -11,7 +11,7 @@ import pytest
 from test_gateway import SECRET, SSN, make_records, mo_body
 
 from smsgw.adapters.generic import sign
-from smsgw.messages import MessageStore
+from smsgw.store import SqliteMessageStore
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +52,7 @@ def test_two_workers_share_the_port_and_answer_a_retry_once(tmp_path):
             if process.returncode is None:
                 process.kill()
                 await process.wait()
-        store = await MessageStore.open(str(db))
+        store = await SqliteMessageStore.open(str(db))
         try:
             rows = await store.billing()
         finally:

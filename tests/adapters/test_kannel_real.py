@@ -33,7 +33,7 @@ import pytest
 from smsgw.config import load_config
 from smsgw.gateway import BACKLOG
 from smsgw.service import Service
-from smsgw.sqlite_store import SqliteStore
+from smsgw.store import SqliteStore
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,6 @@
 """Insurance records as the dispatcher sees them, and the store interface that serves them.
 
-The dispatcher depends only on `RecordStore`; the embedded SQLite store implements it, and a
+The dispatcher depends only on `RecordStore`; the embedded SQLite store (sqlite_records.py) implements it, and a
 PostgreSQL store can implement it later without touching the dispatcher.
 """
 
@@ -10,7 +10,7 @@ import abc
 from dataclasses import dataclass
 from datetime import date
 
-from .commands import Month
+from ..commands import Month
 
 SCHEMES = ("BHXH", "BHTN")
 DOSSIER_STATUSES = ("received", "processing", "needs_more", "approved", "rejected", "returned")

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import aiosqlite
 
-from .commands import Month
-from .errors import SmsgwError
+from ..commands import Month
+from .errors import StoreError
 from .records import Card, Dossier, Period, Person, RecordStore
 
 PersonRow = tuple[str, str | None, str, str, str | None]
@@ -92,10 +92,6 @@ _CHUNK = 50_000
 # Reads through a memory map skip a system call per page: the tail of lookups on a big file
 # stays that of a small one. SQLite caps this at its compile-time limit (2 GiB by default).
 _MMAP_BYTES = 1 << 40
-
-
-class StoreError(SmsgwError):
-    """The records database cannot be used; the message is meant for the operator."""
 
 
 class SqliteStore(RecordStore):

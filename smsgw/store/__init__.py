@@ -1,0 +1,59 @@
+"""The store: the only place that talks SQL. Records, messages, billing rows, and reading them back.
+
+Interfaces and the data they carry, whatever the database:
+    records.py          `RecordStore` (the dispatcher's lookups) and the record dataclasses
+    messages.py         `MessageStore` (MOs, MT outbox, billing rows, notices, delivery states),
+                        `MessageReports` (the reports' and the ledger's reading queries), their
+                        data types, and what a policy decided in the store's transaction gets
+                        (`SenderHistory`) and gives (`Screening`, `Guard`)
+    errors.py           `StoreError`, and the operator's wording of a database driver's error
+
+The embedded SQLite backend, one records database file:
+    sqlite_records.py   `SqliteStore`: the records tables, lookups, bulk load for seed and import
+    sqlite_tables.py    the message tables and the connection that creates them
+    sqlite_messages.py  `SqliteMessageStore`: the message operations as SQL
+    writer.py           the group-commit writer that runs those operations, one transaction a batch
+    files.py            whether the database files are still the ones opened, and writable
+    sqlite_reports.py   `SqliteReports`: the reading queries, returning rows
+
+The `open_*` functions take the `--db` value and pick the backend: a path is an SQLite file
+(a PostgreSQL backend would be a sibling set of modules, chosen here by a `postgresql://` URL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .errors import DatabaseRefused, StoreError, explain
+from .messages import (BillingRow, Guard, MessageReports, MessageStore, MTState, Notice, PendingMT, Screening,
+                       SenderHistory, StoredMO)
+from .records import DOSSIER_STATUSES, SCHEMES, Card, Dossier, Period, Person, RecordStore
+from .sqlite_messages import SqliteMessageStore
+from .sqlite_records import CardRow, DossierRow, PaidUpRow, PeriodRow, PersonRow, SqliteStore
+from .sqlite_reports import SqliteReports
+
+__all__ = [
+    "DOSSIER_STATUSES", "SCHEMES", "BillingRow", "Card", "CardRow", "DatabaseRefused", "Dossier", "DossierRow",
+    "Guard", "MTState", "MessageReports", "MessageStore", "Notice", "PaidUpRow", "PendingMT", "Period",
+    "PeriodRow", "Person", "PersonRow", "RecordStore", "Screening", "SenderHistory", "SqliteMessageStore",
+    "SqliteReports", "SqliteStore", "StoreError", "StoredMO", "explain", "open_messages", "open_records",
+    "open_reports",
+]
+
+
+async def open_records(db: str, *, create: bool = False) -> SqliteStore:
+    """The records at `db` (`--db`); with `create`, made when missing. StoreError when they cannot be used."""
+    return await SqliteStore.open(db, create=create)
+
+
+async def open_messages(db: str, *, batch_delay: float = 0.0, max_batch: int = 512,
+                        on_batch: Callable[[int], None] | None = None,
+                        on_commit: Callable[[float], None] | None = None) -> MessageStore:
+    """The message store at `db` (`--db`), its tables created when missing (see SqliteMessageStore.open)."""
+    return await SqliteMessageStore.open(db, batch_delay=batch_delay, max_batch=max_batch, on_batch=on_batch,
+                                         on_commit=on_commit)
+
+
+def open_reports(db: str) -> MessageReports:
+    """The reading queries over the messages at `db` (`--db`); DatabaseRefused when it cannot be opened."""
+    return SqliteReports.open(db)

@@ -1,0 +1,208 @@
+"""The message store as the gateway sees it: the data it keeps and returns, and its interface.
+
+`MessageStore` is what the intake, the outbox and the notices call; sqlite_messages.py
+implements it on the records database file, and a PostgreSQL store can implement it beside it.
+`MessageReports` is what the reports and the ledger read (sqlite_reports.py).
+
+An MO, its MTs and their charge rows are written by one `store_mo` call, in one transaction:
+an MO is either stored with its answer or not at all. `store_mo` returns the MO already stored
+under the same carrier id, untouched, when there is one.
+
+A policy decided inside that transaction (protection.py's rate limit and loop guard) comes in
+as data: a `Screening`, whose `decide` is a pure function of the sender's `SenderHistory`,
+which the store counts in the transaction. The store never imports the policy's module; the
+policy imports these types.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+from ..billing import MessageType
+from ..wire import DeliveryReport, DeliveryState, InboundMessage, OutboundMessage
+
+HOUR = 3600.0
+MINUTE = 60.0
+
+
+class Guard(str, Enum):
+    """Why an MO was not answered as usual (protection.py's rules); stored with the MO."""
+
+    RATE_LIMITED = "rate_limited"   # over the hourly limit: answered with the one polite reply
+    OVER_LIMIT = "over_limit"       # over it again within the hour of that reply: no reply
+    LOOP = "loop"                   # the same text too often within a minute: no reply
+    SHORT_CODE = "short_code"       # the sender is a short code: never answered
+    ALPHANUMERIC = "alphanumeric"   # the sender is a brandname: never answered
+
+    @property
+    def silent(self) -> bool:
+        return self is not Guard.RATE_LIMITED
+
+
+@dataclass(frozen=True)
+class SenderHistory:
+    """A phone's MOs before the one being decided (that one not counted)."""
+
+    answered: int      # answered normally within the last hour (counted up to the screening's cap)
+    warned: bool       # one of them within the last hour got the polite rate-limit reply
+    repeats: int       # MOs with exactly the same text within the last minute, whatever their outcome
+
+
+@dataclass(frozen=True)
+class Screening:
+    """What `MessageStore.store_mo` needs to decide, in its transaction, how an MO is answered."""
+
+    decide: Callable[[SenderHistory], Guard | None]   # a pure function: no I/O, called inside the transaction
+    instead: OutboundMessage       # the reply sent in place of the answer when the guard is RATE_LIMITED
+    cap: int                       # counts stop here: decide needs no more
+    hour: float = HOUR
+    minute: float = MINUTE
+
+
+@dataclass(frozen=True)
+class StoredMO:
+    mo_id: str
+    carrier: str
+    carrier_id: str
+    mode: str                  # "sync" or "async", as it was when the MO was first stored
+    status: str                # answered | queued | sent | failed
+    command: str | None
+    error: str | None
+    replies: tuple[OutboundMessage, ...]
+    created: bool              # False: the carrier id was stored already and this is that MO
+    guard: str | None = None   # the rule that withheld or replaced its reply (Guard)
+
+
+@dataclass(frozen=True)
+class PendingMT:
+    mt: OutboundMessage
+    attempts: int
+    created_at: float          # Unix seconds
+    next_attempt_at: float
+
+
+@dataclass(frozen=True)
+class MTState:
+    status: str                # sent | pending | failed
+    attempts: int
+    last_error: str | None
+    delivery: DeliveryState | None
+
+
+@dataclass(frozen=True)
+class BillingRow:
+    kind: str                  # charge (every reply, amount 0 when not charged) | refund | push
+    carrier: str
+    mo_id: str
+    mt_id: str
+    msisdn: str                # masked
+    amount_vnd: int
+    message_type: MessageType
+    at: str
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A push to one phone; queued once per (kind, target, occasion)."""
+
+    kind: str                  # card_expiry | payment_reminder
+    target: str                # what it is about: a card number, an ssn
+    occasion: str              # the ISO date that makes it a new notice (notices.py says which)
+    mt: OutboundMessage        # mo_id and in_reply_to empty: no MO asked for it
+
+
+class MessageStore(abc.ABC):
+    """The MOs, the MT outbox, billing rows and delivery states; every method is one transaction."""
+
+    path: str
+
+    @property
+    @abc.abstractmethod
+    def alive(self) -> bool:
+        """False once closed, or when its writer stopped."""
+
+    @property
+    @abc.abstractmethod
+    def refusal(self) -> str | None:
+        """Why the store cannot take a write now (its files deleted, replaced, unwritable), or None."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Write every operation submitted, and close."""
+
+    @abc.abstractmethod
+    async def store_mo(self, inbound: InboundMessage, *, mo_id: str, mode: str, command: str | None,
+                       error: str | None, replies: Sequence[OutboundMessage], now: float,
+                       guard: Guard | None = None, screening: Screening | None = None) -> StoredMO:
+        """Store an MO with its replies and their charges, or return the one stored under its carrier id.
+
+        `guard` stores an MO already judged (a sender that is not a phone): `replies` should be
+        empty. With `screening`, the sender's history decides in this transaction whether the
+        replies go, the screening's polite reply goes instead, or nothing does.
+        """
+
+    @abc.abstractmethod
+    async def store_notices(self, notices: Sequence[Notice], *, now: float) -> list[PendingMT]:
+        """Queue each notice not queued before as a pending MT with its push billing row (amount 0).
+
+        Returns the ones queued by this call; a notice whose (kind, target, occasion) is stored
+        already is left out, whatever became of it.
+        """
+
+    @abc.abstractmethod
+    async def find_mo(self, carrier: str, carrier_id: str) -> StoredMO | None: ...
+
+    @abc.abstractmethod
+    async def pending(self) -> list[PendingMT]:
+        """Every MT still to deliver, oldest first."""
+
+    @abc.abstractmethod
+    async def mark_sent(self, mt_id: str) -> None: ...
+
+    @abc.abstractmethod
+    async def schedule_retry(self, mt_id: str, *, attempts: int, next_attempt_at: float, error: str) -> None: ...
+
+    @abc.abstractmethod
+    async def give_up(self, mt_id: str, *, error: str, now: float) -> bool:
+        """Fail a pending MT and its MO, and refund its charge; False when it was not pending."""
+
+    @abc.abstractmethod
+    async def record_delivery(self, report: DeliveryReport) -> DeliveryState | None:
+        """Apply a delivery report; the MT's state after it, or None for an MT we do not know."""
+
+    @abc.abstractmethod
+    async def mt_state(self, mt_id: str) -> MTState | None: ...
+
+    @abc.abstractmethod
+    async def billing(self, mo_id: str | None = None) -> list[BillingRow]:
+        """Billing rows in the order written, of one MO or of all."""
+
+    @abc.abstractmethod
+    async def probe(self) -> None:
+        """Succeeds when a write reaches the disk now; fails (Unavailable, with the reason) when not."""
+
+
+class MessageReports(Protocol):
+    """The reading queries of the reports and the ledger; rows, in the order stated."""
+
+    def billing_rows_between(self, start: float, end: float, carrier: str | None = None) -> Iterator[BillingRow]:
+        """Billing rows written in [start, end) (Unix seconds), of one carrier or all, in the order written."""
+
+    def billing_totals_between(self, start: float, end: float,
+                               carrier: str | None = None) -> list[tuple[str, int, str, int, int]]:
+        """(carrier, message_type, kind, rows, amount VND) of the billing rows written in [start, end)."""
+
+    def mo_outcomes(self, since: float | None = None) -> list[tuple[str | None, str | None, int]]:
+        """(command, error, MOs) of the MOs from phones taken since `since` (Unix seconds; None: all)."""
+
+    def misunderstood_texts(self, since: float | None = None,
+                            window: float = 600.0) -> Iterator[tuple[str, float, str, str | None]]:
+        """(MO id, taken at, text, a following text) of every MO from a phone that the language did
+        not understand: once for each understood MO the same phone sent within `window` seconds
+        after it (the following text), or once with None when there was none."""
+
+    def close(self) -> None: ...

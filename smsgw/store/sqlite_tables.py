@@ -1,0 +1,127 @@
+"""The message tables in the records database file, and the connection that creates them.
+
+Tables (WAL):
+    mo_messages     one row per MO, unique on (carrier, carrier_id); status answered (sync),
+                    queued -> sent | failed (async), or withheld (no reply: see protection.py,
+                    whose `guard` says why); `taken_at` is our clock (Unix seconds)
+    mt_messages     the replies with their stable MT id; status sent (sync: given in the response),
+                    pending -> sent | failed (async outbox); attempts, next attempt, DLR state
+    billing_rows    one charge row per MT (amount 0 when not charged), and one refund row
+                    reversing it when delivery is given up; one push row (amount 0) per notice;
+                    the phone number is stored masked
+    notices         one row per notice queued, unique on (kind, target, occasion): a notice is
+                    queued once, however often `smsgw notify` runs; its MT has no MO (mo_id '')
+    store_probe     one row, rewritten by each `probe` (GET /healthz): a write that must reach the disk
+
+`connect` opens the file for the message store's writer (writer.py) and for the reports
+(sqlite_reports.py), creating the tables and indexes when missing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timezone
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS mo_messages (
+    id TEXT PRIMARY KEY,
+    carrier TEXT NOT NULL,
+    carrier_id TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    text TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    command TEXT,
+    error TEXT,
+    status TEXT NOT NULL,
+    taken_at REAL,
+    guard TEXT,
+    UNIQUE (carrier, carrier_id)
+);
+CREATE TABLE IF NOT EXISTS mt_messages (
+    id TEXT PRIMARY KEY,
+    mo_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    carrier TEXT NOT NULL,
+    in_reply_to TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    text TEXT NOT NULL,
+    encoding TEXT NOT NULL,
+    segments INTEGER NOT NULL,
+    message_type INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    next_attempt_at REAL,
+    last_error TEXT,
+    dlr_state TEXT,
+    dlr_time TEXT
+);
+CREATE TABLE IF NOT EXISTS billing_rows (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    carrier TEXT NOT NULL,
+    mo_id TEXT NOT NULL,
+    mt_id TEXT NOT NULL,
+    msisdn TEXT NOT NULL,
+    amount_vnd INTEGER NOT NULL,
+    message_type INTEGER NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS store_probe (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS notices (
+    kind TEXT NOT NULL,
+    target TEXT NOT NULL,
+    occasion TEXT NOT NULL,
+    mt_id TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (kind, target, occasion)
+);
+"""
+# Columns added since the first release, for message tables created before them.
+_ADDED_COLUMNS = {"mo_messages": (("taken_at", "REAL"), ("guard", "TEXT"))}
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS mt_messages_mo ON mt_messages (mo_id, seq);
+CREATE INDEX IF NOT EXISTS mt_messages_pending ON mt_messages (created_at) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS billing_rows_mo ON billing_rows (mo_id);
+CREATE INDEX IF NOT EXISTS billing_rows_at ON billing_rows (at);
+CREATE INDEX IF NOT EXISTS mo_messages_sender ON mo_messages (sender, guard, taken_at);
+"""
+
+
+def iso_time(unix: float) -> str:
+    """How a time is stored in `billing_rows.at`: ISO 8601, UTC (Unix seconds in)."""
+    return datetime.fromtimestamp(unix, timezone.utc).isoformat()
+
+
+def connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 10000")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in _statements(_TABLES):
+            conn.execute(statement)
+        for table, columns in _ADDED_COLUMNS.items():
+            present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            for name, declaration in columns:
+                if name not in present:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
+        for statement in _statements(_INDEXES):
+            conn.execute(statement)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        conn.close()
+        raise
+    return conn
+
+
+def _statements(script: str) -> list[str]:
+    return [statement.strip() for statement in script.split(";") if statement.strip()]

@@ -1,0 +1,41 @@
+"""The layout the README describes: SQL only in smsgw/store/, and the store importing no policy."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DRIVERS = {"sqlite3", "aiosqlite"}
+
+
+def _imported(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_only_the_store_package_imports_a_database_driver():
+    outside = sorted(
+        str(path.relative_to(ROOT))
+        for folder in ("smsgw", "adapters")
+        for path in (ROOT / folder).rglob("*.py")
+        if "store" not in path.relative_to(ROOT / folder).parts[:1] and _imported(path) & DRIVERS
+    )
+    assert outside == []
+
+
+def test_the_store_imports_no_policy_module():
+    # A fresh interpreter: what importing the store loads, and nothing else of this test run.
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, smsgw.store; print(' '.join(sorted(sys.modules)))"],
+        capture_output=True, text=True, check=True, cwd=ROOT, timeout=60,
+    ).stdout.split()
+    assert "smsgw.store.sqlite_messages" in loaded
+    assert [name for name in loaded if name in ("smsgw.protection", "smsgw.replies", "smsgw.dispatch")] == []
