@@ -105,6 +105,7 @@ def create_app(config: Config, *, db_path: str, service_factory: Callable[[], An
             await outbox.start(resume=resume_pending)
             stack.push_async_callback(outbox.stop)
             app[METRICS].track_queue_depth(lambda: outbox.depth)
+            app[METRICS].track_oldest_pending(lambda: outbox.oldest_pending_age)
             app[STORE], app[SESSION], app[OUTBOX] = store, session, outbox
             app[INTAKE] = Intake(service, store, outbox, shortcode=config.shortcode,
                                  protection=_protection(config, app[METRICS]))
@@ -186,14 +187,7 @@ async def receive_dlr(request: web.Request) -> web.Response:
 
 async def healthz(request: web.Request) -> web.Response:
     app = request.app
-    checks = {"gate": "open" if app[GATE].open else "closed"}
-    try:
-        await asyncio.wait_for(app[STORE].probe(), timeout=PROBE_TIMEOUT)
-        checks["store"] = "ok"
-    except Unavailable as exc:
-        checks["store"] = f"failing: {exc}"
-    except TimeoutError:
-        checks["store"] = f"failing: a write did not commit within {PROBE_TIMEOUT:g} s"
+    checks = {"gate": "open" if app[GATE].open else "closed", "store": await _probe_store(app)}
     checks["outbox"] = "ok" if app[OUTBOX].alive else "stopped"
     healthy = app[GATE].open and checks["store"] == "ok" and checks["outbox"] == "ok" and app[STORE].alive
     body = {"status": "ok" if healthy else "unavailable", **checks, "mt_queue_depth": app[OUTBOX].depth}
@@ -201,8 +195,22 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    await _probe_store(request.app)   # smsgw_store_up says whether the store takes a write now
     registry = request.app[METRICS]
     return web.Response(body=registry.render(), headers={"Content-Type": registry.content_type})
+
+
+async def _probe_store(app: web.Application) -> str:
+    """"ok" when a write to the message store commits now, else "failing: <why>"; sets smsgw_store_up."""
+    try:
+        await asyncio.wait_for(app[STORE].probe(), timeout=PROBE_TIMEOUT)
+        result = "ok"
+    except Unavailable as exc:
+        result = f"failing: {exc}"
+    except TimeoutError:
+        result = f"failing: a write did not commit within {PROBE_TIMEOUT:g} s"
+    app[METRICS].store_up.set(1 if result == "ok" else 0)
+    return result
 
 
 def _adapter(request: web.Request) -> CarrierAdapter:
@@ -272,6 +280,7 @@ async def _observe(request: web.Request, handler: Callable) -> web.StreamRespons
         response = await _answer(request, handler)
     finally:
         request.app[METRICS].request_latency.labels(route).observe(time.perf_counter() - started)
+    request.app[METRICS].responses.labels(route, str(response.status)).inc()
     if not request.app[GATE].open:   # shutting down: come back later, on a new connection
         if response.status == 503:
             response.headers["Retry-After"] = RETRY_AFTER

@@ -9,12 +9,16 @@
     smsgw_mt_retries_total{carrier}                     failed MT attempts that will be retried
     smsgw_mt_failures_total{carrier}                    MTs given up (MO failed, charge refunded)
     smsgw_mt_queue_depth                                MTs waiting for delivery
+    smsgw_mt_oldest_pending_seconds                     age of the oldest MT waiting for delivery (0: none)
     smsgw_mt_rate{carrier}                              SMS parts sent per second, measured over the
                                                         last 10 s (async MTs, retries included)
     smsgw_mt_rate_limit{carrier}                        the carrier's configured `tps`; only for
                                                         carriers that have one
     smsgw_delivery_reports_total{carrier,state}         delivery reports received
     smsgw_request_duration_seconds{route}               HTTP request latency
+    smsgw_responses_total{route,status}                 HTTP responses by route and status code
+    smsgw_store_up                                      1 when the message store committed a write at
+                                                        the last check (/healthz, each /metrics scrape)
     smsgw_commit_batch_size                             operations per message-store transaction
     smsgw_commit_seconds                                message-store transaction time, BEGIN to the end
                                                         of COMMIT (its fsync): what each MO of it waited
@@ -48,6 +52,9 @@ class Metrics:
         self.mt_failures = Counter("smsgw_mt_failures", "MTs given up: MO failed, charge refunded", ["carrier"],
                                    registry=registry)
         self.mt_queue_depth = Gauge("smsgw_mt_queue_depth", "MTs waiting for delivery", registry=registry)
+        self.mt_oldest_pending = Gauge("smsgw_mt_oldest_pending_seconds",
+                                       "Seconds since the oldest MT waiting for delivery was stored (0: none)",
+                                       registry=registry)
         self.mt_rate = Gauge("smsgw_mt_rate", "SMS parts sent per second over the last 10 s", ["carrier"],
                              registry=registry)
         self.mt_rate_limit = Gauge("smsgw_mt_rate_limit", "Configured MT limit (tps), SMS parts per second",
@@ -56,6 +63,10 @@ class Metrics:
                                         ["carrier", "state"], registry=registry)
         self.request_latency = Histogram("smsgw_request_duration_seconds", "HTTP request latency", ["route"],
                                          buckets=_LATENCY_BUCKETS, registry=registry)
+        self.responses = Counter("smsgw_responses", "HTTP responses by route and status code",
+                                 ["route", "status"], registry=registry)
+        self.store_up = Gauge("smsgw_store_up", "1 when the message store committed a write at the last check "
+                              "(/healthz, each /metrics scrape), 0 when it failed", registry=registry)
         self.commit_batch = Histogram("smsgw_commit_batch_size", "Operations per message-store transaction",
                                       buckets=_BATCH_BUCKETS, registry=registry)
         self.commit_seconds = Histogram("smsgw_commit_seconds", "Message-store transaction time, BEGIN to COMMIT",
@@ -70,6 +81,9 @@ class Metrics:
 
     def track_queue_depth(self, depth: Callable[[], float]) -> None:
         self.mt_queue_depth.set_function(depth)
+
+    def track_oldest_pending(self, age: Callable[[], float]) -> None:
+        self.mt_oldest_pending.set_function(age)
 
     def track_mt_rate(self, carrier: str, measured: Callable[[], float], limit: float | None) -> None:
         """Export a carrier's measured MT rate, and its configured limit when it has one."""

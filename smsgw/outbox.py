@@ -107,6 +107,12 @@ class Outbox:
         return len(self._due) + len(self._sending)
 
     @property
+    def oldest_pending_age(self) -> float:
+        """Seconds since the oldest MT waiting for its next attempt was stored; 0 when none waits."""
+        oldest = min((due.pending.created_at for due in self._due), default=None)
+        return 0.0 if oldest is None else max(0.0, self.clock() - oldest)
+
+    @property
     def alive(self) -> bool:
         return self._task is not None and not self._task.done()
 

@@ -314,11 +314,19 @@ def test_healthz_and_metrics_describe_the_traffic(tmp_path):
 def test_unanswerable_message_store_makes_healthz_fail(tmp_path):
     async def run():
         async with gateway(tmp_path) as client:
+            await post_mo(client, mo_body("early"))
+            assert 'smsgw_store_up 1.0' in await (await client.get("/metrics")).text()
             await client.app[STORE].close()
             health = await client.get("/healthz")
             assert health.status == 503
             status, answer = await post_mo(client, mo_body("late"))
             assert status == 503 and answer["error"].startswith("unavailable")
+            # what deploy/alerts.yml alerts on: the store failing, and the carriers' 5xx
+            metrics = await (await client.get("/metrics")).text()
+            assert 'smsgw_store_up 0.0' in metrics
+            assert 'smsgw_responses_total{route="/carriers/{name}/mo",status="200"} 1.0' in metrics
+            assert 'smsgw_responses_total{route="/carriers/{name}/mo",status="503"} 1.0' in metrics
+            assert 'smsgw_responses_total{route="/healthz",status="503"} 1.0' in metrics
 
     asyncio.run(run())
 

@@ -164,3 +164,36 @@ def test_the_mock_adapter_records_attempts_and_a_permanent_error_gives_up_at_onc
             assert [row.kind for row in rows] == ["charge", "refund"]
 
     asyncio.run(run())
+
+
+def metric_value(metrics: str, name: str) -> float:
+    (line,) = [line for line in metrics.splitlines() if line.startswith(name + " ")]
+    return float(line.split()[1])
+
+
+def test_the_age_of_the_oldest_mt_waiting_is_on_metrics_until_it_is_sent(tmp_path):
+    """smsgw_mt_oldest_pending_seconds, which deploy/alerts.yml alerts on: how long the oldest MT
+    waiting for its next attempt has been stored; 0 once none waits."""
+    async def run():
+        refusing = True
+        carrier = FakeCarrier(lambda: 503 if refusing else 200)
+        async with TestServer(carrier.app, host="127.0.0.1", port=0) as server:
+            config = async_carrier(str(server.make_url("/mt")), retry_initial=2.0, retry_max=2.0)
+            async with gateway(tmp_path, config) as client:
+                assert metric_value(await (await client.get("/metrics")).text(), "smsgw_mt_oldest_pending_seconds") == 0
+                await post_mo(client, mo_body("waits"))
+                await eventually(lambda: carrier.attempts)
+                await asyncio.sleep(0.3)
+                age = metric_value(await (await client.get("/metrics")).text(), "smsgw_mt_oldest_pending_seconds")
+                assert 0.3 <= age < 2.0
+                refusing = False
+                await eventually(lambda: carrier.accepted)
+
+                async def none_waits() -> bool:
+                    metrics = await (await client.get("/metrics")).text()
+                    return metric_value(metrics, "smsgw_mt_oldest_pending_seconds") == 0
+
+                await eventually(none_waits)
+                assert await client.app[STORE].pending() == []
+
+    asyncio.run(run())
