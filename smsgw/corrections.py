@@ -163,7 +163,7 @@ def correct(error: ParseError) -> str | None:
     """The whole corrected message when `error` has exactly one likely correction, else None.
 
     This is data: whether a reply can quote it in one SMS is the wording's business
-    (`replies.quoted_correction`)."""
+    (`syntax_replies.quoted_correction`)."""
     if not error.text or error.today is None or error.error == "empty":
         return None
     found: dict[str, str] = {}  # what is corrected -> the message; the longest replaced word wins

@@ -2,7 +2,7 @@
 
 `parse(text)` returns a typed command (smsgw.commands) or a `ParseError` carrying one of the
 error codes of CONTRACT §1 (`commands.ERROR_CODES`); the reply that shows the right syntax is
-worded from it by `replies.syntax_reply_for`, never here.
+worded from it by `syntax_replies.syntax_reply_for`, never here.
 
 Normalisation does only what a grammar should not carry, in this order:
   1. NFKC (full-width letters, digits and punctuation become ASCII; ideographic and other
@@ -83,7 +83,7 @@ class ParseError:
     @functools.cached_property
     def correction(self) -> str | None:
         """The whole corrected message when there is exactly one likely correction (§1b); the
-        reply quotes it when a wording fits one SMS with it (`replies.quoted_correction`)."""
+        reply quotes it when a wording fits one SMS with it (`syntax_replies.quoted_correction`)."""
         from .corrections import correct
 
         return correct(self)

@@ -31,7 +31,7 @@ from .commands import COMMAND_NAMES
 from .language import ParseError, normalize, parse
 from .ledger import VIETNAM
 from .messages import misunderstood_texts, mo_outcomes
-from .replies import quoted_correction
+from .syntax_replies import quoted_correction
 
 MAX_SHAPE = 60
 TAKE_UP_WINDOW = 600.0

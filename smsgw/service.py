@@ -19,8 +19,9 @@ from .config import Config
 from .dispatch import Dispatcher
 from .language import ParseError, parse, vietnam_today
 from .records import RecordStore
-from .replies import Reply, reply, syntax_reply_for
+from .replies import Reply, reply
 from .routing import Router
+from .syntax_replies import syntax_reply_for
 
 
 @dataclass(frozen=True)
