@@ -28,9 +28,10 @@ from datetime import datetime
 from itertools import groupby
 
 from .commands import COMMAND_NAMES
-from .language import ParseError, normalize, parse
+from .language import ParseError, parse
 from .ledger import VIETNAM
 from .messages import misunderstood_texts, mo_outcomes
+from .normalize import normalize
 from .syntax_replies import quoted_correction
 
 MAX_SHAPE = 60

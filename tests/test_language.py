@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from smsgw.commands import HS, QT, THE, Help, IdKind, Month
 from smsgw.gsm import measure
 from smsgw.commands import ERROR_CODES
-from smsgw.language import ParseError, normalize, parse
+from smsgw.language import ParseError, parse
+from smsgw.normalize import normalize
 from smsgw.service import parse_result
 from smsgw.syntax_replies import syntax_reply_for
 
