@@ -21,7 +21,7 @@ from datetime import date
 from pathlib import Path
 
 from smsgw.language import ParseError, parse
-from smsgw.replies import syntax_reply_for
+from smsgw.syntax_replies import syntax_reply_for
 
 CORPUS = Path(__file__).resolve().parent.parent / "fixtures" / "messages" / "corpus.jsonl"
 CANONICAL = re.compile(

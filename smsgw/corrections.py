@@ -32,7 +32,8 @@ from collections.abc import Iterator
 from lark import UnexpectedInput
 
 from .commands import Help
-from .language import _ID_TERMINALS, _PARSER, ParseError, _Refused, build, read, year_range_bounds
+from .language import _ID_TERMINALS, _PARSER, ParseError, build, read
+from .periods import Refused, year_range_bounds
 
 KEYWORDS = ("BH", "BHXH")
 """The keyword as the grammar's BH terminal spells it (`/BH(?:XH)?/`)."""
@@ -154,7 +155,7 @@ def _understood(text: str, error: ParseError) -> tuple[str, bool, bool] | None:
     try:
         raw = read(text)
         command = build(raw, error.today)
-    except (UnexpectedInput, _Refused):
+    except (UnexpectedInput, Refused):
         return None
     return official_form(raw), isinstance(command, Help), raw[0] == "RESERVED"
 
@@ -163,7 +164,7 @@ def correct(error: ParseError) -> str | None:
     """The whole corrected message when `error` has exactly one likely correction, else None.
 
     This is data: whether a reply can quote it in one SMS is the wording's business
-    (`replies.quoted_correction`)."""
+    (`syntax_replies.quoted_correction`)."""
     if not error.text or error.today is None or error.error == "empty":
         return None
     found: dict[str, str] = {}  # what is corrected -> the message; the longest replaced word wins

@@ -49,7 +49,7 @@ def fold(text: str, *, drop: Callable[[str], bool] = is_diacritic_mark) -> str:
     diacritical marks) are dropped, standing alone or from a decomposition; đ, Đ and the
     look-alike Ð become d, D, D. Characters without such marks are returned unchanged. The one
     diacritics stripper of the project: replies fold their templates with it, and the message
-    language (`language.normalize`) folds what citizens type, dropping every mark and format
+    language (`normalize.normalize`) folds what citizens type, dropping every mark and format
     character there, since its grammar is ASCII.
     """
     folded = []

@@ -2,23 +2,16 @@
 
 `parse(text)` returns a typed command (smsgw.commands) or a `ParseError` carrying one of the
 error codes of CONTRACT §1 (`commands.ERROR_CODES`); the reply that shows the right syntax is
-worded from it by `replies.syntax_reply_for`, never here.
+worded from it by `syntax_replies.syntax_reply_for`, never here.
 
-Normalisation does only what a grammar should not carry, in this order:
-  1. NFKC (full-width letters, digits and punctuation become ASCII; ideographic and other
-     compatibility spaces become plain spaces);
-  2. format characters removed (zero-width space/joiners, word joiner, BOM, soft hyphen,
-     bidi marks: Unicode category Cf);
-  3. diacritics removed (NFD, combining marks dropped, đ/Đ -> D), so `BH THẺ` is `BH THE`;
-  4. upper case (before 3, so that upper-casing cannot bring a mark back); every run of white
-     space becomes one space; ends trimmed;
-  5. trailing sentence punctuation removed: any run of `. , ! ; :` (spaces allowed) at the end.
-Everything structural (keywords, commands, identifiers, bounds, glued forms) is the grammar's.
+The text is first normalised (normalize.py: NFKC, format characters and diacritics removed,
+upper case, white space collapsed, trailing punctuation removed); everything structural
+(keywords, commands, identifiers, bounds, glued forms) is the grammar's.
 
 The forms written the way people write them (§1a: range words, dashes, brackets, BHXH, digit
 groups, a card in its printed groups, spaces in a dossier code) are the grammar's too; the
-transformer below only joins what the grammar delimited (digit groups, card groups) and turns
-the period's structure (single, range, since, until, whole) into months.
+transformer below only joins what the grammar delimited (digit groups, card groups), and `build`
+turns the period's structure (single, range, since, until, whole) into months (periods.py).
 
 Errors are classified from the parser's own state: the terminals it expected where it stopped,
 and the tokens it had accepted before. Bounds accepted before a syntax error are checked first,
@@ -31,20 +24,18 @@ from __future__ import annotations
 
 import functools
 import re
-import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from lark import Lark, Token, Transformer, UnexpectedInput, UnexpectedToken
 
-from .commands import HS, LOOKUPS, QT, THE, Command, Help, IdKind, Month
-from .gsm import fold
+from .commands import HS, LOOKUPS, QT, THE, Command, Help, IdKind
+from .normalize import normalize
+from .periods import Refused, period_months
 
-MIN_YEAR = 1960
 RESERVED_COMMANDS = ("HOI", "DG", "TC", "DK")
 """The commands of CONTRACT §7: in the grammar, with their arguments, but not served yet."""
 
-_TRAILING_PUNCT = re.compile(r"[\s.,!;:]+$")
 # The grammar's terminal of each command word -> the command it names.
 _COMMAND_TOKENS = {**{name: name for name in LOOKUPS}, "HD": Help.name, "HELP": Help.name, "QMARK": Help.name}
 _ID_TERMINALS = frozenset({
@@ -83,7 +74,7 @@ class ParseError:
     @functools.cached_property
     def correction(self) -> str | None:
         """The whole corrected message when there is exactly one likely correction (§1b); the
-        reply quotes it when a wording fits one SMS with it (`replies.quoted_correction`)."""
+        reply quotes it when a wording fits one SMS with it (`syntax_replies.quoted_correction`)."""
         from .corrections import correct
 
         return correct(self)
@@ -97,86 +88,11 @@ class Reserved:
     arguments: str
 
 
-class _Refused(Exception):
-    """A complete parse whose values are wrong: a bad period, or digit groups read two ways."""
-
-    def __init__(self, error: str, position: int, detail: str | None = None):
-        self.error = error
-        self.position = position
-        self.detail = detail
-
-
-def _mark_or_format(char: str) -> bool:
-    """A combining mark of any script (Mn) or a format character (Cf): never part of a word the
-    grammar knows, so normalisation drops them all."""
-    return unicodedata.category(char) in ("Cf", "Mn")
-
-
-def normalize(text: str) -> str:
-    """The normalised form of `text` that the grammar parses (see the module docstring)."""
-    if text.isascii():
-        text = text.upper()
-    else:
-        text = fold(unicodedata.normalize("NFKC", text).upper(), drop=_mark_or_format)
-    text = " ".join(text.split())
-    return _TRAILING_PUNCT.sub("", text)
-
-
 def vietnam_today() -> date:
     """Today in Vietnam (UTC+07:00): the day that decides the current month and year."""
     from .ledger import VIETNAM
 
     return datetime.now(VIETNAM).date()
-
-
-def _bound_months(token: Token) -> tuple[int, int]:
-    """(year, month) of a YEAR or MONTH_YEAR token; the month is 0 for a year."""
-    text = str(token)
-    if token.type == "YEAR":
-        return int(text), 0
-    if text.isdigit():  # MMYYYY
-        return int(text[2:]), int(text[:2])
-    month, year = re.split(r"[/.\-]", text)
-    return int(year), int(month)
-
-
-def _month(token: Token, last: bool, this_year: int) -> Month:
-    """The month a bound stands for; a year is its January (`last` False) or December."""
-    year, month = _bound_months(token)
-    if not MIN_YEAR <= year <= this_year or not 0 <= month <= 12 or (month == 0 and token.type != "YEAR"):
-        raise _Refused("bad_period", token.start_pos or 0)
-    if month == 0:
-        month = 12 if last else 1
-    return Month(year, month)
-
-
-def year_range_bounds(token: Token) -> tuple[Token, Token]:
-    """The two YEAR tokens of a YEAR_RANGE token (`2016-2017`)."""
-    first, second = str(token).split("-")
-    pos = token.start_pos or 0
-    return Token("YEAR", first, start_pos=pos), Token("YEAR", second, start_pos=pos + 5)
-
-
-def _period(kind: str, bounds: list[Token], today: date) -> tuple[Month | None, Month | None]:
-    """(start, end) inclusive of a period of that kind, or raises _Refused (left to right)."""
-    this_year = today.year
-    if kind == "whole":
-        return None, None
-    if kind == "year_range":
-        bounds = list(year_range_bounds(bounds[0]))
-        kind = "range"
-    if kind == "until":
-        return None, _month(bounds[0], True, this_year)
-    start = _month(bounds[0], False, this_year)
-    if kind == "since":
-        current = Month(today.year, today.month)
-        if start > current:
-            raise _Refused("bad_period", bounds[0].start_pos or 0)
-        return start, current
-    end = _month(bounds[-1], True, this_year)
-    if start > end:
-        raise _Refused("range_reversed", bounds[-1].start_pos or 0)
-    return start, end
 
 
 class _ToRaw(Transformer):
@@ -257,7 +173,7 @@ def read(normalized: str) -> tuple:
 
 
 def build(raw: tuple, today: date) -> Command | Reserved:
-    """The typed command of a raw one; raises _Refused for a bad period or ambiguous groups."""
+    """The typed command of a raw one; raises Refused for a bad period or ambiguous groups."""
     kind = raw[0]
     if kind == "HELP":
         return Help()
@@ -267,13 +183,13 @@ def build(raw: tuple, today: date) -> Command | Reserved:
         return Reserved(raw[1], raw[2])
     token = raw[1]
     if token.type == "AMBIGUOUS_GROUPS":
-        raise _Refused("bad_id", token.start_pos or 0, DIGIT_GROUPS)
+        raise Refused("bad_id", token.start_pos or 0, DIGIT_GROUPS)
     if kind == "THE":
         return THE(str(token), _ID_KINDS[token.type])
     period = raw[2]
     if period is None:
         return QT(str(token), _ID_KINDS[token.type])
-    start, end = _period(period[0], list(period[1:]), today)
+    start, end = period_months(period[0], list(period[1:]), today)
     return QT(str(token), _ID_KINDS[token.type], start, end, until_now=period[0] == "since")
 
 
@@ -286,7 +202,7 @@ def understand(normalized: str, today: date, routes: frozenset[str] = frozenset(
         return ParseError(error, command, position, detail, normalized, today, routes)
     try:
         return build(raw, today)
-    except _Refused as exc:
+    except Refused as exc:
         command = "THE" if raw[0] == "THE" else "QT"
         return ParseError(exc.error, command, exc.position, exc.detail, normalized, today, routes)
 
@@ -350,8 +266,8 @@ def _classify(text: str, exc: UnexpectedInput, today: date) -> tuple[str, str | 
     partial = _partial_period(tokens)
     if partial is not None:
         try:
-            _period(partial[0], partial[1], today)
-        except _Refused as refused:
+            period_months(partial[0], partial[1], today)
+        except Refused as refused:
             return refused.error, command, refused.position, None
     expected = set(exc.expected) if hasattr(exc, "expected") else set(exc.allowed or ())
     if not tokens:

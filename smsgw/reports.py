@@ -7,7 +7,7 @@ service of the short code (`[routes]`) are shown apart and left out of the share
 counts once, whatever became of its reply (rate-limited ones included): the question is
 whether the grammar understood what the citizen typed.
 
-The shapes of the messages not understood are their normalised text (language.normalize: case,
+The shapes of the messages not understood are their normalised text (normalize.normalize: case,
 spaces, diacritics, trailing punctuation) with every digit shown as 9, so that
 `bh qt 011012942 2018` and `BH QT 791023456 2019` are one shape, `BH QT 999999999 9999`, and
 no personal number appears in the report.
@@ -27,10 +27,11 @@ from datetime import datetime
 from itertools import groupby
 
 from .commands import COMMAND_NAMES
-from .language import ParseError, normalize, parse
+from .language import ParseError, parse
 from .ledger import VIETNAM
-from .replies import quoted_correction
+from .normalize import normalize
 from .store import MessageReports
+from .syntax_replies import quoted_correction
 
 MAX_SHAPE = 60
 TAKE_UP_WINDOW = 600.0

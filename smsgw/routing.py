@@ -17,7 +17,7 @@ import aiohttp
 from .answers import Answer, BusyAnswer, RoutedAnswer
 from .billing import MessageType
 from .config import RouteConfig
-from .language import normalize
+from .normalize import normalize
 
 MAX_RESPONSE = 64 * 1024
 

@@ -18,9 +18,10 @@ import aiohttp
 from .config import Config
 from .dispatch import Dispatcher
 from .language import ParseError, parse, vietnam_today
-from .replies import Reply, reply, syntax_reply_for
+from .replies import Reply, reply
 from .store import RecordStore
 from .routing import Router
+from .syntax_replies import syntax_reply_for
 
 
 @dataclass(frozen=True)

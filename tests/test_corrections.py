@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from smsgw.gsm import measure
 from smsgw.commands import ERROR_CODES
 from smsgw.language import ParseError, parse
-from smsgw.replies import syntax_reply, syntax_reply_for
+from smsgw.syntax_replies import syntax_reply, syntax_reply_for
 
 ROOT = Path(__file__).resolve().parent.parent
 TRANSCRIPTS = ROOT / "fixtures" / "transcripts"

@@ -14,9 +14,10 @@ from hypothesis import strategies as st
 from smsgw.commands import HS, QT, THE, Help, IdKind, Month
 from smsgw.gsm import measure
 from smsgw.commands import ERROR_CODES
-from smsgw.language import ParseError, normalize, parse
-from smsgw.replies import syntax_reply_for
+from smsgw.language import ParseError, parse
+from smsgw.normalize import normalize
 from smsgw.service import parse_result
+from smsgw.syntax_replies import syntax_reply_for
 
 TODAY = date(2026, 11, 23)
 CORPUS = Path(__file__).parent.parent / "fixtures" / "messages" / "corpus.jsonl"

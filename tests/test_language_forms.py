@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from smsgw.commands import HS, QT, THE, IdKind, Month
 from smsgw.gsm import measure
 from smsgw.language import ParseError, parse
-from smsgw.replies import syntax_reply_for
 from smsgw.service import parse_result
+from smsgw.syntax_replies import syntax_reply_for
 
 TODAY = date(2026, 11, 23)
 NOW = Month(2026, 11)

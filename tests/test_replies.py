@@ -16,7 +16,8 @@ from smsgw.answers import (
 )
 from smsgw.commands import Month
 from smsgw.gsm import fold, is_gsm7, measure
-from smsgw.replies import MAX_SEGMENTS, help_text, render, syntax_reply
+from smsgw.replies import MAX_SEGMENTS, render
+from smsgw.syntax_replies import help_text, syntax_reply
 
 SSN = "0110129425"
 CARD = "HC4010110129425"
