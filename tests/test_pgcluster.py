@@ -62,20 +62,20 @@ def test_a_server_runs_unprivileged_on_loopback_with_fsync(pg_cluster: Cluster, 
 
 
 def test_committed_rows_survive_a_stop_and_a_sigkill(pg_cluster: Cluster, pg_database: str) -> None:
-    asyncio.run(_commit_each(pg_database, range(50)))
+    asyncio.run(_commit_each(pg_database, range(20)))
 
     pg_cluster.stop("fast")
     assert not pg_cluster.running
     with pytest.raises(OSError):
         asyncio.run(_rows(pg_database))
     pg_cluster.start()
-    asyncio.run(_commit_each(pg_database, range(50, 100)))
+    asyncio.run(_commit_each(pg_database, range(20, 40)))
 
     pids = pg_cluster.processes()
     pg_cluster.kill()                                      # no checkpoint, no shutdown: crash recovery
     assert not any(alive(pid) for pid in pids)
     pg_cluster.start()
-    assert asyncio.run(_rows(pg_database)) == list(range(100))
+    assert asyncio.run(_rows(pg_database)) == list(range(40))
 
 
 def test_each_test_gets_its_own_database(pg_cluster: Cluster, pg_database: str) -> None:
@@ -117,12 +117,12 @@ def test_failover_the_multi_host_url_reaches_the_promoted_standby_with_every_row
         async with asyncpg.create_pool(url, min_size=1, max_size=2, timeout=BOUND) as pool:
             assert await pool.fetchval("SELECT inet_server_port()") == primary.port
             await pool.execute("CREATE TABLE committed (n int PRIMARY KEY)")
-            for n in range(200):
+            for n in range(50):
                 await pool.execute("INSERT INTO committed VALUES ($1)", n)
 
             primary.kill()
             with pytest.raises(CONNECTION_LOST):           # the standby is read-only until promoted
-                await pool.execute("INSERT INTO committed VALUES (200)")
+                await pool.execute("INSERT INTO committed VALUES (50)")
             with pytest.raises(CONNECTION_LOST):
                 await asyncpg.connect(url, timeout=BOUND)
             pg_replicated.promote()
@@ -136,8 +136,8 @@ def test_failover_the_multi_host_url_reaches_the_promoted_standby_with_every_row
                     assert time.monotonic() < deadline, "no connection to the promoted standby"
                     await asyncio.sleep(0.05)
             assert port == standby.port
-            assert [r["n"] for r in await pool.fetch("SELECT n FROM committed ORDER BY n")] == list(range(200))
-            await asyncio.wait_for(pool.execute("INSERT INTO committed VALUES (200)"), BOUND)
+            assert [r["n"] for r in await pool.fetch("SELECT n FROM committed ORDER BY n")] == list(range(50))
+            await asyncio.wait_for(pool.execute("INSERT INTO committed VALUES (50)"), BOUND)
 
     asyncio.run(scenario())
 
