@@ -168,7 +168,9 @@ class Cluster:
             try:
                 self._pg_ctl("start", "-l", self.log)
                 break
-            except ClusterError:
+            except (ClusterError, subprocess.TimeoutExpired):
+                self._adopt_postmaster()
+                self.kill()                               # one that is still starting, too slow
                 with open(self.log, errors="replace") as log:
                     log.seek(log_size)
                     bind_failed = "could not bind" in log.read()
@@ -177,8 +179,7 @@ class Cluster:
                 self.port = free_port()
                 self.configure()
         self._ever_started = True
-        self.postmaster_pid = int((self.data / "postmaster.pid").read_text().split()[0])
-        _LIVE.add(self)
+        self._adopt_postmaster()
 
     def stop(self, mode: str = "fast") -> None:
         """pg_ctl stop -m fast (sessions ended, checkpoint) or immediate (no checkpoint: crash
@@ -189,7 +190,7 @@ class Cluster:
             except (ClusterError, subprocess.TimeoutExpired):
                 self.kill()
         self._wait_gone(self.processes())
-        _LIVE.discard(self)
+        self._forget_postmaster()
 
     def kill(self) -> None:
         """SIGKILL the postmaster and every process it started at once, as when its host dies."""
@@ -205,7 +206,7 @@ class Cluster:
         # ("lock file already exists").
         (self.data / "postmaster.pid").unlink(missing_ok=True)
         (self.socket_dir / f".s.PGSQL.{self.port}.lock").unlink(missing_ok=True)
-        _LIVE.discard(self)
+        self._forget_postmaster()
 
     def restart(self, mode: str = "fast") -> None:
         self.stop(mode)
@@ -221,12 +222,19 @@ class Cluster:
 
     @property
     def running(self) -> bool:
-        return self.postmaster_pid is not None and alive(self.postmaster_pid)
+        """Our postmaster is alive (a PID reused by another program does not count)."""
+        pid = self.postmaster_pid
+        if pid is None or not alive(pid):
+            return False
+        try:
+            return str(self.data) in Path(f"/proc/{pid}/cmdline").read_text()   # postgres -D <data>
+        except (FileNotFoundError, ProcessLookupError):
+            return False
 
     def processes(self) -> set[int]:
         """The postmaster and its children (pg_ctl starts it in its own process group)."""
         pid = self.postmaster_pid
-        if pid is None or not alive(pid):
+        if pid is None or not self.running:
             return set()
         group = set()
         for entry in Path("/proc").iterdir():
@@ -277,6 +285,18 @@ class Cluster:
         if self.user:
             for path in (self.home.parent, self.home, self.socket_dir):
                 os.chown(path, self.user.pw_uid, self.user.pw_gid)
+
+    def _adopt_postmaster(self) -> None:
+        """Take the postmaster's PID from its lock file, and list it for the atexit hook."""
+        try:
+            self.postmaster_pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        except (FileNotFoundError, IndexError, ValueError):
+            return
+        _LIVE.add(self)
+
+    def _forget_postmaster(self) -> None:
+        self.postmaster_pid = None
+        _LIVE.discard(self)
 
     def _pg_ctl(self, action: str, *args: object) -> None:
         self._run(self.bin("pg_ctl"), action, "-D", self.data, "-w", "-t", WAIT, *args)
