@@ -9,3 +9,4 @@ from hypothesis import HealthCheck, settings
 
 settings.register_profile("smsgw", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("smsgw")
+pytest_plugins = ["conftest_pg"]      # PostgreSQL servers for the tests: fixtures pg_binaries, pg_cluster, pg_database, pg_replicated
