@@ -199,9 +199,14 @@ def hostile(tmp_path_factory, records_db) -> dict[str, Path]:
     store = root / "store"
     store.mkdir()
     shutil.copy(records_db, store / "records.db")
+    # The read-only cases get a store of their own: were another case to open the shared one at the
+    # same moment, its -wal and -shm would let SQLite read it even from a read-only mount.
+    read_only_store = root / "read-only"
+    read_only_store.mkdir()
+    shutil.copy(records_db, read_only_store / "records.db")
     return {"root": root, "folder": root / "folder", "latin1": root / "latin1.toml",
             "corrupt": root / "corrupt.db", "store": store, "db": store / "records.db",
-            "config": root / "smsgw.toml"}
+            "config": root / "smsgw.toml", "read_only": read_only_store, "ro_db": read_only_store / "records.db"}
 
 
 def held_port() -> socket.socket:
@@ -234,11 +239,11 @@ HOSTILE_CASES = [
      "--db {corrupt}: not an SQLite database (file is not a database)"),
     ("report understanding on a corrupt database", ["report", "understanding", "--db", "{corrupt}"],
      "--db {corrupt}: not an SQLite database (file is not a database)"),
-    ("billing summary on a read-only file system", ["billing", "summary", "--month", "2026-11", "--db", "{db}"],
-     "--db {db}: on a read-only file system (unable to open database file): the message store is opened for "
+    ("billing summary on a read-only file system", ["billing", "summary", "--month", "2026-11", "--db", "{ro_db}"],
+     "--db {ro_db}: on a read-only file system (unable to open database file): the message store is opened for "
      "writing (its tables are created when missing); copy the file to a writable place"),
-    ("report understanding on a read-only file system", ["report", "understanding", "--db", "{db}"],
-     "--db {db}: on a read-only file system (unable to open database file): the message store is opened for "
+    ("report understanding on a read-only file system", ["report", "understanding", "--db", "{ro_db}"],
+     "--db {ro_db}: on a read-only file system (unable to open database file): the message store is opened for "
      "writing (its tables are created when missing); copy the file to a writable place"),
     ("billing export --out into a missing folder",
      ["billing", "export", "--month", "2026-11", "--db", "{db}", "--out", "{root}/missing/billing.csv"],
@@ -253,7 +258,7 @@ def hostile_results(hostile) -> dict[str, tuple[subprocess.CompletedProcess, str
     """Every case of HOSTILE_CASES run at once, each in its own `smsgw` process (a few seconds in all)."""
     holder = held_port()
     paths = {name: str(path) for name, path in hostile.items()} | {"held_port": str(holder.getsockname()[1])}
-    mountable = can_mount_read_only(hostile["store"])
+    mountable = can_mount_read_only(hostile["read_only"])
     running = {}
     try:
         for case, argv, expected in HOSTILE_CASES:
@@ -261,7 +266,7 @@ def hostile_results(hostile) -> dict[str, tuple[subprocess.CompletedProcess, str
             if "read-only" in case:
                 if not mountable:
                     continue
-                command = read_only(hostile["store"], *command)
+                command = read_only(hostile["read_only"], *command)
             running[case] = (subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                               encoding="utf-8"), expected.format(**paths))
         results = {}
