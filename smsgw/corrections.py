@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from lark import UnexpectedInput
 
 from .commands import Help
-from .language import _ID_TERMINALS, _PARSER, ParseError, build, read
+from .language import ID_TERMINALS, PARSER, ParseError, build, read
 from .periods import Refused, year_range_bounds
 
 KEYWORDS = ("BH", "BHXH")
@@ -41,7 +41,7 @@ KEYWORDS = ("BH", "BHXH")
 
 def _accepted_after(prefix: str) -> frozenset[str]:
     """The terminals the parser accepts after the normalised text `prefix`."""
-    interactive = _PARSER.parse_interactive(prefix)
+    interactive = PARSER.parse_interactive(prefix)
     interactive.exhaust_lexer()
     return frozenset(interactive.accepts())
 
@@ -50,14 +50,14 @@ def _command_words() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(every command word, the words of the commands that take an identifier), from the grammar."""
     words = []
     for name in sorted(_accepted_after("BH") - {"$END"}):
-        words.append(_PARSER.get_terminal(name).pattern.value)
-    with_id = tuple(word for word in words if _accepted_after(f"BH {word}") & _ID_TERMINALS)
+        words.append(PARSER.get_terminal(name).pattern.value)
+    with_id = tuple(word for word in words if _accepted_after(f"BH {word}") & ID_TERMINALS)
     return tuple(words), with_id
 
 
 COMMAND_WORDS, IDENTIFIER_COMMANDS = _command_words()
 _START_WORDS = frozenset(
-    _PARSER.get_terminal(name).pattern.value for name in _accepted_after("") if name != "BH") | set(KEYWORDS)
+    PARSER.get_terminal(name).pattern.value for name in _accepted_after("") if name != "BH") | set(KEYWORDS)
 _LONGEST = max(len(word) for word in (*KEYWORDS, *COMMAND_WORDS)) + 1  # a space or a letter more
 
 

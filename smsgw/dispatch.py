@@ -13,7 +13,7 @@ from .answers import (
 )
 from .commands import HS, QT, THE, Command, Help, IdKind, Month
 from .language import ParseError
-from .store import Period, Person, RecordStore
+from .store import Card, Period, Person, RecordStore
 
 
 def covered_months(spans: Iterable[tuple[int, int]], start: int | None = None, end: int | None = None) -> int:
@@ -98,23 +98,20 @@ class Dispatcher:
         return QTAnswer(person.ssn, command.start, command.end, asked, whole, command.until_now)
 
     async def _the(self, command: THE, sender: str, today: date) -> Answer:
-        if command.id_kind is IdKind.CARD:
+        card: Card | None
+        if command.id_kind is IdKind.CARD:   # the card asked for, and its holder
             found = await self.records.card_with_holder(command.id)
-            if found is None:
-                return self._not_found("THE", command.id)
-            card, person = found
-            if self._denied("THE", person, sender):
-                return NotOwnerAnswer("THE")
-        else:
+            card, person = found if found is not None else (None, None)
+        else:                                # the person asked for, and their latest card if any
             found = await self.records.person_with_latest_card(
                 command.id, personal_id=command.id_kind is IdKind.PERSONAL_ID)
-            if found is None:
-                return self._not_found("THE", command.id)
-            person, card = found
-            if self._denied("THE", person, sender):
-                return NotOwnerAnswer("THE")
-            if card is None:
-                return NotFoundAnswer("THE", command.id)
+            person, card = found if found is not None else (None, None)
+        if found is None:
+            return self._not_found("THE", command.id)
+        if self._denied("THE", person, sender):
+            return NotOwnerAnswer("THE")
+        if card is None:                     # a person without a card
+            return NotFoundAnswer("THE", command.id)
         return CardAnswer(card.card_no, card.valid_to, expired=card.valid_to < today)
 
     async def _hs(self, command: HS, sender: str) -> Answer:

@@ -14,7 +14,7 @@
     ├── ReplayError                   a running server answered `smsgw replay --url` with something else than replies
     ├── ConfigError (settings.py)     a configuration file or SMSGW_ variable refused: `file: key: reason`
     ├── StoreError (store/errors.py)  a database that cannot be used as one
-    ├── ImportFailed (importer.py)    a CSV file or row refused, nothing loaded
+    ├── ImportFailed (csvfile.py)     a CSV file or row refused, nothing loaded
     │   └── FaqImportError (faq.py)
     ├── TranscriptError (transcripts.py)  a transcript line that is not a message nor a reply
     ├── InvalidPhone (phones.py)      not a Vietnamese phone number

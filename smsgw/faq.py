@@ -29,7 +29,7 @@ import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from .gsm import fold
-from .importer import ImportFailed, _BadRow, _File, _read_file, _text
+from .csvfile import BadRow, CsvFile, ImportFailed, read_rows, text
 
 MIN_SCORE = 0.54      # cosine similarity of the best entry
 MIN_MARGIN = 0.07     # over the runner-up
@@ -93,15 +93,26 @@ class Match:
 
 
 def _entry(fields: dict[str, str]) -> tuple:
-    entry = tuple(_text(fields[name], name, required=True) for name in ("id", "question", "answer"))
+    entry = tuple(text(fields[name], name, required=True) for name in ("id", "question", "answer"))
     if not any(part.strip() for part in entry[1].split("|")):
-        raise _BadRow("question is empty")
+        raise BadRow("question is empty")
     return entry
 
 
-_FAQ_FILE = _File("faq.csv", ("id", "question", "answer"), _entry, (
+_FAQ_FILE = CsvFile("faq.csv", ("id", "question", "answer"), _entry, (
     (lambda row: row[0], "duplicate id: already on line {line}"),
 ))
+
+
+def _read(path: str, spec: CsvFile) -> tuple[list[tuple], list[int]]:
+    """Every row of a whole file and its line; FaqImportError on the first bad line."""
+    try:
+        rows, lines, failure = read_rows(path, spec)
+    except ImportFailed as failed:
+        raise FaqImportError(failed.file, failed.line, failed.reason) from None
+    if failure is not None:
+        raise FaqImportError(failure.file, failure.line, failure.reason)
+    return rows, lines
 
 
 class Faq:
@@ -127,12 +138,7 @@ class Faq:
         path = os.fspath(path)
         if not os.path.isfile(path):
             raise FaqImportError(path, None, "no such file")
-        try:
-            rows, _, failure = _read_file(path, _FAQ_FILE)
-        except ImportFailed as failed:
-            raise FaqImportError(failed.file, failed.line, failed.reason) from None
-        if failure is not None:
-            raise FaqImportError(failure.file, failure.line, failure.reason)
+        rows, _ = _read(path, _FAQ_FILE)
         if not rows:
             raise FaqImportError(path, None, "no entries: expected rows id,question,answer after the header")
         return cls([FaqEntry(*row) for row in rows])
@@ -178,22 +184,17 @@ def split_of(question: str) -> Literal["tune", "test"]:
 
 
 def _labelled(fields: dict[str, str]) -> tuple:
-    return _text(fields["question"], "question", required=True), fields["expected_id"] or None
+    return text(fields["question"], "question", required=True), fields["expected_id"] or None
 
 
-_LABELLED_FILE = _File("questions.csv", ("question", "expected_id"), _labelled, ())
+_LABELLED_FILE = CsvFile("questions.csv", ("question", "expected_id"), _labelled, ())
 
 
 def read_labelled(path: str | os.PathLike[str], faq: Faq) -> list[LabelledQuestion]:
     """The labelled questions of `path` (CSV `question,expected_id`); every id must be an entry of `faq`."""
     path = os.fspath(path)
     known = {entry.id for entry in faq.entries}
-    try:
-        rows, lines, failure = _read_file(path, _LABELLED_FILE)
-    except ImportFailed as failed:
-        raise FaqImportError(failed.file, failed.line, failed.reason) from None
-    if failure is not None:
-        raise FaqImportError(failure.file, failure.line, failure.reason)
+    rows, lines = _read(path, _LABELLED_FILE)
     for (_, expected), line in zip(rows, lines):
         if expected is not None and expected not in known:
             raise FaqImportError(path, line, f"expected_id {expected!r} is not an entry of the FAQ")

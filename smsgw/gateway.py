@@ -19,9 +19,6 @@ messages now (shutting down, store failing), again in the carrier's form
 from __future__ import annotations
 
 import asyncio
-import faulthandler
-import gc
-import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
@@ -34,15 +31,14 @@ import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from .adapters import TIMESTAMP_ADAPTERS
 from .answers import RateLimitedAnswer
 from .carrier import CarrierAdapter, load_adapter
 from .config import Config
 from .errors import BadRequest, PayloadTooLarge, RequestError, Unavailable, UnknownCarrier
 from .ids import new_id
 from .intake import Intake
-from .listener import Listener, parse_refusal, raise_open_file_limit
-from .logs import configure_logging, get_logger
+from .listener import parse_refusal
+from .logs import get_logger
 from .metrics import Metrics
 from .outbox import Outbox
 from .protection import Protection
@@ -51,9 +47,7 @@ from .store import MessageStore, StoredMO, open_messages
 from .wire import CarrierRequest, CarrierResponse
 
 MAX_BODY = 64 * 1024
-BACKLOG = 1024
 RETRY_AFTER = "5"     # seconds, on a 503 while shutting down
-LAST_WAIT = 1.0       # s for requests still answered when the shutdown grace is over
 PROBE_TIMEOUT = 2.0   # seconds for /healthz's write to the message store
 
 log = get_logger(component="gateway")
@@ -320,65 +314,3 @@ def _unavailable(request: web.Request, reason: str) -> web.Response:
 def _allow(exc: web.HTTPException) -> dict[str, str]:
     allow = exc.headers.get("Allow")
     return {"Allow": allow} if allow else {}
-
-
-# --- serve -------------------------------------------------------------------------------
-
-def serve(config: Config, *, db_path: str, host: str, port: int, reuse_port: bool = False,
-          resume_pending: bool = True) -> None:
-    """Run the gateway until SIGTERM or SIGINT, then stop taking messages, finish, flush.
-
-    Prints `smsgw listening on http://HOST:PORT` on stdout once the port is bound (port 0
-    picks a free one); logs go to stderr. `reuse_port` lets several workers share the port
-    (smsgw.workers); `resume_pending` = False leaves MTs pending from earlier runs to worker 0.
-    """
-    configure_logging()
-    # A fault SQLite cannot turn into an error (SIGBUS on its mapped -shm when the files change
-    # under a transaction) leaves the stack on stderr rather than a silent death: code locations only.
-    faulthandler.enable()
-    file_limit = raise_open_file_limit()
-    for carrier in config.carriers.values():
-        if carrier.auth == "none":
-            log.warning("carrier takes unsigned requests (auth = \"none\")", carrier=carrier.name)
-        elif carrier.adapter in TIMESTAMP_ADAPTERS and not carrier.require_timestamp:
-            log.warning("carrier takes signatures without X-Smsgw-Timestamp: a captured request replays "
-                        "forever (set require_timestamp = true)", carrier=carrier.name)
-    if not config.carriers:
-        log.warning("no carrier configured: every /carriers/... request gets 404", config=config.source)
-    # uvloop was measured (bench/e2e.py): no gain, the loop is not where the time goes.
-    asyncio.run(_serve(config, db_path=db_path, host=host, port=port, reuse_port=reuse_port,
-                       resume_pending=resume_pending, file_limit=file_limit))
-
-
-async def _serve(config: Config, *, db_path: str, host: str, port: int, reuse_port: bool,
-                 resume_pending: bool, file_limit: int) -> None:
-    """Serve through a `Listener` (smsgw/listener.py). On SIGTERM/SIGINT: close the gate (new
-    requests get 503 with Retry-After, on connections still accepted), wait up to
-    `shutdown_grace` for the requests under way but stalled reads, then stop listening, close
-    what is left, and let the app finish (MT sends in flight, the store)."""
-    limits = config.server
-    app = create_app(config, db_path=db_path, resume_pending=resume_pending)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=min(LAST_WAIT, limits.shutdown_grace))
-    await runner.setup()
-    assert runner.server is not None
-    listener = Listener(runner.server, limits, file_limit=file_limit, metrics=app[METRICS])
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):   # before "listening": a SIGTERM right after it drains too
-        loop.add_signal_handler(signum, stop.set)
-    try:
-        bound_port = listener.start(host, port, backlog=BACKLOG, reuse_port=reuse_port)
-        gc.collect()
-        gc.freeze()   # start-up objects (grammar tables, metrics, config) out of every later collection
-        shown_host = f"[{host}]" if ":" in host else host
-        print(f"smsgw listening on http://{shown_host}:{bound_port}", flush=True)
-        log.info("listening", host=host, port=bound_port, carriers=sorted(config.carriers),
-                 max_connections=listener.cap, open_file_limit=file_limit)
-        await stop.wait()
-        app[GATE].open = False
-        log.info("shutting down: no new messages, finishing those under way")
-        await listener.drain(limits.shutdown_grace)
-    finally:
-        listener.close()
-        await runner.cleanup()
-    log.info("stopped")

@@ -20,20 +20,15 @@ number locates it.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import re
-import unicodedata
-from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
 
 from . import phones
 from .commands import Month
-from .errors import SmsgwError
+from .csvfile import BadRow, CsvFile, ImportFailed, read_rows, text
 from .store import (DOSSIER_STATUSES, SCHEMES, CardRow, DossierRow, PaidUpRow, PeriodRow, PersonRow, SqliteStore,
                     open_records)
 
@@ -42,24 +37,6 @@ _PERSONAL_ID = re.compile(r"[0-9]{12}")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _CARD = re.compile(r"[A-Z]{2}[1-5][0-9]{2}[0-9]{10}")
 _DOSSIER = re.compile(r"[0-9]{5}\.[A-Z]/[0-9]{4}/[0-9]{5}")
-_BOM = b"\xef\xbb\xbf"
-
-
-class ImportFailed(SmsgwError):
-    """A bad file or row; `str()` is `file:line: reason`, ready to print to the operator."""
-
-    def __init__(self, file: str, line: int | None, reason: str) -> None:
-        super().__init__(file, line, reason)
-        self.file = file
-        self.line = line
-        self.reason = reason
-
-    def __str__(self) -> str:
-        where = self.file if self.line is None else f"{self.file}:{self.line}"
-        return f"{where}: {self.reason}"
-
-    def describe(self) -> str:
-        return f"import refused, nothing loaded: {self}"
 
 
 @dataclass(frozen=True)
@@ -93,25 +70,6 @@ class Records:
         return ImportSummary(len(self.persons), len(self.periods), len(self.cards), len(self.dossiers))
 
 
-class _BadRow(Exception):
-    pass
-
-
-@dataclass(frozen=True)
-class _File:
-    name: str
-    columns: tuple[str, ...]
-    check: Callable[[dict[str, str]], tuple]
-    # Values unique within one file: how to get one from a row (None: no value), and the reason
-    # given for a second row with the same value.
-    keys: tuple[tuple[Callable[[tuple], Hashable | None], str], ...]
-    optional: tuple[str, ...] = ()   # columns a file may leave out
-
-    @property
-    def required(self) -> tuple[str, ...]:
-        return tuple(name for name in self.columns if name not in self.optional)
-
-
 async def import_directory(directory: str | os.PathLike[str], db_path: str | os.PathLike[str]) -> ImportSummary:
     """Merge the CSV files of `directory` into the records database at `db_path` (created if missing)."""
     existed = Path(db_path).exists()
@@ -140,7 +98,7 @@ async def read_directory(directory: str | os.PathLike[str], store: SqliteStore |
     persons_path = os.path.join(os.fspath(directory), PERSONS.name)
     if not os.path.isfile(persons_path):
         raise ImportFailed(persons_path, None, "missing: persons.csv is required")
-    rows, lines, failure = _read_file(persons_path, PERSONS)
+    rows, lines, failure = read_rows(persons_path, PERSONS)
     await _check_personal_ids(persons_path, rows, lines, failure, store, records)
     records.persons = [row[:5] for row in rows]
     records.paid_up = [(row[0], row[5]) for row in rows if row[5]]
@@ -151,7 +109,7 @@ async def read_directory(directory: str | os.PathLike[str], store: SqliteStore |
         path = os.path.join(os.fspath(directory), spec.name)
         if not os.path.isfile(path):
             continue
-        rows, lines, failure = _read_file(path, spec)
+        rows, lines, failure = read_rows(path, spec)
         await _check_persons_known(path, [row[ssn_column] for row in rows], lines, failure, imported, store)
         target.extend(rows)
     return records
@@ -195,88 +153,12 @@ async def _check_persons_known(
         raise failure
 
 
-def _read_file(path: str, spec: _File) -> tuple[list[tuple], list[int], ImportFailed | None]:
-    """The good rows of a file up to its first bad row, their lines, and that bad row's failure."""
-    rows: list[tuple] = []
-    lines: list[int] = []
-    seen: list[dict[Hashable, int]] = [{} for _ in spec.keys]
-    try:
-        for line, fields in _csv_records(path, spec):
-            try:
-                row = spec.check(fields)
-            except _BadRow as bad:
-                raise ImportFailed(path, line, str(bad)) from None
-            for (key_of, clash), lines_by_key in zip(spec.keys, seen):
-                key = key_of(row)
-                if key is None:
-                    continue
-                if key in lines_by_key:
-                    raise ImportFailed(path, line, clash.format(line=lines_by_key[key]))
-                lines_by_key[key] = line
-            rows.append(row)
-            lines.append(line)
-    except ImportFailed as failure:
-        return rows, lines, failure
-    return rows, lines, None
-
-
-def _csv_records(path: str, spec: _File) -> Iterator[tuple[int, dict[str, str]]]:
-    """Yield (line, {column: field}) for each data row, after checking encoding and header."""
-    data = Path(path).read_bytes()
-    if data.startswith(_BOM):
-        data = data[len(_BOM):]
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        raise ImportFailed(path, line, f"not valid UTF-8 (byte 0x{data[error.start]:02x})") from None
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    header = _next_record(reader, path)
-    if header is None:
-        raise ImportFailed(path, 1, f"empty file: expected the header {','.join(spec.required)}")
-    columns = [name.strip() for name in header]
-    _check_header(path, columns, spec)
-    while True:
-        line = reader.line_num + 1
-        record = _next_record(reader, path)
-        if record is None:
-            return
-        if not record:
-            continue
-        if len(record) != len(columns):
-            raise ImportFailed(path, line, f"expected {len(columns)} fields, found {len(record)}")
-        yield line, {name: value.strip() for name, value in zip(columns, record)}
-
-
-def _next_record(reader: Any, path: str) -> list[str] | None:
-    line = reader.line_num + 1
-    try:
-        return next(reader)
-    except StopIteration:
-        return None
-    except csv.Error as error:
-        raise ImportFailed(path, line, f"malformed CSV: {error}") from None
-
-
-def _check_header(path: str, columns: list[str], spec: _File) -> None:
-    expected = f"expected the columns {','.join(spec.required)} in any order"
-    for name in columns:
-        if columns.count(name) > 1:
-            raise ImportFailed(path, 1, f"duplicated column {name!r}: {expected}")
-    for name in spec.columns:
-        if name not in columns and name not in spec.optional:
-            raise ImportFailed(path, 1, f"missing column {name!r}: {expected}")
-    for name in columns:
-        if name not in spec.columns:
-            raise ImportFailed(path, 1, f"unknown column {name!r}: {expected}")
-
-
 # -- fields -------------------------------------------------------------------------------
 
 
 def _ssn(value: str) -> str:
     if not _SSN.fullmatch(value):
-        raise _BadRow("bad ssn: expected 10 digits")
+        raise BadRow("bad ssn: expected 10 digits")
     return value
 
 
@@ -284,24 +166,18 @@ def _personal_id(value: str) -> str | None:
     if not value:
         return None
     if not _PERSONAL_ID.fullmatch(value):
-        raise _BadRow("bad personal_id: expected 12 digits, or nothing")
+        raise BadRow("bad personal_id: expected 12 digits, or nothing")
     return value
-
-
-def _text(value: str, column: str, *, required: bool) -> str:
-    if required and not value:
-        raise _BadRow(f"{column} is empty")
-    return unicodedata.normalize("NFC", value)
 
 
 def _date(value: str, column: str, *, personal: bool = False) -> str:
     shown = "" if personal else f" {value!r}"
     if not _DATE.fullmatch(value):
-        raise _BadRow(f"bad {column}{shown}: expected YYYY-MM-DD")
+        raise BadRow(f"bad {column}{shown}: expected YYYY-MM-DD")
     try:
         date.fromisoformat(value)
     except ValueError:
-        raise _BadRow(f"bad {column}{shown}: not a real date") from None
+        raise BadRow(f"bad {column}{shown}: not a real date") from None
     return value
 
 
@@ -309,7 +185,7 @@ def _month(value: str, column: str) -> int:
     try:
         return Month.parse(value).index
     except ValueError as error:
-        raise _BadRow(f"bad {column}: {error}") from None
+        raise BadRow(f"bad {column}: {error}") from None
 
 
 def _phone(value: str) -> str | None:
@@ -318,7 +194,7 @@ def _phone(value: str) -> str | None:
     try:
         return phones.normalize(value)
     except phones.InvalidPhone as error:
-        raise _BadRow(f"bad phone: {error}") from None
+        raise BadRow(f"bad phone: {error}") from None
 
 
 def _person(fields: dict[str, str]) -> tuple:
@@ -327,7 +203,7 @@ def _person(fields: dict[str, str]) -> tuple:
     return (
         _ssn(fields["ssn"]),
         _personal_id(fields["personal_id"]),
-        _text(fields["full_name"], "full_name", required=True),
+        text(fields["full_name"], "full_name", required=True),
         _date(fields["date_of_birth"], "date_of_birth", personal=True),
         _phone(fields["phone"]),
         _date(paid_until, "paid_until") if paid_until else paid_until,
@@ -338,52 +214,52 @@ def _period(fields: dict[str, str]) -> PeriodRow:
     ssn = _ssn(fields["ssn"])
     scheme = fields["scheme"].upper()
     if scheme not in SCHEMES:
-        raise _BadRow(f"unknown scheme {fields['scheme']!r}: expected BHXH or BHTN")
-    employer = _text(fields["employer"], "employer", required=False)
+        raise BadRow(f"unknown scheme {fields['scheme']!r}: expected BHXH or BHTN")
+    employer = text(fields["employer"], "employer", required=False)
     start = _month(fields["from_month"], "from_month")
     end = _month(fields["to_month"], "to_month")
     if start > end:
-        raise _BadRow(f"from_month {fields['from_month']} is after to_month {fields['to_month']}")
+        raise BadRow(f"from_month {fields['from_month']} is after to_month {fields['to_month']}")
     return (ssn, scheme, employer, start, end)
 
 
 def _card(fields: dict[str, str]) -> CardRow:
     card_no = fields["card_no"].upper()
     if not _CARD.fullmatch(card_no):
-        raise _BadRow("bad card_no: expected 2 letters, a benefit level 1-5, 2 province digits"
+        raise BadRow("bad card_no: expected 2 letters, a benefit level 1-5, 2 province digits"
                       " and the holder's 10-digit ssn, e.g. HC4010110129425")
     ssn = _ssn(fields["ssn"])
     if card_no[-10:] != ssn:
-        raise _BadRow("card_no does not end with the holder's ssn")
+        raise BadRow("card_no does not end with the holder's ssn")
     valid_from = _date(fields["valid_from"], "valid_from")
     valid_to = _date(fields["valid_to"], "valid_to")
     if valid_from > valid_to:
-        raise _BadRow(f"valid_from {valid_from} is after valid_to {valid_to}")
-    return (card_no, ssn, valid_from, valid_to, _text(fields["hospital"], "hospital", required=False))
+        raise BadRow(f"valid_from {valid_from} is after valid_to {valid_to}")
+    return (card_no, ssn, valid_from, valid_to, text(fields["hospital"], "hospital", required=False))
 
 
 def _dossier(fields: dict[str, str]) -> DossierRow:
     code = fields["dossier_code"].upper()
     if not _DOSSIER.fullmatch(code):
-        raise _BadRow(f"bad dossier_code {fields['dossier_code']!r}: expected NNNNN.L/YYYY/NNNNN,"
+        raise BadRow(f"bad dossier_code {fields['dossier_code']!r}: expected NNNNN.L/YYYY/NNNNN,"
                       " e.g. 04486.G/2019/08708")
     ssn = _ssn(fields["ssn"])
     status = fields["status"].lower()
     if status not in DOSSIER_STATUSES:
-        raise _BadRow(f"unknown status {fields['status']!r}: expected one of {', '.join(DOSSIER_STATUSES)}")
+        raise BadRow(f"unknown status {fields['status']!r}: expected one of {', '.join(DOSSIER_STATUSES)}")
     return (code, ssn, status, _date(fields["updated_at"], "updated_at"))
 
 
-PERSONS = _File("persons.csv", ("ssn", "personal_id", "full_name", "date_of_birth", "phone", "paid_until"), _person, (
+PERSONS = CsvFile("persons.csv", ("ssn", "personal_id", "full_name", "date_of_birth", "phone", "paid_until"), _person, (
     (lambda row: row[0], "duplicate ssn: already on line {line}"),
     (lambda row: row[1], "duplicate personal_id: already given to the person on line {line}"),
 ), optional=("paid_until",))
-PERIODS = _File("periods.csv", ("ssn", "scheme", "employer", "from_month", "to_month"), _period, (
+PERIODS = CsvFile("periods.csv", ("ssn", "scheme", "employer", "from_month", "to_month"), _period, (
     (lambda row: row, "duplicate period: the same row is already on line {line}"),
 ))
-CARDS = _File("cards.csv", ("card_no", "ssn", "valid_from", "valid_to", "hospital"), _card, (
+CARDS = CsvFile("cards.csv", ("card_no", "ssn", "valid_from", "valid_to", "hospital"), _card, (
     (lambda row: row[0], "duplicate card_no: already on line {line}"),
 ))
-DOSSIERS = _File("dossiers.csv", ("dossier_code", "ssn", "status", "updated_at"), _dossier, (
+DOSSIERS = CsvFile("dossiers.csv", ("dossier_code", "ssn", "status", "updated_at"), _dossier, (
     (lambda row: row[0], "duplicate dossier_code: already on line {line}"),
 ))

@@ -65,7 +65,7 @@ class Intake:
 
     async def _answer_and_store(self, inbound: InboundMessage, mode: str) -> StoredMO:
         refusal = self.store.refusal
-        if refusal is not None:   # before the lookups: they too write SQLite's shared memory (storefiles.py)
+        if refusal is not None:   # before the lookups: they too write SQLite's shared memory (store/files.py)
             raise Unavailable(refusal)
         mo_id = new_id()
         guard = self.protection.sender_guard(inbound.sender)

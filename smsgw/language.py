@@ -38,7 +38,7 @@ RESERVED_COMMANDS = ("HOI", "DG", "TC", "DK")
 
 # The grammar's terminal of each command word -> the command it names.
 _COMMAND_TOKENS = {**{name: name for name in LOOKUPS}, "HD": Help.name, "HELP": Help.name, "QMARK": Help.name}
-_ID_TERMINALS = frozenset({
+ID_TERMINALS = frozenset({
     "SSN", "PERSONAL_ID", "CARD", "DOSSIER", "SSN_GROUPS", "PERSONAL_ID_GROUPS", "AMBIGUOUS_GROUPS",
 })
 _BOUND_TERMINALS = frozenset({"YEAR", "MONTH_YEAR", "YEAR_RANGE"})
@@ -162,14 +162,14 @@ class _ToRaw(Transformer):
         return Token.new_borrow_pos("MONTH_YEAR", f"{month}/{year}", month)
 
 
-_PARSER = Lark.open_from_package(
+PARSER = Lark.open_from_package(
     "smsgw.grammar", "sms.lark", parser="lalr", lexer="contextual", transformer=_ToRaw(),
 )
 
 
 def read(normalized: str) -> tuple:
     """The raw command of a normalised message; raises lark's UnexpectedInput on a syntax error."""
-    return _PARSER.parse(normalized)
+    return PARSER.parse(normalized)
 
 
 def build(raw: tuple, today: date) -> Command | Reserved:
@@ -274,7 +274,7 @@ def _classify(text: str, exc: UnexpectedInput, today: date) -> tuple[str, str | 
         return ("empty" if at_end else "unknown_keyword"), None, position, None
     if "QT" in expected:
         return "unknown_command", None, position, None
-    if expected & _ID_TERMINALS:
+    if expected & ID_TERMINALS:
         return ("missing_argument" if at_end else "bad_id"), command, position, None
     if tokens[-1].type in _BEFORE_BOUND or (
             expected & _BOUND_TERMINALS and (at_end or not text[position].isalpha())):

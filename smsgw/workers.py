@@ -46,7 +46,7 @@ def serve_worker(config: Config, *, db_path: str, host: str, port: int, index: i
     """Run this process's gateway: worker `index` of `count` shares the port and is pinned to its
     own core, and only worker 0 resumes the MTs left pending; a lone gateway (count 1) takes the
     port for itself and resumes them."""
-    from .gateway import serve
+    from .server import serve
 
     pin_to_one_core(index if count > 1 else None)
     serve(config, db_path=db_path, host=host, port=port, reuse_port=count > 1, resume_pending=index == 0)

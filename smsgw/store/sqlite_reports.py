@@ -40,24 +40,18 @@ class SqliteReports:
     def billing_rows_between(self, start: float, end: float,
                              carrier: str | None = None) -> Iterator[BillingRow]:
         """Billing rows written in [start, end) (Unix seconds), of one carrier or all, in the order written."""
+        where, params = _billing_window(start, end, carrier)
         query = ("SELECT kind, carrier, mo_id, mt_id, msisdn, amount_vnd, message_type, at FROM billing_rows"
-                 " WHERE at >= ? AND at < ?")
-        params: tuple = (iso_time(start), iso_time(end))
-        if carrier is not None:
-            query += " AND carrier = ?"
-            params += (carrier,)
+                 f" WHERE {where}")
         for row in self._conn.execute(query + " ORDER BY at, id", params):
             yield BillingRow(*row[:6], MessageType(row[6]), row[7])
 
     def billing_totals_between(self, start: float, end: float,
                                carrier: str | None = None) -> list[tuple[str, int, str, int, int]]:
         """(carrier, message_type, kind, rows, amount VND) of the billing rows written in [start, end)."""
+        where, params = _billing_window(start, end, carrier)
         query = ("SELECT carrier, message_type, kind, count(*), coalesce(sum(amount_vnd), 0) FROM billing_rows"
-                 " WHERE at >= ? AND at < ?")
-        params: tuple = (iso_time(start), iso_time(end))
-        if carrier is not None:
-            query += " AND carrier = ?"
-            params += (carrier,)
+                 f" WHERE {where}")
         return self._conn.execute(query + " GROUP BY carrier, message_type, kind ORDER BY carrier, message_type, kind",
                                   params).fetchall()
 
@@ -84,3 +78,10 @@ class SqliteReports:
                  " ON n.sender = m.sender AND n.error IS NULL AND n.id != m.id"
                  " AND n.taken_at > m.at AND n.taken_at <= m.at + ? ORDER BY m.id, n.taken_at")
         yield from self._conn.execute(query, params + (window,))
+
+
+def _billing_window(start: float, end: float, carrier: str | None) -> tuple[str, tuple]:
+    """The WHERE clause and its parameters of the billing rows written in [start, end), of `carrier` or all."""
+    if carrier is None:
+        return "at >= ? AND at < ?", (iso_time(start), iso_time(end))
+    return "at >= ? AND at < ? AND carrier = ?", (iso_time(start), iso_time(end), carrier)

@@ -31,7 +31,7 @@ from urllib.parse import quote_from_bytes, unquote_to_bytes
 import pytest
 
 from smsgw.config import load_config
-from smsgw.gateway import BACKLOG
+from smsgw.server import BACKLOG
 from smsgw.service import Service
 from smsgw.store import SqliteStore
 
