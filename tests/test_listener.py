@@ -158,18 +158,32 @@ def test_requests_read_too_slowly_get_408_and_idle_connections_are_closed(tmp_pa
             host, port = url.removeprefix("http://").split(":")
 
             async def trickled_chunks() -> tuple[bytes, float]:
-                """A chunked body that keeps coming, a chunk every 0.1 s, and never ends."""
-                reader, writer = await asyncio.open_connection(host, int(port))
+                """A chunked body that keeps coming, a chunk every 0.1 s, and never ends. Read by a
+                protocol that keeps every byte received: the gateway closes with chunks still unread,
+                so the kernel resets the connection, and a StreamReader would raise on the reset
+                before returning the 408 already received."""
+                received = bytearray()
+                closed = asyncio.get_running_loop().create_future()
+
+                class Collect(asyncio.Protocol):
+                    def data_received(self, data: bytes) -> None:
+                        received.extend(data)
+
+                    def connection_lost(self, exc: Exception | None) -> None:
+                        if not closed.done():
+                            closed.set_result(None)
+
+                transport, _ = await asyncio.get_running_loop().create_connection(Collect, host, int(port))
                 started = time.monotonic()
-                writer.write(MO_HEAD.encode() + b"X-Smsgw-Signature: 00\r\nTransfer-Encoding: chunked\r\n\r\n")
-                read = asyncio.ensure_future(reader.read())
+                transport.write(MO_HEAD.encode() + b"X-Smsgw-Signature: 00\r\nTransfer-Encoding: chunked\r\n\r\n")
                 try:
-                    while not read.done() and time.monotonic() - started < 5:
-                        writer.write(b"1\r\n \r\n")
+                    while not closed.done() and time.monotonic() - started < 5:
+                        transport.write(b"1\r\n \r\n")
                         await asyncio.sleep(0.1)
-                    return await asyncio.wait_for(read, timeout=1), time.monotonic() - started
+                    await asyncio.wait_for(closed, timeout=1)
+                    return bytes(received), time.monotonic() - started
                 finally:
-                    writer.close()
+                    transport.close()
 
             partial_line, partial_headers, half_body, chunks, idle = await asyncio.gather(
                 raw_exchange(url, b"POST /carriers/generic/mo HT"),
