@@ -208,7 +208,7 @@ def cmd_report_understanding(args: argparse.Namespace) -> int:
     from datetime import datetime
 
     from .config import load_config
-    from .ledger import VIETNAM
+    from .clock import VIETNAM
     from .reports import format_understanding, understanding
 
     config = load_config(args.config)

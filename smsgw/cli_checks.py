@@ -76,7 +76,7 @@ def notice_day(raw_today: str | None, days: int) -> date:
     """The day a `smsgw notify` run counts from (`--today`, else today in Vietnam), `--days` checked."""
     from datetime import datetime, timedelta
 
-    from .ledger import VIETNAM
+    from .clock import VIETNAM
 
     if days < 0:
         raise UserError("--days must be 0 or more")

@@ -25,10 +25,11 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 
 from lark import Lark, Token, Transformer, UnexpectedInput, UnexpectedToken
 
+from .clock import vietnam_today
 from .commands import HS, LOOKUPS, QT, THE, Command, Help, IdKind
 from .normalize import normalize
 from .periods import Refused, period_months
@@ -87,12 +88,6 @@ class Reserved:
     name: str
     arguments: str
 
-
-def vietnam_today() -> date:
-    """Today in Vietnam (UTC+07:00): the day that decides the current month and year."""
-    from .ledger import VIETNAM
-
-    return datetime.now(VIETNAM).date()
 
 
 class _ToRaw(Transformer):

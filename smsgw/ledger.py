@@ -17,12 +17,12 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import TextIO
 
+from .clock import VIETNAM
 from .store import MessageReports
 
-VIETNAM = timezone(timedelta(hours=7), "ICT")
 COLUMNS = ("time", "carrier", "mo_id", "mt_id", "msisdn", "message_type", "amount_vnd", "kind")
 MESSAGE_TYPES = {0: "free", 1: "charged", 3: "push", 21: "refunded (syntax)", 22: "refunded (content)"}
 

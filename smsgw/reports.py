@@ -28,7 +28,7 @@ from itertools import groupby
 
 from .commands import COMMAND_NAMES
 from .language import ParseError, parse
-from .ledger import VIETNAM
+from .clock import VIETNAM
 from .normalize import normalize
 from .store import MessageReports
 from .syntax_replies import quoted_correction

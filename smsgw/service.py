@@ -15,9 +15,10 @@ from datetime import date
 
 import aiohttp
 
+from .clock import vietnam_today
 from .config import Config
 from .dispatch import Dispatcher
-from .language import ParseError, parse, vietnam_today
+from .language import ParseError, parse
 from .replies import Reply, reply
 from .store import RecordStore
 from .routing import Router

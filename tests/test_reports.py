@@ -14,7 +14,7 @@ from test_gateway import OWNER, SECRET, SSN, make_records, mo_body, post_mo
 
 from smsgw.config import parse_config
 from smsgw.gateway import create_app
-from smsgw.ledger import VIETNAM
+from smsgw.clock import VIETNAM
 from smsgw.reports import format_understanding, shape, understanding
 from smsgw.store import open_reports
 
