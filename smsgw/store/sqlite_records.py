@@ -104,9 +104,11 @@ class SqliteStore(RecordStore):
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str], *, create: bool = False) -> SqliteStore:
-        """Open the records database at `path`; with `create`, make it if it is missing."""
+        """Open the records database at `path`; with `create`, make it if it is missing (at the
+        current schema version, schema.py: `serve` takes it as it is)."""
         path = Path(path)
-        if not create and not path.exists():
+        existed = path.exists()
+        if not create and not existed:
             raise StoreError(f"no records database at {path}: create it with `smsgw db seed` or `smsgw db import`")
         try:
             # Opened once directly first: when aiosqlite's own connect fails, it queues the stop
@@ -128,6 +130,14 @@ class SqliteStore(RecordStore):
         except sqlite3.DatabaseError as error:
             await db.close()
             raise StoreError(f"{path} is not a usable records database: {error}") from error
+        if not existed:   # a file made now is made at the current schema version (schema.py)
+            from .schema import sqlite_migrate
+
+            try:
+                sqlite_migrate(path)
+            except BaseException:
+                await db.close()
+                raise
         return cls(db, path)
 
     async def close(self) -> None:
