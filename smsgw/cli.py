@@ -76,6 +76,17 @@ def cmd_db_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db_migrate(args: argparse.Namespace) -> int:
+    from .store import migrate
+    from .store.schema import shown
+
+    database_path(args.db, create=True)
+    before, after = asyncio.run(migrate(args.db))
+    change = f"schema version {before} -> {after}" if after != before else f"schema version {after}, up to date"
+    print(f"migrated {shown(args.db)}: {change}", file=sys.stderr)
+    return 0
+
+
 # --- send / replay -----------------------------------------------------------------------
 
 def cmd_send(args: argparse.Namespace) -> int:
@@ -128,8 +139,11 @@ MAX_WORKERS = 256
 def cmd_serve(args: argparse.Namespace) -> int:
     from .config import serving_config
 
+    from .store import require_current
+
     config = serving_config(args.config)   # refuses no --config, and a config without carriers
     database_path(args.db)
+    asyncio.run(require_current(args.db))   # OutdatedSchema names `smsgw db migrate`
     if not 1 <= args.workers <= MAX_WORKERS:
         raise UserError(f"--workers {args.workers}: must be 1-{MAX_WORKERS} (one per core is the useful most)")
     index, count = 0, 1
@@ -224,7 +238,7 @@ def cmd_report_understanding(args: argparse.Namespace) -> int:
 
 # --- main --------------------------------------------------------------------------------
 
-DB_HELP = "records database, an SQLite file (required)"
+DB_HELP = "records database: an SQLite file, or a postgresql:// URL (required)"
 CONFIG_HELP = "TOML configuration file (default: none, the built-in defaults: no carrier, GSM-7 replies)"
 
 
@@ -245,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
     p = db_sub.add_parser("seed", help="create a synthetic, reproducible records database")
     p.add_argument("--db", required=True, metavar="PATH",
-                   help="SQLite file to create (its folder must exist); refused if it already holds records")
+                   help="SQLite file to create (its folder must exist) or postgresql:// URL; refused if it already holds"
+                   " records; the schema is migrated first")
     p.add_argument("--persons", type=int, required=True, metavar="N", help="number of synthetic persons (required)")
     p.add_argument("--seed", type=int, default=0, metavar="S",
                    help="random seed: the same seed gives the same records (default 0)")
@@ -254,8 +269,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("directory", metavar="DIR",
                    help="directory holding persons.csv and optional periods.csv, cards.csv, dossiers.csv")
     p.add_argument("--db", required=True, metavar="PATH",
-                   help="SQLite file to merge into (created if missing; its folder must exist)")
+                   help="SQLite file to merge into (created if missing; its folder must exist) or postgresql:// URL;"
+                   " the schema is migrated first")
     p.set_defaults(func=cmd_db_import)
+    p = db_sub.add_parser("migrate", help="create or upgrade the database's schema (numbered steps, idempotent)")
+    p.add_argument("--db", required=True, metavar="PATH",
+                   help="SQLite file (created if missing; its folder must exist) or postgresql:// URL")
+    p.set_defaults(func=cmd_db_migrate)
 
     p = sub.add_parser("send", help="handle one inbound message in-process and print the reply as JSON")
     p.add_argument("--db", required=True, metavar="PATH", help=DB_HELP)

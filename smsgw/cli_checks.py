@@ -34,7 +34,14 @@ _DOTTED = re.compile(r"[0-9.]+|[0-9a-fA-F:.]*:[0-9a-fA-F:.]*")   # meant as an a
 
 
 def database_path(path: str, *, create: bool = False) -> str:
-    """`--db PATH` as a usable SQLite file: an existing file, or (`create`) a new one in an existing folder."""
+    """`--db PATH` as a usable SQLite file: an existing file, or (`create`) a new one in an existing folder.
+
+    A `postgresql://` URL is returned as it is: the store connects (and says why it cannot).
+    """
+    from .store.schema import is_postgres
+
+    if is_postgres(path):
+        return path
     db = Path(path)
     if db.is_dir():
         return _refuse("--db", path, "is a directory, not a database file")

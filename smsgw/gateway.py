@@ -47,7 +47,7 @@ from .store import MessageStore, StoredMO, open_messages
 from .wire import CarrierRequest, CarrierResponse
 
 MAX_BODY = 64 * 1024
-RETRY_AFTER = "5"     # seconds, on a 503 while shutting down
+RETRY_AFTER = "5"     # seconds, on every 503 (shutting down, store unavailable)
 PROBE_TIMEOUT = 2.0   # seconds for /healthz's write to the message store
 
 log = get_logger(component="gateway")
@@ -275,9 +275,9 @@ async def _observe(request: web.Request, handler: Callable) -> web.StreamRespons
     finally:
         request.app[METRICS].request_latency.labels(route).observe(time.perf_counter() - started)
     request.app[METRICS].responses.labels(route, str(response.status)).inc()
-    if not request.app[GATE].open:   # shutting down: come back later, on a new connection
-        if response.status == 503:
-            response.headers["Retry-After"] = RETRY_AFTER
+    if response.status == 503:   # shutting down, or the store cannot take a write now: come back later
+        response.headers.setdefault("Retry-After", RETRY_AFTER)
+    if not request.app[GATE].open:   # shutting down: on a new connection
         response.force_close()
     return response
 

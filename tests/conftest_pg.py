@@ -49,3 +49,18 @@ def pg_replicated(pg_binaries: Binaries) -> Iterator[Replicated]:
     """A fresh primary + synchronous standby with database `smsgw`, for one test."""
     with temp_root() as root, Replicated(pg_binaries, root) as pair:
         yield pair.start()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path) -> str:
+    """`--db` of a test run on both backends: an SQLite file not yet made, or a fresh PostgreSQL
+    database migrated to the current schema (the PostgreSQL case skips without the server programs)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "smsgw.db")
+    import asyncio
+
+    from smsgw.store import migrate
+
+    url = request.getfixturevalue("pg_database")
+    asyncio.run(migrate(url))
+    return url

@@ -485,7 +485,7 @@ def test_version_as_V_and_every_option_says_what_it_takes_and_its_default():
     assert "--host H address or host name to listen on" in serve_help and "(default 127.0.0.1)" in serve_help
     assert "--port P TCP port to listen on, 0-65535; 0 picks a free one (default 8079)" in serve_help
     assert "--workers N processes sharing the port" in serve_help and "(default 1)" in serve_help
-    assert "--db PATH records database, an SQLite file (required)" in serve_help
+    assert "--db PATH records database: an SQLite file, or a postgresql:// URL (required)" in serve_help
     send_help = " ".join(smsgw("send", "--help").stdout.split())
     assert "TEXT the message as the phone sent it" in send_help
 

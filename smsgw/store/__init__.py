@@ -16,8 +16,17 @@ The embedded SQLite backend, one records database file:
     files.py            whether the database files are still the ones opened, and writable
     sqlite_reports.py   `SqliteReports`: the reading queries, returning rows
 
-The `open_*` functions take the `--db` value and pick the backend: a path is an SQLite file
-(a PostgreSQL backend would be a sibling set of modules, chosen here by a `postgresql://` URL).
+The PostgreSQL backend, one database shared by any number of gateways (CONTRACT section 10):
+    pg_pool.py          the asyncpg pool, and its connection errors as `Unavailable`
+    pg_records.py       `PgRecordStore`: the records lookups, COPY for seed and import
+    pg_messages.py      `PgMessageStore`: the message operations, one short transaction each
+
+Both:
+    schema.py           the numbered schema steps and `schema_version` (`smsgw db migrate`)
+
+The `open_*` functions take the `--db` value and pick the backend: a `postgresql://` URL is a
+PostgreSQL database, anything else an SQLite file. Creating a store (`db seed`, `db import`:
+`open_records(create=True)`) migrates it to the current schema first.
 """
 
 from __future__ import annotations
@@ -30,30 +39,58 @@ from .messages import (BillingRow, Guard, MessageReports, MessageStore, MTState,
 from .records import DOSSIER_STATUSES, SCHEMES, Card, Dossier, Period, Person, RecordStore
 from .sqlite_messages import SqliteMessageStore
 from .sqlite_records import CardRow, DossierRow, PaidUpRow, PeriodRow, PersonRow, SqliteStore
+from .schema import CURRENT as SCHEMA_VERSION
+from .schema import OutdatedSchema, is_postgres, migrate, require_current
+from .schema import shown as schema_shown
 from .sqlite_reports import SqliteReports
 
 __all__ = [
     "DOSSIER_STATUSES", "SCHEMES", "BillingRow", "Card", "CardRow", "DatabaseRefused", "Dossier", "DossierRow",
     "Guard", "MTState", "MessageReports", "MessageStore", "Notice", "PaidUpRow", "PendingMT", "Period",
-    "PeriodRow", "Person", "PersonRow", "RecordStore", "Screening", "SenderHistory", "SqliteMessageStore",
+    "OutdatedSchema", "PeriodRow", "Person", "SCHEMA_VERSION", "is_postgres", "migrate", "require_current", "PersonRow", "RecordStore", "Screening", "SenderHistory", "SqliteMessageStore",
     "SqliteReports", "SqliteStore", "StoreError", "StoredMO", "explain", "open_messages", "open_records",
     "open_reports",
 ]
 
 
 async def open_records(db: str, *, create: bool = False) -> SqliteStore:
-    """The records at `db` (`--db`); with `create`, made when missing. StoreError when they cannot be used."""
-    return await SqliteStore.open(db, create=create)
+    """The records at `db` (`--db`); with `create`, made when missing and migrated to the current schema.
+
+    StoreError when they cannot be used. (A PgRecordStore on a URL: same methods.)
+    """
+    if is_postgres(db):
+        from .pg_records import PgRecordStore
+
+        if create:
+            await migrate(db)
+        return await PgRecordStore.open(db)   # type: ignore[return-value]
+    store = await SqliteStore.open(db, create=create)
+    if create:
+        try:
+            await migrate(db)
+        except BaseException:
+            await store.close()
+            raise
+    return store
 
 
 async def open_messages(db: str, *, batch_delay: float = 0.0, max_batch: int = 512,
                         on_batch: Callable[[int], None] | None = None,
                         on_commit: Callable[[float], None] | None = None) -> MessageStore:
-    """The message store at `db` (`--db`), its tables created when missing (see SqliteMessageStore.open)."""
+    """The message store at `db` (`--db`): on SQLite its tables created when missing (see
+    SqliteMessageStore.open); on PostgreSQL a pool on the migrated database (no group commit:
+    `batch_delay` and the rest apply to SQLite's writer only)."""
+    if is_postgres(db):
+        from .pg_messages import PgMessageStore
+
+        return await PgMessageStore.open(db)
     return await SqliteMessageStore.open(db, batch_delay=batch_delay, max_batch=max_batch, on_batch=on_batch,
                                          on_commit=on_commit)
 
 
 def open_reports(db: str) -> MessageReports:
     """The reading queries over the messages at `db` (`--db`); DatabaseRefused when it cannot be opened."""
+    if is_postgres(db):
+        raise DatabaseRefused(schema_shown(db), "billing and report commands read SQLite files only so far"
+                                  " (PostgreSQL reports are not built yet)")
     return SqliteReports.open(db)

@@ -1,7 +1,7 @@
 """The store's error, and the operator's wording of what a database driver raised.
 
 `StoreError` is what the store raises when a database cannot be used; its message is meant for
-the operator. `explain` words an error of a backend's driver (today sqlite3's) that reached the
+the operator. `explain` words an error of a backend's driver (sqlite3's, asyncpg's) that reached the
 command line without being caught on the way: a second backend adds its driver's errors there.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 from pathlib import Path
 
 from ..errors import SmsgwError
@@ -20,6 +21,11 @@ class StoreError(SmsgwError):
 
 def explain(path: str, exc: BaseException) -> str | None:
     """Why the database at `path` refused, in the operator's terms; None when `exc` is not a database error."""
+    asyncpg = sys.modules.get("asyncpg")
+    if asyncpg is not None and isinstance(exc, asyncpg.PostgresError):
+        if isinstance(exc, asyncpg.UndefinedTableError):
+            return f"PostgreSQL: {exc}: the schema is missing; run smsgw db migrate --db URL"
+        return f"PostgreSQL refused: {type(exc).__name__}: {exc}"
     if not isinstance(exc, sqlite3.Error):
         return None
     if _read_only(path):

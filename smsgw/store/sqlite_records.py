@@ -36,7 +36,7 @@ CardRow = tuple[str, str, str, str, str]
 DossierRow = tuple[str, str, str, str]
 PaidUpRow = tuple[str, str]
 
-_TABLES = (
+RECORD_TABLES = (
     "CREATE TABLE IF NOT EXISTS persons ("
     " ssn TEXT NOT NULL, personal_id TEXT, full_name TEXT NOT NULL,"
     " date_of_birth TEXT NOT NULL, phone TEXT)",
@@ -51,7 +51,7 @@ _TABLES = (
     "CREATE TABLE IF NOT EXISTS paid_up (ssn TEXT NOT NULL, paid_until TEXT NOT NULL)",
 )
 # Built after a bulk load; `periods_row` is both the whole-row key and the covering lookup by ssn.
-_INDEXES = {
+RECORD_INDEXES = {
     "persons_ssn": "CREATE UNIQUE INDEX IF NOT EXISTS persons_ssn ON persons (ssn)",
     "persons_personal_id": "CREATE UNIQUE INDEX IF NOT EXISTS persons_personal_id ON persons (personal_id)"
     " WHERE personal_id IS NOT NULL",
@@ -104,9 +104,11 @@ class SqliteStore(RecordStore):
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str], *, create: bool = False) -> SqliteStore:
-        """Open the records database at `path`; with `create`, make it if it is missing."""
+        """Open the records database at `path`; with `create`, make it if it is missing (at the
+        current schema version, schema.py: `serve` takes it as it is)."""
         path = Path(path)
-        if not create and not path.exists():
+        existed = path.exists()
+        if not create and not existed:
             raise StoreError(f"no records database at {path}: create it with `smsgw db seed` or `smsgw db import`")
         try:
             # Opened once directly first: when aiosqlite's own connect fails, it queues the stop
@@ -123,11 +125,19 @@ class SqliteStore(RecordStore):
             await db.execute("PRAGMA journal_mode = WAL")
             await db.execute("PRAGMA synchronous = NORMAL")
             await db.execute(f"PRAGMA mmap_size = {_MMAP_BYTES}")
-            for statement in (*_TABLES, *_INDEXES.values()):
+            for statement in (*RECORD_TABLES, *RECORD_INDEXES.values()):
                 await db.execute(statement)
         except sqlite3.DatabaseError as error:
             await db.close()
             raise StoreError(f"{path} is not a usable records database: {error}") from error
+        if not existed:   # a file made now is made at the current schema version (schema.py)
+            from .schema import sqlite_migrate
+
+            try:
+                sqlite_migrate(path)
+            except BaseException:
+                await db.close()
+                raise
         return cls(db, path)
 
     async def close(self) -> None:
@@ -279,19 +289,19 @@ class SqliteStore(RecordStore):
         await self._db.execute("PRAGMA temp_store = MEMORY")
         try:
             async with self.transaction():
-                for index in _INDEXES:
+                for index in RECORD_INDEXES:
                     await self._db.execute(f"DROP INDEX IF EXISTS {index}")
                 self._bulk = True
                 try:
                     yield
                 finally:
                     self._bulk = False
-                for statement in _INDEXES.values():
+                for statement in RECORD_INDEXES.values():
                     await self._db.execute(statement)
         except sqlite3.IntegrityError as error:
             raise StoreError(f"bulk load into {self.path} broke a constraint: {error}") from error
         finally:
-            for statement in _INDEXES.values():
+            for statement in RECORD_INDEXES.values():
                 await self._db.execute(statement)
             await self._db.execute("PRAGMA synchronous = NORMAL")
             await self._db.execute("PRAGMA cache_size = -2000")

@@ -106,21 +106,26 @@ def connect(path: str) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for statement in _statements(_TABLES):
-            conn.execute(statement)
-        for table, columns in _ADDED_COLUMNS.items():
-            present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-            for name, declaration in columns:
-                if name not in present:
-                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
-        for statement in _statements(_INDEXES):
-            conn.execute(statement)
+        create_message_tables(conn)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         conn.close()
         raise
     return conn
+
+
+def create_message_tables(conn: sqlite3.Connection) -> None:
+    """Create the message tables and indexes when missing, inside the caller's transaction."""
+    for statement in _statements(_TABLES):
+        conn.execute(statement)
+    for table, columns in _ADDED_COLUMNS.items():
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for name, declaration in columns:
+            if name not in present:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
+    for statement in _statements(_INDEXES):
+        conn.execute(statement)
 
 
 def _statements(script: str) -> list[str]:

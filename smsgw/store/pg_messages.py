@@ -1,0 +1,253 @@
+"""The message store on PostgreSQL: `MessageStore`'s operations for any number of gateways on one database.
+
+The tables are made by schema.py (`smsgw db migrate`). Each operation is one short transaction
+on a pooled asyncpg connection (pg_pool.py), on the event loop; there is no group commit: the
+server commits the transactions of many connections together by itself.
+
+Across gateways:
+- one answer and one charge per (carrier, id): the MO's INSERT ... ON CONFLICT DO NOTHING on
+  the unique key waits for a concurrent transaction inserting the same key; when that one
+  commits, this one inserts nothing and reads the winner's MO and replies (READ COMMITTED: the
+  next statement sees the committed rows);
+- per-phone protection: a transaction that decides on a sender's history first takes
+  `pg_advisory_xact_lock(hashtext(sender))`, so the MOs of one phone are counted one at a time
+  whichever gateway takes them;
+- delivery reports: the MT's row is locked (FOR UPDATE) while the state only moves forward;
+- MTs pending in the outbox: see `pending` (claimed with a lease).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from ..billing import MessageType
+from ..phones import mask
+from ..wire import DeliveryReport, DeliveryState, InboundMessage, OutboundMessage
+from .messages import (BillingRow, Guard, MessageStore, MTState, Notice, PendingMT, Screening, SenderHistory,
+                       StoredMO)
+from .pg_pool import connection, create_pool, transaction
+from .schema import shown
+from .sqlite_tables import iso_time as _iso
+
+_MT_COLUMNS = "id, mo_id, in_reply_to, carrier, sender, recipient, text, encoding, segments, message_type"
+_INSERT_MT = (f"INSERT INTO mt_messages ({_MT_COLUMNS}, seq, status, created_at, next_attempt_at, lease_until)"
+              " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)")
+# How long an MT claimed by a gateway stays its own without news (see `pending`).
+LEASE_SECONDS = 60.0
+
+
+class PgMessageStore(MessageStore):
+    """The message tables of a PostgreSQL database; open with `await PgMessageStore.open(url)`."""
+
+    def __init__(self, pool: asyncpg.Pool, url: str) -> None:
+        self.path = shown(url)
+        self._pool = pool
+        self._closed = False
+
+    @classmethod
+    async def open(cls, url: str) -> "PgMessageStore":
+        return cls(await create_pool(url), url)
+
+    @property
+    def alive(self) -> bool:
+        return not self._closed
+
+    @property
+    def refusal(self) -> str | None:
+        return None   # an unreachable database fails each operation with Unavailable (pg_pool.py)
+
+    async def close(self) -> None:
+        self._closed = True
+        await self._pool.close()
+
+    async def store_mo(self, inbound: InboundMessage, *, mo_id: str, mode: str, command: str | None,
+                       error: str | None, replies: Sequence[OutboundMessage], now: float,
+                       guard: Guard | None = None, screening: Screening | None = None) -> StoredMO:
+        status = "queued" if mode == "async" else "answered"
+        if guard is not None and not replies:
+            status = "withheld"
+        mt_status = "pending" if mode == "async" else "sent"
+        at = _iso(now)
+        async with transaction(self._pool) as conn:
+            screened = screening is not None and guard is None
+            if screened:
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", inbound.sender)
+            inserted = await conn.fetchval(
+                "INSERT INTO mo_messages (id, carrier, carrier_id, sender, recipient, text, received_at,"
+                " mode, command, error, status, taken_at, guard) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
+                " $10, $11, $12, $13) ON CONFLICT (carrier, carrier_id) DO NOTHING RETURNING true",
+                mo_id, inbound.carrier, inbound.carrier_id, inbound.sender, inbound.to, inbound.text,
+                inbound.received_at.isoformat(), mode, command, error, status, now,
+                guard.value if guard else None)
+            if not inserted:
+                return await _load_mo(conn, inbound.carrier, inbound.carrier_id)
+            decided = guard
+            sent = replies
+            if screened:
+                decided = screening.decide(await _history(conn, mo_id, inbound.sender, inbound.text, now, screening))
+                if decided is not None:
+                    sent = [screening.instead] if decided is Guard.RATE_LIMITED else []
+                    await conn.execute("UPDATE mo_messages SET guard = $1, status = $2 WHERE id = $3",
+                                       decided.value, status if sent else "withheld", mo_id)
+            if sent:
+                lease = now + LEASE_SECONDS if mode == "async" else None
+                await conn.executemany(_INSERT_MT, [
+                    (*_mt_values(mt), seq, mt_status, now, now if mode == "async" else None, lease)
+                    for seq, mt in enumerate(sent)])
+                await _bill(conn, [("charge", mt, mt.billing.amount_vnd) for mt in sent], at)
+            return StoredMO(mo_id, inbound.carrier, inbound.carrier_id, mode, status if sent else "withheld",
+                            command, error, tuple(sent), created=True, guard=decided.value if decided else None)
+
+    async def store_notices(self, notices: Sequence[Notice], *, now: float) -> list[PendingMT]:
+        at = _iso(now)
+        queued = []
+        async with transaction(self._pool) as conn:
+            for notice in notices:
+                mt = notice.mt
+                if not await conn.fetchval(
+                    "INSERT INTO notices (kind, target, occasion, mt_id, created_at) VALUES ($1, $2, $3, $4, $5)"
+                    " ON CONFLICT DO NOTHING RETURNING true", notice.kind, notice.target, notice.occasion, mt.id, now,
+                ):
+                    continue
+                await conn.execute(_INSERT_MT, *_mt_values(mt), 0, "pending", now, now, now + LEASE_SECONDS)
+                queued.append(PendingMT(mt, 0, now, now))
+            await _bill(conn, [("push", pending.mt, 0) for pending in queued], at)
+        return queued
+
+    async def find_mo(self, carrier: str, carrier_id: str) -> StoredMO | None:
+        async with connection(self._pool) as conn:
+            return await _load_mo(conn, carrier, carrier_id)
+
+    async def pending(self) -> list[PendingMT]:
+        """Claim the MTs to deliver that no gateway holds (never claimed, or its lease run out), oldest first.
+
+        Each is claimed for LEASE_SECONDS (FOR UPDATE SKIP LOCKED: two gateways claiming at once
+        take different MTs); the ones this gateway stored itself are claimed as they are stored.
+        """
+        now = time.time()
+        async with transaction(self._pool) as conn:
+            rows = await conn.fetch(
+                f"UPDATE mt_messages SET lease_until = $1 WHERE id IN (SELECT id FROM mt_messages"
+                " WHERE status = 'pending' AND (lease_until IS NULL OR lease_until < $2)"
+                " FOR UPDATE SKIP LOCKED)"
+                f" RETURNING {_MT_COLUMNS}, attempts, created_at, next_attempt_at, mo_id, seq",
+                now + LEASE_SECONDS, now)
+        rows = sorted(rows, key=lambda row: (row[11], row[13], row[14]))
+        return [PendingMT(_mt(row), row[10], row[11], row[12] or row[11]) for row in rows]
+
+    async def mark_sent(self, mt_id: str) -> None:
+        async with transaction(self._pool) as conn:
+            await conn.execute("UPDATE mt_messages SET status = 'sent', next_attempt_at = NULL, last_error = NULL,"
+                               " lease_until = NULL WHERE id = $1 AND status = 'pending'", mt_id)
+            await conn.execute("UPDATE mo_messages SET status = 'sent' WHERE status = 'queued' AND id ="
+                               " (SELECT mo_id FROM mt_messages WHERE id = $1) AND NOT EXISTS (SELECT 1 FROM"
+                               " mt_messages WHERE mo_id = mo_messages.id AND status = 'pending')", mt_id)
+
+    async def schedule_retry(self, mt_id: str, *, attempts: int, next_attempt_at: float, error: str) -> None:
+        async with transaction(self._pool) as conn:
+            await conn.execute(
+                "UPDATE mt_messages SET attempts = $1, next_attempt_at = $2, last_error = $3, lease_until = $4"
+                " WHERE id = $5 AND status = 'pending'",
+                attempts, next_attempt_at, error, next_attempt_at + LEASE_SECONDS, mt_id)
+
+    async def give_up(self, mt_id: str, *, error: str, now: float) -> bool:
+        async with transaction(self._pool) as conn:
+            row = await conn.fetchrow(f"SELECT {_MT_COLUMNS} FROM mt_messages WHERE id = $1 AND status = 'pending'"
+                                      " FOR UPDATE", mt_id)
+            if row is None:
+                return False
+            mt = _mt(row)
+            await conn.execute("UPDATE mt_messages SET status = 'failed', next_attempt_at = NULL, last_error = $1,"
+                               " lease_until = NULL WHERE id = $2", error, mt_id)
+            await conn.execute("UPDATE mo_messages SET status = 'failed' WHERE id = $1", mt.mo_id)
+            await _bill(conn, [("refund", mt, -mt.billing.amount_vnd)], _iso(now))
+            return True
+
+    async def record_delivery(self, report: DeliveryReport) -> DeliveryState | None:
+        async with transaction(self._pool) as conn:
+            row = await conn.fetchrow("SELECT dlr_state FROM mt_messages WHERE id = $1 AND carrier = $2 FOR UPDATE",
+                                      report.mt_id, report.carrier)
+            if row is None:
+                return None
+            current = DeliveryState(row[0]) if row[0] else None
+            if not report.state.advances(current):
+                return current
+            await conn.execute("UPDATE mt_messages SET dlr_state = $1, dlr_time = $2 WHERE id = $3",
+                               report.state.value, report.time.isoformat() if report.time else None, report.mt_id)
+            return report.state
+
+    async def mt_state(self, mt_id: str) -> MTState | None:
+        async with connection(self._pool) as conn:
+            row = await conn.fetchrow("SELECT status, attempts, last_error, dlr_state FROM mt_messages WHERE id = $1",
+                                      mt_id)
+        if row is None:
+            return None
+        return MTState(row[0], row[1], row[2], DeliveryState(row[3]) if row[3] else None)
+
+    async def billing(self, mo_id: str | None = None) -> list[BillingRow]:
+        query = "SELECT kind, carrier, mo_id, mt_id, msisdn, amount_vnd, message_type, at FROM billing_rows"
+        async with connection(self._pool) as conn:
+            rows = await (conn.fetch(query + " WHERE mo_id = $1 ORDER BY id", mo_id) if mo_id is not None
+                          else conn.fetch(query + " ORDER BY id"))
+        return [BillingRow(*row[:6], MessageType(row[6]), row[7]) for row in rows]
+
+    async def probe(self) -> None:
+        """Succeeds when a write commits now (one row rewritten); Unavailable when the database cannot be reached."""
+        async with transaction(self._pool) as conn:
+            await conn.execute("INSERT INTO store_probe (id, at) VALUES (1, $1) ON CONFLICT (id) DO UPDATE"
+                               " SET at = excluded.at", time.time())
+
+
+async def _load_mo(conn: asyncpg.Connection, carrier: str, carrier_id: str) -> StoredMO | None:
+    row = await conn.fetchrow("SELECT id, mode, status, command, error, guard FROM mo_messages"
+                              " WHERE carrier = $1 AND carrier_id = $2", carrier, carrier_id)
+    if row is None:
+        return None
+    mo_id, mode, status, command, error, guard = row
+    mts = await conn.fetch(f"SELECT {_MT_COLUMNS} FROM mt_messages WHERE mo_id = $1 ORDER BY seq", mo_id)
+    return StoredMO(mo_id, carrier, carrier_id, mode, status, command, error,
+                    tuple(_mt(mt) for mt in mts), created=False, guard=guard)
+
+
+# The sender's recent MOs, as the SQLite store counts them (sqlite_messages.py), in one round trip.
+_HISTORY = (
+    "SELECT (SELECT count(*) FROM (SELECT 1 FROM mo_messages WHERE sender = $1 AND guard IS NULL"
+    "  AND taken_at > $2 AND id != $3 LIMIT $4) AS a),"
+    " EXISTS (SELECT 1 FROM mo_messages WHERE sender = $1 AND guard = $5 AND taken_at > $2),"
+    " (SELECT count(*) FROM (SELECT 1 FROM mo_messages WHERE sender = $1 AND guard IS NULL"
+    "  AND taken_at > $6 AND text = $7 AND id != $3 LIMIT $4) AS b)"
+    " + (SELECT count(*) FROM (SELECT 1 FROM mo_messages WHERE sender = $1 AND guard IS NOT NULL"
+    "  AND taken_at > $6 AND text = $7 LIMIT $4) AS c)"
+)
+
+
+async def _history(conn: asyncpg.Connection, mo_id: str, sender: str, text: str, now: float,
+                   screening: Screening) -> SenderHistory:
+    answered, warned, repeats = await conn.fetchrow(
+        _HISTORY, sender, now - screening.hour, mo_id, screening.cap, Guard.RATE_LIMITED.value,
+        now - screening.minute, text)
+    return SenderHistory(answered=answered, warned=bool(warned), repeats=repeats)
+
+
+def _mt_values(mt: OutboundMessage) -> tuple[Any, ...]:
+    return (mt.id, mt.mo_id, mt.in_reply_to, mt.carrier, mt.sender, mt.to, mt.text, mt.encoding,
+            mt.segments, int(mt.message_type))
+
+
+def _mt(row: Sequence[Any]) -> OutboundMessage:
+    return OutboundMessage(id=row[0], mo_id=row[1], in_reply_to=row[2], carrier=row[3], sender=row[4],
+                           to=row[5], text=row[6], encoding=row[7], segments=row[8],
+                           message_type=MessageType(row[9]))
+
+
+async def _bill(conn: asyncpg.Connection, rows: Sequence[tuple[str, OutboundMessage, int]], at: str) -> None:
+    if rows:
+        await conn.executemany(
+            "INSERT INTO billing_rows (kind, carrier, mo_id, mt_id, msisdn, amount_vnd, message_type, at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            [(kind, mt.carrier, mt.mo_id, mt.id, mask(mt.to), amount, int(mt.message_type), at)
+             for kind, mt, amount in rows])
