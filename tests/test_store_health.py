@@ -34,6 +34,18 @@ async def _health(session: aiohttp.ClientSession, url: str) -> tuple[int, dict]:
         return response.status, await response.json()
 
 
+async def _first_retry_recorded(session: aiohttp.ClientSession, url: str) -> None:
+    """Until the outbox has recorded the first failed attempt of an MT (the retry counter moves
+    after the store's write); the next attempt is a second later (retry_initial)."""
+    deadline = asyncio.get_running_loop().time() + 10
+    while asyncio.get_running_loop().time() < deadline:
+        async with session.get(f"{url}/metrics") as response:
+            if 'smsgw_mt_retries_total{carrier="generic"} 1.0' in await response.text():
+                return
+        await asyncio.sleep(0.02)
+    pytest.fail("the MT's first attempt was not recorded within 10 s")
+
+
 async def _stop(process: asyncio.subprocess.Process) -> int:
     process.send_signal(signal.SIGTERM)
     return await asyncio.wait_for(process.wait(), timeout=20)
@@ -145,7 +157,9 @@ def test_immutable_store_files_get_503_not_sigbus_and_the_gateway_recovers(tmp_p
             try:
                 async with aiohttp.ClientSession() as session:
                     assert (await post(session, url, "before"))[0] == accepted
-                    _chattr("+i", *files)
+                    if mode == "async":   # its MT's first attempt fails (port 9): wait until that is written
+                        await _first_retry_recorded(session, url)
+                    _chattr("+i", *files)   # between transactions: a change inside one is beyond any check
                     try:
                         statuses = [(await post(session, url, f"locked-{n}"))[0] for n in range(20)]
                         status, health = await _health(session, url)
