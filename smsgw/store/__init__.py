@@ -15,6 +15,9 @@ The embedded SQLite backend, one records database file:
     writer.py           the group-commit writer that runs those operations, one transaction a batch
     files.py            whether the database files are still the ones opened, and writable
     sqlite_reports.py   `SqliteReports`: the reading queries, returning rows
+    sqlite_retention.py `SqliteRetention`: personal data pruned by age, exported and erased by phone
+                        (its interface: retention.py, `PersonalData`)
+    backup.py           `backup_sqlite`: a consistent copy of the file while the gateway writes
 
 The `open_*` functions take the `--db` value and pick the backend: a path is an SQLite file
 (a PostgreSQL backend would be a sibling set of modules, chosen here by a `postgresql://` URL).
@@ -30,14 +33,16 @@ from .messages import (BillingRow, Guard, MessageReports, MessageStore, MTState,
 from .records import DOSSIER_STATUSES, SCHEMES, Card, Dossier, Period, Person, RecordStore
 from .sqlite_messages import SqliteMessageStore
 from .sqlite_records import CardRow, DossierRow, PaidUpRow, PeriodRow, PersonRow, SqliteStore
+from .retention import KeyMismatch, PersonalData, phone_hash
 from .sqlite_reports import SqliteReports
+from .sqlite_retention import SqliteRetention
 
 __all__ = [
     "DOSSIER_STATUSES", "SCHEMES", "BillingRow", "Card", "CardRow", "DatabaseRefused", "Dossier", "DossierRow",
-    "Guard", "MTState", "MessageReports", "MessageStore", "Notice", "PaidUpRow", "PendingMT", "Period",
+    "Guard", "KeyMismatch", "MTState", "MessageReports", "MessageStore", "Notice", "PaidUpRow", "PendingMT", "Period", "PersonalData",
     "PeriodRow", "Person", "PersonRow", "RecordStore", "Screening", "SenderHistory", "SqliteMessageStore",
-    "SqliteReports", "SqliteStore", "StoreError", "StoredMO", "explain", "open_messages", "open_records",
-    "open_reports",
+    "SqliteReports", "SqliteStore", "StoreError", "StoredMO", "explain", "open_messages", "open_personal_data",
+    "open_records", "open_reports", "phone_hash", "backup_database",
 ]
 
 
@@ -57,3 +62,15 @@ async def open_messages(db: str, *, batch_delay: float = 0.0, max_batch: int = 5
 def open_reports(db: str) -> MessageReports:
     """The reading queries over the messages at `db` (`--db`); DatabaseRefused when it cannot be opened."""
     return SqliteReports.open(db)
+
+
+def open_personal_data(db: str) -> PersonalData:
+    """The personal data in the messages at `db` (`--db`): prune, export, erase (retention.py)."""
+    return SqliteRetention(db)
+
+
+def backup_database(db: str, target: str) -> int:
+    """A consistent copy of the store at `db` in the file `target`, while it serves; its size in bytes."""
+    from .backup import backup_sqlite
+
+    return backup_sqlite(db, target)
