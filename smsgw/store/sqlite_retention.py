@@ -35,6 +35,8 @@ class SqliteRetention(PersonalData):
     def __init__(self, path: str) -> None:
         self.path = path
         self._conn = connect(path)
+        # An erased value is overwritten with zeros, not left in the page's free space or a freed page.
+        self._conn.execute("PRAGMA secure_delete = ON")
 
     def close(self) -> None:
         self._conn.close()
@@ -71,6 +73,7 @@ class SqliteRetention(PersonalData):
             rows = self._write(lambda conn: step(conn, cutoff, key, limit))
             if rows:
                 return table, rows
+        self._checkpoint()
         return "", 0
 
     def export_phone(self, phone: str, key: bytes) -> dict[str, Any]:
@@ -115,7 +118,14 @@ class SqliteRetention(PersonalData):
             return {"mo_messages": mos, "mt_messages": mts, "billing_rows": billing, "notices": len(notices),
                     "mt_pending_kept": pending}
 
-        return self._write(run)
+        done = self._write(run)
+        self._checkpoint()
+        return done
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the file and empty it: the pages as they were before the erasure are
+        gone from disk too (best effort: a reader of the gateway's may hold part of it back)."""
+        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def _write(self, run: Any) -> Any:
         conn = self._conn
