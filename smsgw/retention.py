@@ -5,7 +5,8 @@ from the message store, by `smsgw db prune` and by the running gateway once a da
 only, `daily_prune`, started at a random moment of its first hour, then every 24 h ± 30 min so
 that several gateways on one store do not prune together). Billing rows stay, the phone replaced
 by its keyed hash (store/retention.py says what each table keeps). A prune goes in steps of at
-most `BATCH` rows, one short transaction each, with a pause between them for the gateway's writer.
+most `BATCH` rows, one short transaction each, with a pause between them for the gateway's writer
+(as long as the step took, `PAUSE` at least).
 
 `smsgw data export --phone P` / `smsgw data erase --phone P` answer a citizen's request: all
 that is stored about one phone, and its erasure at any age, the billing rows hashed.
@@ -26,7 +27,7 @@ from .store import open_personal_data
 
 DAY = 86_400.0
 BATCH = 1_000             # rows a transaction
-PAUSE = 0.02              # s between two transactions: the gateway's writer takes the lock meanwhile
+PAUSE = 0.02              # s at least between two transactions: the gateway's writer takes the lock meanwhile
 FIRST_RUN_WITHIN = 3_600.0
 JITTER = 1_800.0
 
@@ -47,11 +48,12 @@ def prune(db: str, config: Config, *, now: float | None = None, batch: int = BAT
         limit = cutoff(config, time.time() if now is None else now)
         done: Counter[str] = Counter()
         while True:
+            began = time.perf_counter()
             table, rows = store.prune_step(limit, key, batch)
             if not rows:
                 return done
             done[table] += rows
-            sleep(pause)
+            sleep(max(pause, time.perf_counter() - began))   # the store is the gateway's half the time or more
     finally:
         store.close()
 
@@ -64,11 +66,12 @@ async def prune_async(db: str, config: Config, *, batch: int = BATCH, pause: flo
         limit = cutoff(config, time.time())
         done: Counter[str] = Counter()
         while True:
+            began = time.perf_counter()
             table, rows = await asyncio.to_thread(store.prune_step, limit, key, batch)
             if not rows:
                 return done
             done[table] += rows
-            await asyncio.sleep(pause)
+            await asyncio.sleep(max(pause, time.perf_counter() - began))
     finally:
         store.close()
 

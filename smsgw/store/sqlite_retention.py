@@ -72,6 +72,10 @@ class SqliteRetention(PersonalData):
                             ("mo_messages", _prune_mos), ("notices", _prune_notices)):
             rows = self._write(lambda conn: step(conn, cutoff, key, limit))
             if rows:
+                # The pages this step changed go into the file now, from this connection: left in
+                # the WAL, the gateway's next COMMIT would copy them (SQLite's auto-checkpoint)
+                # while MOs wait for it.
+                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 return table, rows
         self._checkpoint()
         return "", 0
