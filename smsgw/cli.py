@@ -23,6 +23,7 @@ from .cli_checks import (
     UserError, cannot_listen, database_path, day_option, describe_failure, http_url, is_listen_error, listen_address,
     month_option, notice_day, open_message_store, output_file, phone_option,
 )
+from .cli_operations import add_operations_commands
 
 if TYPE_CHECKING:
     from .store import MessageReports
@@ -276,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", required=True, metavar="PATH",
                    help="SQLite file (created if missing; its folder must exist) or postgresql:// URL")
     p.set_defaults(func=cmd_db_migrate)
+
+    add_operations_commands(sub, db_sub, db_help=DB_HELP, config_help=CONFIG_HELP)
 
     p = sub.add_parser("send", help="handle one inbound message in-process and print the reply as JSON")
     p.add_argument("--db", required=True, metavar="PATH", help=DB_HELP)

@@ -25,12 +25,12 @@ from .adapters import DEFAULT_ADAPTER, UnknownAdapter
 from .commands import LOOKUPS, QT, THE
 from .environment import apply_environment
 from .settings import (
-    ANY_NETWORK, CarrierSettings, ConfigError, HttpUrl, Positive, SettingProblem, Table, config_error, network_key,
-    url_problem,
+    ANY_NETWORK, CarrierSettings, ConfigError, HttpUrl, Positive, Secret, SettingProblem, Table, config_error,
+    network_key, url_problem,
 )
 
-__all__ = ["ANY_NETWORK", "Config", "ConfigError", "NoticesConfig", "ProtectionConfig", "RouteConfig",
-           "ServerConfig", "load_config", "network_key", "parse_config", "serving_config", "url_problem"]
+__all__ = ["ANY_NETWORK", "Config", "ConfigError", "NoticesConfig", "ProtectionConfig", "RetentionConfig",
+           "RouteConfig", "ServerConfig", "load_config", "network_key", "parse_config", "serving_config", "url_problem"]
 
 OWNER_ONLY = frozenset({QT.name, THE.name})
 """The commands answered only to the registered phone unless `[policy] owner_only` says otherwise."""
@@ -159,6 +159,22 @@ class ServerConfig(Table):
     shutdown_grace: float = Field(30.0, ge=0)  # s after SIGTERM for the requests under way
 
 
+class RetentionConfig(Table):
+    """How long personal data is kept (`[retention]`, CONTRACT §11; smsgw/retention.py)."""
+
+    secret_keys = ("hash_key",)
+
+    days: int = Field(90, ge=1)     # message texts and phone numbers older than this are erased
+    hash_key: Secret = None         # HMAC-SHA256 key of the phones kept in billing rows; none: the store's own
+
+    @field_validator("hash_key")
+    @classmethod
+    def _long_enough(cls, value: str | None) -> str | None:
+        if value is not None and len(value) < 16:
+            raise ValueError("must be at least 16 characters (a random key: `openssl rand -hex 32`)")
+        return value
+
+
 class Settings(BaseSettings):
     """The file's tables; the environment's variables name their keys (`SMSGW_GATEWAY__UNICODE`)."""
 
@@ -172,6 +188,7 @@ class Settings(BaseSettings):
     protection: ProtectionConfig = ProtectionConfig()
     notices: NoticesConfig = NoticesConfig()
     server: ServerConfig = ServerConfig()
+    retention: RetentionConfig = RetentionConfig()
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
@@ -206,6 +223,7 @@ class Config:
     protection: ProtectionConfig = ProtectionConfig()
     notices: NoticesConfig = NoticesConfig()
     server: ServerConfig = ServerConfig()
+    retention: RetentionConfig = RetentionConfig()
     source: str = "<defaults>"
 
     def carrier_for_network(self, network: str) -> str | None:
@@ -254,19 +272,31 @@ def parse_config(data: dict[str, Any], source: str = "<config>", *,
     """The configuration of the tables `data` (read from `source`), with the `SMSGW_` variables
     of `environ` over them (None: none; `load_config` passes the process's environment)."""
     data, from_environment = apply_environment(data, environ or {}, Settings, carrier_settings)
+    problems = []   # every problem found, the tables' and each carrier's (`smsgw config check` lists them all)
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        raise config_error(exc, source, model=Settings, from_environment=from_environment) from None
+        problems.append(str(config_error(exc, source, model=Settings, from_environment=from_environment)))
+        settings = None
+    tables = settings.carriers if settings is not None else data.get("carriers")
     carriers: dict[str, CarrierSettings] = {}
-    for name, table in settings.carriers.items():
-        carrier = _carrier(name, table, source, from_environment)
-        _check_networks(carrier, carriers, source)
+    for name, table in (tables.items() if isinstance(tables, dict) else ()):
+        if not isinstance(table, dict):
+            continue   # refused by the Settings model above
+        try:
+            carrier = _carrier(name, table, source, from_environment)
+            _check_networks(carrier, carriers, source)
+        except ConfigError as exc:
+            problems.append(str(exc))
+            continue
         carriers[name] = carrier
+    if problems or settings is None:
+        raise ConfigError("\n".join(problems))
     return Config(
         shortcode=settings.gateway.shortcode, unicode=settings.gateway.unicode,
         owner_only=settings.policy.owner_only, carriers=carriers, routes=settings.routes,
-        protection=settings.protection, notices=settings.notices, server=settings.server, source=source,
+        protection=settings.protection, notices=settings.notices, server=settings.server,
+        retention=settings.retention, source=source,
     )
 
 

@@ -19,6 +19,7 @@ messages now (shutting down, store failing), again in the carrier's form
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
@@ -38,7 +39,7 @@ from .errors import BadRequest, PayloadTooLarge, RequestError, Unavailable, Unkn
 from .ids import new_id
 from .intake import Intake
 from .listener import parse_refusal
-from .logs import get_logger
+from .logs import get_logger, mask_text
 from .metrics import Metrics
 from .outbox import Outbox
 from .protection import Protection
@@ -72,12 +73,14 @@ INTAKE = web.AppKey("intake", Intake)
 
 def create_app(config: Config, *, db_path: str, service_factory: Callable[[], Any] | None = None,
                adapters: dict[str, CarrierAdapter] | None = None, mt_concurrency: int = 32,
-               batch_delay: float = 0.0, resume_pending: bool = True) -> web.Application:
+               batch_delay: float = 0.0, resume_pending: bool = True, prune_daily: bool = False,
+               first_prune_within: float | None = None) -> web.Application:
     """The gateway app. The store, the HTTP client session and the MT workers live in `cleanup_ctx`.
 
     `service_factory()` returns the object answering messages (`await handle(text, sender)` ->
     `service.Outcome`); by default a `service.Service` over the records in `db_path`. `adapters`
-    replaces the adapters built from the configuration (tests use `adapters.mock`).
+    replaces the adapters built from the configuration (tests use `adapters.mock`). `prune_daily`
+    runs the retention's daily prune (retention.py) beside the gateway: worker 0 only.
     """
     app = web.Application(client_max_size=MAX_BODY, middlewares=[_observe])
     app[CONFIG] = config
@@ -109,6 +112,8 @@ def create_app(config: Config, *, db_path: str, service_factory: Callable[[], An
         app[GATE].open = False
 
     app.cleanup_ctx.append(resources)
+    if prune_daily:
+        app.cleanup_ctx.append(_daily_prune(config, db_path, first_prune_within))
     app.on_shutdown.append(stop_taking)
     for method in ("POST", "GET"):
         app.router.add_route(method, "/carriers/{name}/mo", receive_mo)
@@ -116,6 +121,19 @@ def create_app(config: Config, *, db_path: str, service_factory: Callable[[], An
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     return app
+
+
+def _daily_prune(config: Config, db_path: str, first_within: float | None) -> Callable:
+    from .retention import FIRST_RUN_WITHIN, daily_prune
+
+    async def pruning(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(daily_prune(db_path, config, first_within=FIRST_RUN_WITHIN
+                                               if first_within is None else first_within), name="smsgw-prune")
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    return pruning
 
 
 def _protection(config: Config, metrics: Metrics) -> Protection:
@@ -264,16 +282,31 @@ def _count_and_log(app: web.Application, adapter: CarrierAdapter, stored: Stored
              status=response.status, latency_ms=round((time.perf_counter() - started) * 1000, 2))
 
 
+REQUEST_ID = "X-Request-Id"
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}", re.ASCII)
+
+
+def request_id_of(given: str | None) -> str:
+    """The id of a request, logged with each of its lines and sent back in `X-Request-Id`: the
+    carrier's own when it sent a sane one (1-64 letters, digits and `._:-`, nothing a log would
+    mask as personal data), else a new one."""
+    if given is not None and _SANE_REQUEST_ID.fullmatch(given) and mask_text(given) == given:
+        return given
+    return new_id()[-12:]
+
+
 @web.middleware
 async def _observe(request: web.Request, handler: Callable) -> web.StreamResponse:
     started = time.perf_counter()
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else "unmatched"
-    structlog.contextvars.bind_contextvars(request_id=new_id()[-12:])
+    request_id = request_id_of(request.headers.get(REQUEST_ID))
+    structlog.contextvars.bind_contextvars(request_id=request_id)
     try:
         response = await _answer(request, handler)
     finally:
         request.app[METRICS].request_latency.labels(route).observe(time.perf_counter() - started)
+    response.headers[REQUEST_ID] = request_id
     request.app[METRICS].responses.labels(route, str(response.status)).inc()
     if response.status == 503:   # shutting down, or the store cannot take a write now: come back later
         response.headers.setdefault("Retry-After", RETRY_AFTER)

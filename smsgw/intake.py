@@ -14,6 +14,8 @@ import time
 from dataclasses import replace
 from typing import Any
 
+import structlog
+
 from .billing import MessageType
 from .errors import Unavailable
 from .ids import new_id
@@ -88,6 +90,7 @@ class Intake:
         if stored.created:
             self.protection.observe(inbound.carrier, stored.mo_id, inbound.sender, stored.guard)
         if stored.created and mode == "async":
+            request_id = structlog.contextvars.get_contextvars().get("request_id")   # for the MT's send line
             for reply_mt in stored.replies:
-                self.outbox.add(PendingMT(reply_mt, 0, now, now))
+                self.outbox.add(PendingMT(reply_mt, 0, now, now, request_id=request_id))
         return stored

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import aiohttp
+import structlog
 
 from .carrier import CarrierAdapter
 from .errors import DeliveryError, PermanentDeliveryError
@@ -181,13 +182,16 @@ class Outbox:
 
     async def _deliver(self, pending: PendingMT) -> None:
         mt = pending.mt
+        # This task's own context: every line of this attempt names the MO, and the carrier's
+        # request that brought it when this process took it (not after a restart).
+        structlog.contextvars.bind_contextvars(mo_id=mt.mo_id or None, request_id=pending.request_id)
         adapter = self.adapters.get(mt.carrier)
         if adapter is None:
             log.warning("mt kept pending: carrier not configured", carrier=mt.carrier, mt_id=mt.id)
             return
         if self.store.refusal is not None:   # its sending could not be recorded: kept, tried again later
             at = self.clock() + adapter.config.retry_max
-            self._schedule(PendingMT(mt, pending.attempts, pending.created_at, at), at)
+            self._schedule(PendingMT(mt, pending.attempts, pending.created_at, at, pending.request_id), at)
             return
         try:
             try:
@@ -200,17 +204,16 @@ class Outbox:
                 await self.store.mark_sent(mt.id)
                 self.on_outcome("sent")
                 self.metrics.mt_sent.labels(mt.carrier).inc()
-                # debug: the MO's summary line is the one line per message; retries and
-                # failures are logged at info and warning.
-                log.debug("mt sent", carrier=mt.carrier, mt_id=mt.id, mo_id=mt.mo_id, to=mask(mt.to),
-                          attempts=pending.attempts + 1)
+                # The line that ties the MO (mo_id, request_id) to its MT (mt_id), whose delivery
+                # report is logged with the mt_id: an operator follows one MO from end to end.
+                log.info("mt sent", carrier=mt.carrier, mt_id=mt.id, to=mask(mt.to), attempts=pending.attempts + 1)
         except asyncio.CancelledError:
             raise
         except Exception:
             # A bug in an adapter or a store failure: the MT stays pending and is tried again.
             log.exception("mt delivery failed unexpectedly", carrier=mt.carrier, mt_id=mt.id)
             at = self.clock() + adapter.config.retry_max
-            self._schedule(PendingMT(mt, pending.attempts + 1, pending.created_at, at), at)
+            self._schedule(PendingMT(mt, pending.attempts + 1, pending.created_at, at, pending.request_id), at)
 
     async def _retry(self, pending: PendingMT, adapter: CarrierAdapter, error: str) -> None:
         config = adapter.config
@@ -227,7 +230,7 @@ class Outbox:
         self.metrics.mt_retries.labels(pending.mt.carrier).inc()
         log.info("mt retry", carrier=pending.mt.carrier, mt_id=pending.mt.id, attempts=attempts,
                  delay_s=round(at - now, 3), error=error)
-        self._schedule(PendingMT(pending.mt, attempts, pending.created_at, at), at)
+        self._schedule(PendingMT(pending.mt, attempts, pending.created_at, at, pending.request_id), at)
 
     async def _give_up(self, pending: PendingMT, error: str) -> None:
         mt = pending.mt

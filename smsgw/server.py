@@ -62,7 +62,7 @@ async def _serve(config: Config, *, db_path: str, host: str, port: int, reuse_po
     `shutdown_grace` for the requests under way but stalled reads, then stop listening, close
     what is left, and let the app finish (MT sends in flight, the store)."""
     limits = config.server
-    app = create_app(config, db_path=db_path, resume_pending=resume_pending)
+    app = create_app(config, db_path=db_path, resume_pending=resume_pending, prune_daily=resume_pending)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=min(LAST_WAIT, limits.shutdown_grace))
     await runner.setup()
     assert runner.server is not None

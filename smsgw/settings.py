@@ -72,38 +72,12 @@ class Table(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
     given_by_loader: ClassVar[tuple[str, ...]] = ()   # fields the loader fills in, not keys of the table
+    secret_keys: ClassVar[tuple[str, ...]] = ()       # each X may instead be read from a file: X_file = "PATH"
 
     @classmethod
     def keys(cls) -> list[str]:
         """The keys a table of this model may hold."""
-        return sorted(set(cls.model_fields) - set(cls.given_by_loader))
-
-
-class CarrierSettings(Table):
-    """The keys of every `[carriers.NAME]` table. An adapter's own model adds its keys and names,
-    in the class variables, which of them it cannot work without."""
-
-    credential_keys: ClassVar[tuple[str, ...]] = ()  # required unless auth = "none"
-    sending_keys: ClassVar[tuple[str, ...]] = ()     # required to send MTs: in async mode, or with networks
-    secret_keys: ClassVar[tuple[str, ...]] = ()      # each X may instead be read from a file: X_file = "PATH"
-    given_by_loader = ("name",)
-
-    name: str = ""                  # the table's name (set by the loader; not a key of the table)
-    adapter: str = DEFAULT_ADAPTER
-    auth: Literal["required", "none"] = "required"   # "none": unsigned requests taken (warned at start)
-    mode: Literal["sync", "async"] = "sync"
-    numbers: tuple[str, ...] = ()   # numbers an MO must be sent to (digits); () = the gateway's shortcode
-    tps: Positive | None = None     # MT throughput limit, messages per second (token bucket)
-    retry_initial: Positive = 1.0   # seconds before the first MT retry
-    retry_max: Positive = 300.0     # cap of the exponential back-off
-    give_up_after: Positive = 86_400.0  # seconds after which an undelivered MT is failed and refunded
-    timeout: Positive = 10.0        # seconds for one MT request
-    networks: tuple[str, ...] = ()  # mobile networks whose numbers get notices through this carrier
-
-    @classmethod
-    def keys(cls) -> list[str]:
-        """The keys a table of this adapter may hold."""
-        return sorted([*super().keys(), *(f"{key}_file" for key in cls.secret_keys)])
+        return sorted([*(set(cls.model_fields) - set(cls.given_by_loader)), *(f"{key}_file" for key in cls.secret_keys)])
 
     @model_validator(mode="before")
     @classmethod
@@ -125,6 +99,27 @@ class CarrierSettings(Table):
             except (OSError, UnicodeDecodeError) as exc:
                 raise SettingProblem(file_key, f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
         return data
+
+
+class CarrierSettings(Table):
+    """The keys of every `[carriers.NAME]` table. An adapter's own model adds its keys and names,
+    in the class variables, which of them it cannot work without."""
+
+    credential_keys: ClassVar[tuple[str, ...]] = ()  # required unless auth = "none"
+    sending_keys: ClassVar[tuple[str, ...]] = ()     # required to send MTs: in async mode, or with networks
+    given_by_loader = ("name",)
+
+    name: str = ""                  # the table's name (set by the loader; not a key of the table)
+    adapter: str = DEFAULT_ADAPTER
+    auth: Literal["required", "none"] = "required"   # "none": unsigned requests taken (warned at start)
+    mode: Literal["sync", "async"] = "sync"
+    numbers: tuple[str, ...] = ()   # numbers an MO must be sent to (digits); () = the gateway's shortcode
+    tps: Positive | None = None     # MT throughput limit, messages per second (token bucket)
+    retry_initial: Positive = 1.0   # seconds before the first MT retry
+    retry_max: Positive = 300.0     # cap of the exponential back-off
+    give_up_after: Positive = 86_400.0  # seconds after which an undelivered MT is failed and refunded
+    timeout: Positive = 10.0        # seconds for one MT request
+    networks: tuple[str, ...] = ()  # mobile networks whose numbers get notices through this carrier
 
     @field_validator("numbers", mode="before")
     @classmethod

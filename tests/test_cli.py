@@ -343,7 +343,8 @@ def walk_inputs(tmp_path_factory, records_db) -> tuple[dict[str, str], dict[str,
     config = root / "smsgw.toml"
     config.write_text('[carriers.generic]\nsecret = "k"\nmode = "sync"\n', encoding="utf-8")
     valid = {"--db": str(db), "--config": str(config), "--from": PHONE, "--persons": "1", "--days": "30", "--month": "2026-11",
-             "text": "BH", "files": str(TRANSCRIPTS / "hs.txt"), "directory": str(RECORDS)}
+             "text": "BH", "files": str(TRANSCRIPTS / "hs.txt"), "directory": str(RECORDS),
+             "--to": str(root / "backup.db"), "--phone": PHONE}
     paths = [str(folder), str(root / "missing" / "x.db"), str(corrupt), str(truncated)]
     refused = {
         "--db": paths, "--config": [str(folder), str(cp1258), str(not_toml), str(root / "missing.toml")],
@@ -352,7 +353,8 @@ def walk_inputs(tmp_path_factory, records_db) -> tuple[dict[str, str], dict[str,
         "--month": ["2026-13", "11/2026", "2026-1", "0001-01"],
         "--port": ["80000", "-1", "x"], "--host": ["999.1.1.1", "::zz"], "--workers": ["0", "-3", "100000"],
         "--persons": ["-1", "many"], "--seed": ["x"], "--days": ["-1", "x", "99999999"],
-        "--from": ["hello", "", "0912"], "--url": ["not a url", "http://127.0.0.1:99999", f"http://127.0.0.1:{closed_port}"],
+        "--from": ["hello", "", "0912"], "--phone": ["hello", "0912"], "--now": ["yesterday", "2026-13-01"],
+        "--to": [str(folder), str(root / "missing" / "copy.db"), str(db)], "--url": ["not a url", "http://127.0.0.1:99999", f"http://127.0.0.1:{closed_port}"],
         "files": [str(folder), str(root / "missing.txt"), str(cp1258), str(empty)],
         "directory": [str(root / "missing"), str(empty), str(bad_csv), str(folder)],
     }

@@ -168,3 +168,16 @@ def test_a_config_that_is_not_utf8_or_is_a_directory_names_the_file_and_line(tmp
     with pytest.raises(ConfigError) as info:
         load_config(tmp_path)
     assert str(info.value) == f"{tmp_path}: is a directory, not a TOML file"
+
+
+def test_every_problem_is_named_not_only_the_first():
+    """`smsgw config check` lists them all: the tables' and each carrier's (main stopped at the first carrier)."""
+    with pytest.raises(ConfigError) as refused:
+        parse_config({"gateway": {"unicode": "yes"}, "retention": {"days": 0},
+                      "carriers": {"b": {"adapter": "generic"}, "c": {"adapter": "generic", "secret": "k", "foo": 1}}},
+                     "smsgw.toml")
+    lines = str(refused.value).splitlines()
+    assert lines[0] == "smsgw.toml: gateway.unicode: must be a bool, not str"
+    assert "smsgw.toml: retention.days: must be 1 or more" in lines
+    assert 'smsgw.toml: carriers.b.secret: required by the generic adapter unless auth = "none"' in lines
+    assert any(line.startswith("smsgw.toml: carriers.c.foo: unknown key") for line in lines) and len(lines) == 4

@@ -15,6 +15,9 @@ The embedded SQLite backend, one records database file:
     writer.py           the group-commit writer that runs those operations, one transaction a batch
     files.py            whether the database files are still the ones opened, and writable
     sqlite_reports.py   `SqliteReports`: the reading queries, returning rows
+    sqlite_retention.py `SqliteRetention`: personal data pruned by age, exported and erased by phone
+                        (its interface: retention.py, `PersonalData`)
+    backup.py           `backup_sqlite`: a consistent copy of the file while the gateway writes
 
 The PostgreSQL backend, one database shared by any number of gateways (CONTRACT section 10):
     pg_pool.py          the asyncpg pool, and its connection errors as `Unavailable`
@@ -39,17 +42,20 @@ from .messages import (BillingRow, Guard, MessageReports, MessageStore, MTState,
 from .records import DOSSIER_STATUSES, SCHEMES, Card, Dossier, Period, Person, RecordStore
 from .sqlite_messages import SqliteMessageStore
 from .sqlite_records import CardRow, DossierRow, PaidUpRow, PeriodRow, PersonRow, SqliteStore
+from .retention import KeyMismatch, PersonalData, phone_hash
 from .schema import CURRENT as SCHEMA_VERSION
 from .schema import OutdatedSchema, is_postgres, migrate, require_current
 from .schema import shown as schema_shown
 from .sqlite_reports import SqliteReports
+from .sqlite_retention import SqliteRetention
 
 __all__ = [
-    "DOSSIER_STATUSES", "SCHEMES", "BillingRow", "Card", "CardRow", "DatabaseRefused", "Dossier", "DossierRow",
-    "Guard", "MTState", "MessageReports", "MessageStore", "Notice", "PaidUpRow", "PendingMT", "Period",
-    "OutdatedSchema", "PeriodRow", "Person", "SCHEMA_VERSION", "is_postgres", "migrate", "require_current", "PersonRow", "RecordStore", "Screening", "SenderHistory", "SqliteMessageStore",
-    "SqliteReports", "SqliteStore", "StoreError", "StoredMO", "explain", "open_messages", "open_records",
-    "open_reports",
+    "backup_database", "BillingRow", "Card", "CardRow", "DatabaseRefused", "Dossier", "DOSSIER_STATUSES",
+    "DossierRow", "explain", "Guard", "is_postgres", "KeyMismatch", "MessageReports", "MessageStore",
+    "migrate", "MTState", "Notice", "open_messages", "open_personal_data", "open_records", "open_reports",
+    "OutdatedSchema", "PaidUpRow", "PendingMT", "Period", "PeriodRow", "Person", "PersonalData", "PersonRow",
+    "phone_hash", "RecordStore", "require_current", "SCHEMA_VERSION", "SCHEMES", "Screening", "SenderHistory",
+    "SqliteMessageStore", "SqliteReports", "SqliteStore", "StoredMO", "StoreError",
 ]
 
 
@@ -94,3 +100,15 @@ def open_reports(db: str) -> MessageReports:
         raise DatabaseRefused(schema_shown(db), "billing and report commands read SQLite files only so far"
                                   " (PostgreSQL reports are not built yet)")
     return SqliteReports.open(db)
+
+
+def open_personal_data(db: str) -> PersonalData:
+    """The personal data in the messages at `db` (`--db`): prune, export, erase (retention.py)."""
+    return SqliteRetention(db)
+
+
+def backup_database(db: str, target: str) -> int:
+    """A consistent copy of the store at `db` in the file `target`, while it serves; its size in bytes."""
+    from .backup import backup_sqlite
+
+    return backup_sqlite(db, target)

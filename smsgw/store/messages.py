@@ -83,6 +83,7 @@ class PendingMT:
     attempts: int
     created_at: float          # Unix seconds
     next_attempt_at: float
+    request_id: str | None = None   # of the carrier's request that brought its MO, when this process took it
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,9 @@ Tables (WAL):
     notices         one row per notice queued, unique on (kind, target, occasion): a notice is
                     queued once, however often `smsgw notify` runs; its MT has no MO (mo_id '')
     store_probe     one row, rewritten by each `probe` (GET /healthz): a write that must reach the disk
+    retention_state the retention's key check (and its key, when the config gives none): see
+                    sqlite_retention.py; the partial indexes `*_kept` hold only the rows whose
+                    personal data is still there, oldest first, so a prune finds them without a scan
 
 `connect` opens the file for the message store's writer (writer.py) and for the reports
 (sqlite_reports.py), creating the tables and indexes when missing.
@@ -82,6 +85,10 @@ CREATE TABLE IF NOT EXISTS notices (
     created_at REAL NOT NULL,
     PRIMARY KEY (kind, target, occasion)
 );
+CREATE TABLE IF NOT EXISTS retention_state (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
 # Columns added since the first release, for message tables created before them.
 _ADDED_COLUMNS = {"mo_messages": (("taken_at", "REAL"), ("guard", "TEXT"))}
@@ -91,6 +98,10 @@ CREATE INDEX IF NOT EXISTS mt_messages_pending ON mt_messages (created_at) WHERE
 CREATE INDEX IF NOT EXISTS billing_rows_mo ON billing_rows (mo_id);
 CREATE INDEX IF NOT EXISTS billing_rows_at ON billing_rows (at);
 CREATE INDEX IF NOT EXISTS mo_messages_sender ON mo_messages (sender, guard, taken_at);
+CREATE INDEX IF NOT EXISTS mo_messages_kept ON mo_messages (taken_at) WHERE sender != '';
+CREATE INDEX IF NOT EXISTS mt_messages_kept ON mt_messages (created_at) WHERE text != '';
+CREATE INDEX IF NOT EXISTS billing_rows_kept ON billing_rows (at) WHERE length(msisdn) != 64;
+CREATE INDEX IF NOT EXISTS notices_kept ON notices (created_at) WHERE length(target) != 64;
 """
 
 

@@ -1,0 +1,112 @@
+"""Personal data kept only as long as needed (CONTRACT §11, decree 13/2023): prune, export, erase.
+
+`[retention] days` (default 90): message texts and phone numbers older than that are erased
+from the message store, by `smsgw db prune` and by the running gateway once a day (worker 0
+only, `daily_prune`, started at a random moment of its first hour, then every 24 h ± 30 min so
+that several gateways on one store do not prune together). Billing rows stay, the phone replaced
+by its keyed hash (store/retention.py says what each table keeps). A prune goes in steps of at
+most `BATCH` rows, one short transaction each, with a pause between them for the gateway's writer
+(as long as the step took, `PAUSE` at least).
+
+`smsgw data export --phone P` / `smsgw data erase --phone P` answer a citizen's request: all
+that is stored about one phone, and its erasure at any age, the billing rows hashed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from .config import Config
+from .logs import get_logger
+from .store import open_personal_data
+
+DAY = 86_400.0
+BATCH = 1_000             # rows a transaction
+PAUSE = 0.02              # s at least between two transactions: the gateway's writer takes the lock meanwhile
+FIRST_RUN_WITHIN = 3_600.0
+JITTER = 1_800.0
+
+log = get_logger(component="retention")
+
+
+def cutoff(config: Config, now: float) -> float:
+    """Data written before this moment (Unix seconds) is old enough to erase."""
+    return now - config.retention.days * DAY
+
+
+def prune(db: str, config: Config, *, now: float | None = None, batch: int = BATCH, pause: float = PAUSE,
+          sleep: Callable[[float], Any] = time.sleep) -> Counter[str]:
+    """Erase the personal data older than `[retention] days` before `now`; rows changed per table."""
+    store = open_personal_data(db)
+    try:
+        key = store.hash_key(config.retention.hash_key)
+        limit = cutoff(config, time.time() if now is None else now)
+        done: Counter[str] = Counter()
+        while True:
+            began = time.perf_counter()
+            table, rows = store.prune_step(limit, key, batch)
+            if not rows:
+                return done
+            done[table] += rows
+            sleep(max(pause, time.perf_counter() - began))   # the store is the gateway's half the time or more
+    finally:
+        store.close()
+
+
+async def prune_async(db: str, config: Config, *, batch: int = BATCH, pause: float = PAUSE) -> Counter[str]:
+    """`prune` from the event loop: each transaction in a thread, the pauses on the loop."""
+    store = await asyncio.to_thread(open_personal_data, db)
+    try:
+        key = await asyncio.to_thread(store.hash_key, config.retention.hash_key)
+        limit = cutoff(config, time.time())
+        done: Counter[str] = Counter()
+        while True:
+            began = time.perf_counter()
+            table, rows = await asyncio.to_thread(store.prune_step, limit, key, batch)
+            if not rows:
+                return done
+            done[table] += rows
+            await asyncio.sleep(max(pause, time.perf_counter() - began))
+    finally:
+        store.close()
+
+
+async def daily_prune(db: str, config: Config, *, first_within: float = FIRST_RUN_WITHIN,
+                      every: float = DAY, jitter: float = JITTER) -> None:
+    """Prune now and then, until cancelled: first within `first_within` seconds, then every
+    `every` ± `jitter`. A failed run is logged and tried again at the next."""
+    delay = random.uniform(0, first_within)
+    while True:
+        await asyncio.sleep(delay)
+        started = time.perf_counter()
+        try:
+            done = await prune_async(db, config)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("retention prune failed; tried again at the next run")
+        else:
+            log.info("retention prune", days=config.retention.days, rows=dict(done),
+                     seconds=round(time.perf_counter() - started, 1))
+        delay = max(0.0, every + random.uniform(-jitter, jitter))
+
+
+def export_phone(db: str, config: Config, phone: str) -> dict[str, Any]:
+    store = open_personal_data(db)
+    try:
+        return store.export_phone(phone, store.hash_key(config.retention.hash_key))
+    finally:
+        store.close()
+
+
+def erase_phone(db: str, config: Config, phone: str) -> dict[str, int]:
+    store = open_personal_data(db)
+    try:
+        return store.erase_phone(phone, store.hash_key(config.retention.hash_key))
+    finally:
+        store.close()

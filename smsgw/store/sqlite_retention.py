@@ -1,0 +1,186 @@
+"""Personal data of the SQLite message store: prune by age, export and erase by phone (retention.py).
+
+A prune step is one short write transaction of at most `limit` rows of one table, found through
+the partial indexes `*_kept` (sqlite_tables.py), which hold only the rows whose data is still
+there, oldest first: a step reads what it changes and nothing else, however large the store.
+The order is billing rows, MTs, MOs, notices: a billing row's hash is made from its MT's
+recipient (the phone, or already its hash), so billing rows go before their MT, and an MT still
+pending (the outbox will send it) is left until it is sent or given up. The gateway's writer
+waits for the write lock while a step runs (busy_timeout): a step of 1,000 rows holds it a few
+milliseconds (bench/prune.py).
+
+Export and erase by phone are rare operator commands: they read the MTs and billing rows whole
+(no index by recipient or by hash, which every write would pay for).
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from typing import Any
+
+from .retention import HASH_LENGTH, KeyMismatch, PersonalData, phone_hash
+from .sqlite_tables import connect, iso_time
+
+_CHECK_INPUT = "smsgw retention key check"
+
+
+def _is_hash(value: str | None) -> bool:
+    return value is not None and len(value) == HASH_LENGTH
+
+
+class SqliteRetention(PersonalData):
+    """The personal data of the message tables in the SQLite file `path`."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._conn = connect(path)
+        # An erased value is overwritten with zeros, not left in the page's free space or a freed page.
+        self._conn.execute("PRAGMA secure_delete = ON")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def hash_key(self, configured: str | None) -> bytes:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            state = dict(conn.execute("SELECT name, value FROM retention_state"))
+            if configured is not None:
+                key = configured.encode()
+            elif "hash_key" in state:
+                key = bytes.fromhex(state["hash_key"])
+            else:
+                key = secrets.token_bytes(32)
+                conn.execute("INSERT INTO retention_state (name, value) VALUES ('hash_key', ?)", (key.hex(),))
+            check = phone_hash(key, _CHECK_INPUT)
+            if "hash_key_check" not in state:
+                conn.execute("INSERT INTO retention_state (name, value) VALUES ('hash_key_check', ?)", (check,))
+            elif state["hash_key_check"] != check:
+                raise KeyMismatch(
+                    "[retention] hash_key is not the key this store's hashes were made with"
+                    + (" (the store made its own: remove hash_key, or start a new store)" if "hash_key" in state
+                       else " (changing it would make the hashes already kept unmatchable)"))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return key
+
+    def prune_step(self, cutoff: float, key: bytes, limit: int) -> tuple[str, int]:
+        for table, step in (("billing_rows", _prune_billing), ("mt_messages", _prune_mts),
+                            ("mo_messages", _prune_mos), ("notices", _prune_notices)):
+            rows = self._write(lambda conn: step(conn, cutoff, key, limit))
+            if rows:
+                # The pages this step changed go into the file now, from this connection: left in
+                # the WAL, the gateway's next COMMIT would copy them (SQLite's auto-checkpoint)
+                # while MOs wait for it.
+                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                return table, rows
+        self._checkpoint()
+        return "", 0
+
+    def export_phone(self, phone: str, key: bytes) -> dict[str, Any]:
+        conn = self._conn
+        hashed = phone_hash(key, phone)
+        conn.execute("BEGIN")   # one snapshot for the four reads
+        try:
+            mos = _dicts(conn.execute(
+                "SELECT id, carrier, carrier_id, sender, recipient, text, received_at, command, error, status, guard"
+                " FROM mo_messages WHERE sender = ? ORDER BY taken_at", (phone,)))
+            mts = _dicts(conn.execute(
+                "SELECT id, mo_id, carrier, sender, recipient, text, message_type, status, attempts, created_at,"
+                " dlr_state, dlr_time FROM mt_messages WHERE recipient IN (?, ?) ORDER BY created_at",
+                (phone, hashed)))
+            billing = _dicts(conn.execute(
+                "SELECT kind, carrier, mo_id, mt_id, msisdn, amount_vnd, message_type, at FROM billing_rows"
+                " WHERE msisdn = ? OR mt_id IN (SELECT id FROM mt_messages WHERE recipient = ?) ORDER BY id",
+                (hashed, phone)))
+            notices = _dicts(conn.execute(
+                "SELECT kind, target, occasion, mt_id, created_at FROM notices WHERE mt_id IN"
+                " (SELECT id FROM mt_messages WHERE recipient IN (?, ?)) ORDER BY created_at", (phone, hashed)))
+        finally:
+            conn.execute("COMMIT")
+        return {"phone": phone, "phone_hash": hashed, "mo_messages": mos, "mt_messages": mts,
+                "billing_rows": billing, "notices": notices}
+
+    def erase_phone(self, phone: str, key: bytes) -> dict[str, int]:
+        hashed = phone_hash(key, phone)
+
+        def run(conn: sqlite3.Connection) -> dict[str, int]:
+            mine = "SELECT id FROM mt_messages WHERE recipient = ? AND status != 'pending'"
+            billing = conn.execute(f"UPDATE billing_rows SET msisdn = ? WHERE mt_id IN ({mine})"
+                                   " AND length(msisdn) != 64", (hashed, phone)).rowcount
+            notices = conn.execute(f"SELECT rowid, target FROM notices WHERE mt_id IN ({mine})"
+                                   " AND length(target) != 64", (phone,)).fetchall()
+            conn.executemany("UPDATE notices SET target = ? WHERE rowid = ?",
+                             [(phone_hash(key, target), rowid) for rowid, target in notices])
+            mts = conn.execute("UPDATE mt_messages SET recipient = ?, text = '', last_error = NULL"
+                               " WHERE recipient = ? AND status != 'pending'", (hashed, phone)).rowcount
+            pending = conn.execute("SELECT count(*) FROM mt_messages WHERE recipient = ?", (phone,)).fetchone()[0]
+            mos = conn.execute("UPDATE mo_messages SET sender = '', text = '' WHERE sender = ?", (phone,)).rowcount
+            return {"mo_messages": mos, "mt_messages": mts, "billing_rows": billing, "notices": len(notices),
+                    "mt_pending_kept": pending}
+
+        done = self._write(run)
+        self._checkpoint()
+        return done
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the file and empty it: the pages as they were before the erasure are
+        gone from disk too (best effort: a reader of the gateway's may hold part of it back)."""
+        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def _write(self, run: Any) -> Any:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = run(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return result
+
+
+def _prune_billing(conn: sqlite3.Connection, cutoff: float, key: bytes, limit: int) -> int:
+    rows = conn.execute(
+        "SELECT b.id, b.msisdn, m.recipient FROM billing_rows AS b LEFT JOIN mt_messages AS m ON m.id = b.mt_id"
+        " WHERE length(b.msisdn) != 64 AND b.at < ? ORDER BY b.at LIMIT ?", (iso_time(cutoff), limit)).fetchall()
+    conn.executemany("UPDATE billing_rows SET msisdn = ? WHERE id = ?", [
+        (recipient if _is_hash(recipient) else phone_hash(key, recipient or masked), row_id)
+        for row_id, masked, recipient in rows])
+    return len(rows)
+
+
+def _prune_mts(conn: sqlite3.Connection, cutoff: float, key: bytes, limit: int) -> int:
+    rows = conn.execute(
+        "SELECT rowid, recipient FROM mt_messages WHERE text != '' AND created_at < ? AND status != 'pending'"
+        " ORDER BY created_at LIMIT ?", (cutoff, limit)).fetchall()
+    conn.executemany("UPDATE mt_messages SET recipient = ?, text = '', last_error = NULL WHERE rowid = ?", [
+        (recipient if _is_hash(recipient) else phone_hash(key, recipient), rowid) for rowid, recipient in rows])
+    return len(rows)
+
+
+def _prune_mos(conn: sqlite3.Connection, cutoff: float, key: bytes, limit: int) -> int:
+    rowids = conn.execute(
+        "SELECT rowid FROM mo_messages WHERE sender != '' AND taken_at < ? ORDER BY taken_at LIMIT ?",
+        (cutoff, limit)).fetchall()
+    if not rowids:   # MOs stored before taken_at existed: their carrier's time says how old
+        rowids = conn.execute("SELECT rowid FROM mo_messages WHERE sender != '' AND taken_at IS NULL"
+                              " AND received_at < ? LIMIT ?", (iso_time(cutoff), limit)).fetchall()
+    conn.executemany("UPDATE mo_messages SET sender = '', text = '' WHERE rowid = ?", rowids)
+    return len(rowids)
+
+
+def _prune_notices(conn: sqlite3.Connection, cutoff: float, key: bytes, limit: int) -> int:
+    rows = conn.execute("SELECT rowid, target FROM notices WHERE length(target) != 64 AND created_at < ?"
+                        " ORDER BY created_at LIMIT ?", (cutoff, limit)).fetchall()
+    conn.executemany("UPDATE notices SET target = ? WHERE rowid = ?",
+                     [(phone_hash(key, target), rowid) for rowid, target in rows])
+    return len(rows)
+
+
+def _dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row)) for row in cursor]
