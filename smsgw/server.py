@@ -61,8 +61,13 @@ async def _serve(config: Config, *, db_path: str, host: str, port: int, reuse_po
     requests get 503 with Retry-After, on connections still accepted), wait up to
     `shutdown_grace` for the requests under way but stalled reads, then stop listening, close
     what is left, and let the app finish (MT sends in flight, the store)."""
+    from .store import is_postgres
+
     limits = config.server
-    app = create_app(config, db_path=db_path, resume_pending=resume_pending, prune_daily=resume_pending)
+    prune_daily = resume_pending and not is_postgres(db_path)
+    if resume_pending and not prune_daily:
+        log.warning("no daily retention prune: it works on SQLite stores only so far", retention_days=config.retention.days)
+    app = create_app(config, db_path=db_path, resume_pending=resume_pending, prune_daily=prune_daily)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=min(LAST_WAIT, limits.shutdown_grace))
     await runner.setup()
     assert runner.server is not None

@@ -104,6 +104,9 @@ def open_reports(db: str) -> MessageReports:
 
 def open_personal_data(db: str) -> PersonalData:
     """The personal data in the messages at `db` (`--db`): prune, export, erase (retention.py)."""
+    if is_postgres(db):
+        raise StoreError(f"--db {schema_shown(db)}: db prune and data export/erase work on SQLite files only so far "
+                         "(the PostgreSQL retention is not built yet)")
     return SqliteRetention(db)
 
 
@@ -111,4 +114,7 @@ def backup_database(db: str, target: str) -> int:
     """A consistent copy of the store at `db` in the file `target`, while it serves; its size in bytes."""
     from .backup import backup_sqlite
 
+    if is_postgres(db):
+        raise StoreError(f"--db {schema_shown(db)}: db backup copies SQLite files; for PostgreSQL use pg_dump, or "
+                         "base backups (pg_basebackup) with WAL archiving (see the README)")
     return backup_sqlite(db, target)
