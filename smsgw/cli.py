@@ -278,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SQLite file (created if missing; its folder must exist) or postgresql:// URL")
     p.set_defaults(func=cmd_db_migrate)
 
-    add_operations_commands(sub, db_sub, db_help=DB_HELP, config_help=CONFIG_HELP)
+    add_operations_commands(sub, db_sub, config_help=CONFIG_HELP)
 
     p = sub.add_parser("send", help="handle one inbound message in-process and print the reply as JSON")
     p.add_argument("--db", required=True, metavar="PATH", help=DB_HELP)

@@ -14,6 +14,9 @@ from pathlib import Path
 
 from .cli_checks import UserError, database_path, phone_option
 
+SQLITE_DB_HELP = "records database: an SQLite file (required; a postgresql:// URL is refused: not built yet)"
+
+
 def cmd_config_check(args: argparse.Namespace) -> int:
     from .config import ConfigError, load_config
     from .config_check import render_json, render_toml
@@ -98,16 +101,16 @@ def cmd_data_erase(args: argparse.Namespace) -> int:
 
 
 def add_operations_commands(sub: argparse._SubParsersAction, db_sub: argparse._SubParsersAction, *,
-                            db_help: str, config_help: str) -> None:
+                            config_help: str) -> None:
     """`smsgw db prune`, `smsgw db backup`, `smsgw config check` and `smsgw data export|erase`."""
     p = db_sub.add_parser("prune", help="erase message texts and phone numbers older than [retention] days")
-    p.add_argument("--db", required=True, metavar="PATH", help=db_help)
+    p.add_argument("--db", required=True, metavar="PATH", help=SQLITE_DB_HELP)
     p.add_argument("--config", metavar="FILE", help=config_help + "; [retention] days and hash_key")
     p.add_argument("--now", metavar="WHEN",
                    help="prune as at this ISO date or time, Vietnam time unless it says (default: now)")
     p.set_defaults(func=cmd_db_prune)
     p = db_sub.add_parser("backup", help="a consistent copy of the database, taken while the gateway serves")
-    p.add_argument("--db", required=True, metavar="PATH", help=db_help)
+    p.add_argument("--db", required=True, metavar="PATH", help=SQLITE_DB_HELP)
     p.add_argument("--to", required=True, metavar="FILE", help="the copy to write (refused if it exists)")
     p.add_argument("--force", action="store_true", help="replace FILE if it exists (default: refused)")
     p.set_defaults(func=cmd_db_backup)
@@ -128,5 +131,6 @@ def add_operations_commands(sub: argparse._SubParsersAction, db_sub: argparse._S
     q.set_defaults(func=cmd_data_erase)
     for p in (p, q):
         p.add_argument("--phone", required=True, metavar="MSISDN", help="0912345678, 84912345678 or +84912345678")
-        p.add_argument("--db", required=True, metavar="PATH", help=db_help)
+        p.add_argument("--db", required=True, metavar="PATH", help=SQLITE_DB_HELP)
         p.add_argument("--config", metavar="FILE", help=config_help + "; [retention] hash_key")
+
