@@ -197,8 +197,9 @@ class Connection(RequestHandler):
     # (call_at and cancel: the cancelled handles pile up in the loop's heap until they are due),
     # one timer per connection stays armed and, when it fires early, moves to the deadline now
     # in force: a new timer only when a deadline falls before the one armed, or after it fired.
-    # Measured (an aiohttp app answering a constant, under wrk): 14 us of CPU per request with
-    # a timer per deadline over aiohttp's own server, 4-5 us with this (BENCHMARKS.md).
+    # Measured (an aiohttp app answering a constant, under wrk, interleaved): the handler cost
+    # 10-14 us of CPU a request over aiohttp's own server with a timer per deadline, 4 us with
+    # this one (BENCHMARKS.md, check after issues 13-15).
 
     def _arm(self, when: float) -> None:
         self._deadline_at = when

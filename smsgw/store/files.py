@@ -67,7 +67,7 @@ class _Statvfs(ctypes.Structure):   # struct statvfs, glibc
 
 def _libc(name: str, *argtypes):
     """A libc function called with the GIL held (PyDLL): a few µs, and the writer's thread does not
-    hand the GIL to the busy loop thread and wait to get it back (messages.py: 20x the context
+    hand the GIL to the busy loop thread and wait to get it back (writer.py: 20x the context
     switches); measured with CDLL, 64 writers lost a fifth of their MOs/s."""
     try:
         function = getattr(ctypes.PyDLL(ctypes.util.find_library("c"), use_errno=True), name)   # statx: glibc 2.28+
