@@ -212,6 +212,37 @@ def test_requests_read_too_slowly_get_408_and_idle_connections_are_closed(tmp_pa
     asyncio.run(run())
 
 
+def test_the_deadline_of_a_keep_alive_connections_next_request_runs_from_its_own_first_byte(tmp_path):
+    """One timer per connection is moved along rather than re-armed (listener.py): the second
+    request's header deadline must not be the first one's, nor be lost after an answer."""
+    table = "[server]\nheader_timeout = 0.5\nbody_timeout = 0.8\nidle_timeout = 5\n"
+
+    async def run():
+        async with serving(tmp_path, table) as (process, url, log):
+            host, port = url.removeprefix("http://").split(":")
+            reader, writer = await asyncio.open_connection(host, int(port))
+            try:
+                body = mo_body("keep-alive-1")
+                writer.write(MO_HEAD.encode() + f"X-Smsgw-Signature: {sign(SECRET, body)}\r\n"
+                             f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
+                assert head.startswith(b"HTTP/1.1 200"), head
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length:")))
+                await asyncio.wait_for(reader.readexactly(length), timeout=5)
+                await asyncio.sleep(0.3)   # the first request's header deadline would fall 0.2 s after the next write
+                started = time.monotonic()
+                writer.write(MO_HEAD.encode() + b"X-Smsgw-Signature: 00")
+                answer = await asyncio.wait_for(reader.read(), timeout=5)
+                seconds = time.monotonic() - started
+            finally:
+                writer.close()
+            assert status_and_json(answer) == (408, {"error": "request headers not received within 0.5 s"})
+            assert 0.45 < seconds < 5
+
+    asyncio.run(run())
+
+
 # --- 2. personal data in the HTTP parser's refusals ------------------------------------------
 
 def test_malformed_requests_leave_no_phone_or_card_in_the_logs_or_the_answer(tmp_path):
