@@ -18,8 +18,9 @@ Across gateways:
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -29,28 +30,53 @@ from ..phones import mask
 from ..wire import DeliveryReport, DeliveryState, InboundMessage, OutboundMessage
 from .messages import (BillingRow, Guard, MessageStore, MTState, Notice, PendingMT, Screening, SenderHistory,
                        StoredMO)
-from .pg_pool import connection, create_pool, transaction
+from .pg_pool import CONNECT_TIMEOUT, connection, create_pool, is_connection_error, transaction, unreachable
+from .errors import StoreError
 from .schema import shown
 from .sqlite_tables import iso_time as _iso
 
 _MT_COLUMNS = "id, mo_id, in_reply_to, carrier, sender, recipient, text, encoding, segments, message_type"
 _INSERT_MT = (f"INSERT INTO mt_messages ({_MT_COLUMNS}, seq, status, created_at, next_attempt_at, lease_until)"
               " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)")
-# How long an MT claimed by a gateway stays its own without news (see `pending`).
+# How long an MT claimed by a gateway stays its own without renewal (see `pending`); the outbox
+# renews its leases every third of it. SMSGW_LEASE_SECONDS overrides it (every gateway the same).
 LEASE_SECONDS = 60.0
+LEASE_VARIABLE = "SMSGW_LEASE_SECONDS"
+# The channel on which a gateway tells the others that MTs are claimable now (LISTEN/NOTIFY).
+CHANNEL = "smsgw_outbox"
+
+
+def lease_seconds() -> float:
+    """The lease length: SMSGW_LEASE_SECONDS when set, else LEASE_SECONDS; StoreError for a bad value."""
+    value = os.environ.get(LEASE_VARIABLE)
+    if value is None:
+        return LEASE_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not 1.0 <= seconds <= 86400.0:
+        raise StoreError(f"{LEASE_VARIABLE}={value!r}: a number of seconds from 1 to 86400 is needed")
+    return seconds
 
 
 class PgMessageStore(MessageStore):
     """The message tables of a PostgreSQL database; open with `await PgMessageStore.open(url)`."""
 
-    def __init__(self, pool: asyncpg.Pool, url: str) -> None:
+    shared = True
+
+    def __init__(self, pool: asyncpg.Pool, url: str, *, lease: float = LEASE_SECONDS) -> None:
         self.path = shown(url)
+        self.lease_seconds = lease
+        self._url = url
         self._pool = pool
         self._closed = False
+        self._listener: asyncpg.Connection | None = None
 
     @classmethod
     async def open(cls, url: str) -> "PgMessageStore":
-        return cls(await create_pool(url), url)
+        lease = lease_seconds()
+        return cls(await create_pool(url), url, lease=lease)
 
     @property
     def alive(self) -> bool:
@@ -62,6 +88,7 @@ class PgMessageStore(MessageStore):
 
     async def close(self) -> None:
         self._closed = True
+        await self.unwatch()
         await self._pool.close()
 
     async def store_mo(self, inbound: InboundMessage, *, mo_id: str, mode: str, command: str | None,
@@ -94,7 +121,7 @@ class PgMessageStore(MessageStore):
                     await conn.execute("UPDATE mo_messages SET guard = $1, status = $2 WHERE id = $3",
                                        decided.value, status if sent else "withheld", mo_id)
             if sent:
-                lease = now + LEASE_SECONDS if mode == "async" else None
+                lease = now + self.lease_seconds if mode == "async" else None
                 await conn.executemany(_INSERT_MT, [
                     (*_mt_values(mt), seq, mt_status, now, now if mode == "async" else None, lease)
                     for seq, mt in enumerate(sent)])
@@ -113,7 +140,7 @@ class PgMessageStore(MessageStore):
                     " ON CONFLICT DO NOTHING RETURNING true", notice.kind, notice.target, notice.occasion, mt.id, now,
                 ):
                     continue
-                await conn.execute(_INSERT_MT, *_mt_values(mt), 0, "pending", now, now, now + LEASE_SECONDS)
+                await conn.execute(_INSERT_MT, *_mt_values(mt), 0, "pending", now, now, now + self.lease_seconds)
                 queued.append(PendingMT(mt, 0, now, now))
             await _bill(conn, [("push", pending.mt, 0) for pending in queued], at)
         return queued
@@ -125,9 +152,12 @@ class PgMessageStore(MessageStore):
     async def pending(self) -> list[PendingMT]:
         """Claim the MTs to deliver that no gateway holds (never claimed, or its lease run out), oldest first.
 
-        Each is claimed for LEASE_SECONDS (FOR UPDATE SKIP LOCKED: two gateways claiming at once
+        Each is claimed for `lease_seconds` (FOR UPDATE SKIP LOCKED: two gateways claiming at once
         take different MTs); the ones this gateway stored itself are claimed as they are stored.
         """
+        return await self.claim()
+
+    async def claim(self) -> list[PendingMT]:
         now = time.time()
         async with transaction(self._pool) as conn:
             rows = await conn.fetch(
@@ -135,7 +165,7 @@ class PgMessageStore(MessageStore):
                 " WHERE status = 'pending' AND (lease_until IS NULL OR lease_until < $2)"
                 " FOR UPDATE SKIP LOCKED)"
                 f" RETURNING {_MT_COLUMNS}, attempts, created_at, next_attempt_at, mo_id, seq",
-                now + LEASE_SECONDS, now)
+                now + self.lease_seconds, now)
         rows = sorted(rows, key=lambda row: (row[11], row[13], row[14]))
         return [PendingMT(_mt(row), row[10], row[11], row[12] or row[11]) for row in rows]
 
@@ -152,7 +182,41 @@ class PgMessageStore(MessageStore):
             await conn.execute(
                 "UPDATE mt_messages SET attempts = $1, next_attempt_at = $2, last_error = $3, lease_until = $4"
                 " WHERE id = $5 AND status = 'pending'",
-                attempts, next_attempt_at, error, next_attempt_at + LEASE_SECONDS, mt_id)
+                attempts, next_attempt_at, error, next_attempt_at + self.lease_seconds, mt_id)
+
+    async def renew(self, mt_ids: Sequence[str]) -> set[str]:
+        """Extend the leases not yet run out; one run out may have been claimed by another gateway since."""
+        now = time.time()
+        async with transaction(self._pool) as conn:
+            rows = await conn.fetch(
+                "UPDATE mt_messages SET lease_until = GREATEST(lease_until, $1) WHERE id = ANY($2::text[])"
+                " AND status = 'pending' AND lease_until >= $3 RETURNING id", now + self.lease_seconds, list(mt_ids), now)
+        return {row[0] for row in rows}
+
+    async def release(self, mt_ids: Sequence[str]) -> None:
+        async with transaction(self._pool) as conn:
+            await conn.execute("UPDATE mt_messages SET lease_until = NULL WHERE id = ANY($1::text[])"
+                               " AND status = 'pending'", list(mt_ids))
+            await conn.execute("SELECT pg_notify($1, '')", CHANNEL)   # delivered at COMMIT
+
+    async def watch(self, wake: Callable[[], None]) -> None:
+        """LISTEN on a connection of its own (not pooled); a lost one is replaced at the next call."""
+        if self._listener is not None and not self._listener.is_closed():
+            return
+        await self.unwatch()
+        try:
+            listener = await asyncpg.connect(self._url, timeout=CONNECT_TIMEOUT)
+            await listener.add_listener(CHANNEL, lambda *_: wake())
+        except BaseException as exc:
+            if is_connection_error(exc):
+                raise unreachable(exc) from exc
+            raise
+        self._listener = listener
+
+    async def unwatch(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.terminate()
 
     async def give_up(self, mt_id: str, *, error: str, now: float) -> bool:
         async with transaction(self._pool) as conn:
