@@ -173,3 +173,113 @@ def test_a_duplicate_storm_across_two_gateways_answers_and_charges_each_id_once(
                     await stop(two)
 
     run(go(), 60)
+
+
+async def until_all_acked(burst: Burst, session: aiohttp.ClientSession, urls: list[str], ids: list[str],
+                          seconds: float) -> None:
+    """The carrier's retries after an outage: every MO not acknowledged yet is sent again until it is."""
+    deadline = time.monotonic() + seconds
+    while missing := burst.not_acked(ids):
+        assert time.monotonic() < deadline, f"{len(missing)} MOs still refused after the database returned"
+        await asyncio.gather(*(burst.one(session, urls[n % len(urls)], carrier_id)
+                               for n, carrier_id in enumerate(missing)))
+        await asyncio.sleep(0.1)
+
+
+async def stored_mos(url: str) -> dict[str, str]:
+    connection = await asyncpg.connect(url, timeout=10)
+    try:
+        return {row[0]: row[1] for row in await connection.fetch("SELECT carrier_id, id FROM mo_messages")}
+    finally:
+        await connection.close()
+
+
+async def outage_burst(burst: Burst, session: aiohttp.ClientSession, urls: list[str], ids: list[str],
+                       outage, recovery) -> None:
+    """Posts `ids` 32 at a time; after a quarter is acknowledged runs `outage`, posts on for a second, `recovery`."""
+    queue = list(ids)
+
+    async def poster() -> None:
+        while queue:
+            carrier_id = queue.pop(0)
+            await burst.one(session, urls[len(queue) % len(urls)], carrier_id)
+
+    posters = [asyncio.create_task(poster()) for _ in range(32)]
+    while len(burst.acked) < len(ids) // 4:
+        assert not all(task.done() for task in posters), "the burst ended before the outage"
+        await asyncio.sleep(0.002)
+    await asyncio.to_thread(outage)
+    await asyncio.sleep(1.0)
+    await asyncio.to_thread(recovery)
+    await asyncio.gather(*posters)
+
+
+def test_postgresql_stopped_mid_burst_gets_503_only_and_every_acknowledged_mo_answered(pg_cluster, pg_database,
+                                                                                     tmp_path, short_leases):
+    async def go():
+        await seed(pg_database)
+        carrier = Carrier()
+        carrier.flaky = False
+        async with TestServer(carrier.app, host="127.0.0.1", port=0) as sink:
+            config = write_config(tmp_path / "smsgw.toml", str(sink.make_url("/mt")))
+            with open(tmp_path / "serve.log", "wb") as log:
+                one, one_url = await start_server(pg_database, config, log)
+                two, two_url = await start_server(pg_database, config, log)
+                try:
+                    burst = Burst()
+                    ids = [f"down-{n}" for n in range(400)]
+                    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
+                        await outage_burst(burst, session, [one_url, two_url], ids,
+                                           lambda: pg_cluster.stop("immediate"), pg_cluster.start)
+                        answered = {s for statuses in burst.statuses.values() for s in statuses}
+                        assert answered == {202, 503}, f"statuses during the outage: {answered}"
+                        refused = {carrier_id for carrier_id, statuses in burst.statuses.items()
+                                   if carrier_id not in burst.acked}
+                        await until_all_acked(burst, session, [one_url, two_url], ids, 30)
+                    stored = await stored_mos(pg_database)
+                    assert all(stored[carrier_id] == mo_id for carrier_id, mo_id in burst.acked.items())
+                    assert refused, "no MO was refused while the database was down"
+                    await delivered(carrier, burst.acked, 30)
+                    assert set((await charges(pg_database)).values()) == {1}
+                finally:
+                    await stop(one)
+                    await stop(two)
+            assert one.returncode == 0 and two.returncode == 0
+
+    run(go(), 90)
+
+
+def test_failover_to_the_synchronous_standby_mid_burst_loses_and_doubles_nothing(pg_replicated, tmp_path,
+                                                                               short_leases):
+    url = pg_replicated.multi_host_url()
+
+    def fail_over() -> None:
+        pg_replicated.primary.kill()
+
+    async def go():
+        await seed(url)
+        carrier = Carrier()
+        carrier.flaky = False
+        async with TestServer(carrier.app, host="127.0.0.1", port=0) as sink:
+            config = write_config(tmp_path / "smsgw.toml", str(sink.make_url("/mt")))
+            with open(tmp_path / "serve.log", "wb") as log:
+                one, one_url = await start_server(url, config, log)
+                two, two_url = await start_server(url, config, log)
+                try:
+                    burst = Burst()
+                    ids = [f"fo-{n}" for n in range(400)]
+                    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
+                        await outage_burst(burst, session, [one_url, two_url], ids, fail_over, pg_replicated.promote)
+                        answered = {s for statuses in burst.statuses.values() for s in statuses}
+                        assert answered == {202, 503}, f"statuses during the failover: {answered}"
+                        await until_all_acked(burst, session, [one_url, two_url], ids, 30)
+                    stored = await stored_mos(url)   # the promoted standby
+                    assert all(stored[carrier_id] == mo_id for carrier_id, mo_id in burst.acked.items()), \
+                        "an acknowledged MO is missing on the promoted standby"
+                    await delivered(carrier, burst.acked, 30)
+                    assert set((await charges(url)).values()) == {1}
+                finally:
+                    await stop(one)
+                    await stop(two)
+
+    run(go(), 90)
