@@ -20,6 +20,7 @@ The PostgreSQL backend, one database shared by any number of gateways (CONTRACT 
     pg_pool.py          the asyncpg pool, and its connection errors as `Unavailable`
     pg_records.py       `PgRecordStore`: the records lookups, COPY for seed and import
     pg_messages.py      `PgMessageStore`: the message operations, one short transaction each
+    pg_reports.py       `PgReports`: the reading queries, returning rows
 
 Both:
     schema.py           the numbered schema steps and `schema_version` (`smsgw db migrate`)
@@ -41,7 +42,6 @@ from .sqlite_messages import SqliteMessageStore
 from .sqlite_records import CardRow, DossierRow, PaidUpRow, PeriodRow, PersonRow, SqliteStore
 from .schema import CURRENT as SCHEMA_VERSION
 from .schema import OutdatedSchema, is_postgres, migrate, require_current
-from .schema import shown as schema_shown
 from .sqlite_reports import SqliteReports
 
 __all__ = [
@@ -91,6 +91,7 @@ async def open_messages(db: str, *, batch_delay: float = 0.0, max_batch: int = 5
 def open_reports(db: str) -> MessageReports:
     """The reading queries over the messages at `db` (`--db`); DatabaseRefused when it cannot be opened."""
     if is_postgres(db):
-        raise DatabaseRefused(schema_shown(db), "billing and report commands read SQLite files only so far"
-                                  " (PostgreSQL reports are not built yet)")
+        from .pg_reports import PgReports
+
+        return PgReports.open(db)
     return SqliteReports.open(db)

@@ -190,7 +190,8 @@ class PgMessageStore(MessageStore):
         async with transaction(self._pool) as conn:
             rows = await conn.fetch(
                 "UPDATE mt_messages SET lease_until = GREATEST(lease_until, $1) WHERE id = ANY($2::text[])"
-                " AND status = 'pending' AND lease_until >= $3 RETURNING id", now + self.lease_seconds, list(mt_ids), now)
+                " AND status = 'pending' AND lease_until >= $3 RETURNING id",
+                now + self.lease_seconds, list(mt_ids), now)
         return {row[0] for row in rows}
 
     async def release(self, mt_ids: Sequence[str]) -> None:
