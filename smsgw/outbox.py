@@ -194,9 +194,10 @@ class Outbox:
                     await self.store.watch(self._claim_now.set)
                 self._claim_now.clear()
                 waiting = {due.pending.mt.id for due in self._due} - self._lost
-                if waiting:
+                flying = set(self._flying.values())
+                if waiting or flying:
                     # sends under way are renewed too, never dropped: they finish, at least once
-                    renewed = await self.store.renew(sorted(waiting | set(self._flying.values())))
+                    renewed = await self.store.renew(sorted(waiting | flying))
                     lost = waiting - renewed
                     if lost:
                         self._lost |= lost

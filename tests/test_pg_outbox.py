@@ -23,12 +23,14 @@ from test_messages import store_one
 class Recorder:
     """A carrier adapter that keeps (gateway, MT id) of every send, paced at `tps`."""
 
-    def __init__(self, sent: list[tuple[str, str]], gateway: str, *, tps: float = 1000.0) -> None:
+    def __init__(self, sent: list[tuple[str, str]], gateway: str, *, tps: float = 1000.0, slow: float = 0.0) -> None:
         self.config = SimpleNamespace(tps=tps, retry_initial=0.05, retry_max=0.2, give_up_after=30.0)
         self.sent = sent
         self.gateway = gateway
+        self.slow = slow   # seconds each send takes (a carrier slow to answer)
 
     async def send(self, session, mt) -> None:
+        await asyncio.sleep(self.slow)
         self.sent.append((self.gateway, mt.id))
 
 
@@ -90,6 +92,30 @@ def test_a_gateway_holding_mts_renews_its_leases_so_no_other_sends_them(pg_datab
             await holder.stop()
             await rival.stop()
         assert len(sent) == 8 and {gateway for gateway, _ in sent} == {"slow"}, sent
+        await slow.close()
+        await other.close()
+
+    run(go())
+
+
+def test_a_send_taking_longer_than_the_lease_keeps_its_lease(pg_database, monkeypatch):
+    monkeypatch.setenv("SMSGW_LEASE_SECONDS", "1")
+
+    async def go():
+        await migrate(pg_database)
+        slow, other = await open_messages(pg_database), await open_messages(pg_database)
+        sent: list[tuple[str, str]] = []
+        async with aiohttp.ClientSession() as session:
+            holder = Outbox(slow, {"generic": Recorder(sent, "slow", slow=3.0)}, session, Metrics())
+            rival = Outbox(other, {"generic": Recorder(sent, "other")}, session, Metrics())
+            await holder.start()
+            await rival.start()
+            holder.add(_pending(await store_one(slow, "long-send")))
+            await until(lambda: sent, 10, "never sent")
+            await asyncio.sleep(0.5)
+            await holder.stop()
+            await rival.stop()
+        assert [gateway for gateway, _ in sent] == ["slow"], "an MT under way was taken by another gateway"
         await slow.close()
         await other.close()
 
