@@ -98,34 +98,35 @@ class PgMessageStore(MessageStore):
         if guard is not None and not replies:
             status = "withheld"
         mt_status = "pending" if mode == "async" else "sent"
-        at = _iso(now)
+        mo = (mo_id, inbound.carrier, inbound.carrier_id, inbound.sender, inbound.to, inbound.text,
+              inbound.received_at.isoformat(), mode, command, error, status, now, guard.value if guard else None)
+        queued = mode == "async"
+        outbox = (mt_status, now, now if queued else None, now + self.lease_seconds if queued else None, _iso(now))
+        if screening is None or guard is not None:
+            # one statement, one round trip: the MO, its MTs and their charges, or nothing when the id is known
+            async with connection(self._pool) as conn:
+                if await conn.fetchval(_STORE_MO, *mo, *_mt_arrays(replies), *outbox):
+                    return StoredMO(mo_id, inbound.carrier, inbound.carrier_id, mode,
+                                    status if replies else "withheld", command, error, tuple(replies),
+                                    created=True, guard=guard.value if guard else None)
+                return await _load_mo(conn, inbound.carrier, inbound.carrier_id)
         async with transaction(self._pool) as conn:
-            screened = screening is not None and guard is None
-            if screened:
-                await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", inbound.sender)
-            inserted = await conn.fetchval(
-                "INSERT INTO mo_messages (id, carrier, carrier_id, sender, recipient, text, received_at,"
-                " mode, command, error, status, taken_at, guard) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
-                " $10, $11, $12, $13) ON CONFLICT (carrier, carrier_id) DO NOTHING RETURNING true",
-                mo_id, inbound.carrier, inbound.carrier_id, inbound.sender, inbound.to, inbound.text,
-                inbound.received_at.isoformat(), mode, command, error, status, now,
-                guard.value if guard else None)
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", inbound.sender)
+            # the history in the statement after the lock: its snapshot sees the MOs of whoever held it
+            inserted, *history = await conn.fetchrow(_STORE_MO_WITH_HISTORY, *mo, now - screening.hour,
+                                                     screening.cap, Guard.RATE_LIMITED.value,
+                                                     now - screening.minute)
             if not inserted:
                 return await _load_mo(conn, inbound.carrier, inbound.carrier_id)
-            decided = guard
+            answered, warned, repeats = history
+            decided = screening.decide(SenderHistory(answered=answered, warned=bool(warned), repeats=repeats))
             sent = replies
-            if screened:
-                decided = screening.decide(await _history(conn, mo_id, inbound.sender, inbound.text, now, screening))
-                if decided is not None:
-                    sent = [screening.instead] if decided is Guard.RATE_LIMITED else []
-                    await conn.execute("UPDATE mo_messages SET guard = $1, status = $2 WHERE id = $3",
-                                       decided.value, status if sent else "withheld", mo_id)
+            if decided is not None:
+                sent = [screening.instead] if decided is Guard.RATE_LIMITED else []
+                await conn.execute("UPDATE mo_messages SET guard = $1, status = $2 WHERE id = $3",
+                                   decided.value, status if sent else "withheld", mo_id)
             if sent:
-                lease = now + self.lease_seconds if mode == "async" else None
-                await conn.executemany(_INSERT_MT, [
-                    (*_mt_values(mt), seq, mt_status, now, now if mode == "async" else None, lease)
-                    for seq, mt in enumerate(sent)])
-                await _bill(conn, [("charge", mt, mt.billing.amount_vnd) for mt in sent], at)
+                await conn.execute(_STORE_MTS, *_mt_arrays(sent), *outbox)
             return StoredMO(mo_id, inbound.carrier, inbound.carrier_id, mode, status if sent else "withheld",
                             command, error, tuple(sent), created=True, guard=decided.value if decided else None)
 
@@ -278,24 +279,55 @@ async def _load_mo(conn: asyncpg.Connection, carrier: str, carrier_id: str) -> S
                     tuple(_mt(mt) for mt in mts), created=False, guard=guard)
 
 
-# The sender's recent MOs, as the SQLite store counts them (sqlite_messages.py), in one round trip.
-_HISTORY = (
-    "SELECT (SELECT count(*) FROM (SELECT 1 FROM mo_messages WHERE sender = $1 AND guard IS NULL"
-    "  AND taken_at > $2 AND id != $3 LIMIT $4) AS a),"
-    " EXISTS (SELECT 1 FROM mo_messages WHERE sender = $1 AND guard = $5 AND taken_at > $2),"
-    " (SELECT count(*) FROM (SELECT 1 FROM mo_messages WHERE sender = $1 AND guard IS NULL"
-    "  AND taken_at > $6 AND text = $7 AND id != $3 LIMIT $4) AS b)"
-    " + (SELECT count(*) FROM (SELECT 1 FROM mo_messages WHERE sender = $1 AND guard IS NOT NULL"
-    "  AND taken_at > $6 AND text = $7 LIMIT $4) AS c)"
+_INSERT_MO = (
+    "INSERT INTO mo_messages (id, carrier, carrier_id, sender, recipient, text, received_at, mode, command, error,"
+    " status, taken_at, guard) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+    " ON CONFLICT (carrier, carrier_id) DO NOTHING RETURNING id")
+
+
+def _mts_from(first: int, condition: str = "") -> str:
+    """The data-modifying CTEs inserting MTs and their charge rows from the arrays at $first.. (see _mt_arrays)."""
+    p = [f"${first + n}" for n in range(19)]
+    arrays = (f"unnest({p[0]}::text[], {p[1]}::text[], {p[2]}::text[], {p[3]}::text[], {p[4]}::text[],"
+              f" {p[5]}::text[], {p[6]}::text[], {p[7]}::text[], {p[8]}::int[], {p[9]}::int[], {p[10]}::text[],"
+              f" {p[11]}::int[]) WITH ORDINALITY AS m(id, mo_id, in_reply_to, carrier, sender, recipient, text,"
+              " encoding, segments, message_type, msisdn, amount, seq)")
+    status, created, next_at, lease, at = p[12:17]
+    return (f"mts AS (INSERT INTO mt_messages ({_MT_COLUMNS}, seq, status, created_at, next_attempt_at, lease_until)"
+            f" SELECT id, mo_id, in_reply_to, carrier, sender, recipient, text, encoding, segments, message_type,"
+            f" seq - 1, {status}, {created}, {next_at}::float8, {lease}::float8 FROM {arrays} {condition}),"
+            " charges AS (INSERT INTO billing_rows (kind, carrier, mo_id, mt_id, msisdn, amount_vnd, message_type, at)"
+            f" SELECT 'charge', carrier, mo_id, id, msisdn, amount, message_type, {at} FROM {arrays} {condition}"
+            " ORDER BY seq)")
+
+
+# the MO, its MTs and charges in one statement: the MTs only when the MO was inserted
+_STORE_MO = (f"WITH mo AS ({_INSERT_MO}), {_mts_from(14, 'WHERE EXISTS (SELECT 1 FROM mo)')}"
+             " SELECT EXISTS (SELECT 1 FROM mo)")
+_STORE_MTS = f"WITH {_mts_from(1)} SELECT 1"
+
+# The MO, and the sender's recent MOs before it, as the SQLite store counts them (sqlite_messages.py).
+# $14 an hour ago, $15 the cap, $16 the rate-limit guard, $17 a minute ago.
+_STORE_MO_WITH_HISTORY = (
+    f"WITH mo AS ({_INSERT_MO})"
+    " SELECT EXISTS (SELECT 1 FROM mo),"
+    " (SELECT count(*) FROM (SELECT 1 FROM mo_messages WHERE sender = $4 AND guard IS NULL"
+    "  AND taken_at > $14 AND id != $1 LIMIT $15) AS a),"
+    " EXISTS (SELECT 1 FROM mo_messages WHERE sender = $4 AND guard = $16 AND taken_at > $14),"
+    " (SELECT count(*) FROM (SELECT 1 FROM mo_messages WHERE sender = $4 AND guard IS NULL"
+    "  AND taken_at > $17 AND text = $6 AND id != $1 LIMIT $15) AS b)"
+    " + (SELECT count(*) FROM (SELECT 1 FROM mo_messages WHERE sender = $4 AND guard IS NOT NULL"
+    "  AND taken_at > $17 AND text = $6 LIMIT $15) AS c)"
 )
 
 
-async def _history(conn: asyncpg.Connection, mo_id: str, sender: str, text: str, now: float,
-                   screening: Screening) -> SenderHistory:
-    answered, warned, repeats = await conn.fetchrow(
-        _HISTORY, sender, now - screening.hour, mo_id, screening.cap, Guard.RATE_LIMITED.value,
-        now - screening.minute, text)
-    return SenderHistory(answered=answered, warned=bool(warned), repeats=repeats)
+def _mt_arrays(mts: Sequence[OutboundMessage]) -> tuple[list[Any], ...]:
+    """The MTs' columns as arrays (unnest in _mts_from), with each one's masked phone and charge."""
+    columns: tuple[list[Any], ...] = tuple([] for _ in range(12))
+    for mt in mts:
+        for column, value in zip(columns, (*_mt_values(mt), mask(mt.to), mt.billing.amount_vnd)):
+            column.append(value)
+    return columns
 
 
 def _mt_values(mt: OutboundMessage) -> tuple[Any, ...]:
