@@ -17,7 +17,7 @@ from smsgw.metrics import Metrics
 from smsgw.outbox import Outbox
 from smsgw.store import open_messages
 from smsgw.store.schema import migrate
-from test_messages import store_one
+from test_messages import inbound, reply, store_one
 
 
 class Recorder:
@@ -145,6 +145,27 @@ def test_a_gateway_stopping_hands_its_queue_over_at_once_through_notify(pg_datab
         assert Counter(gateway for gateway, _ in sent)["staying"] >= 8
         await leaving.close()
         await staying.close()
+
+    run(go())
+
+
+def test_an_mo_of_two_mts_is_sent_once_both_are_and_charged_for_each(pg_database):
+    async def go():
+        await migrate(pg_database)
+        store = await open_messages(pg_database)
+        mo_id = "two-parts"
+        replies = [reply(mo_id, "c-2"), reply(mo_id, "c-2")]
+        stored = await store.store_mo(inbound("c-2"), mo_id=mo_id, mode="async", command="QT", error=None,
+                                      replies=replies, now=time.time())
+        assert stored.created and stored.status == "queued" and stored.replies == tuple(replies)
+        assert [row.mt_id for row in await store.billing(mo_id)] == [mt.id for mt in replies]
+        await store.mark_sent(replies[1].id)
+        assert (await store.find_mo("generic", "c-2")).status == "queued", "sent with an MT still pending"
+        await store.mark_sent(replies[0].id)
+        await store.mark_sent(replies[0].id)   # a repeat changes nothing
+        assert (await store.find_mo("generic", "c-2")).status == "sent"
+        assert {(await store.mt_state(mt.id)).status for mt in replies} == {"sent"}
+        await store.close()
 
     run(go())
 

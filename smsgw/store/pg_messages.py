@@ -171,12 +171,15 @@ class PgMessageStore(MessageStore):
         return [PendingMT(_mt(row), row[10], row[11], row[12] or row[11]) for row in rows]
 
     async def mark_sent(self, mt_id: str) -> None:
-        async with transaction(self._pool) as conn:
-            await conn.execute("UPDATE mt_messages SET status = 'sent', next_attempt_at = NULL, last_error = NULL,"
-                               " lease_until = NULL WHERE id = $1 AND status = 'pending'", mt_id)
-            await conn.execute("UPDATE mo_messages SET status = 'sent' WHERE status = 'queued' AND id ="
-                               " (SELECT mo_id FROM mt_messages WHERE id = $1) AND NOT EXISTS (SELECT 1 FROM"
-                               " mt_messages WHERE mo_id = mo_messages.id AND status = 'pending')", mt_id)
+        # one statement (one round trip): the second UPDATE sees the table as it was before the first,
+        # hence `id != $1` in place of this MT's new status
+        async with connection(self._pool) as conn:
+            await conn.execute(
+                "WITH mt AS (UPDATE mt_messages SET status = 'sent', next_attempt_at = NULL, last_error = NULL,"
+                " lease_until = NULL WHERE id = $1 AND status = 'pending' RETURNING mo_id)"
+                " UPDATE mo_messages SET status = 'sent' WHERE status = 'queued' AND id = (SELECT mo_id FROM mt)"
+                " AND NOT EXISTS (SELECT 1 FROM mt_messages WHERE mo_id = mo_messages.id AND status = 'pending'"
+                " AND id != $1)", mt_id)
 
     async def schedule_retry(self, mt_id: str, *, attempts: int, next_attempt_at: float, error: str) -> None:
         async with transaction(self._pool) as conn:
