@@ -12,10 +12,12 @@ from collections import Counter
 from types import SimpleNamespace
 
 import aiohttp
+import pytest
 
 from smsgw.metrics import Metrics
 from smsgw.outbox import Outbox
-from smsgw.store import open_messages
+from smsgw.store import StoreError, open_messages
+from smsgw.store.pg_messages import LEASE_SECONDS, lease_seconds
 from smsgw.store.schema import migrate
 from test_messages import inbound, reply, store_one
 
@@ -168,6 +170,17 @@ def test_an_mo_of_two_mts_is_sent_once_both_are_and_charged_for_each(pg_database
         await store.close()
 
     run(go())
+
+
+def test_the_lease_length_comes_from_smsgw_lease_seconds_and_a_bad_value_is_named(monkeypatch):
+    monkeypatch.delenv("SMSGW_LEASE_SECONDS", raising=False)
+    assert lease_seconds() == LEASE_SECONDS == 60.0
+    monkeypatch.setenv("SMSGW_LEASE_SECONDS", "2.5")
+    assert lease_seconds() == 2.5
+    for bad in ("abc", "0", "-3", "1e9", "nan"):
+        monkeypatch.setenv("SMSGW_LEASE_SECONDS", bad)
+        with pytest.raises(StoreError, match=f"SMSGW_LEASE_SECONDS='{bad}': a number of seconds from 1 to 86400"):
+            lease_seconds()
 
 
 def _pending(stored):
