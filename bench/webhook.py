@@ -1,6 +1,7 @@
 """Webhook throughput: signed generic MOs against a running `smsgw serve`, beside a bare aiohttp app.
 
     python bench/webhook.py [--requests 5000] [--concurrency 64] [--mode sync|async] [--persons 1000]
+                            [--db postgresql://...]
 
 Seeds a records database in a temporary directory, starts `smsgw serve --port 0` and a bare
 aiohttp app (one handler reading the body and answering a small JSON; it is also the carrier's
@@ -8,6 +9,8 @@ MT endpoint in async mode) as subprocesses, sends
 the same signed MOs to both from this process, and prints requests/s, p50 and p99 latency for
 each and the ratio smsgw / bare. Every MO is new (no duplicates) and asks `BH QT` about a seeded
 person from its registered phone, so each one is parsed, looked up, answered and committed.
+`--db URL` runs the gateway on an empty PostgreSQL database instead (seeded and migrated by
+`smsgw db seed`); the gateway process's own CPU per MO is printed either way.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -96,6 +100,12 @@ async def drained(url: str) -> None:
             await asyncio.sleep(0.05)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by process `pid` (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def describe(name: str, rate: float, latencies: list[float], statuses: dict) -> str:
     cuts = statistics.quantiles(latencies, n=100)
     return (f"{name:6s} {rate:8,.0f} req/s  p50 {cuts[49] * 1000:6.2f} ms  p99 {cuts[98] * 1000:6.2f} ms"
@@ -104,7 +114,7 @@ def describe(name: str, rate: float, latencies: list[float], statuses: dict) -> 
 
 async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="smsgw-bench-") as tmp:
-        db, config = Path(tmp) / "records.db", Path(tmp) / "smsgw.toml"
+        db, config = args.db or str(Path(tmp) / "records.db"), Path(tmp) / "smsgw.toml"
         seed = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "smsgw", "db", "seed", "--db", str(db), "--persons", str(args.persons),
             stderr=asyncio.subprocess.DEVNULL)
@@ -123,9 +133,12 @@ async def main(args: argparse.Namespace) -> None:
             results = {}
             for name, url in (("smsgw", smsgw_url), ("bare", bare_url)):
                 await drained(smsgw_url)
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), cpu_seconds(smsgw.pid)
                 results[name] = await load(url, requests=args.requests, concurrency=args.concurrency, tag="run")
                 print(describe(name, *results[name]))
+                if name == "smsgw":
+                    print(f"       gateway CPU {(cpu_seconds(smsgw.pid) - cpu) / args.requests * 1e6:6.0f} us/MO"
+                          f" (the smsgw serve process alone; --db {'PostgreSQL' if args.db else 'SQLite'})")
                 if name == "smsgw" and args.mode == "async":
                     await drained(smsgw_url)   # every MT delivered to the sink (the bare app's /mt)
                     elapsed = time.perf_counter() - started
@@ -145,6 +158,7 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--mode", choices=("sync", "async"), default="sync")
     parser.add_argument("--persons", type=int, default=1000)
+    parser.add_argument("--db", help="an empty PostgreSQL database (postgresql://...) instead of a temporary SQLite file")
     parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.bare_server:

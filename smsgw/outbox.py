@@ -18,6 +18,14 @@ the carrier's bucket cannot take yet waits in the queue until it can, without ho
 The outbox needs four things of the message store (`OutboxStore`, which `messages.MessageStore`
 is): the MTs pending, and each attempt's outcome recorded. `on_outcome` hears each outcome too
 ("sent", "pending" for a retry scheduled, "failed"): `smsgw notify` counts its run's with it.
+
+An outbox several gateways share (`store.shared`: PostgreSQL) is claimed with leases: the MTs a
+gateway stores are leased to it, and while it holds them (waiting, throttled, being sent) it
+renews their leases every third of `store.lease_seconds`. With `resume`, it also claims, at the
+same pace, the MTs whose lease ran out (a dead gateway's, keeping their ids), and at once when
+another gateway releases MTs (its `stop` does, and the store's `watch` wakes the others:
+LISTEN/NOTIFY). A lease this gateway failed to renew in time is dropped from its queue (another
+gateway may hold it now); delivery stays at least once, with the MT's id.
 """
 
 from __future__ import annotations
@@ -101,6 +109,11 @@ class Outbox:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._stopping = False
+        self._shared = getattr(store, "shared", False)
+        self._flying: dict[asyncio.Task, str] = {}    # MT id of each send under way
+        self._lost: set[str] = set()                 # leases run out: dropped when they come due
+        self._claim_now = asyncio.Event()
+        self._leases: asyncio.Task | None = None
 
     @property
     def depth(self) -> int:
@@ -125,6 +138,8 @@ class Outbox:
         if pending:
             log.info("outbox resumed", pending=len(pending))
         self._task = asyncio.create_task(self._run(), name="smsgw-outbox")
+        if self._shared:
+            self._leases = asyncio.create_task(self._keep_leases(claim=resume), name="smsgw-outbox-leases")
 
     def add(self, pending: PendingMT) -> None:
         """Deliver an MT just stored as pending."""
@@ -142,13 +157,74 @@ class Outbox:
         self._stopping = True
         self._wakeup.set()
         self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
+        leases, self._leases = self._leases, None
+        if leases is not None:
+            leases.cancel()
+        await asyncio.gather(self._task, *([leases] if leases else []), return_exceptions=True)
         self._task = None
+        late: set[asyncio.Task] = set()
         if self._sending:
             _, late = await asyncio.wait(set(self._sending), timeout=grace)
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        if self._shared:
+            await self._hand_over()
+
+    async def _hand_over(self) -> None:
+        """Release the MTs this gateway holds unsent, so the other gateways take them now, not after the lease."""
+        held = [due.pending.mt.id for due in self._due if due.pending.mt.id not in self._lost]
+        try:
+            if held:
+                await self.store.release(held)
+                log.info("outbox handed over", pending=len(held))
+            await self.store.unwatch()
+        except Exception as exc:   # the database unreachable: the leases run out instead
+            log.warning("outbox hand-over failed, its leases will run out", pending=len(held), error=str(exc))
+        self._due.clear()
+
+    def _held(self) -> set[str]:
+        return {due.pending.mt.id for due in self._due} - self._lost | set(self._flying.values())
+
+    async def _keep_leases(self, *, claim: bool) -> None:
+        """Renew the leases held, claim the MTs free to take (with `claim`), every third of the lease."""
+        interval = max(0.05, self.store.lease_seconds / 3)
+        while not self._stopping:
+            try:
+                if claim:
+                    await self.store.watch(self._claim_now.set)
+                self._claim_now.clear()
+                waiting = {due.pending.mt.id for due in self._due} - self._lost
+                flying = set(self._flying.values())
+                if waiting or flying:
+                    # sends under way are renewed too, never dropped: they finish, at least once
+                    renewed = await self.store.renew(sorted(waiting | flying))
+                    lost = waiting - renewed
+                    if lost:
+                        self._lost |= lost
+                        log.warning("outbox leases lost, left to the gateway holding them", mts=len(lost))
+                if claim:
+                    self._take(await self.store.claim())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:   # the database unreachable: tried again at the next tick
+                log.warning("outbox leases not renewed", error=str(exc))
+            try:
+                await asyncio.wait_for(self._claim_now.wait(), interval)
+            except TimeoutError:
+                pass
+
+    def _take(self, claimed: list[PendingMT]) -> None:
+        held = self._held()
+        taken = 0
+        for item in claimed:
+            if item.mt.id in self._lost:
+                self._lost.discard(item.mt.id)   # ours again, and still in the queue
+            elif item.mt.id not in held:
+                self._schedule(item, item.next_attempt_at)
+                taken += 1
+        if taken:
+            log.info("outbox took over", pending=taken)
 
     def _schedule(self, pending: PendingMT, at: float) -> None:
         heapq.heappush(self._due, _Due(at, next(self._order), pending))
@@ -159,6 +235,9 @@ class Outbox:
             now = self.clock()
             while self._due and self._due[0].at <= now and len(self._sending) < self.concurrency:
                 pending = heapq.heappop(self._due).pending
+                if pending.mt.id in self._lost:
+                    self._lost.discard(pending.mt.id)
+                    continue
                 throttle = self.throttles.get(pending.mt.carrier)
                 wait = throttle.take(max(1, pending.mt.segments)) if throttle is not None else 0.0
                 if wait > 0:
@@ -166,6 +245,7 @@ class Outbox:
                     continue
                 task = asyncio.create_task(self._deliver(pending))
                 self._sending.add(task)
+                self._flying[task] = pending.mt.id
                 task.add_done_callback(self._finished)
             self._wakeup.clear()
             timeout = None
@@ -178,6 +258,7 @@ class Outbox:
 
     def _finished(self, task: asyncio.Task) -> None:
         self._sending.discard(task)
+        self._flying.pop(task, None)
         self._wakeup.set()
 
     async def _deliver(self, pending: PendingMT) -> None:

@@ -23,6 +23,7 @@ The PostgreSQL backend, one database shared by any number of gateways (CONTRACT 
     pg_pool.py          the asyncpg pool, and its connection errors as `Unavailable`
     pg_records.py       `PgRecordStore`: the records lookups, COPY for seed and import
     pg_messages.py      `PgMessageStore`: the message operations, one short transaction each
+    pg_reports.py       `PgReports`: the reading queries, returning rows
 
 Both:
     schema.py           the numbered schema steps and `schema_version` (`smsgw db migrate`)
@@ -97,8 +98,9 @@ async def open_messages(db: str, *, batch_delay: float = 0.0, max_batch: int = 5
 def open_reports(db: str) -> MessageReports:
     """The reading queries over the messages at `db` (`--db`); DatabaseRefused when it cannot be opened."""
     if is_postgres(db):
-        raise DatabaseRefused(schema_shown(db), "billing and report commands read SQLite files only so far"
-                                  " (PostgreSQL reports are not built yet)")
+        from .pg_reports import PgReports
+
+        return PgReports.open(db)
     return SqliteReports.open(db)
 
 

@@ -186,6 +186,28 @@ class MessageStore(abc.ABC):
     async def probe(self) -> None:
         """Succeeds when a write reaches the disk now; fails (Unavailable, with the reason) when not."""
 
+    # The outbox shared by several gateways (PostgreSQL). A store only one process delivers from
+    # (SQLite: the gateway, or --workers' worker 0) keeps these defaults: `pending` at start-up is all.
+    shared: bool = False          # True: other gateways deliver from the same outbox
+    lease_seconds: float = 0.0    # how long a claimed MT stays this gateway's without renewal
+
+    async def claim(self) -> list[PendingMT]:
+        """Claim the MTs due that no gateway holds (never claimed, or their lease run out), oldest first."""
+        return []
+
+    async def renew(self, mt_ids: Sequence[str]) -> set[str]:
+        """Extend this gateway's leases of `mt_ids`; the ids still held (a lease run out may be another's now)."""
+        return set(mt_ids)
+
+    async def release(self, mt_ids: Sequence[str]) -> None:
+        """Give up the leases of `mt_ids` (still pending) so another gateway takes them at once."""
+
+    async def watch(self, wake: Callable[[], None]) -> None:
+        """Call `wake` whenever another gateway makes MTs claimable (idempotent: re-arms a lost watch)."""
+
+    async def unwatch(self) -> None:
+        """Stop calling the `wake` of `watch`."""
+
 
 class MessageReports(Protocol):
     """The reading queries of the reports and the ledger; rows, in the order stated."""

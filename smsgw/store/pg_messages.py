@@ -18,8 +18,9 @@ Across gateways:
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -29,28 +30,53 @@ from ..phones import mask
 from ..wire import DeliveryReport, DeliveryState, InboundMessage, OutboundMessage
 from .messages import (BillingRow, Guard, MessageStore, MTState, Notice, PendingMT, Screening, SenderHistory,
                        StoredMO)
-from .pg_pool import connection, create_pool, transaction
+from .pg_pool import CONNECT_TIMEOUT, connection, create_pool, is_connection_error, transaction, unreachable
+from .errors import StoreError
 from .schema import shown
 from .sqlite_tables import iso_time as _iso
 
 _MT_COLUMNS = "id, mo_id, in_reply_to, carrier, sender, recipient, text, encoding, segments, message_type"
 _INSERT_MT = (f"INSERT INTO mt_messages ({_MT_COLUMNS}, seq, status, created_at, next_attempt_at, lease_until)"
               " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)")
-# How long an MT claimed by a gateway stays its own without news (see `pending`).
+# How long an MT claimed by a gateway stays its own without renewal (see `pending`); the outbox
+# renews its leases every third of it. SMSGW_LEASE_SECONDS overrides it (every gateway the same).
 LEASE_SECONDS = 60.0
+LEASE_VARIABLE = "SMSGW_LEASE_SECONDS"
+# The channel on which a gateway tells the others that MTs are claimable now (LISTEN/NOTIFY).
+CHANNEL = "smsgw_outbox"
+
+
+def lease_seconds() -> float:
+    """The lease length: SMSGW_LEASE_SECONDS when set, else LEASE_SECONDS; StoreError for a bad value."""
+    value = os.environ.get(LEASE_VARIABLE)
+    if value is None:
+        return LEASE_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not 1.0 <= seconds <= 86400.0:
+        raise StoreError(f"{LEASE_VARIABLE}={value!r}: a number of seconds from 1 to 86400 is needed")
+    return seconds
 
 
 class PgMessageStore(MessageStore):
     """The message tables of a PostgreSQL database; open with `await PgMessageStore.open(url)`."""
 
-    def __init__(self, pool: asyncpg.Pool, url: str) -> None:
+    shared = True
+
+    def __init__(self, pool: asyncpg.Pool, url: str, *, lease: float = LEASE_SECONDS) -> None:
         self.path = shown(url)
+        self.lease_seconds = lease
+        self._url = url
         self._pool = pool
         self._closed = False
+        self._listener: asyncpg.Connection | None = None
 
     @classmethod
     async def open(cls, url: str) -> "PgMessageStore":
-        return cls(await create_pool(url), url)
+        lease = lease_seconds()
+        return cls(await create_pool(url), url, lease=lease)
 
     @property
     def alive(self) -> bool:
@@ -62,6 +88,7 @@ class PgMessageStore(MessageStore):
 
     async def close(self) -> None:
         self._closed = True
+        await self.unwatch()
         await self._pool.close()
 
     async def store_mo(self, inbound: InboundMessage, *, mo_id: str, mode: str, command: str | None,
@@ -71,34 +98,35 @@ class PgMessageStore(MessageStore):
         if guard is not None and not replies:
             status = "withheld"
         mt_status = "pending" if mode == "async" else "sent"
-        at = _iso(now)
+        mo = (mo_id, inbound.carrier, inbound.carrier_id, inbound.sender, inbound.to, inbound.text,
+              inbound.received_at.isoformat(), mode, command, error, status, now, guard.value if guard else None)
+        queued = mode == "async"
+        outbox = (mt_status, now, now if queued else None, now + self.lease_seconds if queued else None, _iso(now))
+        if screening is None or guard is not None:
+            # one statement, one round trip: the MO, its MTs and their charges, or nothing when the id is known
+            async with connection(self._pool) as conn:
+                if await conn.fetchval(_STORE_MO, *mo, *_mt_arrays(replies), *outbox):
+                    return StoredMO(mo_id, inbound.carrier, inbound.carrier_id, mode,
+                                    status if replies else "withheld", command, error, tuple(replies),
+                                    created=True, guard=guard.value if guard else None)
+                return await _load_mo(conn, inbound.carrier, inbound.carrier_id)
         async with transaction(self._pool) as conn:
-            screened = screening is not None and guard is None
-            if screened:
-                await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", inbound.sender)
-            inserted = await conn.fetchval(
-                "INSERT INTO mo_messages (id, carrier, carrier_id, sender, recipient, text, received_at,"
-                " mode, command, error, status, taken_at, guard) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
-                " $10, $11, $12, $13) ON CONFLICT (carrier, carrier_id) DO NOTHING RETURNING true",
-                mo_id, inbound.carrier, inbound.carrier_id, inbound.sender, inbound.to, inbound.text,
-                inbound.received_at.isoformat(), mode, command, error, status, now,
-                guard.value if guard else None)
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", inbound.sender)
+            # the history in the statement after the lock: its snapshot sees the MOs of whoever held it
+            inserted, *history = await conn.fetchrow(_STORE_MO_WITH_HISTORY, *mo, now - screening.hour,
+                                                     screening.cap, Guard.RATE_LIMITED.value,
+                                                     now - screening.minute)
             if not inserted:
                 return await _load_mo(conn, inbound.carrier, inbound.carrier_id)
-            decided = guard
+            answered, warned, repeats = history
+            decided = screening.decide(SenderHistory(answered=answered, warned=bool(warned), repeats=repeats))
             sent = replies
-            if screened:
-                decided = screening.decide(await _history(conn, mo_id, inbound.sender, inbound.text, now, screening))
-                if decided is not None:
-                    sent = [screening.instead] if decided is Guard.RATE_LIMITED else []
-                    await conn.execute("UPDATE mo_messages SET guard = $1, status = $2 WHERE id = $3",
-                                       decided.value, status if sent else "withheld", mo_id)
+            if decided is not None:
+                sent = [screening.instead] if decided is Guard.RATE_LIMITED else []
+                await conn.execute("UPDATE mo_messages SET guard = $1, status = $2 WHERE id = $3",
+                                   decided.value, status if sent else "withheld", mo_id)
             if sent:
-                lease = now + LEASE_SECONDS if mode == "async" else None
-                await conn.executemany(_INSERT_MT, [
-                    (*_mt_values(mt), seq, mt_status, now, now if mode == "async" else None, lease)
-                    for seq, mt in enumerate(sent)])
-                await _bill(conn, [("charge", mt, mt.billing.amount_vnd) for mt in sent], at)
+                await conn.execute(_STORE_MTS, *_mt_arrays(sent), *outbox)
             return StoredMO(mo_id, inbound.carrier, inbound.carrier_id, mode, status if sent else "withheld",
                             command, error, tuple(sent), created=True, guard=decided.value if decided else None)
 
@@ -113,7 +141,7 @@ class PgMessageStore(MessageStore):
                     " ON CONFLICT DO NOTHING RETURNING true", notice.kind, notice.target, notice.occasion, mt.id, now,
                 ):
                     continue
-                await conn.execute(_INSERT_MT, *_mt_values(mt), 0, "pending", now, now, now + LEASE_SECONDS)
+                await conn.execute(_INSERT_MT, *_mt_values(mt), 0, "pending", now, now, now + self.lease_seconds)
                 queued.append(PendingMT(mt, 0, now, now))
             await _bill(conn, [("push", pending.mt, 0) for pending in queued], at)
         return queued
@@ -125,9 +153,12 @@ class PgMessageStore(MessageStore):
     async def pending(self) -> list[PendingMT]:
         """Claim the MTs to deliver that no gateway holds (never claimed, or its lease run out), oldest first.
 
-        Each is claimed for LEASE_SECONDS (FOR UPDATE SKIP LOCKED: two gateways claiming at once
+        Each is claimed for `lease_seconds` (FOR UPDATE SKIP LOCKED: two gateways claiming at once
         take different MTs); the ones this gateway stored itself are claimed as they are stored.
         """
+        return await self.claim()
+
+    async def claim(self) -> list[PendingMT]:
         now = time.time()
         async with transaction(self._pool) as conn:
             rows = await conn.fetch(
@@ -135,24 +166,62 @@ class PgMessageStore(MessageStore):
                 " WHERE status = 'pending' AND (lease_until IS NULL OR lease_until < $2)"
                 " FOR UPDATE SKIP LOCKED)"
                 f" RETURNING {_MT_COLUMNS}, attempts, created_at, next_attempt_at, mo_id, seq",
-                now + LEASE_SECONDS, now)
+                now + self.lease_seconds, now)
         rows = sorted(rows, key=lambda row: (row[11], row[13], row[14]))
         return [PendingMT(_mt(row), row[10], row[11], row[12] or row[11]) for row in rows]
 
     async def mark_sent(self, mt_id: str) -> None:
-        async with transaction(self._pool) as conn:
-            await conn.execute("UPDATE mt_messages SET status = 'sent', next_attempt_at = NULL, last_error = NULL,"
-                               " lease_until = NULL WHERE id = $1 AND status = 'pending'", mt_id)
-            await conn.execute("UPDATE mo_messages SET status = 'sent' WHERE status = 'queued' AND id ="
-                               " (SELECT mo_id FROM mt_messages WHERE id = $1) AND NOT EXISTS (SELECT 1 FROM"
-                               " mt_messages WHERE mo_id = mo_messages.id AND status = 'pending')", mt_id)
+        # one statement (one round trip): the second UPDATE sees the table as it was before the first,
+        # hence `id != $1` in place of this MT's new status
+        async with connection(self._pool) as conn:
+            await conn.execute(
+                "WITH mt AS (UPDATE mt_messages SET status = 'sent', next_attempt_at = NULL, last_error = NULL,"
+                " lease_until = NULL WHERE id = $1 AND status = 'pending' RETURNING mo_id)"
+                " UPDATE mo_messages SET status = 'sent' WHERE status = 'queued' AND id = (SELECT mo_id FROM mt)"
+                " AND NOT EXISTS (SELECT 1 FROM mt_messages WHERE mo_id = mo_messages.id AND status = 'pending'"
+                " AND id != $1)", mt_id)
 
     async def schedule_retry(self, mt_id: str, *, attempts: int, next_attempt_at: float, error: str) -> None:
         async with transaction(self._pool) as conn:
             await conn.execute(
                 "UPDATE mt_messages SET attempts = $1, next_attempt_at = $2, last_error = $3, lease_until = $4"
                 " WHERE id = $5 AND status = 'pending'",
-                attempts, next_attempt_at, error, next_attempt_at + LEASE_SECONDS, mt_id)
+                attempts, next_attempt_at, error, next_attempt_at + self.lease_seconds, mt_id)
+
+    async def renew(self, mt_ids: Sequence[str]) -> set[str]:
+        """Extend the leases not yet run out; one run out may have been claimed by another gateway since."""
+        now = time.time()
+        async with transaction(self._pool) as conn:
+            rows = await conn.fetch(
+                "UPDATE mt_messages SET lease_until = GREATEST(lease_until, $1) WHERE id = ANY($2::text[])"
+                " AND status = 'pending' AND lease_until >= $3 RETURNING id",
+                now + self.lease_seconds, list(mt_ids), now)
+        return {row[0] for row in rows}
+
+    async def release(self, mt_ids: Sequence[str]) -> None:
+        async with transaction(self._pool) as conn:
+            await conn.execute("UPDATE mt_messages SET lease_until = NULL WHERE id = ANY($1::text[])"
+                               " AND status = 'pending'", list(mt_ids))
+            await conn.execute("SELECT pg_notify($1, '')", CHANNEL)   # delivered at COMMIT
+
+    async def watch(self, wake: Callable[[], None]) -> None:
+        """LISTEN on a connection of its own (not pooled); a lost one is replaced at the next call."""
+        if self._listener is not None and not self._listener.is_closed():
+            return
+        await self.unwatch()
+        try:
+            listener = await asyncpg.connect(self._url, timeout=CONNECT_TIMEOUT)
+            await listener.add_listener(CHANNEL, lambda *_: wake())
+        except BaseException as exc:
+            if is_connection_error(exc):
+                raise unreachable(exc) from exc
+            raise
+        self._listener = listener
+
+    async def unwatch(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.terminate()
 
     async def give_up(self, mt_id: str, *, error: str, now: float) -> bool:
         async with transaction(self._pool) as conn:
@@ -213,24 +282,55 @@ async def _load_mo(conn: asyncpg.Connection, carrier: str, carrier_id: str) -> S
                     tuple(_mt(mt) for mt in mts), created=False, guard=guard)
 
 
-# The sender's recent MOs, as the SQLite store counts them (sqlite_messages.py), in one round trip.
-_HISTORY = (
-    "SELECT (SELECT count(*) FROM (SELECT 1 FROM mo_messages WHERE sender = $1 AND guard IS NULL"
-    "  AND taken_at > $2 AND id != $3 LIMIT $4) AS a),"
-    " EXISTS (SELECT 1 FROM mo_messages WHERE sender = $1 AND guard = $5 AND taken_at > $2),"
-    " (SELECT count(*) FROM (SELECT 1 FROM mo_messages WHERE sender = $1 AND guard IS NULL"
-    "  AND taken_at > $6 AND text = $7 AND id != $3 LIMIT $4) AS b)"
-    " + (SELECT count(*) FROM (SELECT 1 FROM mo_messages WHERE sender = $1 AND guard IS NOT NULL"
-    "  AND taken_at > $6 AND text = $7 LIMIT $4) AS c)"
+_INSERT_MO = (
+    "INSERT INTO mo_messages (id, carrier, carrier_id, sender, recipient, text, received_at, mode, command, error,"
+    " status, taken_at, guard) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+    " ON CONFLICT (carrier, carrier_id) DO NOTHING RETURNING id")
+
+
+def _mts_from(first: int, condition: str = "") -> str:
+    """The data-modifying CTEs inserting MTs and their charge rows from the arrays at $first.. (see _mt_arrays)."""
+    p = [f"${first + n}" for n in range(19)]
+    arrays = (f"unnest({p[0]}::text[], {p[1]}::text[], {p[2]}::text[], {p[3]}::text[], {p[4]}::text[],"
+              f" {p[5]}::text[], {p[6]}::text[], {p[7]}::text[], {p[8]}::int[], {p[9]}::int[], {p[10]}::text[],"
+              f" {p[11]}::int[]) WITH ORDINALITY AS m(id, mo_id, in_reply_to, carrier, sender, recipient, text,"
+              " encoding, segments, message_type, msisdn, amount, seq)")
+    status, created, next_at, lease, at = p[12:17]
+    return (f"mts AS (INSERT INTO mt_messages ({_MT_COLUMNS}, seq, status, created_at, next_attempt_at, lease_until)"
+            f" SELECT id, mo_id, in_reply_to, carrier, sender, recipient, text, encoding, segments, message_type,"
+            f" seq - 1, {status}, {created}, {next_at}::float8, {lease}::float8 FROM {arrays} {condition}),"
+            " charges AS (INSERT INTO billing_rows (kind, carrier, mo_id, mt_id, msisdn, amount_vnd, message_type, at)"
+            f" SELECT 'charge', carrier, mo_id, id, msisdn, amount, message_type, {at} FROM {arrays} {condition}"
+            " ORDER BY seq)")
+
+
+# the MO, its MTs and charges in one statement: the MTs only when the MO was inserted
+_STORE_MO = (f"WITH mo AS ({_INSERT_MO}), {_mts_from(14, 'WHERE EXISTS (SELECT 1 FROM mo)')}"
+             " SELECT EXISTS (SELECT 1 FROM mo)")
+_STORE_MTS = f"WITH {_mts_from(1)} SELECT 1"
+
+# The MO, and the sender's recent MOs before it, as the SQLite store counts them (sqlite_messages.py).
+# $14 an hour ago, $15 the cap, $16 the rate-limit guard, $17 a minute ago.
+_STORE_MO_WITH_HISTORY = (
+    f"WITH mo AS ({_INSERT_MO})"
+    " SELECT EXISTS (SELECT 1 FROM mo),"
+    " (SELECT count(*) FROM (SELECT 1 FROM mo_messages WHERE sender = $4 AND guard IS NULL"
+    "  AND taken_at > $14 AND id != $1 LIMIT $15) AS a),"
+    " EXISTS (SELECT 1 FROM mo_messages WHERE sender = $4 AND guard = $16 AND taken_at > $14),"
+    " (SELECT count(*) FROM (SELECT 1 FROM mo_messages WHERE sender = $4 AND guard IS NULL"
+    "  AND taken_at > $17 AND text = $6 AND id != $1 LIMIT $15) AS b)"
+    " + (SELECT count(*) FROM (SELECT 1 FROM mo_messages WHERE sender = $4 AND guard IS NOT NULL"
+    "  AND taken_at > $17 AND text = $6 LIMIT $15) AS c)"
 )
 
 
-async def _history(conn: asyncpg.Connection, mo_id: str, sender: str, text: str, now: float,
-                   screening: Screening) -> SenderHistory:
-    answered, warned, repeats = await conn.fetchrow(
-        _HISTORY, sender, now - screening.hour, mo_id, screening.cap, Guard.RATE_LIMITED.value,
-        now - screening.minute, text)
-    return SenderHistory(answered=answered, warned=bool(warned), repeats=repeats)
+def _mt_arrays(mts: Sequence[OutboundMessage]) -> tuple[list[Any], ...]:
+    """The MTs' columns as arrays (unnest in _mts_from), with each one's masked phone and charge."""
+    columns: tuple[list[Any], ...] = tuple([] for _ in range(12))
+    for mt in mts:
+        for column, value in zip(columns, (*_mt_values(mt), mask(mt.to), mt.billing.amount_vnd)):
+            column.append(value)
+    return columns
 
 
 def _mt_values(mt: OutboundMessage) -> tuple[Any, ...]:
