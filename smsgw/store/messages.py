@@ -77,6 +77,16 @@ class StoredMO:
     guard: str | None = None   # the rule that withheld or replaced its reply (Guard)
 
 
+def stored_statuses(mode: str, guard: Guard | None, replies: Sequence[OutboundMessage]) -> tuple[str, str]:
+    """(the MO's status, its replies' status) when an MO is stored: `queued` / `pending` in async
+    mode, `answered` / `sent` in sync mode (the reply went back in the response); an MO a guard
+    kept from the service and left without reply is `withheld`."""
+    status = "queued" if mode == "async" else "answered"
+    if guard is not None and not replies:
+        status = "withheld"
+    return status, "pending" if mode == "async" else "sent"
+
+
 @dataclass(frozen=True)
 class PendingMT:
     mt: OutboundMessage

@@ -29,7 +29,7 @@ from ..billing import MessageType
 from ..phones import mask
 from ..wire import DeliveryReport, DeliveryState, InboundMessage, OutboundMessage
 from .messages import (BillingRow, Guard, MessageStore, MTState, Notice, PendingMT, Screening, SenderHistory,
-                       StoredMO)
+                       StoredMO, stored_statuses)
 from .pg_pool import CONNECT_TIMEOUT, connection, create_pool, is_connection_error, transaction, unreachable
 from .errors import StoreError
 from .schema import shown
@@ -94,10 +94,7 @@ class PgMessageStore(MessageStore):
     async def store_mo(self, inbound: InboundMessage, *, mo_id: str, mode: str, command: str | None,
                        error: str | None, replies: Sequence[OutboundMessage], now: float,
                        guard: Guard | None = None, screening: Screening | None = None) -> StoredMO:
-        status = "queued" if mode == "async" else "answered"
-        if guard is not None and not replies:
-            status = "withheld"
-        mt_status = "pending" if mode == "async" else "sent"
+        status, mt_status = stored_statuses(mode, guard, replies)
         mo = (mo_id, inbound.carrier, inbound.carrier_id, inbound.sender, inbound.to, inbound.text,
               inbound.received_at.isoformat(), mode, command, error, status, now, guard.value if guard else None)
         queued = mode == "async"

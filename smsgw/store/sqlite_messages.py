@@ -16,7 +16,7 @@ from ..billing import MessageType
 from ..phones import mask
 from ..wire import DeliveryReport, DeliveryState, InboundMessage, OutboundMessage
 from .messages import (BillingRow, Guard, MessageStore, MTState, Notice, PendingMT, Screening, SenderHistory,
-                       StoredMO)
+                       StoredMO, stored_statuses)
 from .sqlite_tables import iso_time as _iso
 from .writer import GroupCommitWriter
 
@@ -57,10 +57,7 @@ class SqliteMessageStore(MessageStore):
     async def store_mo(self, inbound: InboundMessage, *, mo_id: str, mode: str, command: str | None,
                        error: str | None, replies: Sequence[OutboundMessage], now: float,
                        guard: Guard | None = None, screening: Screening | None = None) -> StoredMO:
-        status = "queued" if mode == "async" else "answered"
-        if guard is not None and not replies:
-            status = "withheld"
-        mt_status = "pending" if mode == "async" else "sent"
+        status, mt_status = stored_statuses(mode, guard, replies)
         at = _iso(now)
 
         def run(conn: sqlite3.Connection) -> StoredMO:
