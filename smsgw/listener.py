@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
-import resource
 import socket
 from collections import Counter, OrderedDict
 from typing import Any
@@ -35,10 +34,10 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler, _ErrInfo
 
 from .config import ServerConfig
+from .descriptors import connection_cap
 from .logs import get_logger
 from .metrics import Metrics
 
-FD_RESERVE = 128          # descriptors kept for the store, the MT sends, the logs and the loop
 STALLED_AFTER = 1.0       # s without a byte after which a request being read no longer holds shutdown
 ACCEPT_BATCH = 64         # connections accepted per readiness of the listening socket
 ACCEPT_RETRY = 0.2        # s before accepting again when no descriptor is left
@@ -67,25 +66,6 @@ def parse_refusal(exc: BaseException) -> str:
         if isinstance(exc, kind):
             return f"bad request: {reason}"
     return "bad request: malformed HTTP"
-
-
-def raise_open_file_limit() -> int:
-    """Raise the soft limit of open files to the hard one; the soft limit now (-1: unlimited)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and soft != hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError):
-            pass
-    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    return -1 if soft == resource.RLIM_INFINITY else soft
-
-
-def connection_cap(configured: int, file_limit: int) -> int:
-    """`max_connections`, lowered to the open-file limit less `FD_RESERVE` (a quarter of small limits)."""
-    if file_limit < 0:
-        return configured
-    return max(1, min(configured, file_limit - min(FD_RESERVE, file_limit // 4)))
 
 
 def _closing_response(status: int, phrase: str, error: str) -> bytes:

@@ -19,8 +19,9 @@ from aiohttp import web
 
 from .adapters import TIMESTAMP_ADAPTERS
 from .config import Config
+from .descriptors import raise_open_file_limit
 from .gateway import GATE, METRICS, create_app
-from .listener import Listener, raise_open_file_limit
+from .listener import Listener
 from .logs import configure_logging, get_logger
 
 BACKLOG = 1024
