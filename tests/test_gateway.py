@@ -1,4 +1,8 @@
-"""The HTTP gateway end to end: a real server on 127.0.0.1, a real SQLite file, real replies."""
+"""The HTTP gateway end to end: a real server on 127.0.0.1, a real database, real replies.
+
+The behaviour tests run on both backends (the `records_db` fixture: an SQLite file, and a fresh
+database on the module's PostgreSQL server, skipped with the reason when its programs are absent).
+"""
 
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ from smsgw.config import parse_config
 from smsgw.errors import ReplayError
 from smsgw.gateway import ADAPTERS, STORE, create_app
 from smsgw.logs import configure_logging, get_logger
-from smsgw.store import SqliteStore
+from smsgw.store import open_records
 
 SECRET = "s3cret"
 OWNER = "84912345678"
@@ -37,8 +41,9 @@ CARRIERS = {
 }
 
 
-async def make_records(path: Path) -> None:
-    store = await SqliteStore.open(path, create=True)
+async def make_records(db: str | Path) -> None:
+    """The reference records (one person, two years of BHXH) in `db`, an SQLite path or a PostgreSQL URL."""
+    store = await open_records(str(db), create=True)
     async with store.transaction():
         await store.write(
             persons=[(SSN, None, "Nguyen Van A", "1990-01-01", OWNER)],
@@ -47,11 +52,23 @@ async def make_records(path: Path) -> None:
     await store.close()
 
 
+@pytest.fixture
+def records_db(db: str) -> str:
+    """`--db` holding the reference records: an SQLite file, or a fresh PostgreSQL database (`db`)."""
+    asyncio.run(make_records(db))
+    return db
+
+
 @asynccontextmanager
-async def gateway(tmp_path: Path, carriers: dict | None = None, **options):
-    db = tmp_path / "records.db"
-    if not db.exists():
-        await make_records(db)
+async def gateway(where: str | Path, carriers: dict | None = None, **options):
+    """A gateway on `where`: a `--db` value with the records (`records_db`), or, for the tests that
+    stay on SQLite, a folder whose records.db is made with them when missing."""
+    if isinstance(where, Path):
+        db = where / "records.db"
+        if not db.exists():
+            await make_records(db)
+    else:
+        db = where
     # Bursts from one phone are the point of these tests; tests/test_protection.py covers the limits.
     config = parse_config({"carriers": carriers or CARRIERS, "protection": NO_LIMITS})
     app = create_app(config, db_path=str(db), **options)
@@ -72,9 +89,9 @@ async def post_mo(client: TestClient, body: bytes, carrier: str = "generic", sec
     return response.status, await response.json()
 
 
-def test_sync_mo_is_answered_in_the_response_and_charged_once(tmp_path):
+def test_sync_mo_is_answered_in_the_response_and_charged_once(records_db):
     async def run():
-        async with gateway(tmp_path) as client:
+        async with gateway(records_db) as client:
             status, answer = await post_mo(client, mo_body())
             assert status == 200
             (reply,) = answer["replies"]
@@ -87,9 +104,9 @@ def test_sync_mo_is_answered_in_the_response_and_charged_once(tmp_path):
     asyncio.run(run())
 
 
-def test_a_carrier_retry_gets_the_first_answer_and_no_second_charge(tmp_path):
+def test_a_carrier_retry_gets_the_first_answer_and_no_second_charge(records_db):
     async def run():
-        async with gateway(tmp_path) as client:
+        async with gateway(records_db) as client:
             first = await post_mo(client, mo_body("retry-1"))
             again = await post_mo(client, mo_body("retry-1"))
             other_carrier = await post_mo(client, mo_body("retry-1"), carrier="open", secret=None)
@@ -100,9 +117,9 @@ def test_a_carrier_retry_gets_the_first_answer_and_no_second_charge(tmp_path):
     asyncio.run(run())
 
 
-def test_duplicate_storm_answers_and_charges_each_mo_once(tmp_path):
+def test_duplicate_storm_answers_and_charges_each_mo_once(records_db):
     async def run():
-        async with gateway(tmp_path) as client:
+        async with gateway(records_db) as client:
             ids = [f"storm-{n}" for n in range(40)]
             requests = [post_mo(client, mo_body(mo_id, text="BH HD" if n % 2 else f"BH QT {SSN}"))
                         for n, mo_id in enumerate(ids) for _ in range(3)]
@@ -117,9 +134,9 @@ def test_duplicate_storm_answers_and_charges_each_mo_once(tmp_path):
     asyncio.run(run())
 
 
-def test_unsigned_requests_pass_only_where_auth_is_none(tmp_path):
+def test_unsigned_requests_pass_only_where_auth_is_none(records_db):
     async def run():
-        async with gateway(tmp_path) as client:
+        async with gateway(records_db) as client:
             assert (await post_mo(client, mo_body(), carrier="open", secret=None))[0] == 200
             status, answer = await post_mo(client, mo_body(), secret=None)
             assert (status, answer) == (401, {"error": "missing X-Smsgw-Signature header"})
@@ -127,9 +144,9 @@ def test_unsigned_requests_pass_only_where_auth_is_none(tmp_path):
     asyncio.run(run())
 
 
-def test_signatures_are_checked_against_the_raw_body(tmp_path):
+def test_signatures_are_checked_against_the_raw_body(records_db):
     async def run():
-        async with gateway(tmp_path) as client:
+        async with gateway(records_db) as client:
             body = mo_body("sig-1")
             for signature, expected in [
                 (sign(SECRET, body), 200),
@@ -175,9 +192,9 @@ REFUSALS = [
 ]
 
 
-def test_each_bad_request_gets_its_status_and_reason(tmp_path):
+def test_each_bad_request_gets_its_status_and_reason(records_db):
     async def run():
-        async with gateway(tmp_path) as client:
+        async with gateway(records_db) as client:
             for body, content_type, expected_status, expected_error in REFUSALS:
                 status, answer = await post_mo(client, body, content_type=content_type)
                 assert status == expected_status, expected_error
@@ -193,9 +210,9 @@ def test_each_bad_request_gets_its_status_and_reason(tmp_path):
     asyncio.run(run())
 
 
-def test_an_mo_to_another_number_is_refused_and_neither_stored_nor_billed(tmp_path):
+def test_an_mo_to_another_number_is_refused_and_neither_stored_nor_billed(records_db):
     async def run():
-        async with gateway(tmp_path) as client:
+        async with gateway(records_db) as client:
             for n, to in enumerate(["9999", "", "80790", "8078", "+849999", "84912345678"]):
                 status, answer = await post_mo(client, mo_body(f"other-{n}", to=to))
                 assert (status, answer) == (400, {"error": f"to: {to!r} is not this gateway's short code 8079"})
@@ -211,11 +228,11 @@ def test_an_mo_to_another_number_is_refused_and_neither_stored_nor_billed(tmp_pa
     asyncio.run(run())
 
 
-def test_a_captured_request_replays_only_within_the_signature_window(tmp_path):
+def test_a_captured_request_replays_only_within_the_signature_window(records_db):
     async def run():
         carriers = {"generic": {"secret": SECRET, "mode": "sync", "require_timestamp": True,
                                 "signature_window": 60}}
-        async with gateway(tmp_path, carriers) as client:
+        async with gateway(records_db, carriers) as client:
             adapter = client.app[ADAPTERS]["generic"]
             body = mo_body("captured")
             signed_at = int(time.time())
@@ -246,10 +263,10 @@ def test_a_captured_request_replays_only_within_the_signature_window(tmp_path):
     asyncio.run(run())
 
 
-def test_replay_client_signs_with_a_timestamp_that_a_requiring_carrier_takes(tmp_path):
+def test_replay_client_signs_with_a_timestamp_that_a_requiring_carrier_takes(records_db):
     async def run():
         carriers = {"generic": {"secret": SECRET, "mode": "sync", "require_timestamp": True}}
-        async with gateway(tmp_path, carriers) as client, aiohttp.ClientSession() as session:
+        async with gateway(records_db, carriers) as client, aiohttp.ClientSession() as session:
             url = str(client.make_url(""))
             replies = await replay_message(session, url, "generic", SECRET, OWNER, f"BH QT {SSN}", "replay-1")
             assert "BHXH: 02 nam 00 thang" in replies[0]["text"]
@@ -259,9 +276,9 @@ def test_replay_client_signs_with_a_timestamp_that_a_requiring_carrier_takes(tmp
     asyncio.run(run())
 
 
-def test_delivery_reports_only_move_an_mt_forward(tmp_path):
+def test_delivery_reports_only_move_an_mt_forward(records_db):
     async def run():
-        async with gateway(tmp_path) as client:
+        async with gateway(records_db) as client:
             _, answer = await post_mo(client, mo_body("dlr-1"))
             mt_id = answer["replies"][0]["id"]
 
@@ -281,9 +298,9 @@ def test_delivery_reports_only_move_an_mt_forward(tmp_path):
     asyncio.run(run())
 
 
-def test_healthz_and_metrics_describe_the_traffic(tmp_path):
+def test_healthz_and_metrics_describe_the_traffic(records_db):
     async def run():
-        async with gateway(tmp_path) as client:
+        async with gateway(records_db) as client:
             await post_mo(client, mo_body("m-ok"))
             await post_mo(client, mo_body("m-ok"))
             await post_mo(client, mo_body("m-bad", text="BH QT 123"))
@@ -311,9 +328,9 @@ def test_healthz_and_metrics_describe_the_traffic(tmp_path):
     asyncio.run(run())
 
 
-def test_unanswerable_message_store_makes_healthz_fail(tmp_path):
+def test_unanswerable_message_store_makes_healthz_fail(records_db):
     async def run():
-        async with gateway(tmp_path) as client:
+        async with gateway(records_db) as client:
             await post_mo(client, mo_body("early"))
             assert 'smsgw_store_up 1.0' in await (await client.get("/metrics")).text()
             await client.app[STORE].close()
@@ -331,7 +348,7 @@ def test_unanswerable_message_store_makes_healthz_fail(tmp_path):
     asyncio.run(run())
 
 
-def test_async_mo_is_acknowledged_then_delivered_to_the_mt_url(tmp_path):
+def test_async_mo_is_acknowledged_then_delivered_to_the_mt_url(records_db):
     async def run():
         received: list[tuple[dict, str]] = []
 
@@ -344,7 +361,7 @@ def test_async_mo_is_acknowledged_then_delivered_to_the_mt_url(tmp_path):
         carrier_app.router.add_post("/mt", mt_endpoint)
         async with TestServer(carrier_app, host="127.0.0.1", port=0) as carrier:
             carriers = {"generic": {"secret": SECRET, "mode": "async", "mt_url": str(carrier.make_url("/mt"))}}
-            async with gateway(tmp_path, carriers) as client:
+            async with gateway(records_db, carriers) as client:
                 status, answer = await post_mo(client, mo_body("async-1"))
                 assert (status, list(answer)) == (202, ["mo_id"])
                 for _ in range(200):
@@ -362,7 +379,10 @@ def test_async_mo_is_acknowledged_then_delivered_to_the_mt_url(tmp_path):
 
 @pytest.fixture(scope="module")
 def live_gateway(tmp_path_factory):
-    """A gateway served from a background event loop, for hypothesis to call synchronously."""
+    """A gateway served from a background event loop, for hypothesis to call synchronously.
+
+    SQLite only: the fuzzing is about parsing and signatures (no request reaches the store twice
+    the same way); the store's behaviour is what the parametrised tests above check on both."""
     tmp = tmp_path_factory.mktemp("live")
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)

@@ -1,4 +1,6 @@
-"""Async MT delivery: retries with back-off, recovery, giving up with a refund, resuming."""
+"""Async MT delivery: retries with back-off, recovery, giving up with a refund, resuming.
+
+On both backends (`records_db`: SQLite, and PostgreSQL when its programs are installed)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from test_gateway import OWNER, SECRET, gateway, mo_body, post_mo
+from test_gateway import OWNER, SECRET, gateway, mo_body, post_mo, records_db  # noqa: F401 (a fixture)
 
 from smsgw.adapters.mock import MockAdapter
 from smsgw.adapters.generic import GenericSettings
@@ -63,12 +65,12 @@ def async_carrier(mt_url: str, **options) -> dict:
     return {"generic": {"secret": SECRET, "mode": "async", "mt_url": mt_url, **FAST, **options}}
 
 
-def test_every_mt_arrives_with_its_original_id_once_the_carrier_recovers(tmp_path):
+def test_every_mt_arrives_with_its_original_id_once_the_carrier_recovers(records_db):
     async def run():
         refusals = iter(range(60))
         carrier = FakeCarrier(lambda: 503 if next(refusals, None) is not None else 200)
         async with TestServer(carrier.app, host="127.0.0.1", port=0) as server:
-            async with gateway(tmp_path, async_carrier(str(server.make_url("/mt")))) as client:
+            async with gateway(records_db, async_carrier(str(server.make_url("/mt")))) as client:
                 answers = [await post_mo(client, mo_body(f"m-{n}")) for n in range(20)]
                 assert {status for status, _ in answers} == {202}
                 await eventually(lambda: len({mt["id"] for mt in carrier.accepted}) == 20)
@@ -87,12 +89,12 @@ def test_every_mt_arrives_with_its_original_id_once_the_carrier_recovers(tmp_pat
     asyncio.run(run())
 
 
-def test_an_mt_never_taken_is_given_up_the_mo_failed_and_refunded(tmp_path):
+def test_an_mt_never_taken_is_given_up_the_mo_failed_and_refunded(records_db):
     async def run():
         carrier = FakeCarrier(lambda: 503)
         async with TestServer(carrier.app, host="127.0.0.1", port=0) as server:
             config = async_carrier(str(server.make_url("/mt")), give_up_after=0.3)
-            async with gateway(tmp_path, config) as client:
+            async with gateway(records_db, config) as client:
                 _, answer = await post_mo(client, mo_body("doomed"))
                 store = client.app[STORE]
                 mt_id = (await store.find_mo("generic", "doomed")).replies[0].id
@@ -111,17 +113,17 @@ def test_an_mt_never_taken_is_given_up_the_mo_failed_and_refunded(tmp_path):
     asyncio.run(run())
 
 
-def test_pending_mts_resume_after_a_restart_with_the_same_id(tmp_path):
+def test_pending_mts_resume_after_a_restart_with_the_same_id(records_db):
     async def run():
         up = False
         carrier = FakeCarrier(lambda: 200 if up else 503)
         async with TestServer(carrier.app, host="127.0.0.1", port=0) as server:
             config = async_carrier(str(server.make_url("/mt")), retry_initial=5.0, retry_max=5.0)
-            async with gateway(tmp_path, config) as client:
+            async with gateway(records_db, config) as client:
                 _, answer = await post_mo(client, mo_body("survivor", text="BH HD"))
                 await eventually(lambda: len(carrier.attempts) == 1)
             up = True
-            async with gateway(tmp_path, config) as client:
+            async with gateway(records_db, config) as client:
                 await eventually(lambda: len(carrier.accepted) == 1)
                 assert carrier.accepted[0]["id"] == carrier.attempts[0]["id"]
                 assert carrier.accepted[0]["in_reply_to"] == "survivor"
@@ -131,7 +133,7 @@ def test_pending_mts_resume_after_a_restart_with_the_same_id(tmp_path):
     asyncio.run(run())
 
 
-def test_the_mock_adapter_records_attempts_and_a_permanent_error_gives_up_at_once(tmp_path):
+def test_the_mock_adapter_records_attempts_and_a_permanent_error_gives_up_at_once(records_db):
     async def run():
         carrier = GenericSettings(name="generic", adapter="mock", secret=SECRET, mode="async",
                                   mt_url="http://127.0.0.1:9/mt", **FAST)
@@ -146,7 +148,7 @@ def test_the_mock_adapter_records_attempts_and_a_permanent_error_gives_up_at_onc
             raise PermanentDeliveryError("no route")
 
         mock = MockAdapter(carrier, shortcode="8079", handler=flaky)
-        async with gateway(tmp_path, async_carrier("http://127.0.0.1:9/mt"), adapters={"generic": mock}) as client:
+        async with gateway(records_db, async_carrier("http://127.0.0.1:9/mt"), adapters={"generic": mock}) as client:
             await post_mo(client, mo_body("flaky"))
             await eventually(lambda: len(mock.delivered) == 1)
             assert len(mock.sent) == 3 and len({mt.id for mt in mock.sent}) == 1
@@ -171,7 +173,7 @@ def metric_value(metrics: str, name: str) -> float:
     return float(line.split()[1])
 
 
-def test_the_age_of_the_oldest_mt_waiting_is_on_metrics_until_it_is_sent(tmp_path):
+def test_the_age_of_the_oldest_mt_waiting_is_on_metrics_until_it_is_sent(records_db):
     """smsgw_mt_oldest_pending_seconds, which deploy/alerts.yml alerts on: how long the oldest MT
     waiting for its next attempt has been stored; 0 once none waits."""
     async def run():
@@ -179,7 +181,7 @@ def test_the_age_of_the_oldest_mt_waiting_is_on_metrics_until_it_is_sent(tmp_pat
         carrier = FakeCarrier(lambda: 503 if refusing else 200)
         async with TestServer(carrier.app, host="127.0.0.1", port=0) as server:
             config = async_carrier(str(server.make_url("/mt")), retry_initial=2.0, retry_max=2.0)
-            async with gateway(tmp_path, config) as client:
+            async with gateway(records_db, config) as client:
                 assert metric_value(await (await client.get("/metrics")).text(), "smsgw_mt_oldest_pending_seconds") == 0
                 await post_mo(client, mo_body("waits"))
                 await eventually(lambda: carrier.attempts)

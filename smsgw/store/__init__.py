@@ -86,11 +86,12 @@ async def open_messages(db: str, *, batch_delay: float = 0.0, max_batch: int = 5
                         on_commit: Callable[[float], None] | None = None) -> MessageStore:
     """The message store at `db` (`--db`): on SQLite its tables created when missing (see
     SqliteMessageStore.open); on PostgreSQL a pool on the migrated database (no group commit:
-    `batch_delay` and the rest apply to SQLite's writer only)."""
+    `batch_delay` and `max_batch` apply to SQLite's writer only; `on_batch`/`on_commit` see each
+    stored MO's transaction on both)."""
     if is_postgres(db):
         from .pg_messages import PgMessageStore
 
-        return await PgMessageStore.open(db)
+        return await PgMessageStore.open(db, on_batch=on_batch, on_commit=on_commit)
     return await SqliteMessageStore.open(db, batch_delay=batch_delay, max_batch=max_batch, on_batch=on_batch,
                                          on_commit=on_commit)
 

@@ -65,18 +65,25 @@ class PgMessageStore(MessageStore):
 
     shared = True
 
-    def __init__(self, pool: asyncpg.Pool, url: str, *, lease: float = LEASE_SECONDS) -> None:
+    def __init__(self, pool: asyncpg.Pool, url: str, *, lease: float = LEASE_SECONDS,
+                 on_batch: Callable[[int], None] | None = None,
+                 on_commit: Callable[[float], None] | None = None) -> None:
         self.path = shown(url)
         self.lease_seconds = lease
+        self._on_batch = on_batch
+        self._on_commit = on_commit
         self._url = url
         self._pool = pool
         self._closed = False
         self._listener: asyncpg.Connection | None = None
 
     @classmethod
-    async def open(cls, url: str) -> "PgMessageStore":
+    async def open(cls, url: str, *, on_batch: Callable[[int], None] | None = None,
+                   on_commit: Callable[[float], None] | None = None) -> "PgMessageStore":
+        """`on_batch`/`on_commit` see each stored MO's transaction, as SQLite's writer reports its
+        batches: a batch of 1 (no group commit here) and its time, BEGIN to COMMIT."""
         lease = lease_seconds()
-        return cls(await create_pool(url), url, lease=lease)
+        return cls(await create_pool(url), url, lease=lease, on_batch=on_batch, on_commit=on_commit)
 
     @property
     def alive(self) -> bool:
@@ -94,6 +101,18 @@ class PgMessageStore(MessageStore):
     async def store_mo(self, inbound: InboundMessage, *, mo_id: str, mode: str, command: str | None,
                        error: str | None, replies: Sequence[OutboundMessage], now: float,
                        guard: Guard | None = None, screening: Screening | None = None) -> StoredMO:
+        started = time.perf_counter()
+        stored = await self._store_mo(inbound, mo_id=mo_id, mode=mode, command=command, error=error,
+                                      replies=replies, now=now, guard=guard, screening=screening)
+        if self._on_batch is not None:
+            self._on_batch(1)
+        if self._on_commit is not None:
+            self._on_commit(time.perf_counter() - started)
+        return stored
+
+    async def _store_mo(self, inbound: InboundMessage, *, mo_id: str, mode: str, command: str | None,
+                        error: str | None, replies: Sequence[OutboundMessage], now: float,
+                        guard: Guard | None, screening: Screening | None) -> StoredMO:
         status, mt_status = stored_statuses(mode, guard, replies)
         mo = (mo_id, inbound.carrier, inbound.carrier_id, inbound.sender, inbound.to, inbound.text,
               inbound.received_at.isoformat(), mode, command, error, status, now, guard.value if guard else None)

@@ -70,7 +70,10 @@ def _refused(url: str, exc: BaseException) -> BaseException:
 
 @asynccontextmanager
 async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
-    """A pooled connection; Unavailable when the database cannot be reached."""
+    """A pooled connection; Unavailable when the database cannot be reached, or the store was
+    closed (as SQLite's writer says: a request still in flight at shutdown gets a 503, not a 500)."""
+    if pool.is_closing():
+        raise Unavailable("the message store is closed")
     try:
         async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
             yield conn
