@@ -13,6 +13,8 @@ import asyncio
 import signal
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -109,68 +111,64 @@ def short_leases(monkeypatch):
     monkeypatch.setenv("SMSGW_LEASE_SECONDS", "2")
 
 
+@asynccontextmanager
+async def two_gateways(db: str, tmp_path: Path) -> AsyncIterator[tuple[Carrier, list]]:
+    """The reference records in `db`, a carrier's MT sink, and two `smsgw serve` on `db` in async
+    mode: yields (the sink, [(process, url), (process, url)]); both stopped on leaving."""
+    await seed(db)
+    carrier = Carrier()
+    carrier.flaky = False
+    async with TestServer(carrier.app, host="127.0.0.1", port=0) as sink:
+        config = write_config(tmp_path / "smsgw.toml", str(sink.make_url("/mt")))
+        with open(tmp_path / "serve.log", "wb") as log:
+            gateways = [await start_server(db, config, log) for _ in range(2)]
+            try:
+                yield carrier, gateways
+            finally:
+                for process, _ in gateways:
+                    await stop(process)
+
+
 def test_two_gateways_one_killed_mid_burst_every_acknowledged_mo_answered_once(pg_database, tmp_path, short_leases):
     async def go():
-        await seed(pg_database)
-        carrier = Carrier()
-        carrier.flaky = False
-        async with TestServer(carrier.app, host="127.0.0.1", port=0) as sink:
-            config = write_config(tmp_path / "smsgw.toml", str(sink.make_url("/mt")))
-            with open(tmp_path / "serve.log", "wb") as log:
-                victim, victim_url = await start_server(pg_database, config, log)
-                survivor, survivor_url = await start_server(pg_database, config, log)
-                try:
-                    burst = Burst()
-                    ids = [f"k-{n}" for n in range(400)]
-                    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
-                        tasks = [asyncio.create_task(burst.one(session, (victim_url, survivor_url)[n % 2], carrier_id))
-                                 for n, carrier_id in enumerate(ids)]
-                        while len(burst.acked) < 120:
-                            await asyncio.sleep(0.002)
-                        victim.send_signal(signal.SIGKILL)
-                        await victim.wait()
-                        await asyncio.gather(*tasks)
-                    assert 120 <= len(burst.acked) < 400, "the kill landed outside the burst"
-                    assert {s for statuses in burst.statuses.values() for s in statuses} == {202}
-                    await delivered(carrier, burst.acked, 30)
-                    charged = await charges(pg_database)
-                    assert all(charged[carrier_id] == 1 for carrier_id in burst.acked)
-                    assert set(charged.values()) == {1}, "an MO charged twice"
-                finally:
-                    victim.kill() if victim.returncode is None else None
-                    await stop(survivor)
+        async with two_gateways(pg_database, tmp_path) as (carrier, [(victim, victim_url), (survivor, survivor_url)]):
+            burst = Burst()
+            ids = [f"k-{n}" for n in range(400)]
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
+                tasks = [asyncio.create_task(burst.one(session, (victim_url, survivor_url)[n % 2], carrier_id))
+                         for n, carrier_id in enumerate(ids)]
+                while len(burst.acked) < 120:
+                    await asyncio.sleep(0.002)
+                victim.send_signal(signal.SIGKILL)
+                await victim.wait()
+                await asyncio.gather(*tasks)
+            assert 120 <= len(burst.acked) < 400, "the kill landed outside the burst"
+            assert {s for statuses in burst.statuses.values() for s in statuses} == {202}
+            await delivered(carrier, burst.acked, 30)
+            charged = await charges(pg_database)
+            assert all(charged[carrier_id] == 1 for carrier_id in burst.acked)
+            assert set(charged.values()) == {1}, "an MO charged twice"
 
     run(go(), 90)
 
 
 def test_a_duplicate_storm_across_two_gateways_answers_and_charges_each_id_once(pg_database, tmp_path):
     async def go():
-        await seed(pg_database)
-        carrier = Carrier()
-        carrier.flaky = False
-        async with TestServer(carrier.app, host="127.0.0.1", port=0) as sink:
-            config = write_config(tmp_path / "smsgw.toml", str(sink.make_url("/mt")))
-            with open(tmp_path / "serve.log", "wb") as log:
-                one, one_url = await start_server(pg_database, config, log)
-                two, two_url = await start_server(pg_database, config, log)
-                try:
-                    burst = Burst()
-                    ids = [f"dup-{n}" for n in range(40)]
+        async with two_gateways(pg_database, tmp_path) as (carrier, [(one, one_url), (two, two_url)]):
+            burst = Burst()
+            ids = [f"dup-{n}" for n in range(40)]
 
-                    async def fresh(url: str, carrier_id: str) -> None:   # a new connection each copy
-                        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
-                            await burst.one(session, url, carrier_id)
+            async def fresh(url: str, carrier_id: str) -> None:   # a new connection each copy
+                async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
+                    await burst.one(session, url, carrier_id)
 
-                    await asyncio.gather(*(fresh(url, carrier_id) for carrier_id in ids
-                                           for url in (one_url, two_url, (one_url, two_url)[hash(carrier_id) % 2])))
-                    assert sorted(burst.acked) == sorted(ids)
-                    assert all(statuses == [202] * 3 for statuses in burst.statuses.values())
-                    await delivered(carrier, burst.acked, 20)
-                    assert len(carrier.accepted) == 40 and len({mt["id"] for mt in carrier.accepted}) == 40
-                    assert await charges(pg_database) == {carrier_id: 1 for carrier_id in ids}
-                finally:
-                    await stop(one)
-                    await stop(two)
+            await asyncio.gather(*(fresh(url, carrier_id) for carrier_id in ids
+                                   for url in (one_url, two_url, (one_url, two_url)[hash(carrier_id) % 2])))
+            assert sorted(burst.acked) == sorted(ids)
+            assert all(statuses == [202] * 3 for statuses in burst.statuses.values())
+            await delivered(carrier, burst.acked, 20)
+            assert len(carrier.accepted) == 40 and len({mt["id"] for mt in carrier.accepted}) == 40
+            assert await charges(pg_database) == {carrier_id: 1 for carrier_id in ids}
 
     run(go(), 60)
 
@@ -217,34 +215,23 @@ async def outage_burst(burst: Burst, session: aiohttp.ClientSession, urls: list[
 def test_postgresql_stopped_mid_burst_gets_503_only_and_every_acknowledged_mo_answered(pg_cluster, pg_database,
                                                                                      tmp_path, short_leases):
     async def go():
-        await seed(pg_database)
-        carrier = Carrier()
-        carrier.flaky = False
-        async with TestServer(carrier.app, host="127.0.0.1", port=0) as sink:
-            config = write_config(tmp_path / "smsgw.toml", str(sink.make_url("/mt")))
-            with open(tmp_path / "serve.log", "wb") as log:
-                one, one_url = await start_server(pg_database, config, log)
-                two, two_url = await start_server(pg_database, config, log)
-                try:
-                    burst = Burst()
-                    ids = [f"down-{n}" for n in range(400)]
-                    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
-                        await outage_burst(burst, session, [one_url, two_url], ids,
-                                           lambda: pg_cluster.stop("immediate"), pg_cluster.start)
-                        answered = {s for statuses in burst.statuses.values() for s in statuses}
-                        assert answered == {202, 503}, f"statuses during the outage: {answered}"
-                        refused = {carrier_id for carrier_id, statuses in burst.statuses.items()
-                                   if carrier_id not in burst.acked}
-                        await until_all_acked(burst, session, [one_url, two_url], ids, 30)
-                    stored = await stored_mos(pg_database)
-                    assert all(stored[carrier_id] == mo_id for carrier_id, mo_id in burst.acked.items())
-                    assert refused, "no MO was refused while the database was down"
-                    await delivered(carrier, burst.acked, 30)
-                    assert set((await charges(pg_database)).values()) == {1}
-                finally:
-                    await stop(one)
-                    await stop(two)
-            assert one.returncode == 0 and two.returncode == 0
+        async with two_gateways(pg_database, tmp_path) as (carrier, [(one, one_url), (two, two_url)]):
+            burst = Burst()
+            ids = [f"down-{n}" for n in range(400)]
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
+                await outage_burst(burst, session, [one_url, two_url], ids,
+                                   lambda: pg_cluster.stop("immediate"), pg_cluster.start)
+                answered = {s for statuses in burst.statuses.values() for s in statuses}
+                assert answered == {202, 503}, f"statuses during the outage: {answered}"
+                refused = {carrier_id for carrier_id, statuses in burst.statuses.items()
+                           if carrier_id not in burst.acked}
+                await until_all_acked(burst, session, [one_url, two_url], ids, 30)
+            stored = await stored_mos(pg_database)
+            assert all(stored[carrier_id] == mo_id for carrier_id, mo_id in burst.acked.items())
+            assert refused, "no MO was refused while the database was down"
+            await delivered(carrier, burst.acked, 30)
+            assert set((await charges(pg_database)).values()) == {1}
+        assert one.returncode == 0 and two.returncode == 0   # stopped cleanly on leaving two_gateways
 
     run(go(), 90)
 
@@ -257,29 +244,18 @@ def test_failover_to_the_synchronous_standby_mid_burst_loses_and_doubles_nothing
         pg_replicated.primary.kill()
 
     async def go():
-        await seed(url)
-        carrier = Carrier()
-        carrier.flaky = False
-        async with TestServer(carrier.app, host="127.0.0.1", port=0) as sink:
-            config = write_config(tmp_path / "smsgw.toml", str(sink.make_url("/mt")))
-            with open(tmp_path / "serve.log", "wb") as log:
-                one, one_url = await start_server(url, config, log)
-                two, two_url = await start_server(url, config, log)
-                try:
-                    burst = Burst()
-                    ids = [f"fo-{n}" for n in range(400)]
-                    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
-                        await outage_burst(burst, session, [one_url, two_url], ids, fail_over, pg_replicated.promote)
-                        answered = {s for statuses in burst.statuses.values() for s in statuses}
-                        assert answered == {202, 503}, f"statuses during the failover: {answered}"
-                        await until_all_acked(burst, session, [one_url, two_url], ids, 30)
-                    stored = await stored_mos(url)   # the promoted standby
-                    assert all(stored[carrier_id] == mo_id for carrier_id, mo_id in burst.acked.items()), \
-                        "an acknowledged MO is missing on the promoted standby"
-                    await delivered(carrier, burst.acked, 30)
-                    assert set((await charges(url)).values()) == {1}
-                finally:
-                    await stop(one)
-                    await stop(two)
+        async with two_gateways(url, tmp_path) as (carrier, [(one, one_url), (two, two_url)]):
+            burst = Burst()
+            ids = [f"fo-{n}" for n in range(400)]
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
+                await outage_burst(burst, session, [one_url, two_url], ids, fail_over, pg_replicated.promote)
+                answered = {s for statuses in burst.statuses.values() for s in statuses}
+                assert answered == {202, 503}, f"statuses during the failover: {answered}"
+                await until_all_acked(burst, session, [one_url, two_url], ids, 30)
+            stored = await stored_mos(url)   # the promoted standby
+            assert all(stored[carrier_id] == mo_id for carrier_id, mo_id in burst.acked.items()), \
+                "an acknowledged MO is missing on the promoted standby"
+            await delivered(carrier, burst.acked, 30)
+            assert set((await charges(url)).values()) == {1}
 
     run(go(), 90)
