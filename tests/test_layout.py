@@ -56,3 +56,16 @@ def test_no_module_imports_another_modules_private_names():
         if alias.name.startswith("_") and not alias.name.startswith("__")
     )
     assert private == []
+
+
+def test_every_package_of_the_source_tree_is_installed():
+    # A wheel (`pip install .`, not -e) holds only the packages pyproject names: a subpackage
+    # left out installs a gateway that cannot import its store.
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    present = {
+        ".".join(("smsgw", *path.parent.relative_to(ROOT / "smsgw").parts))
+        for path in (ROOT / "smsgw").rglob("__init__.py")
+    }
+    assert present - listed == set()
