@@ -120,6 +120,9 @@ def create_app(config: Config, *, db_path: str, service_factory: Callable[[], An
         app.router.add_route(method, "/carriers/{name}/dlr", receive_dlr)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    from .api import add_api
+
+    add_api(app, config, lambda: app[STORE], lambda: app[OUTBOX])
     return app
 
 

@@ -35,7 +35,7 @@ import heapq
 import itertools
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -114,6 +114,8 @@ class Outbox:
         self._lost: set[str] = set()                 # leases run out: dropped when they come due
         self._claim_now = asyncio.Event()
         self._leases: asyncio.Task | None = None
+        # Checked before each send (the API's: an OTP past its ttl is expired instead); False: not sent.
+        self.screen: Callable[[PendingMT], Awaitable[bool]] | None = None
 
     @property
     def depth(self) -> int:
@@ -275,6 +277,10 @@ class Outbox:
             self._schedule(PendingMT(mt, pending.attempts, pending.created_at, at, pending.request_id), at)
             return
         try:
+            if self.screen is not None and not await self.screen(pending):
+                self.on_outcome("expired")
+                log.info("mt expired, not sent", carrier=mt.carrier, mt_id=mt.id, attempts=pending.attempts)
+                return
             try:
                 await adapter.send(self.session, mt)
             except PermanentDeliveryError as exc:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .errors import StoreError
 
-CURRENT = 1
+CURRENT = 2
 _MIGRATE_LOCK = 0x736D7367   # "smsg": pg_advisory_xact_lock key of a migration
 
 _VERSION_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY,"
@@ -61,7 +61,14 @@ def _sqlite_step_1(conn: sqlite3.Connection) -> None:
     create_message_tables(conn)
 
 
-_SQLITE_STEPS = {1: _sqlite_step_1}
+def _sqlite_step_api(conn: sqlite3.Connection) -> None:
+    """The sending API's tables and status trigger (store/api.py)."""
+    from .sqlite_api import ensure_api_tables
+
+    ensure_api_tables(conn)
+
+
+_SQLITE_STEPS = {1: _sqlite_step_1, 2: _sqlite_step_api}
 
 
 def sqlite_version(conn: sqlite3.Connection) -> int:
@@ -161,7 +168,13 @@ CREATE TABLE IF NOT EXISTS notices (
     created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (kind, target, occasion));
 CREATE TABLE IF NOT EXISTS store_probe (id INTEGER PRIMARY KEY CHECK (id = 1), at DOUBLE PRECISION NOT NULL);
 """
-_PG_STEPS = {1: _PG_STEP_1}
+def _pg_step_api() -> str:
+    from .api import API_TABLES_PG
+
+    return API_TABLES_PG
+
+
+_PG_STEPS = {1: _PG_STEP_1, 2: _pg_step_api}
 
 
 async def pg_version(conn) -> int:
@@ -177,7 +190,8 @@ async def pg_migrate(conn) -> tuple[int, int]:
         before = await pg_version(conn)
         await conn.execute(_VERSION_TABLE)
         for step in range(before + 1, CURRENT + 1):
-            await conn.execute(_PG_STEPS[step])
+            ddl = _PG_STEPS[step]
+            await conn.execute(ddl() if callable(ddl) else ddl)
             await conn.execute("INSERT INTO schema_version (version, applied_at) VALUES ($1, now()::text)", step)
     return before, max(before, CURRENT)
 
