@@ -185,3 +185,36 @@ def test_api_keys_are_stored_as_hashes_and_checked(api_db):
             await messages.close()
 
     asyncio.run(run())
+
+
+def test_api_keys_commands_print_the_key_once_store_its_hash_and_revoke(api_db, capsys):
+    from smsgw.api_keys import key_hash
+    from smsgw.cli import main
+
+    assert main(["api-keys", "create", "clinic", "--classes", "otp,notice", "--rate", "5", "--db", api_db]) == 0
+    printed = capsys.readouterr().out
+    key = printed.split("api key:")[1].split()[0]
+    secret = printed.split("callback secret:")[1].split()[0]
+    assert "classes otp,notice" in printed and "rate 5 per minute" in printed
+
+    async def stored():
+        from smsgw.store.api_open import open_api
+
+        messages = await open_messages(api_db)
+        try:
+            store = await open_api(messages)
+            return await authenticate(store, key), await store.key_by_hash(key_hash(key))
+        finally:
+            await messages.close()
+
+    found, (_, digest) = asyncio.run(stored())
+    assert (found.name, found.classes, found.rate, found.secret) == ("clinic", ("otp", "notice"), 5, secret)
+    assert digest == key_hash(key) != key
+    assert main(["api-keys", "create", "clinic", "--db", api_db]) == 1
+    assert "smsgw: a key named 'clinic' exists already" in capsys.readouterr().err
+    assert main(["api-keys", "create", "lab", "--classes", "otp,sms", "--db", api_db]) == 1
+    assert "smsgw: --classes 'otp,sms': each class one of otp, notice, info" in capsys.readouterr().err
+    assert main(["api-keys", "revoke", "clinic", "--db", api_db]) == 0
+    assert asyncio.run(stored())[0] is None
+    assert main(["api-keys", "revoke", "clinic", "--db", api_db]) == 1
+    assert "smsgw: no live key named 'clinic'" in capsys.readouterr().err
