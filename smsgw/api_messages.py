@@ -75,6 +75,7 @@ class Common:
             raise Refusal(400, f"ttl: whole seconds from 1 to {MAX_TTL}")
         self.expires_at = None if ttl is None else max(now, self.not_before or now) + ttl
         self.long_ok = key.long_messages
+        self._carriers: dict[str, str | None] = {}
 
     def message(self, to: Any, text: str, config: Config) -> NewMessage:
         """The message to `to`; _Bad (the reason) when its phone, carrier or text cannot be sent."""
@@ -85,7 +86,9 @@ class Common:
         except InvalidPhone as exc:
             raise _Bad(f"to: {exc}") from None
         network_name = network(phone)
-        carrier = config.carrier_for_network(network_name)
+        carrier = self._carriers.get(network_name, False)
+        if carrier is False:
+            carrier = self._carriers[network_name] = config.carrier_for_network(network_name)
         if carrier is None:
             raise _Bad(f"to: no carrier takes the network {network_name or 'of this number (unknown)'}")
         if self.fold:

@@ -73,6 +73,6 @@ def add_api_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--db", required=True, metavar="PATH", help=DB_HELP)
     p.set_defaults(func=cmd_api_keys_create)
     p = keys_sub.add_parser("revoke", help="end a key: its requests get 401 from now on")
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("name", metavar="NAME", help="the name the key was created with")
     p.add_argument("--db", required=True, metavar="PATH", help=DB_HELP)
     p.set_defaults(func=cmd_api_keys_revoke)
