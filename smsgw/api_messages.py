@@ -29,6 +29,7 @@ from .gsm import fold, measure
 from .ids import new_id
 from .phones import InvalidPhone, network, normalize
 from .store.api import CLASSES, ApiKey, NewMessage
+from .store.messages import MESSAGE_LANE, NOTICE_LANE, REPLY_LANE
 from .wire import OutboundMessage
 
 MAX_SEGMENTS = 3
@@ -77,7 +78,7 @@ class Common:
         self.long_ok = key.long_messages
         self._carriers: dict[str, str | None] = {}
 
-    def message(self, to: Any, text: str, config: Config) -> NewMessage:
+    def message(self, to: Any, text: str, config: Config, *, batch: bool = False) -> NewMessage:
         """The message to `to`; _Bad (the reason) when its phone, carrier or text cannot be sent."""
         if not isinstance(to, str):
             raise _Bad("to: a phone number as a string")
@@ -102,7 +103,15 @@ class Common:
         mt = OutboundMessage(id=new_id(), mo_id="", in_reply_to="", carrier=carrier, sender=config.notices.sender,
                              to=phone, text=text, encoding=size.encoding, segments=size.segments,
                              message_type=MessageType.PUSH)
-        return NewMessage(mt, self.message_class, self.callback_url, self.expires_at, self.not_before)
+        return NewMessage(mt, self.message_class, self.callback_url, self.expires_at, self.not_before,
+                          lane=self.lane(batch))
+
+    def lane(self, batch: bool) -> int:
+        """The outbox lane (SHARED-INTERFACES §2): one-time codes with the replies, then single
+        messages, then batches with the notices."""
+        if self.message_class == "otp":
+            return REPLY_LANE
+        return NOTICE_LANE if batch else MESSAGE_LANE
 
 
 def message_from_json(body: Any, key: ApiKey, config: Config, now: float) -> NewMessage:
@@ -165,7 +174,7 @@ def _batch(common: Common, recipients: list, config: Config) -> list[NewMessage]
                 raise _Bad(f"{missing[0]}: missing, or not a string (the text's placeholder {{{missing[0]}}})")
             text = _PLACEHOLDER.sub(lambda m: recipient[m.group(1)] if m.group(1) in names else m.group(0),
                                     common.text) if names else common.text
-            messages.append(common.message(recipient.get("to"), text, config))
+            messages.append(common.message(recipient.get("to"), text, config, batch=True))
         except _Bad as reason:
             bad.append({"index": index, "reason": str(reason)})
     if bad:

@@ -26,6 +26,18 @@ _MESSAGE = ("SELECT id, key_name, recipient, class, status, updated_at, encoding
             " FROM api_messages")
 
 
+_INSERT_MT = ("INSERT INTO mt_messages (id, mo_id, in_reply_to, carrier, sender, recipient, text, encoding, segments,"
+              " message_type, seq, status, created_at, next_attempt_at, lease_until, lane, not_before) VALUES ($1, '',"
+              " '', $2, $3, $4, $5, $6, $7, $8, 0, 'pending', $9, $10, $11, $12, $13)")
+
+
+def _lease_until(new: NewMessage, now: float, lease: float | None) -> float | None:
+    """This gateway's lease of an MT it stores: none for one held beyond a lease (claimed when its time nears)."""
+    if lease is None or (new.not_before is not None and new.not_before > now + lease):
+        return None
+    return now + lease
+
+
 class _OverRate(Exception):
     def __init__(self, retry_after: float) -> None:
         self.retry_after = retry_after
@@ -172,18 +184,13 @@ async def _insert(conn: asyncpg.Connection, key: ApiKey, idempotency_key: str | 
     message = ApiMessage(mt.id, key.name, mt.to, new.message_class, status, now, mt.encoding, mt.segments, batch_id)
     if opted_out:
         return message, None
-    due = new.not_before if new.not_before is not None else now
-    await conn.execute(
-        "INSERT INTO mt_messages (id, mo_id, in_reply_to, carrier, sender, recipient, text, encoding, segments,"
-        " message_type, seq, status, created_at, next_attempt_at, lease_until) VALUES ($1, '', '', $2, $3, $4, $5,"
-        " $6, $7, $8, 0, 'pending', $9, $10, $11)",
-        mt.id, mt.carrier, mt.sender, mt.to, mt.text, mt.encoding, mt.segments, int(mt.message_type), now, due,
-        now + lease if lease is not None else None)
+    await conn.execute(_INSERT_MT, mt.id, mt.carrier, mt.sender, mt.to, mt.text, mt.encoding, mt.segments,
+                       int(mt.message_type), now, now, _lease_until(new, now, lease), new.lane, new.not_before)
     await conn.execute(
         "INSERT INTO billing_rows (kind, carrier, mo_id, mt_id, msisdn, amount_vnd, message_type, at)"
         " VALUES ($1, $2, '', $3, $4, 0, $5, $6)",
         f"api:{key.name}", mt.carrier, mt.id, mask(mt.to), int(mt.message_type), iso_time(now))
-    return message, PendingMT(mt, 0, now, due)
+    return message, PendingMT(mt, 0, now, now, lane=new.lane, not_before=new.not_before)
 
 
 async def _insert_many(conn: asyncpg.Connection, key: ApiKey, batch_id: str, messages: Sequence[NewMessage],
@@ -193,7 +200,6 @@ async def _insert_many(conn: asyncpg.Connection, key: ApiKey, batch_id: str, mes
         "SELECT phone FROM opt_outs WHERE phone = ANY($1::text[])",
         [new.mt.to for new in messages if new.message_class != "otp"])}
     api_rows, mt_rows, bill_rows, pending = [], [], [], []
-    lease_until = now + lease if lease is not None else None
     at = iso_time(now)
     for new in messages:
         mt = new.mt
@@ -202,11 +208,10 @@ async def _insert_many(conn: asyncpg.Connection, key: ApiKey, batch_id: str, mes
                          new.callback_url, batch_id, mt.encoding, mt.segments, now, new.expires_at))
         if out:
             continue
-        due = new.not_before if new.not_before is not None else now
         mt_rows.append((mt.id, mt.carrier, mt.sender, mt.to, mt.text, mt.encoding, mt.segments,
-                        int(mt.message_type), now, due, lease_until))
+                        int(mt.message_type), now, now, _lease_until(new, now, lease), new.lane, new.not_before))
         bill_rows.append((f"api:{key.name}", mt.carrier, mt.id, mask(mt.to), int(mt.message_type), at))
-        pending.append(PendingMT(mt, 0, now, due))
+        pending.append(PendingMT(mt, 0, now, now, lane=new.lane, not_before=new.not_before))
     await conn.executemany(
         "INSERT INTO api_messages (id, key_name, recipient, class, status, callback_url, batch_id, encoding,"
         " segments, created_at, updated_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)",
@@ -214,10 +219,7 @@ async def _insert_many(conn: asyncpg.Connection, key: ApiKey, batch_id: str, mes
     await conn.executemany(
         "INSERT INTO api_callbacks (message_id, status, at, next_attempt_at) VALUES ($1, $2, $3, $3)",
         [(row[0], row[4], now) for row in api_rows if row[5] is not None])
-    await conn.executemany(
-        "INSERT INTO mt_messages (id, mo_id, in_reply_to, carrier, sender, recipient, text, encoding, segments,"
-        " message_type, seq, status, created_at, next_attempt_at, lease_until) VALUES ($1, '', '', $2, $3, $4, $5,"
-        " $6, $7, $8, 0, 'pending', $9, $10, $11)", mt_rows)
+    await conn.executemany(_INSERT_MT, mt_rows)
     await conn.executemany(
         "INSERT INTO billing_rows (kind, carrier, mo_id, mt_id, msisdn, amount_vnd, message_type, at)"
         " VALUES ($1, $2, '', $3, $4, 0, $5, $6)", bill_rows)

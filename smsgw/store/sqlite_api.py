@@ -179,17 +179,17 @@ def _insert(conn: sqlite3.Connection, key: ApiKey, idempotency_key: str | None, 
     message = ApiMessage(mt.id, key.name, mt.to, new.message_class, status, now, mt.encoding, mt.segments, batch_id)
     if opted_out:
         return message, None
-    due = new.not_before if new.not_before is not None else now
     conn.execute(
         "INSERT INTO mt_messages (id, mo_id, in_reply_to, carrier, sender, recipient, text, encoding, segments,"
-        " message_type, seq, status, created_at, next_attempt_at) VALUES (?, '', '', ?, ?, ?, ?, ?, ?, ?, 0,"
-        " 'pending', ?, ?)",
-        (mt.id, mt.carrier, mt.sender, mt.to, mt.text, mt.encoding, mt.segments, int(mt.message_type), now, due))
+        " message_type, seq, status, created_at, next_attempt_at, lane, not_before) VALUES (?, '', '', ?, ?, ?, ?,"
+        " ?, ?, ?, 0, 'pending', ?, ?, ?, ?)",
+        (mt.id, mt.carrier, mt.sender, mt.to, mt.text, mt.encoding, mt.segments, int(mt.message_type), now, now,
+         new.lane, new.not_before))
     conn.execute(
         "INSERT INTO billing_rows (kind, carrier, mo_id, mt_id, msisdn, amount_vnd, message_type, at)"
         " VALUES (?, ?, '', ?, ?, 0, ?, ?)",
         (f"api:{key.name}", mt.carrier, mt.id, mask(mt.to), int(mt.message_type), iso_time(now)))
-    return message, PendingMT(mt, 0, now, due)
+    return message, PendingMT(mt, 0, now, now, lane=new.lane, not_before=new.not_before)
 
 
 def _insert_many(conn: sqlite3.Connection, key: ApiKey, batch_id: str, messages: Sequence[NewMessage],
