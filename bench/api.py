@@ -83,7 +83,8 @@ async def main(args: argparse.Namespace) -> None:
         key = made.split("api key:")[1].split()[0]
         bare, bare_url = await start(str(Path(__file__).with_name("webhook.py")), "--bare-server")
         config.write_text(f'[carriers.generic]\nsecret = "{SECRET}"\nmode = "async"\nmt_url = "{bare_url}/mt"\n'
-                          'networks = ["*"]\n[protection]\nlookups_per_hour = 0\nrepeat_limit = 0\n')
+                          'networks = ["*"]\n[protection]\nlookups_per_hour = 0\nrepeat_limit = 0\n'
+                          '[notices]\nquiet_hours = ""\n')   # the batch is sent now, whatever the hour
         smsgw, url = await start("-m", "smsgw", "serve", "--db", db, "--config", str(config), "--port", "0")
         try:
             await load(url, requests=500, concurrency=args.concurrency, tag="warm")

@@ -11,6 +11,8 @@ The phone is routed like the notices (notices.route: `phones.network`, then the 
 `networks`); the text is measured like the replies (gsm.measure): GSM-7 when every character is
 in its alphabet, else UCS-2; with `"fold": true`, Vietnamese diacritics are dropped first
 (gsm.fold), so that the text goes as GSM-7 (more characters per part), as the client chose.
+A notice or info created (or scheduled by `send_at`) inside the quiet hours (quiet_hours.py) is
+held until their end; a one-time code never is.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from .config import Config
 from .gsm import fold, measure
 from .ids import new_id
 from .phones import InvalidPhone, network, normalize
+from .quiet_hours import not_before
 from .store.api import CLASSES, ApiKey, NewMessage
 from .store.messages import MESSAGE_LANE, NOTICE_LANE, REPLY_LANE
 from .wire import OutboundMessage
@@ -58,7 +61,7 @@ class _Bad(Exception):
 class Common:
     """The fields a message and a batch share, checked."""
 
-    def __init__(self, body: dict, key: ApiKey, now: float) -> None:
+    def __init__(self, body: dict, key: ApiKey, now: float, config: Config) -> None:
         self.message_class = _string(body, "class")
         if self.message_class not in CLASSES:
             raise Refusal(400, f"class: one of {', '.join(CLASSES)}")
@@ -71,6 +74,10 @@ class Common:
             raise Refusal(400, "fold: true or false")
         self.callback_url = _callback_url(body.get("callback_url"))
         self.not_before = _send_at(body.get("send_at"), now)
+        if self.message_class != "otp":   # quiet hours hold notices until the morning, never a one-time code
+            held = not_before(config.notices.quiet_hours, self.not_before or now)
+            if held is not None:
+                self.not_before = held
         ttl = body.get("ttl", DEFAULT_OTP_TTL if self.message_class == "otp" else None)
         if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= MAX_TTL):
             raise Refusal(400, f"ttl: whole seconds from 1 to {MAX_TTL}")
@@ -116,7 +123,7 @@ class Common:
 
 def message_from_json(body: Any, key: ApiKey, config: Config, now: float) -> NewMessage:
     _object(body, _MESSAGE_FIELDS)
-    common = Common(body, key, now)
+    common = Common(body, key, now, config)
     if "to" not in body:
         raise Refusal(400, "to: missing")
     try:
@@ -127,7 +134,7 @@ def message_from_json(body: Any, key: ApiKey, config: Config, now: float) -> New
 
 def batch_from_json(body: Any, key: ApiKey, config: Config, now: float) -> list[NewMessage]:
     _object(body, _BATCH_FIELDS)
-    common = Common(body, key, now)
+    common = Common(body, key, now, config)
     recipients = body.get("recipients")
     if not isinstance(recipients, list) or not recipients:
         raise Refusal(400, "recipients: a non-empty list of objects {\"to\": ..., placeholders}")
@@ -145,7 +152,7 @@ def batch_from_csv(body: bytes, query: dict[str, str], key: ApiKey, config: Conf
         fields["ttl"] = _query_int(fields["ttl"], "ttl")
     if "fold" in fields:
         fields["fold"] = {"true": True, "false": False}.get(fields["fold"], fields["fold"])
-    common = Common(fields, key, now)
+    common = Common(fields, key, now, config)
     try:
         reader = csv.DictReader(io.StringIO(body.decode("utf-8-sig"), newline=""))
         rows = list(reader)

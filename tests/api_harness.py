@@ -71,7 +71,7 @@ async def api_gateway(db: str, sink: Sink, *, key_classes=("otp", "notice", "inf
     carriers = {"generic": {"secret": SECRET, "mode": "async", "mt_url": sink.url, "networks": ["*"],
                             "retry_initial": 0.05, "retry_max": 0.2, **(carrier or {})}}
     config = parse_config({"carriers": carriers, "protection": {"lookups_per_hour": 0, "repeat_limit": 0},
-                           **({"notices": notices} if notices else {})})
+                           "notices": {"quiet_hours": "", **(notices or {})}})
     app = create_app(config, db_path=db)
     async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
         if not make_key:
@@ -100,4 +100,24 @@ async def opt_out(db: str, msisdn: str) -> None:
         conn = sqlite3.connect(db)
         with conn:
             conn.execute("INSERT INTO opt_outs (phone, since) VALUES (?, ?)", (msisdn, time.time()))
+        conn.close()
+
+
+async def mt_hold(db: str, mt_id: str) -> tuple[int, float | None]:
+    """(lane, not_before) of an MT as stored."""
+    query = "SELECT lane, not_before FROM mt_messages WHERE id = {}"
+    if db.startswith("postgresql://"):
+        import asyncpg
+
+        conn = await asyncpg.connect(db)
+        try:
+            return tuple(await conn.fetchrow(query.format("$1"), mt_id))
+        finally:
+            await conn.close()
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute(query.format("?"), (mt_id,)).fetchone()
+    finally:
         conn.close()

@@ -69,7 +69,7 @@ def test_sigkill_mid_campaign_then_restart_sends_each_recipient_exactly_one_sms(
             config = tmp_path / "smsgw.toml"
             config.write_text(
                 f'[carriers.generic]\nsecret = "{SECRET}"\nmode = "async"\nmt_url = "{sink.url}"\n'
-                'networks = ["*"]\ntps = 500\nretry_initial = 0.05\nretry_max = 0.2\n')
+                'networks = ["*"]\ntps = 500\nretry_initial = 0.05\nretry_max = 0.2\n[notices]\nquiet_hours = ""\n')
             key_file = tmp_path / "key.txt"
             with open(key_file, "w") as out:
                 import contextlib

@@ -61,7 +61,8 @@ class Served:
         await sink_site.start()
         sink_port = self.sink_runner.addresses[0][1]
         config = parse_config({"carriers": {"generic": {
-            "secret": SECRET, "mode": "async", "mt_url": f"http://127.0.0.1:{sink_port}/mt", "networks": ["*"]}}})
+            "secret": SECRET, "mode": "async", "mt_url": f"http://127.0.0.1:{sink_port}/mt", "networks": ["*"]}},
+            "notices": {"quiet_hours": ""}})
         self.runner = web.AppRunner(create_app(config, db_path=self.db))
         await self.runner.setup()
         await web.TCPSite(self.runner, "127.0.0.1", 0).start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 from aiohttp import web
@@ -13,7 +14,7 @@ from smsgw import api_callbacks
 from smsgw.adapters.generic import sign
 from smsgw.store import migrate
 
-from api_harness import PHONE, SECRET, api_gateway, carrier_sink, serving
+from api_harness import PHONE, SECRET, api_gateway, carrier_sink, mt_hold, serving
 
 
 @pytest.fixture
@@ -106,5 +107,31 @@ def test_a_receiver_failing_five_times_gets_every_status_once_in_order(api_db, m
                 assert {item["id"] for item in receiver.taken} == {message["id"]}
                 assert receiver.calls == 5 + 3
                 assert await status_of(client, headers, message["id"]) == "delivered"
+
+    asyncio.run(run())
+
+
+def test_quiet_hours_hold_a_notice_until_their_end_but_never_a_one_time_code(api_db):
+    from datetime import datetime, timedelta
+
+    from smsgw.clock import VIETNAM
+    from smsgw.quiet_hours import quiet_hours
+
+    local = datetime.now(VIETNAM)
+    span = f"{local - timedelta(hours=1):%H:%M}-{local + timedelta(hours=1):%H:%M}"   # now is inside them
+
+    async def run():
+        async with carrier_sink() as sink, api_gateway(api_db, sink, notices={"quiet_hours": span}) as (
+                client, headers, _):
+            notice = await (await client.post("/api/v1/messages", headers=headers, json={
+                "to": PHONE, "text": "Nhac dong phi BHXH", "class": "notice"})).json()
+            otp = await (await client.post("/api/v1/messages", headers=headers, json={
+                "to": PHONE, "text": "OTP 5555", "class": "otp"})).json()
+            await wait_status(client, headers, otp["id"], "sent")
+            await asyncio.sleep(0.3)
+            assert [mt["id"] for mt in sink.attempts] == [otp["id"]]
+            assert await status_of(client, headers, notice["id"]) == "queued"
+            lane, held = await mt_hold(api_db, notice["id"])
+            assert (lane, held) == (1, pytest.approx(quiet_hours(span).held_until(time.time()), abs=1))
 
     asyncio.run(run())
