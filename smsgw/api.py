@@ -106,6 +106,8 @@ def _json(body: bytes) -> Any:
         raise Refusal(400, "body: not valid UTF-8") from None
     except ValueError as exc:
         raise Refusal(400, f"body: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise Refusal(400, "body: not valid JSON (nested too deeply)") from None
 
 
 def _idempotency_key(request: web.Request) -> str | None:

@@ -82,6 +82,8 @@ def test_the_same_idempotency_key_three_times_at_once_gives_one_message_and_one_
     ({"to": PHONE, "text": "   ", "class": "otp"}, 422, "text"),
     ({"to": PHONE, "text": "x" * 500, "class": "otp"}, 422, "text"),
     ({"to": PHONE, "text": "x", "class": "info"}, 403, "class"),
+    (b"[" * 100_000, 400, "body"),
+    ("{\"to\": \"\udcff\"}".encode("utf-8", "surrogatepass"), 400, "body"),
 ])
 def test_each_refusal_names_its_field_and_queues_nothing(api_db, body, status, field):
     async def run():
@@ -115,9 +117,10 @@ def test_over_the_keys_rate_is_429_with_retry_after_counted_in_the_store(api_db)
     async def run():
         body = {"to": PHONE, "text": "x", "class": "info"}
         async with carrier_sink() as sink:
-            for _ in range(2):   # once more if a minute began during the first try (a new count)
+            headers = {}
+            for attempt in range(2):   # once more if a minute began during the first try (a new count)
                 minute = time.time() // 60
-                async with api_gateway(api_db, sink, rate=3, make_key=_ == 0) as (client, made, _secret):
+                async with api_gateway(api_db, sink, rate=3, make_key=attempt == 0) as (client, made, _secret):
                     headers = made or headers
                     statuses = [(await post(client, headers, body)).status for _ in range(3)]
                 # another gateway process on the same store: nothing of the count in its memory
