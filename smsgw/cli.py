@@ -20,6 +20,7 @@ from .cli_checks import (
     UserError, cannot_listen, database_path, describe_failure, http_url, is_listen_error, listen_address, notice_day,
     phone_option,
 )
+from .cli_api import add_api_commands
 from .cli_operations import add_operations_commands
 from .cli_reports import add_report_commands
 
@@ -221,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_db_migrate)
 
     add_operations_commands(sub, db_sub, config_help=CONFIG_HELP)
+    add_api_commands(sub)
 
     p = sub.add_parser("send", help="handle one inbound message in-process and print the reply as JSON")
     p.add_argument("--db", required=True, metavar="PATH", help=DB_HELP)

@@ -133,6 +133,23 @@ class NoticesConfig(Table):
     sender: str = "BHXHVN"          # the brandname notices are sent from
     agent: str = "cơ quan BHXH nơi cư trú"  # who to contact, in the card-expiry notice
     rate: Positive | None = None    # SMS per second per carrier for notices (default: the carrier's tps)
+    quiet_hours: str = "21:00-07:00"  # Vietnam time when no notice is sent (quiet_hours.py); "" for none
+    dossier_results_every: Positive = 30.0  # s between the gateway's dossier-results runs, at most 60
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_hours(cls, value: str) -> str:
+        from .quiet_hours import quiet_hours
+
+        span = quiet_hours(value)
+        return str(span) if span is not None else ""
+
+    @field_validator("dossier_results_every")
+    @classmethod
+    def _within_a_minute(cls, value: float) -> float:
+        if value > 60:
+            raise ValueError("must be at most 60 seconds: a dossier result is sent within a minute")
+        return value
 
     @field_validator("sender")
     @classmethod

@@ -74,13 +74,16 @@ INTAKE = web.AppKey("intake", Intake)
 def create_app(config: Config, *, db_path: str, service_factory: Callable[[], Any] | None = None,
                adapters: dict[str, CarrierAdapter] | None = None, mt_concurrency: int = 32,
                batch_delay: float = 0.0, resume_pending: bool = True, prune_daily: bool = False,
-               first_prune_within: float | None = None) -> web.Application:
+               first_prune_within: float | None = None, clock: Callable[[], float] = time.time,
+               outbox_tick: float = 60.0) -> web.Application:
     """The gateway app. The store, the HTTP client session and the MT workers live in `cleanup_ctx`.
 
     `service_factory()` returns the object answering messages (`await handle(text, sender)` ->
     `service.Outcome`); by default a `service.Service` over the records in `db_path`. `adapters`
     replaces the adapters built from the configuration (tests use `adapters.mock`). `prune_daily`
-    runs the retention's daily prune (retention.py) beside the gateway: worker 0 only.
+    runs the retention's daily prune (retention.py) beside the gateway: worker 0 only. `clock` is
+    the outbox's time (held MTs, quiet hours) and `outbox_tick` its longest sleep (outbox.py):
+    tests move the one and shorten the other.
     """
     app = web.Application(client_max_size=MAX_BODY, middlewares=[_observe])
     app[CONFIG] = config
@@ -98,7 +101,8 @@ def create_app(config: Config, *, db_path: str, service_factory: Callable[[], An
                                         on_batch=app[METRICS].commit_batch.observe,
                                         on_commit=app[METRICS].commit_seconds.observe)
             stack.push_async_callback(store.close)
-            outbox = Outbox(store, app[ADAPTERS], session, app[METRICS], concurrency=mt_concurrency)
+            outbox = Outbox(store, app[ADAPTERS], session, app[METRICS], concurrency=mt_concurrency, clock=clock,
+                            tick=outbox_tick)
             await outbox.start(resume=resume_pending)
             stack.push_async_callback(outbox.stop)
             app[METRICS].track_queue_depth(lambda: outbox.depth)
@@ -120,6 +124,9 @@ def create_app(config: Config, *, db_path: str, service_factory: Callable[[], An
         app.router.add_route(method, "/carriers/{name}/dlr", receive_dlr)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    from .api import add_api
+
+    add_api(app, config, lambda: app[STORE], lambda: app[OUTBOX])
     return app
 
 

@@ -19,6 +19,10 @@ the command runs in the month).
 
 A holder without a phone, or whose network no carrier takes, gets nothing: both are counted in
 the summary, and nothing is stored for them (a later run, after a config fix, sends theirs).
+
+Quiet hours (`[notices] quiet_hours`, quiet_hours.py): the notices of a run inside them are stored
+held until their end and not sent by the run; the gateway's outbox sends them then, on lane 2 of
+each carrier (after the replies), paced by the carrier's `tps`.
 """
 
 from __future__ import annotations
@@ -29,12 +33,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import aiohttp
 
 from .billing import MessageType
 from .carrier import CarrierAdapter, load_adapter
+from .clock import VIETNAM
 from .config import Config
 from .dispatch import participation
 from .gsm import measure
@@ -43,6 +48,7 @@ from .logs import get_logger
 from .metrics import Metrics
 from .outbox import Outbox
 from .phones import network
+from .quiet_hours import not_before
 from .replies import card_expiry_notice, payment_reminder_notice
 from .store import MessageStore, Notice, PendingMT, SqliteStore, open_messages, open_records
 from .wire import OutboundMessage
@@ -79,6 +85,8 @@ class NoticeSummary:
     sent: int = 0
     failed: int = 0
     pending: int = 0                                 # to be retried by the gateway's outbox
+    held: int = 0                                    # queued in quiet hours: sent by the gateway's outbox
+    held_until: float | None = None                  # ... from then (Unix seconds)
 
     def __str__(self) -> str:
         carriers = ", ".join(f"{name} {count}" for name, count in sorted(self.queued.items()))
@@ -91,6 +99,10 @@ class NoticeSummary:
             " no carrier takes" + (f" ({networks})" if networks else ""),
             f"  delivery: {self.sent} sent, {self.failed} failed, {self.pending} left pending for the gateway's outbox",
         ]
+        if self.held and self.held_until is not None:
+            morning = datetime.fromtimestamp(self.held_until, VIETNAM)
+            lines.append(f"  quiet hours: {self.held} held until {morning:%d/%m/%Y %H:%M} (Vietnam time), then sent"
+                         " by the gateway's outbox (smsgw serve)")
         return "\n".join(lines)
 
 
@@ -131,8 +143,10 @@ async def payment_reminder_drafts(records: SqliteStore, config: Config, today: d
     return drafts
 
 
-def route(drafts: Sequence[Draft], config: Config, summary: NoticeSummary) -> list[Notice]:
-    """The notices of the drafts whose phone's network a configured carrier takes."""
+def route(drafts: Sequence[Draft], config: Config, summary: NoticeSummary, *, now: float) -> list[Notice]:
+    """The notices of the drafts whose phone's network a configured carrier takes, created at
+    `now`: held until the morning when that is in the quiet hours."""
+    held_until = not_before(config.notices.quiet_hours, now)
     notices = []
     for draft in drafts:
         network_name = network(draft.msisdn)
@@ -144,20 +158,24 @@ def route(drafts: Sequence[Draft], config: Config, summary: NoticeSummary) -> li
         mt = OutboundMessage(id=new_id(), mo_id="", in_reply_to="", carrier=carrier,
                              sender=config.notices.sender, to=draft.msisdn, text=draft.text, encoding=size.encoding,
                              segments=size.segments, message_type=MessageType.PUSH)
-        notices.append(Notice(draft.kind, draft.target, draft.occasion.isoformat(), mt))
+        notices.append(Notice(draft.kind, draft.target, draft.occasion.isoformat(), mt, not_before=held_until))
     return notices
 
 
 async def queue(store: MessageStore, notices: Sequence[Notice], summary: NoticeSummary, *,
                 now: float | None = None) -> list[PendingMT]:
-    """Store the notices not stored before; the ones stored now, as pending MTs."""
+    """Store the notices not stored before; the ones stored now that may go at once, as pending
+    MTs (the ones held for the quiet hours are counted in the summary, left to the gateway's outbox)."""
     now = time.time() if now is None else now
     chunks = [notices[start:start + STORE_CHUNK] for start in range(0, len(notices), STORE_CHUNK)]
     results = await asyncio.gather(*(store.store_notices(chunk, now=now) for chunk in chunks))
     pending = [item for result in results for item in result]
     summary.queued.update(item.mt.carrier for item in pending)
     summary.queued_before += len(notices) - len(pending)
-    return pending
+    held = [item.due_at for item in pending if item.due_at > now]
+    summary.held += len(held)
+    summary.held_until = min(held, default=summary.held_until)
+    return [item for item in pending if item.due_at <= now]
 
 
 # --- delivery --------------------------------------------------------------------------------
@@ -204,11 +222,13 @@ async def deliver(store: MessageStore, pending: Sequence[PendingMT], adapters: M
 
 
 async def notify(kind: str, db_path: str, config: Config, *, today: date, days: int = 0,
-                 adapters: Mapping[str, CarrierAdapter] | None = None, progress: bool = True) -> NoticeSummary:
+                 adapters: Mapping[str, CarrierAdapter] | None = None, progress: bool = True,
+                 clock: Callable[[], float] = time.time) -> NoticeSummary:
     """Select, store and deliver the notices of `kind` for `today`; the summary of the run.
 
     `adapters` replaces the adapters built from the configuration (tests use `adapters.mock`).
-    A progress bar goes to stderr when `progress` is true and stderr is a terminal.
+    A progress bar goes to stderr when `progress` is true and stderr is a terminal. `clock`
+    gives the time the notices are created at (the quiet hours: tests inject one).
     """
     from .progress import Progress
 
@@ -223,10 +243,11 @@ async def notify(kind: str, db_path: str, config: Config, *, today: date, days: 
             raise ValueError(f"unknown notice kind {kind!r}")
     finally:
         await records.close()
-    notices = route(drafts, config, summary)
+    now = clock()
+    notices = route(drafts, config, summary, now=now)
     store = await open_messages(db_path)
     try:
-        pending = await queue(store, notices, summary)
+        pending = await queue(store, notices, summary, now=now)
         async with aiohttp.ClientSession() as session:
             with Progress(len(pending), f"notify {kind.replace('_', '-')}", enabled=None if progress else False) as bar:
                 await deliver(store, pending, adapters if adapters is not None else notice_adapters(config),

@@ -344,7 +344,7 @@ def walk_inputs(tmp_path_factory, records_db) -> tuple[dict[str, str], dict[str,
     config.write_text('[carriers.generic]\nsecret = "k"\nmode = "sync"\n', encoding="utf-8")
     valid = {"--db": str(db), "--config": str(config), "--from": PHONE, "--persons": "1", "--days": "30", "--month": "2026-11",
              "text": "BH", "files": str(TRANSCRIPTS / "hs.txt"), "directory": str(RECORDS),
-             "--to": str(root / "backup.db"), "--phone": PHONE}
+             "--to": str(root / "backup.db"), "--phone": PHONE, "name": "clinic"}
     paths = [str(folder), str(root / "missing" / "x.db"), str(corrupt), str(truncated)]
     refused = {
         "--db": paths, "--config": [str(folder), str(cp1258), str(not_toml), str(root / "missing.toml")],
@@ -352,7 +352,7 @@ def walk_inputs(tmp_path_factory, records_db) -> tuple[dict[str, str], dict[str,
         "--today": ["2026-13-45", "yesterday"], "--since": ["2026-02-30", "2026/11/01"],
         "--month": ["2026-13", "11/2026", "2026-1", "0001-01"],
         "--port": ["80000", "-1", "x"], "--host": ["999.1.1.1", "::zz"], "--workers": ["0", "-3", "100000"],
-        "--persons": ["-1", "many"], "--seed": ["x"], "--days": ["-1", "x", "99999999"],
+        "--persons": ["-1", "many"], "--rate": ["-1", "x"], "--classes": ["", "otp,sms"], "--seed": ["x"], "--days": ["-1", "x", "99999999"],
         "--from": ["hello", "", "0912"], "--phone": ["hello", "0912"], "--now": ["yesterday", "2026-13-01"],
         "--to": [str(folder), str(root / "missing" / "copy.db"), str(db)], "--url": ["not a url", "http://127.0.0.1:99999", f"http://127.0.0.1:{closed_port}"],
         "files": [str(folder), str(root / "missing.txt"), str(cp1258), str(empty)],

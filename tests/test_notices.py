@@ -67,6 +67,8 @@ async def make_records(path: Path) -> None:
 
 
 def config_for(sinks: dict[str, Sink], servers: dict[str, TestServer], **notices) -> object:
+    """The three carriers of `sinks`; no quiet hours unless `notices` sets them (tests/test_quiet_hours.py)."""
+    notices.setdefault("quiet_hours", "")
     networks = {"viettel": ["Viettel"], "vinaphone": ["VinaPhone"], "mobifone": ["Mobifone"]}
     carriers = {name: {"secret": SECRET, "mode": "async", "mt_url": str(servers[name].make_url("/mt")),
                        "networks": networks[name], "retry_initial": 60.0} for name in sinks}
@@ -232,7 +234,7 @@ def test_the_cli_sends_once_and_prints_the_summary(tmp_path):
         async with AsyncExitStack() as stack:
             sinks, servers = await start_sinks(stack, viettel=200)
             config_file.write_text(
-                '[notices]\nagent = "Đại lý Tân Phú"\n[carriers.viettel]\nsecret = "k"\nmode = "async"\n'
+                '[notices]\nagent = "Đại lý Tân Phú"\nquiet_hours = ""\n[carriers.viettel]\nsecret = "k"\nmode = "async"\n'
                 f'mt_url = "{servers["viettel"].make_url("/mt")}"\nnetworks = ["Viettel"]\n', encoding="utf-8")
             args = ("notify", "card-expiry", "--days", "30", "--today", TODAY.isoformat(), "--db", str(db),
                     "--config", str(config_file))

@@ -85,3 +85,26 @@ def test_national_and_international_forms_agree(prefix, subscriber):
     assert normalize("+" + expected) == expected
     assert normalize(expected) == expected
     assert "*" * 4 in mask(expected) and mask(expected)[:7] == expected[:7]
+
+
+@given(st.sampled_from(["0", "84", "+84", "0084", "", "+", "8", "00"]),
+       st.text(alphabet="0123456789", min_size=8, max_size=11))
+def test_the_vietnamese_mobile_fast_path_agrees_with_the_full_parse(prefix, digits):
+    from smsgw import phones
+
+    def outcome(function, raw):
+        try:
+            return function(raw)
+        except phones.InvalidPhone as exc:
+            return str(exc)
+
+    raw = prefix + digits
+    assert outcome(phones.normalize, raw) == outcome(phones._normalize_parsed, raw)
+
+
+@given(st.text(alphabet="0123456789", min_size=9, max_size=9))
+def test_the_network_by_prefix_agrees_with_the_carrier_data(national):
+    from smsgw import phones
+
+    msisdn = "84" + national
+    assert phones.network(msisdn) == phones._network(msisdn)

@@ -87,6 +87,12 @@ def stored_statuses(mode: str, guard: Guard | None, replies: Sequence[OutboundMe
     return status, "pending" if mode == "async" else "sent"
 
 
+# The outbox's lanes (SHARED-INTERFACES §2): on each carrier a lower lane goes first.
+REPLY_LANE = 0      # replies to citizens, answers to their questions, one-time codes: never held
+MESSAGE_LANE = 1    # single API messages of class notice or info
+NOTICE_LANE = 2     # notices (card expiry, payment reminders, dossier results), API batches
+
+
 @dataclass(frozen=True)
 class PendingMT:
     mt: OutboundMessage
@@ -94,6 +100,18 @@ class PendingMT:
     created_at: float          # Unix seconds
     next_attempt_at: float
     request_id: str | None = None   # of the carrier's request that brought its MO, when this process took it
+    lane: int = REPLY_LANE
+    not_before: float | None = None   # held until then (quiet hours, a scheduled send); None: not held
+
+    @property
+    def due_at(self) -> float:
+        """When its next attempt may start: its retry time, never before `not_before`."""
+        return self.next_attempt_at if self.not_before is None else max(self.next_attempt_at, self.not_before)
+
+    @property
+    def waiting_since(self) -> float:
+        """When it became due for the first time: stored, or released from its hold."""
+        return self.created_at if self.not_before is None else max(self.created_at, self.not_before)
 
 
 @dataclass(frozen=True)
@@ -120,10 +138,12 @@ class BillingRow:
 class Notice:
     """A push to one phone; queued once per (kind, target, occasion)."""
 
-    kind: str                  # card_expiry | payment_reminder
-    target: str                # what it is about: a card number, an ssn
-    occasion: str              # the ISO date that makes it a new notice (notices.py says which)
+    kind: str                  # card_expiry | payment_reminder | dossier_result
+    target: str                # what it is about: a card number, an ssn, a dossier code
+    occasion: str              # what makes it a new notice (notices.py says which): an ISO date, a status
     mt: OutboundMessage        # mo_id and in_reply_to empty: no MO asked for it
+    lane: int = NOTICE_LANE
+    not_before: float | None = None   # quiet hours (quiet_hours.py): held until the morning
 
 
 class MessageStore(abc.ABC):
@@ -169,7 +189,7 @@ class MessageStore(abc.ABC):
 
     @abc.abstractmethod
     async def pending(self) -> list[PendingMT]:
-        """Every MT still to deliver, oldest first."""
+        """Every MT still to deliver, by lane, oldest first (held ones with their `not_before`)."""
 
     @abc.abstractmethod
     async def mark_sent(self, mt_id: str) -> None: ...
@@ -202,7 +222,15 @@ class MessageStore(abc.ABC):
     lease_seconds: float = 0.0    # how long a claimed MT stays this gateway's without renewal
 
     async def claim(self) -> list[PendingMT]:
-        """Claim the MTs due that no gateway holds (never claimed, or their lease run out), oldest first."""
+        """Claim the MTs due that no gateway holds (never claimed, or their lease run out), oldest first.
+
+        An MT held (`not_before`) further than a lease ahead is left alone until its time is near.
+        """
+        return []
+
+    async def held(self, until: float) -> list[PendingMT]:
+        """The pending MTs held until a time up to `until` (a store only one process delivers from:
+        those another process stored held, for its outbox to wake them on time)."""
         return []
 
     async def renew(self, mt_ids: Sequence[str]) -> set[str]:

@@ -36,8 +36,8 @@ from .schema import shown
 from .sqlite_tables import iso_time as _iso
 
 _MT_COLUMNS = "id, mo_id, in_reply_to, carrier, sender, recipient, text, encoding, segments, message_type"
-_INSERT_MT = (f"INSERT INTO mt_messages ({_MT_COLUMNS}, seq, status, created_at, next_attempt_at, lease_until)"
-              " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)")
+_INSERT_MT = (f"INSERT INTO mt_messages ({_MT_COLUMNS}, seq, status, created_at, next_attempt_at, lease_until,"
+              " lane, not_before) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)")
 # How long an MT claimed by a gateway stays its own without renewal (see `pending`); the outbox
 # renews its leases every third of it. SMSGW_LEASE_SECONDS overrides it (every gateway the same).
 LEASE_SECONDS = 60.0
@@ -157,8 +157,11 @@ class PgMessageStore(MessageStore):
                     " ON CONFLICT DO NOTHING RETURNING true", notice.kind, notice.target, notice.occasion, mt.id, now,
                 ):
                     continue
-                await conn.execute(_INSERT_MT, *_mt_values(mt), 0, "pending", now, now, now + self.lease_seconds)
-                queued.append(PendingMT(mt, 0, now, now))
+                # held beyond a lease: no gateway's until one claims it as its time nears (see `claim`)
+                held = notice.not_before is not None and notice.not_before > now + self.lease_seconds
+                await conn.execute(_INSERT_MT, *_mt_values(mt), 0, "pending", now, now,
+                                   None if held else now + self.lease_seconds, notice.lane, notice.not_before)
+                queued.append(PendingMT(mt, 0, now, now, lane=notice.lane, not_before=notice.not_before))
             await _bill(conn, [("push", pending.mt, 0) for pending in queued], at)
         return queued
 
@@ -175,16 +178,19 @@ class PgMessageStore(MessageStore):
         return await self.claim()
 
     async def claim(self) -> list[PendingMT]:
+        """Also the MTs held until a time within a lease from now: claimed before their time, sent on time;
+        those held longer are left to the claims nearer their time (nobody renews their leases for hours)."""
         now = time.time()
         async with transaction(self._pool) as conn:
             rows = await conn.fetch(
                 f"UPDATE mt_messages SET lease_until = $1 WHERE id IN (SELECT id FROM mt_messages"
                 " WHERE status = 'pending' AND (lease_until IS NULL OR lease_until < $2)"
-                " FOR UPDATE SKIP LOCKED)"
-                f" RETURNING {_MT_COLUMNS}, attempts, created_at, next_attempt_at, mo_id, seq",
+                " AND (not_before IS NULL OR not_before <= $1) FOR UPDATE SKIP LOCKED)"
+                f" RETURNING {_MT_COLUMNS}, attempts, created_at, next_attempt_at, lane, not_before, mo_id, seq",
                 now + self.lease_seconds, now)
-        rows = sorted(rows, key=lambda row: (row[11], row[13], row[14]))
-        return [PendingMT(_mt(row), row[10], row[11], row[12] or row[11]) for row in rows]
+        rows = sorted(rows, key=lambda row: (row[13], row[11], row[15], row[16]))
+        return [PendingMT(_mt(row), row[10], row[11], row[12] or row[11], lane=row[13], not_before=row[14])
+                for row in rows]
 
     async def mark_sent(self, mt_id: str) -> None:
         # one statement (one round trip): the second UPDATE sees the table as it was before the first,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .errors import StoreError
 
-CURRENT = 1
+CURRENT = 3
 _MIGRATE_LOCK = 0x736D7367   # "smsg": pg_advisory_xact_lock key of a migration
 
 _VERSION_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY,"
@@ -61,7 +61,21 @@ def _sqlite_step_1(conn: sqlite3.Connection) -> None:
     create_message_tables(conn)
 
 
-_SQLITE_STEPS = {1: _sqlite_step_1}
+def _sqlite_step_outbox_lanes(conn: sqlite3.Connection) -> None:
+    """The outbox's lanes and holds: mt_messages.lane and not_before (sqlite_tables.add_outbox_lanes)."""
+    from .sqlite_tables import add_outbox_lanes
+
+    add_outbox_lanes(conn)
+
+
+def _sqlite_step_api(conn: sqlite3.Connection) -> None:
+    """The sending API's tables and status trigger (store/api.py)."""
+    from .sqlite_api import ensure_api_tables
+
+    ensure_api_tables(conn)
+
+
+_SQLITE_STEPS = {1: _sqlite_step_1, 2: _sqlite_step_outbox_lanes, 3: _sqlite_step_api}
 
 
 def sqlite_version(conn: sqlite3.Connection) -> int:
@@ -161,7 +175,22 @@ CREATE TABLE IF NOT EXISTS notices (
     created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (kind, target, occasion));
 CREATE TABLE IF NOT EXISTS store_probe (id INTEGER PRIMARY KEY CHECK (id = 1), at DOUBLE PRECISION NOT NULL);
 """
-_PG_STEPS = {1: _PG_STEP_1}
+# The outbox's lanes and holds (SHARED-INTERFACES §2): each MT's lane (0 replies first) and the
+# time a held MT waits for (NULL: not held).
+_PG_STEP_OUTBOX_LANES = """
+ALTER TABLE mt_messages ADD COLUMN IF NOT EXISTS lane INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE mt_messages ADD COLUMN IF NOT EXISTS not_before DOUBLE PRECISION;
+CREATE INDEX IF NOT EXISTS mt_messages_held ON mt_messages (not_before)
+    WHERE status = 'pending' AND not_before IS NOT NULL;
+"""
+
+def _pg_step_api() -> str:
+    from .api import API_TABLES_PG
+
+    return API_TABLES_PG
+
+
+_PG_STEPS = {1: _PG_STEP_1, 2: _PG_STEP_OUTBOX_LANES, 3: _pg_step_api}
 
 
 async def pg_version(conn) -> int:
@@ -177,7 +206,8 @@ async def pg_migrate(conn) -> tuple[int, int]:
         before = await pg_version(conn)
         await conn.execute(_VERSION_TABLE)
         for step in range(before + 1, CURRENT + 1):
-            await conn.execute(_PG_STEPS[step])
+            ddl = _PG_STEPS[step]
+            await conn.execute(ddl() if callable(ddl) else ddl)
             await conn.execute("INSERT INTO schema_version (version, applied_at) VALUES ($1, now()::text)", step)
     return before, max(before, CURRENT)
 

@@ -106,13 +106,13 @@ class SqliteMessageStore(MessageStore):
                 ).rowcount:
                     continue
                 conn.execute(
-                    f"INSERT INTO mt_messages ({_MT_COLUMNS}, seq, status, created_at, next_attempt_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 'pending', ?, ?)",
+                    f"INSERT INTO mt_messages ({_MT_COLUMNS}, seq, status, created_at, next_attempt_at, lane,"
+                    " not_before) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 'pending', ?, ?, ?, ?)",
                     (mt.id, mt.mo_id, mt.in_reply_to, mt.carrier, mt.sender, mt.to, mt.text, mt.encoding,
-                     mt.segments, int(mt.message_type), now, now),
+                     mt.segments, int(mt.message_type), now, now, notice.lane, notice.not_before),
                 )
                 _bill(conn, "push", mt, 0, at)
-                queued.append(PendingMT(mt, 0, now, now))
+                queued.append(PendingMT(mt, 0, now, now, lane=notice.lane, not_before=notice.not_before))
             return queued
 
         return await self._submit(run)
@@ -122,11 +122,17 @@ class SqliteMessageStore(MessageStore):
 
     async def pending(self) -> list[PendingMT]:
         def run(conn: sqlite3.Connection) -> list[PendingMT]:
-            rows = conn.execute(
-                f"SELECT {_MT_COLUMNS}, attempts, created_at, next_attempt_at FROM mt_messages"
-                " WHERE status = 'pending' ORDER BY created_at, mo_id, seq"
-            ).fetchall()
-            return [PendingMT(_mt(row[:10]), row[10], row[11], row[12] or row[11]) for row in rows]
+            rows = conn.execute(f"SELECT {_PENDING_COLUMNS} FROM mt_messages WHERE status = 'pending'"
+                                " ORDER BY lane, created_at, mo_id, seq").fetchall()
+            return [_pending(row) for row in rows]
+
+        return await self._submit(run)
+
+    async def held(self, until: float) -> list[PendingMT]:
+        def run(conn: sqlite3.Connection) -> list[PendingMT]:
+            rows = conn.execute(f"SELECT {_PENDING_COLUMNS} FROM mt_messages WHERE status = 'pending'"
+                                " AND not_before IS NOT NULL AND not_before <= ? ORDER BY not_before", (until,))
+            return [_pending(row) for row in rows]
 
         return await self._submit(run)
 
@@ -248,6 +254,14 @@ def _mt(row: Sequence[Any]) -> OutboundMessage:
     return OutboundMessage(id=row[0], mo_id=row[1], in_reply_to=row[2], carrier=row[3], sender=row[4],
                            to=row[5], text=row[6], encoding=row[7], segments=row[8],
                            message_type=MessageType(row[9]))
+
+
+_PENDING_COLUMNS = f"{_MT_COLUMNS}, attempts, created_at, next_attempt_at, lane, not_before"
+
+
+def _pending(row: Sequence[Any]) -> PendingMT:
+    """A PendingMT from a row of _PENDING_COLUMNS."""
+    return PendingMT(_mt(row[:10]), row[10], row[11], row[12] or row[11], lane=row[13], not_before=row[14])
 
 
 def _bill(conn: sqlite3.Connection, kind: str, mt: OutboundMessage, amount: int, at: str) -> None:

@@ -5,7 +5,9 @@ Tables (WAL):
                     queued -> sent | failed (async), or withheld (no reply: see protection.py,
                     whose `guard` says why); `taken_at` is our clock (Unix seconds)
     mt_messages     the replies with their stable MT id; status sent (sync: given in the response),
-                    pending -> sent | failed (async outbox); attempts, next attempt, DLR state
+                    pending -> sent | failed (async outbox); attempts, next attempt, DLR state;
+                    the outbox lane (0 replies, 1 API messages, 2 notices) and `not_before`, the
+                    time a held MT (quiet hours, a scheduled send) waits for
     billing_rows    one charge row per MT (amount 0 when not charged), and one refund row
                     reversing it when delivery is given up; one push row (amount 0) per notice;
                     the phone number is stored masked
@@ -137,6 +139,23 @@ def create_message_tables(conn: sqlite3.Connection) -> None:
                 conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
     for statement in _statements(_INDEXES):
         conn.execute(statement)
+    add_outbox_lanes(conn)
+
+
+# The outbox's lanes and holds (schema.py's step of that name; SHARED-INTERFACES §2): each MT's
+# lane (0 replies first) and the time it is held until (NULL: not held).
+_OUTBOX_LANES_COLUMNS = (("lane", "INTEGER NOT NULL DEFAULT 0"), ("not_before", "REAL"))
+_OUTBOX_LANES_INDEX = ("CREATE INDEX IF NOT EXISTS mt_messages_held ON mt_messages (not_before)"
+                       " WHERE status = 'pending' AND not_before IS NOT NULL")
+
+
+def add_outbox_lanes(conn: sqlite3.Connection) -> None:
+    """Add the lane and hold columns of mt_messages when missing, inside the caller's transaction."""
+    present = {row[1] for row in conn.execute("PRAGMA table_info(mt_messages)")}
+    for name, declaration in _OUTBOX_LANES_COLUMNS:
+        if name not in present:
+            conn.execute(f"ALTER TABLE mt_messages ADD COLUMN {name} {declaration}")
+    conn.execute(_OUTBOX_LANES_INDEX)
 
 
 def _statements(script: str) -> list[str]:

@@ -1,0 +1,212 @@
+"""The agency's sending API (CONTRACT §8): HTTP handlers on the gateway's app.
+
+    POST /api/v1/messages        one message: 201 {id, status, encoding, segments}; 200 the same
+                                 for a retry with the same Idempotency-Key
+    GET  /api/v1/messages/{id}   {id, to, class, status, updated_at}
+    POST /api/v1/batches         many (JSON, or text/csv): checked whole, then 202 {id}
+    GET  /api/v1/batches/{id}    its messages counted by status
+    GET  /api/v1/openapi.json    the OpenAPI 3.1 description (openapi.json beside this module)
+
+A request is checked in this order: key 401, body 413 (over 16 MiB), JSON 400 (naming the
+field), class 403, content 422 (phone, empty text, over 3 parts), rate 429 (with Retry-After).
+Each refusal is `{"error": "<reason>"}`; never a 5xx for what a client sent. What a message
+becomes (phone to carrier, text to its encoding) is decided here (api_messages.py); the store
+keeps it with its MT in one transaction (store/api.py); the outbox sends it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+
+from .api_callbacks import CallbackSender
+from .api_keys import authenticate
+from .api_messages import Refusal, batch_from_csv, batch_from_json, message_from_json
+from .config import Config
+from .ids import new_id
+from .logs import get_logger
+from .phones import mask
+from .store.api import ApiKey, ApiStore, PendingMT
+from .store.api_open import open_api
+
+MAX_API_BODY = 16 * 1024 * 1024
+API_STORE = web.AppKey("api_store", ApiStore)
+API_CONFIG = web.AppKey("api_config", Config)
+
+log = get_logger(component="api")
+
+
+def add_api(app: web.Application, config: Config, store_of: Callable[[], Any], outbox_of: Callable[[], Any]) -> None:
+    """The API's routes and its callback sender on `app`, over the gateway's store and outbox
+    (`store_of()`, `outbox_of()`: known once the gateway's resources are open)."""
+    app[API_CONFIG] = config
+
+    async def resources_(app: web.Application) -> AsyncIterator[None]:
+        messages = store_of()
+        store = await open_api(messages)
+        app[API_STORE] = store
+        outbox = outbox_of()
+        outbox.screen = _screen(store)
+        sender = CallbackSender(store)
+        sender.start()
+        yield
+        await sender.stop()
+
+    app.cleanup_ctx.append(resources_)
+    app.router.add_post("/api/v1/messages", post_message)
+    app.router.add_get("/api/v1/messages/{id}", get_message)
+    app.router.add_post("/api/v1/batches", post_batch)
+    app.router.add_get("/api/v1/batches/{id}", get_batch)
+    app.router.add_get("/api/v1/openapi.json", openapi)
+
+
+def _screen(store: ApiStore) -> Callable[[PendingMT], Any]:
+    """The outbox's check before each send: an API message past its ttl is expired, not sent."""
+    async def screen(pending: PendingMT) -> bool:
+        if pending.mt.mo_id:   # a reply: never an API message
+            return True
+        return not await store.expire_if_due(pending.mt.id, time.time())
+
+    return screen
+
+
+def refuse(status: int, reason: str, headers: dict[str, str] | None = None, **extra: Any) -> web.Response:
+    return web.json_response({"error": reason, **extra}, status=status, headers=headers)
+
+
+async def _key(request: web.Request) -> ApiKey:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Refusal(401, "Authorization: a 'Bearer <key>' header is needed")
+    key = await authenticate(request.app[API_STORE], token.strip())
+    if key is None:
+        raise Refusal(401, "Authorization: unknown or revoked key")
+    return key
+
+
+async def _body(request: web.Request) -> bytes:
+    try:
+        return await request.clone(client_max_size=MAX_API_BODY).read()
+    except web.HTTPRequestEntityTooLarge:
+        raise Refusal(413, f"body over {MAX_API_BODY // (1024 * 1024)} MiB") from None
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise Refusal(400, "body: not valid UTF-8") from None
+    except ValueError as exc:
+        raise Refusal(400, f"body: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise Refusal(400, "body: not valid JSON (nested too deeply)") from None
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    value = request.headers.get("Idempotency-Key")
+    if value is None:
+        return None
+    if not 1 <= len(value) <= 255 or not value.isprintable():
+        raise Refusal(400, "Idempotency-Key: 1-255 printable characters")
+    return value
+
+
+def _lease(request: web.Request) -> float | None:
+    from .gateway import STORE
+
+    store = request.app[STORE]
+    return store.lease_seconds if store.shared else None
+
+
+def _outbox_add(request: web.Request, pending: list[PendingMT]) -> None:
+    from .gateway import OUTBOX
+
+    outbox = request.app[OUTBOX]
+    for item in pending:
+        outbox.add(item)
+
+
+def _too_many(retry_after: float) -> web.Response:
+    seconds = max(1, math.ceil(retry_after))
+    return refuse(429, f"over this key's rate: try again in {seconds} s", {"Retry-After": str(seconds)})
+
+
+async def post_message(request: web.Request) -> web.Response:
+    try:
+        key = await _key(request)
+        idempotency_key = _idempotency_key(request)
+        new = message_from_json(_json(await _body(request)), key, request.app[API_CONFIG], time.time())
+    except Refusal as refusal:
+        return refusal.response()
+    taken = await request.app[API_STORE].store_message(key, idempotency_key, new, now=time.time(),
+                                                       lease=_lease(request))
+    if taken.retry_after is not None:
+        return _too_many(taken.retry_after)
+    if taken.pending is not None:
+        _outbox_add(request, [taken.pending])
+    message = taken.message
+    log.info("api message", key=key.name, id=message.id, to=mask(message.to), message_class=message.message_class,
+             status=message.status, created=taken.created)
+    return web.json_response({"id": message.id, "status": message.status, "encoding": message.encoding,
+                              "segments": message.segments}, status=201 if taken.created else 200)
+
+
+async def get_message(request: web.Request) -> web.Response:
+    try:
+        key = await _key(request)
+    except Refusal as refusal:
+        return refusal.response()
+    message = await request.app[API_STORE].message(key.name, request.match_info["id"])
+    if message is None:
+        return refuse(404, "id: no message of this key has this id")
+    return web.json_response(message.public())
+
+
+async def post_batch(request: web.Request) -> web.Response:
+    try:
+        key = await _key(request)
+        idempotency_key = _idempotency_key(request)
+        body = await _body(request)
+        config, now = request.app[API_CONFIG], time.time()
+        if request.content_type == "text/csv":
+            messages = await asyncio.to_thread(batch_from_csv, body, dict(request.query), key, config, now)
+        else:
+            messages = await asyncio.to_thread(batch_from_json, _json(body), key, config, now)
+    except Refusal as refusal:
+        return refusal.response()
+    batch_id, created, pending, retry_after = await request.app[API_STORE].store_batch(
+        key, idempotency_key, new_id(), messages, now=time.time(), lease=_lease(request))
+    if retry_after is not None:
+        return _too_many(retry_after)
+    _outbox_add(request, pending)
+    log.info("api batch", key=key.name, id=batch_id, recipients=len(messages), created=created)
+    return web.json_response({"id": batch_id}, status=202 if created else 200)
+
+
+async def get_batch(request: web.Request) -> web.Response:
+    try:
+        key = await _key(request)
+    except Refusal as refusal:
+        return refusal.response()
+    counts = await request.app[API_STORE].batch_counts(key.name, request.match_info["id"])
+    if counts is None:
+        return refuse(404, "id: no batch of this key has this id")
+    return web.json_response({"id": request.match_info["id"], "total": sum(counts.values()), "counts": counts})
+
+
+_OPENAPI: bytes | None = None
+
+
+async def openapi(request: web.Request) -> web.Response:
+    global _OPENAPI
+    if _OPENAPI is None:
+        _OPENAPI = resources.files("smsgw").joinpath("openapi.json").read_bytes()
+    return web.Response(body=_OPENAPI, content_type="application/json")
