@@ -1,0 +1,236 @@
+"""The conversation commands (CONTRACT §7): the language of HOI, DG, TC and DK, and their durable
+effects through the real gateway on both backends (questions numbered, the FAQ's answer at once,
+ratings, opt-outs), exactly once per carrier id."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from test_gateway import OWNER, gateway, mo_body, post_mo, records_db  # noqa: F401 (a fixture)
+
+from smsgw.clock import VIETNAM
+from smsgw.commands import DG, DK, HOI, TC
+from smsgw.config import parse_config
+from smsgw.faq import Faq
+from smsgw.gateway import STORE
+from smsgw.language import ParseError, parse
+from smsgw.normalize import normalize
+from smsgw.service import Service, parse_result
+from smsgw.store import open_records
+
+FAQ = Path(__file__).resolve().parent.parent / "fixtures" / "faq" / "faq.csv"
+STRANGER = "84987654321"
+
+# --- the language ----------------------------------------------------------------------------
+
+free_text = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=200)
+
+
+BRACKETS = re.compile(r"[ ()\[\]<>\"“”'‘’]")
+
+
+def said(text: str) -> bool:
+    """Whether `text` says anything: more than white space, brackets and quotes (ignored), format
+    characters, or punctuation at the end."""
+    return bool(BRACKETS.sub("", normalize(text)))
+
+
+@given(free_text)
+def test_a_question_is_kept_as_typed(question):
+    result = parse(f"BH HOI {question}")
+    if said(question):
+        assert result == HOI(question.strip())
+    else:   # nothing but white space, brackets, punctuation at the end, format characters
+        assert isinstance(result, ParseError) and result.error == "missing_argument"
+
+
+@given(st.sampled_from(["BH HOI", "bh hoi", "BHHOI", "BHXH HOI", "BH HỎI", "ＢＨ　ＨＯＩ", "B\u200bH HOI"]),
+       st.text("abcdeđơưạảãáàĐƠỨ ?0123456789,.!", min_size=1, max_size=60).filter(lambda t: t.strip(" .,!")))
+def test_the_command_part_is_tolerated_as_in_section_1a_the_question_is_not_touched(head, question):
+    text = question.strip()
+    result = parse(f"{head} {question}")
+    if not said(question):
+        assert isinstance(result, ParseError)
+    else:
+        assert result == HOI(text)
+
+
+@given(st.integers(1, 5), st.none() | free_text.filter(lambda t: t.strip()[:1] not in (")", "]", ">")))
+def test_a_rating_with_or_without_a_comment(rating, comment):
+    result = parse(f"BH DG {rating} {comment or ''}")
+    expected = comment.strip() if comment is not None and said(comment) else None
+    assert result == DG(rating, expected)
+
+
+@given(st.sampled_from(["0", "6", "9", "tot", "55", "10", "-1", "4/5", "4.5", "5sao"]))
+def test_a_rating_outside_1_to_5_is_bad_id(rating):
+    result = parse(f"BH DG {rating} rat tot")
+    assert isinstance(result, ParseError) and (result.error, result.command) == ("bad_id", "DG")
+
+
+@pytest.mark.parametrize("text, error, command", [
+    ("BH HOI", "missing_argument", "HOI"), ("BH HOI  ...", "missing_argument", "HOI"),
+    ("BH DG", "missing_argument", "DG"), ("BH DG 0", "bad_id", "DG"), ("BH DG 6", "bad_id", "DG"),
+    ("BH DG tot", "bad_id", "DG"), ("BH TC abc", "trailing_input", "TC"), ("BH DK 1", "trailing_input", "DK"),
+    ("BH HOIA xin hoi", "unknown_command", None),
+])
+def test_the_errors_of_section_7_and_their_replies(text, error, command):
+    result = parse(text)
+    assert (result.error, result.command) == (error, command)
+    printed = parse_result(text)
+    assert printed["ok"] is False and printed["error"] == error
+    assert ("8079" in printed["reply"]) and len(printed["reply"]) <= 160
+
+
+def test_stop_and_resume_are_commands_with_every_tolerance():
+    for text in ("BH TC", "bh tc.", "BHXHTC", "BH  TC !", "ＢＨ ＴＣ"):
+        assert parse(text) == TC(), text
+    for text in ("BH DK", "bhxh dk", "BH ĐK"):
+        assert parse(text) == DK(), text
+
+
+def test_parse_prints_the_question_rating_and_comment_in_fields_of_their_own():
+    assert parse_result("BH HOI Thẻ BHYT hết hạn?") == {
+        "ok": True, "command": "HOI", "id": None, "id_kind": None, "from": None, "to": None,
+        "question": "Thẻ BHYT hết hạn?"}
+    assert parse_result("BH DG 4 Rất tốt") == {
+        "ok": True, "command": "DG", "id": None, "id_kind": None, "from": None, "to": None,
+        "rating": 4, "comment": "Rất tốt"}
+    assert parse_result("BH TC")["command"] == "TC"
+
+
+# --- through the gateway, both backends --------------------------------------------------------
+
+NUMBERED = re.compile(r"cau hoi so (Q\d+)\.")
+
+
+def test_a_question_is_numbered_acknowledged_charged_and_stored_once(records_db):
+    async def run():
+        async with gateway(records_db) as client:
+            first = await post_mo(client, mo_body("h1", "BH HOI Tôi mất sổ BHXH thì làm lại thế nào?"))
+            again = await post_mo(client, mo_body("h1", "BH HOI Tôi mất sổ BHXH thì làm lại thế nào?"))
+            other = await post_mo(client, mo_body("h2", "BH HOI con toi 5 tuoi co the BHYT khong", sender=STRANGER))
+            questions = await client.app[STORE].questions()
+            billing = await client.app[STORE].billing(first[1]["mo_id"])
+            return first, again, other, questions, billing
+
+    first, again, other, questions, billing = asyncio.run(run())
+    assert first == again   # a carrier's retry: the same answer, no second question
+    (ack,) = first[1]["replies"]
+    number = NUMBERED.search(ack["text"]).group(1)
+    assert ack["message_type"] == 1 and "Can bo se tra loi qua tin nhan" in ack["text"]
+    other_number = NUMBERED.search(other[1]["replies"][0]["text"]).group(1)
+    assert [(q.number, q.sender, q.carrier, q.text) for q in questions] == [
+        (number, OWNER, "generic", "Tôi mất sổ BHXH thì làm lại thế nào?"),
+        (other_number, STRANGER, "generic", "con toi 5 tuoi co the BHYT khong")]
+    assert number != other_number
+    assert [(row.kind, row.amount_vnd, row.message_type) for row in billing] == [("charge", 1000, 1)]
+
+
+def test_a_question_the_faq_answers_gets_the_answer_at_once_as_a_free_push(records_db):
+    faq = Faq.from_csv(FAQ)
+    asked = "the bhyt ho gia dinh het han thi gia han o dau"
+    assert faq.match(asked).confident
+
+    async def run():
+        async with gateway(records_db, faq=faq) as client:
+            status, answer = await post_mo(client, mo_body("f1", f"BH HOI {asked}"))
+            unknown = await post_mo(client, mo_body("f2", "BH HOI toi muon hoi ve viec con meo nha toi"))
+            store = client.app[STORE]
+            return status, answer, unknown, await store.questions(), await store.questions(open_only=True), \
+                await store.billing(answer["mo_id"])
+
+    status, answer, unknown, everything, still_open, billing = asyncio.run(run())
+    ack, push = answer["replies"]
+    number = NUMBERED.search(ack["text"]).group(1)
+    assert (ack["message_type"], push["message_type"]) == (1, 3)
+    assert push["text"].startswith(f"Tra loi cau hoi {number}: Dong tien gia han tai dai ly thu BHXH")
+    assert "tin nhan tiep theo" in ack["text"]
+    assert [(row.amount_vnd, row.message_type) for row in billing] == [(1000, 1), (0, 3)]
+    assert [q.faq_id for q in everything] == ["gia-han-the-bhyt-hgd", None]
+    assert [q.text for q in still_open] == ["toi muon hoi ve viec con meo nha toi"]
+    assert len(unknown[1]["replies"]) == 1
+
+
+def test_stop_and_resume_are_recorded_free_and_confirmed(records_db):
+    async def run():
+        async with gateway(records_db) as client:
+            store = client.app[STORE]
+            stopped = await post_mo(client, mo_body("t1", "BH TC"))
+            again = await post_mo(client, mo_body("t1", "BH TC"))
+            after_stop = await store.opted_out([OWNER, STRANGER])
+            resumed = await post_mo(client, mo_body("t2", "bh dk"))
+            return stopped, again, after_stop, resumed, await store.opted_out([OWNER])
+
+    stopped, again, after_stop, resumed, after_resume = asyncio.run(run())
+    assert stopped == again
+    (reply,) = stopped[1]["replies"]
+    assert reply["message_type"] == 0 and "ngung nhan thong bao" in reply["text"] and "BH DK" in reply["text"]
+    assert after_stop == {OWNER}
+    (reply,) = resumed[1]["replies"]
+    assert reply["message_type"] == 0 and "nhan lai thong bao" in reply["text"]
+    assert after_resume == set()
+
+
+def test_async_mode_sends_the_acknowledgment_and_the_faq_answer_to_the_carrier(records_db):
+    from smsgw.adapters.mock import MockAdapter
+
+    faq = Faq.from_csv(FAQ)
+    carriers = {"generic": {"secret": "s3cret", "mode": "async", "mt_url": "http://127.0.0.1:9/mt"}}
+    adapter = MockAdapter(parse_config({"carriers": carriers}).carriers["generic"], shortcode="8079")
+
+    async def run():
+        async with gateway(records_db, carriers, adapters={"generic": adapter}, faq=faq) as client:
+            status, body = await post_mo(client, mo_body("a1", "BH HOI the bhyt ho gia dinh het han thi gia han o dau"))
+            for _ in range(500):
+                if len(adapter.sent) >= 2:
+                    break
+                await asyncio.sleep(0.01)
+            return status, [mt for mt in adapter.sent]
+
+    status, sent = asyncio.run(run())
+    assert status == 202
+    assert [int(mt.message_type) for mt in sent] == [1, 3]
+    assert NUMBERED.search(sent[0].text) and sent[1].text.startswith("Tra loi cau hoi Q")
+
+
+# --- the working hours in the acknowledgment -----------------------------------------------------
+
+@pytest.mark.parametrize("at, expected", [
+    (datetime(2026, 12, 1, 10, 0, tzinfo=VIETNAM), "trong gio lam viec (08:00-17:00)"),
+    (datetime(2026, 12, 1, 22, 0, tzinfo=VIETNAM), "tu 08:00 ngay 03/12/2026"),   # 02/12 is a holiday
+    (datetime(2026, 12, 4, 17, 0, tzinfo=VIETNAM), "tu 08:00 ngay 07/12/2026"),   # Friday's closing: Monday
+    (datetime(2026, 12, 5, 7, 0, tzinfo=VIETNAM), "tu 08:00 ngay 07/12/2026"),    # Saturday
+    (datetime(2026, 12, 7, 7, 59, tzinfo=VIETNAM), "tu 08:00 ngay 07/12/2026"),   # Monday before opening
+])
+def test_the_acknowledgment_says_when_to_expect_an_answer(tmp_path, at, expected):
+    config = parse_config({"questions": {"holidays": ["2026-12-02"]}})
+
+    async def run():
+        records = await open_records(str(tmp_path / "r.db"), create=True)
+        try:
+            outcome = await Service(records, config, now=lambda: at).handle("BH HOI luong huu", OWNER)
+            (reply,) = outcome.numbered("Q7")
+            return reply
+        finally:
+            await records.close()
+
+    reply = asyncio.run(run())
+    assert reply.text.startswith("BHXH da nhan cau hoi so Q7. Can bo se tra loi qua tin nhan ")
+    assert reply.text.endswith(expected + ".")
+    assert reply.segments == 1 and reply.message_type == 1
+
+
+def test_questions_settings_mistakes_name_the_key():
+    from smsgw.config import ConfigError
+
+    for table, key in (({"hours": "8-17"}, "questions.hours"), ({"days": ["mon", "xyz"]}, "questions.days"),
+                       ({"holidays": ["02/12/2026"]}, "questions.holidays"), ({"hour": "08:00-17:00"}, "questions.hour")):
+        with pytest.raises(ConfigError, match=re.escape(key)):
+            parse_config({"questions": table})
