@@ -21,6 +21,7 @@ from .cli_checks import (
     phone_option,
 )
 from .cli_operations import add_operations_commands
+from .cli_questions import add_questions_commands
 from .cli_reports import add_report_commands
 
 
@@ -286,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=cmd_notify)
 
     add_report_commands(sub, db_help=DB_HELP, config_help=CONFIG_HELP)
+    add_questions_commands(sub, db_help=DB_HELP, config_help=CONFIG_HELP)
     return parser
 
 

@@ -234,3 +234,52 @@ def test_questions_settings_mistakes_name_the_key():
                        ({"holidays": ["02/12/2026"]}, "questions.holidays"), ({"hour": "08:00-17:00"}, "questions.hour")):
         with pytest.raises(ConfigError, match=re.escape(key)):
             parse_config({"questions": table})
+
+
+# --- opt-out honoured by the notices -------------------------------------------------------------
+
+def test_an_opted_out_phone_gets_no_card_expiry_notice_and_gets_it_again_after_bh_dk(db):
+    """Through the real gateway (BH TC, BH DK) and `notify` with a carrier's MT sink: the notice
+    to the phone that sent BH TC is neither stored nor sent (counted opted out); after BH DK the
+    next run sends it."""
+    from contextlib import AsyncExitStack
+    from datetime import date
+
+    from test_notices import SECRET, start_sinks
+
+    from smsgw.notices import CARD_EXPIRY, notify
+
+    today = date(2026, 11, 23)
+    other = "84862345678"
+
+    async def run():
+        records = await open_records(db, create=True)
+        async with records.transaction():
+            await records.write(
+                persons=[("0100000001", None, "Nguyễn Văn An", "1980-01-01", OWNER),
+                         ("0100000002", None, "Trần Thị Bích", "1980-01-01", other)],
+                cards=[("GD4790100000001", "0100000001", "2025-12-24", "2026-12-23", "BV"),
+                       ("GD4790100000002", "0100000002", "2025-12-24", "2026-12-23", "BV")])
+        await records.close()
+        async with AsyncExitStack() as stack:
+            sinks, servers = await start_sinks(stack, aggregator=200)
+            carriers = {"aggregator": {"secret": SECRET, "mode": "sync", "networks": ["*"],
+                                       "mt_url": str(servers["aggregator"].make_url("/mt"))},
+                        "generic": {"secret": "s3cret", "mode": "sync"}}
+            config = parse_config({"carriers": carriers})
+            async with gateway(db, carriers) as client:
+                stopped = await post_mo(client, mo_body("tc", "BH TC"))
+            first = await notify(CARD_EXPIRY, db, config, today=today, days=30, progress=False)
+            sent_while_stopped = [mt["to"] for mt in sinks["aggregator"].received]
+            async with gateway(db, carriers) as client:
+                resumed = await post_mo(client, mo_body("dk", "BH DK"))
+            second = await notify(CARD_EXPIRY, db, config, today=today, days=30, progress=False)
+            return stopped, first, sent_while_stopped, resumed, second, [mt["to"] for mt in sinks["aggregator"].received]
+
+    stopped, first, sent_while_stopped, resumed, second, sent = asyncio.run(run())
+    assert stopped[0] == 200 and resumed[0] == 200
+    assert sent_while_stopped == [other]
+    assert (first.opted_out, sum(first.queued.values()), first.sent) == (1, 1, 1)
+    assert "1 opted out (BH TC)" in str(first)
+    assert (second.opted_out, sum(second.queued.values()), second.queued_before, second.sent) == (0, 1, 1, 1)
+    assert sent == [other, OWNER]

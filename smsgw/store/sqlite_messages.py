@@ -138,6 +138,11 @@ class SqliteMessageStore(MessageStore):
         return await self._submit(lambda conn: sqlite_conversations.answer_question(
             conn, number, word, by=by, now=now, lease_until=now + lease, insert_mt=_insert_pending, at=_iso(now)))
 
+    async def release(self, mt_ids: Sequence[str]) -> None:
+        """End this process's leases of `mt_ids` (still pending): the gateway's outbox takes them at its start."""
+        await self._submit(lambda conn: conn.executemany(
+            "UPDATE mt_messages SET lease_until = NULL WHERE id = ? AND status = 'pending'", [(i,) for i in mt_ids]))
+
     async def opted_out(self, phones: Sequence[str]) -> set[str]:
         return await self._submit(lambda conn: sqlite_conversations.opted_out(conn, phones))
 
