@@ -283,3 +283,68 @@ def test_an_opted_out_phone_gets_no_card_expiry_notice_and_gets_it_again_after_b
     assert "1 opted out (BH TC)" in str(first)
     assert (second.opted_out, sum(second.queued.values()), second.queued_before, second.sent) == (0, 1, 1, 1)
     assert sent == [other, OWNER]
+
+
+# --- ratings and the satisfaction report ---------------------------------------------------------
+
+def test_ratings_are_tied_to_the_last_answered_message_and_reported_with_the_targets(records_db):
+    import subprocess
+    import sys
+
+    from test_gateway import SSN
+
+    from smsgw.satisfaction import format_satisfaction, satisfaction
+    from smsgw.store import open_reports
+
+    async def run():
+        async with gateway(records_db) as client:
+            await post_mo(client, mo_body("r1", f"BH QT {SSN}"))
+            await post_mo(client, mo_body("r2", "BH DG 4 Trả lời nhanh, cảm ơn"))        # of the QT
+            await post_mo(client, mo_body("r2", "BH DG 4 Trả lời nhanh, cảm ơn"))        # a retry: not twice
+            await post_mo(client, mo_body("r3", "BH DG 5", sender=STRANGER))             # nothing before: the service
+            await post_mo(client, mo_body("r4", "BH QT 12345", sender=STRANGER))         # not understood: not rated
+            await post_mo(client, mo_body("r5", "BH DG 2 chua ro", sender=STRANGER))     # still the service
+
+    asyncio.run(run())
+    month = datetime.now(VIETNAM).strftime("%Y-%m")
+    reader = open_reports(records_db)
+    try:
+        report = satisfaction(reader, month)
+    finally:
+        reader.close()
+    assert (report.count, round(report.mean, 2), round(report.index, 3)) == (3, 3.67, 0.667)
+    assert dict(report.rated) == {"QT": 1, "service": 2}
+    text = format_satisfaction(report)
+    assert text.splitlines()[:3] == [f"satisfaction {month}: 3 ratings, mean 3.67 of 5",
+                                     "  index (share of 4 and 5): 66.7%", "    5        1   33.3%"]
+    assert "  agency targets: 80% by 2021, 85% by 2025, 90% by 2030 (none met)" in text
+    assert "8491234****  4 (QT)  Trả lời nhanh, cảm ơn" in text and "8498765****  2 (service)  chua ro" in text
+    assert OWNER not in text and STRANGER not in text
+    printed = subprocess.run([sys.executable, "-m", "smsgw", "report", "satisfaction", "--month", month,
+                              "--db", records_db], capture_output=True, text=True, timeout=60)
+    assert printed.returncode == 0 and printed.stdout == text + "\n", printed.stderr
+    bad = subprocess.run([sys.executable, "-m", "smsgw", "report", "satisfaction", "--month", "12/2026",
+                          "--db", records_db], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and bad.stderr.startswith("smsgw: --month")
+
+
+def test_the_ledger_charges_the_acknowledgment_only(records_db):
+    """A question's acknowledgment is charged 1,000 VND; the FAQ's answer (3), the thanks for a
+    rating and the confirmations of BH TC / BH DK (0) are free, each with its billing row."""
+    from smsgw.ledger import totals
+    from smsgw.store import open_reports
+
+    async def run():
+        async with gateway(records_db, faq=Faq.from_csv(FAQ)) as client:
+            for n, text in enumerate(["BH HOI the bhyt ho gia dinh het han thi gia han o dau", "BH DG 5",
+                                      "BH TC", "BH DK"]):
+                assert (await post_mo(client, mo_body(f"b{n}", text)))[0] == 200
+
+    asyncio.run(run())
+    reader = open_reports(records_db)
+    try:
+        rows = totals(reader, datetime.now(VIETNAM).strftime("%Y-%m"))
+    finally:
+        reader.close()
+    assert [(t.message_type, t.kind, t.rows, t.amount_vnd) for t in rows] == [
+        (0, "charge", 3, 0), (1, "charge", 1, 1000), (3, "charge", 1, 0)]

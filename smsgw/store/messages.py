@@ -290,6 +290,10 @@ class MessageReports(Protocol):
     def mo_outcomes(self, since: float | None = None) -> list[tuple[str | None, str | None, int]]:
         """(command, error, MOs) of the MOs from phones taken since `since` (Unix seconds; None: all)."""
 
+    def ratings_between(self, start: float, end: float) -> list[tuple[float, str, int, str | None, str | None]]:
+        """(rated at, phone, rating, comment, the rated MO's command or None: the service) of the
+        ratings (BH DG) given in [start, end), in that order."""
+
     def misunderstood_texts(self, since: float | None = None,
                             window: float = 600.0) -> Iterator[tuple[str, float, str, str | None]]:
         """(MO id, taken at, text, a following text) of every MO from a phone that the language did
