@@ -348,3 +348,13 @@ def test_the_ledger_charges_the_acknowledgment_only(records_db):
         reader.close()
     assert [(t.message_type, t.kind, t.rows, t.amount_vnd) for t in rows] == [
         (0, "charge", 3, 0), (1, "charge", 1, 1000), (3, "charge", 1, 0)]
+
+
+def test_a_transcript_reply_may_leave_what_the_store_and_clock_decide_open():
+    from smsgw.transcripts import matches
+
+    expected = "BHXH da nhan cau hoi so Q{*}. Can bo se tra loi qua tin nhan {*}."
+    assert matches(expected, "BHXH da nhan cau hoi so Q12. Can bo se tra loi qua tin nhan tu 08:00 ngay 02/12/2026.")
+    assert not matches(expected, "BHXH da nhan cau hoi so R12. Can bo se tra loi qua tin nhan tu 08:00.")
+    assert not matches(expected, "Thieu cau hoi.") and not matches(expected, None)
+    assert matches("a.b", "a.b") and not matches("a.b", "axb")   # no {*}: the text itself, nothing else
