@@ -24,6 +24,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from .adapters import DEFAULT_ADAPTER, UnknownAdapter
 from .commands import LOOKUPS, QT, THE
 from .environment import apply_environment
+from .working_hours import QuestionsConfig
 from .settings import (
     ANY_NETWORK, CarrierSettings, ConfigError, HttpUrl, Positive, Secret, SettingProblem, Table, config_error,
     network_key, url_problem,
@@ -206,6 +207,7 @@ class Settings(BaseSettings):
     notices: NoticesConfig = NoticesConfig()
     server: ServerConfig = ServerConfig()
     retention: RetentionConfig = RetentionConfig()
+    questions: QuestionsConfig = QuestionsConfig()
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
@@ -241,6 +243,7 @@ class Config:
     notices: NoticesConfig = NoticesConfig()
     server: ServerConfig = ServerConfig()
     retention: RetentionConfig = RetentionConfig()
+    questions: QuestionsConfig = QuestionsConfig()
     source: str = "<defaults>"
 
     def carrier_for_network(self, network: str) -> str | None:
@@ -313,7 +316,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>", *,
         shortcode=settings.gateway.shortcode, unicode=settings.gateway.unicode,
         owner_only=settings.policy.owner_only, carriers=carriers, routes=settings.routes,
         protection=settings.protection, notices=settings.notices, server=settings.server,
-        retention=settings.retention, source=source,
+        retention=settings.retention, questions=settings.questions, source=source,
     )
 
 

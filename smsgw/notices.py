@@ -82,6 +82,7 @@ class NoticeSummary:
     no_carrier: Counter = field(default_factory=Counter)   # network ("" unknown) -> phones no carrier takes
     queued: Counter = field(default_factory=Counter)       # carrier -> notices queued by this run
     queued_before: int = 0                           # stored by an earlier run: not queued again
+    opted_out: int = 0                               # to phones that sent BH TC: neither stored nor sent
     sent: int = 0
     failed: int = 0
     pending: int = 0                                 # to be retried by the gateway's outbox
@@ -96,7 +97,7 @@ class NoticeSummary:
             f"  queued now: {sum(self.queued.values())}" + (f" ({carriers})" if carriers else "")
             + f"; queued by an earlier run: {self.queued_before}",
             f"  not sent: {self.no_phone} without a phone on file, {sum(self.no_carrier.values())} on a network"
-            " no carrier takes" + (f" ({networks})" if networks else ""),
+            " no carrier takes" + (f" ({networks})" if networks else "") + f", {self.opted_out} opted out (BH TC)",
             f"  delivery: {self.sent} sent, {self.failed} failed, {self.pending} left pending for the gateway's outbox",
         ]
         if self.held and self.held_until is not None:
@@ -167,6 +168,9 @@ async def queue(store: MessageStore, notices: Sequence[Notice], summary: NoticeS
     """Store the notices not stored before; the ones stored now that may go at once, as pending
     MTs (the ones held for the quiet hours are counted in the summary, left to the gateway's outbox)."""
     now = time.time() if now is None else now
+    stopped = await store.opted_out([notice.mt.to for notice in notices])
+    summary.opted_out += sum(1 for notice in notices if notice.mt.to in stopped)
+    notices = [notice for notice in notices if notice.mt.to not in stopped]   # the store checks again, in its transaction
     chunks = [notices[start:start + STORE_CHUNK] for start in range(0, len(notices), STORE_CHUNK)]
     results = await asyncio.gather(*(store.store_notices(chunk, now=now) for chunk in chunks))
     pending = [item for result in results for item in result]

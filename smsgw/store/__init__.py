@@ -38,8 +38,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .errors import DatabaseRefused, StoreError, explain
-from .messages import (MESSAGE_LANE, NOTICE_LANE, REPLY_LANE, BillingRow, Guard, MessageReports, MessageStore,
-                       MTState, Notice, PendingMT, Screening, SenderHistory, StoredMO)
+from .messages import (MESSAGE_LANE, NOTICE_LANE, REPLY_LANE, BillingRow, Effect, Guard, MessageReports,
+                       MessageStore, MTState, Notice, PendingMT, Question, Screening, SenderHistory, StaffAnswer,
+                       StoredMO)
 from .records import DOSSIER_STATUSES, SCHEMES, Card, Dossier, Period, Person, RecordStore
 from .sqlite_messages import SqliteMessageStore
 from .sqlite_records import CardRow, DossierRow, PaidUpRow, PeriodRow, PersonRow, SqliteStore
@@ -51,8 +52,9 @@ from .sqlite_reports import SqliteReports
 from .sqlite_retention import SqliteRetention
 
 __all__ = [
-    "backup_database", "BillingRow", "Card", "CardRow", "DatabaseRefused", "Dossier", "DOSSIER_STATUSES",
-    "DossierRow", "explain", "Guard", "MESSAGE_LANE", "NOTICE_LANE", "REPLY_LANE", "is_postgres", "KeyMismatch", "MessageReports", "MessageStore",
+    "backup_database", "BillingRow", "Effect", "Question", "StaffAnswer", "Card", "CardRow", "DatabaseRefused",
+    "Dossier", "DOSSIER_STATUSES", "DossierRow", "explain", "Guard", "MESSAGE_LANE", "NOTICE_LANE", "REPLY_LANE",
+    "is_postgres", "KeyMismatch", "MessageReports", "MessageStore",
     "migrate", "MTState", "Notice", "open_messages", "open_personal_data", "open_records", "open_reports",
     "OutdatedSchema", "PaidUpRow", "PendingMT", "Period", "PeriodRow", "Person", "PersonalData", "PersonRow",
     "phone_hash", "RecordStore", "require_current", "SCHEMA_VERSION", "SCHEMES", "Screening", "SenderHistory",

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .errors import StoreError
 
-CURRENT = 3
+CURRENT = 4
 _MIGRATE_LOCK = 0x736D7367   # "smsg": pg_advisory_xact_lock key of a migration
 
 _VERSION_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY,"
@@ -75,7 +75,15 @@ def _sqlite_step_api(conn: sqlite3.Connection) -> None:
     ensure_api_tables(conn)
 
 
-_SQLITE_STEPS = {1: _sqlite_step_1, 2: _sqlite_step_outbox_lanes, 3: _sqlite_step_api}
+def _sqlite_step_conversations(conn: sqlite3.Connection) -> None:
+    """The conversation commands (CONTRACT §7): questions, ratings, opt-outs; MT leases."""
+    from .sqlite_tables import create_message_tables
+
+    create_message_tables(conn)   # CONVERSATION_TABLES and mt_messages.lease_until, when missing
+
+
+_SQLITE_STEPS = {1: _sqlite_step_1, 2: _sqlite_step_outbox_lanes, 3: _sqlite_step_api,
+                 4: _sqlite_step_conversations}
 
 
 def sqlite_version(conn: sqlite3.Connection) -> int:
@@ -190,7 +198,22 @@ def _pg_step_api() -> str:
     return API_TABLES_PG
 
 
-_PG_STEPS = {1: _PG_STEP_1, 2: _PG_STEP_OUTBOX_LANES, 3: _pg_step_api}
+
+# The conversation commands (CONTRACT §7): questions numbered by a sequence (unique across
+# gateways), ratings, opt-outs (SHARED-INTERFACES §1).
+_PG_STEP_CONVERSATIONS = """
+CREATE TABLE IF NOT EXISTS questions (
+    number BIGSERIAL PRIMARY KEY, mo_id TEXT NOT NULL UNIQUE, carrier TEXT NOT NULL, sender TEXT NOT NULL,
+    text TEXT NOT NULL, asked_at DOUBLE PRECISION NOT NULL, faq_id TEXT, answer TEXT, answered_by TEXT,
+    answered_at DOUBLE PRECISION, answer_mt_id TEXT);
+CREATE INDEX IF NOT EXISTS questions_sender ON questions (sender, answered_at);
+CREATE TABLE IF NOT EXISTS ratings (
+    mo_id TEXT PRIMARY KEY, sender TEXT NOT NULL, rating INTEGER NOT NULL, comment TEXT, rated_mo_id TEXT,
+    rated_at DOUBLE PRECISION NOT NULL);
+CREATE INDEX IF NOT EXISTS ratings_at ON ratings (rated_at);
+CREATE TABLE IF NOT EXISTS opt_outs (phone TEXT PRIMARY KEY, since DOUBLE PRECISION NOT NULL);
+"""
+_PG_STEPS = {1: _PG_STEP_1, 2: _PG_STEP_OUTBOX_LANES, 3: _pg_step_api, 4: _PG_STEP_CONVERSATIONS}
 
 
 async def pg_version(conn) -> int:
