@@ -20,6 +20,7 @@ from .cli_checks import (
     UserError, cannot_listen, database_path, describe_failure, http_url, is_listen_error, listen_address, notice_day,
     phone_option,
 )
+from .cli_faq import add_faq_commands
 from .cli_operations import add_operations_commands
 from .cli_reports import add_report_commands
 
@@ -275,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=cmd_notify)
 
     add_report_commands(sub, db_help=DB_HELP, config_help=CONFIG_HELP)
+    add_faq_commands(sub, db_help=DB_HELP)
     return parser
 
 

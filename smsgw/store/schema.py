@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .errors import StoreError
 
-CURRENT = 1
+CURRENT = 2
 _MIGRATE_LOCK = 0x736D7367   # "smsg": pg_advisory_xact_lock key of a migration
 
 _VERSION_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY,"
@@ -50,6 +50,16 @@ def shown(db: str) -> str:
     return f"{scheme}://{user}{':***' if ':' in credentials else ''}@{host}"
 
 
+# The FAQ (`smsgw faq import`, store/faq_entries.py): its entries in file order (`position`), the
+# whole table replaced by each import.
+FAQ_STEP = {
+    "sqlite": "CREATE TABLE IF NOT EXISTS faq_entries (position INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,"
+              " question TEXT NOT NULL, answer TEXT NOT NULL, imported_at REAL NOT NULL)",
+    "postgresql": "CREATE TABLE IF NOT EXISTS faq_entries (position INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,"
+                  " question TEXT NOT NULL, answer TEXT NOT NULL, imported_at DOUBLE PRECISION NOT NULL)",
+}
+
+
 # -- SQLite ----------------------------------------------------------------------------------
 
 def _sqlite_step_1(conn: sqlite3.Connection) -> None:
@@ -61,7 +71,11 @@ def _sqlite_step_1(conn: sqlite3.Connection) -> None:
     create_message_tables(conn)
 
 
-_SQLITE_STEPS = {1: _sqlite_step_1}
+def _sqlite_step_2(conn: sqlite3.Connection) -> None:
+    conn.execute(FAQ_STEP["sqlite"])
+
+
+_SQLITE_STEPS = {1: _sqlite_step_1, 2: _sqlite_step_2}
 
 
 def sqlite_version(conn: sqlite3.Connection) -> int:
@@ -161,7 +175,7 @@ CREATE TABLE IF NOT EXISTS notices (
     created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (kind, target, occasion));
 CREATE TABLE IF NOT EXISTS store_probe (id INTEGER PRIMARY KEY CHECK (id = 1), at DOUBLE PRECISION NOT NULL);
 """
-_PG_STEPS = {1: _PG_STEP_1}
+_PG_STEPS = {1: _PG_STEP_1, 2: FAQ_STEP["postgresql"]}
 
 
 async def pg_version(conn) -> int:
