@@ -3,8 +3,10 @@
     python bench/faq.py            # the figures, with the thresholds of smsgw/faq.py
     python bench/faq.py --tune     # also: the thresholds the tuning half alone would choose
 
-Matches every question of fixtures/faq/questions.csv against fixtures/faq/faq.csv and prints,
-for the tuning half, the test half (held out: the honest figures) and all of them: wrong
+Matches every question of the labelled sets (fixtures/faq/questions*.csv: questions.csv, the
+first set, and questions-round2.csv, written later before the matcher was changed again) against
+fixtures/faq/faq.csv and prints, for each set and for all of them together, the tuning half, the
+test half (held out: the honest figures) and both: wrong
 auto-answers as a share of all questions, the share of answerable questions auto-answered, the
 share of unanswerable ones sent to staff, each beside its target (issue 17); then the median
 time of one `match` (µs, over the whole set, `--runs` times).
@@ -29,7 +31,7 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "faq"
 
 def _row(name: str, figures: Figures) -> str:
     unanswerable = figures.questions - figures.answerable
-    return (f"{name:5} {figures.questions:4} questions ({figures.answerable} answerable, {unanswerable} not)"
+    return (f"{name:12} {figures.questions:4} questions ({figures.answerable} answerable, {unanswerable} not)"
             f"   wrong {figures.wrong_share:6.1%} (<= 2%)"
             f"   auto-answered {figures.coverage:6.1%} (>= 70%)"
             f"   to staff {figures.staff_share:6.1%} (>= 95%)"
@@ -55,12 +57,18 @@ def main() -> None:
     args = parser.parse_args()
 
     faq = Faq.from_csv(FIXTURES / "faq.csv")
-    labelled = read_labelled(FIXTURES / "questions.csv", faq)
+    sets = {path.stem: read_labelled(path, faq) for path in sorted(FIXTURES.glob("questions*.csv"), key=lambda path: (path.stem != "questions", path.name))}
+    labelled = [item for questions in sets.values() for item in questions]
     halves = {"tune": [q for q in labelled if split_of(q.question) == "tune"],
               "test": [q for q in labelled if split_of(q.question) == "test"], "all": labelled}
     print(f"{len(faq.entries)} FAQ entries; MIN_SCORE {faq_module.MIN_SCORE}, MIN_MARGIN {faq_module.MIN_MARGIN}")
+    for set_name, questions in sets.items():
+        print(f"{set_name}:")
+        for half in ("tune", "test"):
+            print("  " + _row(half, evaluate(faq, [q for q in questions if split_of(q.question) == half])))
+    print("all sets:")
     for name, questions in halves.items():
-        print(_row(name, evaluate(faq, questions)))
+        print("  " + _row(name, evaluate(faq, questions)))
 
     per_question = []
     for _ in range(args.runs):
