@@ -3,64 +3,86 @@
     python bench/faq.py            # the figures, with the thresholds of smsgw/faq.py
     python bench/faq.py --tune     # also: the thresholds the tuning half alone would choose
 
-Matches every question of fixtures/faq/questions.csv against fixtures/faq/faq.csv and prints,
-for the tuning half, the test half (held out: the honest figures) and all of them: wrong
+Matches every question of the labelled sets (fixtures/faq/questions*.csv: questions.csv, the
+first set, and questions-round2.csv, written later before the matcher was changed again) against
+fixtures/faq/faq.csv and prints, for each set and for all of them together, the tuning half, the
+test half (held out: the honest figures) and both: wrong
 auto-answers as a share of all questions, the share of answerable questions auto-answered, the
 share of unanswerable ones sent to staff, each beside its target (issue 17); then the median
 time of one `match` (µs, over the whole set, `--runs` times).
 
-`--tune` searches MIN_SCORE x MIN_MARGIN on the tuning half only: the pair that auto-answers the
-most answerable questions with at most 1% wrong auto-answers and at least 97% of unanswerable
-questions to staff (a safety margin under the targets of 2% and 95%).
+`--tune` searches MIN_SCORE x MIN_MARGIN x MAX_UNKNOWN on the tuning halves only: the thresholds
+that auto-answer the most answerable questions with no wrong auto-answer, none either with
+MIN_SCORE lowered by BAND (0.04), and at least 97% of unanswerable questions to staff. The band
+is there because the tuning halves flatter the matcher: phrasings were added from their misses.
+(Round 1 chose "at most 1% wrong" on its tuning half and got 7.8% wrong on the held-out half.)
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import time
 from pathlib import Path
 
+import numpy as np
+
 from smsgw import faq as faq_module
-from smsgw.faq import Faq, Figures, LabelledQuestion, evaluate, read_labelled, split_of
+from smsgw.faq import Faq, Figures, LabelledQuestion, evaluate, read_labelled
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "faq"
 
 
 def _row(name: str, figures: Figures) -> str:
     unanswerable = figures.questions - figures.answerable
-    return (f"{name:5} {figures.questions:4} questions ({figures.answerable} answerable, {unanswerable} not)"
+    return (f"{name:12} {figures.questions:4} questions ({figures.answerable} answerable, {unanswerable} not)"
             f"   wrong {figures.wrong_share:6.1%} (<= 2%)"
             f"   auto-answered {figures.coverage:6.1%} (>= 70%)"
             f"   to staff {figures.staff_share:6.1%} (>= 95%)"
             f"   {'meets targets' if figures.meets_targets else 'MISSES TARGETS'}")
 
 
-def tune(faq: Faq, tuning: list[LabelledQuestion]) -> tuple[float, float, Figures] | None:
+BAND = 0.04   # MIN_SCORE may be this much too high for new questions: no wrong answer within it
+
+
+def tune(faq: Faq, tuning: list[LabelledQuestion]) -> tuple[float, float, int, Figures] | None:
+    """The thresholds that auto-answer the most of `tuning` with no wrong answer even at MIN_SCORE - BAND
+    and at least 97% of the unanswerable ones to staff."""
+    def figures(score: float, margin: float, unknown: int) -> Figures:
+        return evaluate(faq, tuning, min_score=score, min_margin=margin, max_unknown=unknown)
+
     best = None
-    for score in range(20, 91, 2):
-        for margin in range(0, 31, 1):
-            figures = evaluate(faq, tuning, min_score=score / 100, min_margin=margin / 100)
-            if figures.wrong_share > 0.01 or figures.staff_share < 0.97:
-                continue
-            if best is None or figures.coverage > best[2].coverage:
-                best = (score / 100, margin / 100, figures)
+    for score, margin, unknown in itertools.product(range(50, 71, 2), (10, 7, 5), (0, 1)):   # ties: the stricter kept
+        found = figures(score / 100, margin / 100, unknown)
+        if found.staff_share < 0.97 or found.wrong or (best is not None and found.coverage <= best[3].coverage):
+            continue
+        if figures(score / 100 - BAND, margin / 100, unknown).wrong == 0:
+            best = (score / 100, margin / 100, unknown, found)
     return best
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="timing runs over the whole set (median)")
-    parser.add_argument("--tune", action="store_true", help="search the thresholds on the tuning half")
+    parser.add_argument("--tune", action="store_true", help="search the thresholds on the tuning halves")
+    parser.add_argument("--faq", default=str(FIXTURES / "faq.csv"), help="the FAQ file (default: the shipped one)")
     args = parser.parse_args()
 
-    faq = Faq.from_csv(FIXTURES / "faq.csv")
-    labelled = read_labelled(FIXTURES / "questions.csv", faq)
-    halves = {"tune": [q for q in labelled if split_of(q.question) == "tune"],
-              "test": [q for q in labelled if split_of(q.question) == "test"], "all": labelled}
-    print(f"{len(faq.entries)} FAQ entries; MIN_SCORE {faq_module.MIN_SCORE}, MIN_MARGIN {faq_module.MIN_MARGIN}")
+    faq = Faq.from_csv(args.faq)
+    sets = {path.stem: read_labelled(path, faq) for path in sorted(FIXTURES.glob("questions*.csv"), key=lambda path: (path.stem != "questions", path.name))}
+    labelled = [item for questions in sets.values() for item in questions]
+    halves = {"tune": [q for q in labelled if q.half == "tune"],
+              "test": [q for q in labelled if q.half == "test"], "all": labelled}
+    print(f"{len(faq.entries)} FAQ entries; MIN_SCORE {faq_module.MIN_SCORE}, MIN_MARGIN {faq_module.MIN_MARGIN}, "
+          f"MAX_UNKNOWN {faq_module.MAX_UNKNOWN}")
+    for set_name, questions in sets.items():
+        print(f"{set_name}:")
+        for half in ("tune", "test"):
+            print("  " + _row(half, evaluate(faq, [q for q in questions if q.half == half])))
+    print("all sets:")
     for name, questions in halves.items():
-        print(_row(name, evaluate(faq, questions)))
+        print("  " + _row(name, evaluate(faq, questions)))
 
     per_question = []
     for _ in range(args.runs):
@@ -74,10 +96,11 @@ def main() -> None:
     if args.tune:
         best = tune(faq, halves["tune"])
         if best is None:
-            print("tune: no thresholds keep wrong <= 1% and to staff >= 97% on the tuning half")
+            print("tune: no thresholds keep wrong <= 1% and to staff >= 97% on the tuning halves")
         else:
-            score, margin, figures = best
-            print(f"tune: MIN_SCORE {score}, MIN_MARGIN {margin} on the tuning half -> {_row('tune', figures)}")
+            score, margin, unknown, figures = best
+            print(f"tune: MIN_SCORE {score}, MIN_MARGIN {margin}, MAX_UNKNOWN {unknown} on the tuning halves -> "
+                  f"{_row('tune', figures)}")
 
 
 if __name__ == "__main__":

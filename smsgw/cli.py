@@ -21,6 +21,7 @@ from .cli_checks import (
     phone_option,
 )
 from .cli_api import add_api_commands
+from .cli_faq import add_faq_commands
 from .cli_operations import add_operations_commands
 from .cli_questions import add_questions_commands
 from .cli_reports import add_report_commands
@@ -290,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_report_commands(sub, db_help=DB_HELP, config_help=CONFIG_HELP)
     add_questions_commands(sub, db_help=DB_HELP, config_help=CONFIG_HELP)
+    add_faq_commands(sub, db_help=DB_HELP)
     return parser
 
 

@@ -31,11 +31,12 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from .gsm import fold
 from .csvfile import BadRow, CsvFile, ImportFailed, read_rows, text
 
-MIN_SCORE = 0.54      # cosine similarity of the best entry
+MIN_SCORE = 0.58      # similarity of the best entry (see bench/faq.py --tune)
 MIN_MARGIN = 0.07     # over the runner-up
 ANSWER_WEIGHT = 0.15  # share of the answer's similarity in an entry's score
+MAX_UNKNOWN = 0       # topic words of the question that the best entry may leave unspoken of
 
-# Citizen shorthand and spelled-out names, folded, to one form on both sides.
+# Citizen shorthand, spelled-out names and plain synonyms, folded, to one form on both sides.
 SHORTHAND = {
     "bao hiem y te": "bhyt", "bh y te": "bhyt", "bao hiem xa hoi": "bhxh", "bh xa hoi": "bhxh",
     "bao hiem that nghiep": "bhtn", "ho gia dinh": "hgd", "tu nguyen": "tn",
@@ -43,11 +44,21 @@ SHORTHAND = {
     "can cuoc": "cccd", "cong ty": "cty", "mot lan": "1 lan",
     "ko": "khong", "k": "khong", "hok": "khong", "kg": "khong", "dc": "duoc", "dk": "duoc",
     "ntn": "nhu the nao", "nhu the nao": "nhu the nao", "the nao": "nhu the nao", "lam sao": "nhu the nao",
-    "bn": "bao nhieu", "bnhieu": "bao nhieu", "j": "gi", "z": "vay", "bh": "bhxh",
+    "bn": "bao nhieu", "bnhieu": "bao nhieu", "may": "bao nhieu", "j": "gi", "z": "vay", "bh": "bhxh",
+    "lanh": "nhan", "linh": "nhan", "danh roi": "mat", "that lac": "mat",
+    "sms": "tin nhan", "nhan tin": "tin nhan", "online": "truc tuyen", "chet": "qua doi",
 }
 # Greetings and courtesy words that say nothing about the question.
 FILLER = ("cho em hoi", "cho toi hoi", "cho minh hoi", "cho hoi", "ad oi", "a c oi", "ac oi",
           "admin", "ad", "xin hoi", "vay a", "a", "oi", "nhe", "voi", "giup", "em", "toi", "minh")
+# Words that carry no topic (question words, particles, pronouns, common verbs): a question's
+# other words must all be known to an entry for it to answer at once (see `Faq.match`).
+FUNCTION_WORDS = frozenset("""
+    khong co duoc thi la gi nao nhu the bao nhieu o dau ma va hay hoac cua cho de khi neu roi gio
+    nay do day vay chua da dang se phai lam muon biet xin hoi a nhe nha anh chi ban tu trong tren
+    sau truoc ra vao bi nhung cac moi mot cai lau sao cung con cach can den lay ve xem thay khac
+    me bo be ba ong chau tien phi che do thu tuc tham gia thang nam ngay
+""".split())
 
 _PUNCTUATION = re.compile(r"[^0-9a-z]+")
 _SHORTHAND = re.compile(r"\b(" + "|".join(sorted(map(re.escape, SHORTHAND), key=len, reverse=True)) + r")\b")
@@ -86,6 +97,7 @@ class Match:
     entry: FaqEntry | None   # the best entry, None when nothing in the question is in the FAQ
     score: float             # its similarity, 0 to 1
     confident: bool          # True: answer at once; False: staff answers
+    unknown: tuple[str, ...] = ()   # the question's topic words the best entry never uses (folded)
 
     @property
     def answer(self) -> str | None:
@@ -131,6 +143,8 @@ class Faq:
         self._answers = self._vectorizer.transform(answers).T.tocsr()
         # Where each entry's phrasings start among all phrasings (an entry scores its best one).
         self._starts = np.cumsum([0] + [len(entry.phrasings) for entry in entries[:-1]])
+        # Every word each entry uses, in its phrasings or its answer (`unknown_words`).
+        self._words = [set(" ".join(map(normalize, (*entry.phrasings, entry.answer))).split()) for entry in entries]
 
     @classmethod
     def from_csv(cls, path: str | os.PathLike[str]) -> Faq:
@@ -150,16 +164,32 @@ class Faq:
         by_answer = (vector @ self._answers).toarray()[0]
         return (1 - ANSWER_WEIGHT) * by_question + ANSWER_WEIGHT * by_answer
 
-    def match(self, question: str, *, min_score: float = MIN_SCORE, min_margin: float = MIN_MARGIN) -> Match:
-        """The best entry for `question`, confident when it may be sent without a person reading it."""
+    def unknown_words(self, question: str, index: int) -> tuple[str, ...]:
+        """The words of `question` that say what it is about (not `FUNCTION_WORDS`, not numbers)
+        and that entry `index` never uses: what the question asks beyond what the entry answers."""
+        known = self._words[index]
+        return tuple(word for word in normalize(question).split()
+                     if word not in known and word not in FUNCTION_WORDS and not word.isdigit())
+
+    def match(self, question: str, *, min_score: float = MIN_SCORE, min_margin: float = MIN_MARGIN,
+              max_unknown: int = MAX_UNKNOWN) -> Match:
+        """The best entry for `question`, confident when it may be sent without a person reading it:
+        close enough, clearly ahead of the runner-up, and asking about nothing the entry does not
+        speak of (at most `max_unknown` such words)."""
         scores = self.scores(question)
         order = np.argsort(-scores, kind="stable")
-        best = float(scores[order[0]])
-        if best <= 0.0:
+        if scores[order[0]] <= 0.0:
             return Match(None, 0.0, False)
-        runner_up = float(scores[order[1]]) if len(order) > 1 else 0.0
+        # The entries that speak of everything the question asks, closest first: the best of
+        # them answers when close enough and clearly ahead of the next one.
+        covering = [int(i) for i in order if scores[i] > 0.0 and len(self.unknown_words(question, int(i))) <= max_unknown]
+        if not covering:
+            top = int(order[0])
+            return Match(self.entries[top], float(scores[top]), False, self.unknown_words(question, top))
+        best = float(scores[covering[0]])
+        runner_up = float(scores[covering[1]]) if len(covering) > 1 else 0.0
         confident = best >= min_score and best - runner_up >= min_margin
-        return Match(self.entries[order[0]], best, confident)
+        return Match(self.entries[covering[0]], best, confident, self.unknown_words(question, covering[0]))
 
     def suggest(self, question: str, k: int = 3) -> list[tuple[FaqEntry, float]]:
         """Up to `k` entries closest to `question`, best first, for a staff member to pick from."""
@@ -175,30 +205,39 @@ class Faq:
 class LabelledQuestion:
     question: str
     expected_id: str | None   # None: no entry answers it, it must go to staff
+    half: Literal["tune", "test"] = "tune"   # thresholds and phrasings come from "tune" only
 
 
 def split_of(question: str) -> Literal["tune", "test"]:
-    """Which half of the labelled set a question is in, fixed by a hash of its normalized text."""
-    digest = hashlib.sha256(normalize(question).encode("utf-8")).digest()
+    """The half a new labelled question goes in, by a hash of its text folded and lower case.
+
+    The labelled files store each question's half (column `half`), so that a change of
+    `normalize` never moves a held-out question into the tuning half."""
+    plain = " ".join(_PUNCTUATION.sub(" ", fold(question).lower()).split())
+    digest = hashlib.sha256(plain.encode("utf-8")).digest()
     return "tune" if digest[0] % 2 == 0 else "test"
 
 
 def _labelled(fields: dict[str, str]) -> tuple:
-    return text(fields["question"], "question", required=True), fields["expected_id"] or None
+    question = text(fields["question"], "question", required=True)
+    half = fields.get("half") or split_of(question)
+    if half not in ("tune", "test"):
+        raise BadRow(f"bad half {half!r}: expected tune or test")
+    return question, fields["expected_id"] or None, half
 
 
-_LABELLED_FILE = CsvFile("questions.csv", ("question", "expected_id"), _labelled, ())
+_LABELLED_FILE = CsvFile("questions.csv", ("question", "expected_id", "half"), _labelled, (), optional=("half",))
 
 
 def read_labelled(path: str | os.PathLike[str], faq: Faq) -> list[LabelledQuestion]:
-    """The labelled questions of `path` (CSV `question,expected_id`); every id must be an entry of `faq`."""
+    """The labelled questions of `path` (CSV `question,expected_id[,half]`); every id must be an entry of `faq`."""
     path = os.fspath(path)
     known = {entry.id for entry in faq.entries}
     rows, lines = _read(path, _LABELLED_FILE)
-    for (_, expected), line in zip(rows, lines):
+    for (_, expected, _), line in zip(rows, lines):
         if expected is not None and expected not in known:
             raise FaqImportError(path, line, f"expected_id {expected!r} is not an entry of the FAQ")
-    return [LabelledQuestion(question, expected) for question, expected in rows]
+    return [LabelledQuestion(*row) for row in rows]
 
 
 @dataclass(frozen=True)
@@ -229,8 +268,8 @@ class Figures:
         return self.wrong_share <= 0.02 and self.coverage >= 0.70 and self.staff_share >= 0.95
 
 
-def evaluate(faq: Faq, labelled: list[LabelledQuestion], **thresholds: float) -> Figures:
-    """Match every labelled question (`thresholds`: `min_score`, `min_margin` to try others)."""
+def evaluate(faq: Faq, labelled: list[LabelledQuestion], **thresholds: float | int) -> Figures:
+    """Match every labelled question (`thresholds`: `min_score`, `min_margin`, `max_unknown` to try others)."""
     wrong = auto_answered = to_staff = 0
     for item in labelled:
         match = faq.match(item.question, **thresholds)

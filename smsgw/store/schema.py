@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .errors import StoreError
 
-CURRENT = 4
+CURRENT = 5
 _MIGRATE_LOCK = 0x736D7367   # "smsg": pg_advisory_xact_lock key of a migration
 
 _VERSION_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY,"
@@ -50,6 +50,16 @@ def shown(db: str) -> str:
     return f"{scheme}://{user}{':***' if ':' in credentials else ''}@{host}"
 
 
+# The FAQ (`smsgw faq import`, store/faq_entries.py): its entries in file order (`position`), the
+# whole table replaced by each import.
+FAQ_STEP = {
+    "sqlite": "CREATE TABLE IF NOT EXISTS faq_entries (position INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,"
+              " question TEXT NOT NULL, answer TEXT NOT NULL, imported_at REAL NOT NULL)",
+    "postgresql": "CREATE TABLE IF NOT EXISTS faq_entries (position INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,"
+                  " question TEXT NOT NULL, answer TEXT NOT NULL, imported_at DOUBLE PRECISION NOT NULL)",
+}
+
+
 # -- SQLite ----------------------------------------------------------------------------------
 
 def _sqlite_step_1(conn: sqlite3.Connection) -> None:
@@ -59,6 +69,10 @@ def _sqlite_step_1(conn: sqlite3.Connection) -> None:
     for statement in (*RECORD_TABLES, *RECORD_INDEXES.values()):
         conn.execute(statement)
     create_message_tables(conn)
+
+
+def _sqlite_step_faq(conn: sqlite3.Connection) -> None:
+    conn.execute(FAQ_STEP["sqlite"])
 
 
 def _sqlite_step_outbox_lanes(conn: sqlite3.Connection) -> None:
@@ -83,7 +97,7 @@ def _sqlite_step_conversations(conn: sqlite3.Connection) -> None:
 
 
 _SQLITE_STEPS = {1: _sqlite_step_1, 2: _sqlite_step_outbox_lanes, 3: _sqlite_step_api,
-                 4: _sqlite_step_conversations}
+                 4: _sqlite_step_conversations, 5: _sqlite_step_faq}
 
 
 def sqlite_version(conn: sqlite3.Connection) -> int:
@@ -213,7 +227,8 @@ CREATE TABLE IF NOT EXISTS ratings (
 CREATE INDEX IF NOT EXISTS ratings_at ON ratings (rated_at);
 CREATE TABLE IF NOT EXISTS opt_outs (phone TEXT PRIMARY KEY, since DOUBLE PRECISION NOT NULL);
 """
-_PG_STEPS = {1: _PG_STEP_1, 2: _PG_STEP_OUTBOX_LANES, 3: _pg_step_api, 4: _PG_STEP_CONVERSATIONS}
+_PG_STEPS = {1: _PG_STEP_1, 2: _PG_STEP_OUTBOX_LANES, 3: _pg_step_api, 4: _PG_STEP_CONVERSATIONS,
+             5: FAQ_STEP["postgresql"]}
 
 
 async def pg_version(conn) -> int:

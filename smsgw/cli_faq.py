@@ -1,0 +1,34 @@
+"""`smsgw faq import FILE --db DB`: the agency's FAQ, checked whole, replacing the stored one."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from .cli_checks import database_path
+
+
+def cmd_faq_import(args: argparse.Namespace) -> int:
+    from .faq_store import import_faq
+    from .store.schema import shown
+
+    database_path(args.db, create=True)
+    faq = asyncio.run(import_faq(args.file, args.db))   # FaqImportError: main says "import refused, nothing loaded"
+    print(f"imported into {shown(args.db)}: {len(faq.entries)} FAQ entries (the previous FAQ replaced)",
+          file=sys.stderr)
+    return 0
+
+
+def add_faq_commands(sub: argparse._SubParsersAction, *, db_help: str) -> None:
+    """The `faq` command group."""
+    faq = sub.add_parser("faq", help="the FAQ that answers BH HOI questions at once")
+    faq_sub = faq.add_subparsers(dest="faq_command", required=True, metavar="FAQ_COMMAND")
+    p = faq_sub.add_parser("import", help="load an FAQ CSV file (id,question,answer), all or nothing, "
+                                          "replacing the stored FAQ as a whole")
+    p.add_argument("file", metavar="FILE",
+                   help="CSV id,question,answer, UTF-8 with diacritics; `question` may list other phrasings "
+                        "separated by |, the first is the one staff see")
+    p.add_argument("--db", required=True, metavar="PATH",
+                   help=db_help + "; created if missing (its folder must exist); the schema is migrated first")
+    p.set_defaults(func=cmd_faq_import)
