@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .errors import StoreError
 
-CURRENT = 1
+CURRENT = 2
 _MIGRATE_LOCK = 0x736D7367   # "smsg": pg_advisory_xact_lock key of a migration
 
 _VERSION_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY,"
@@ -61,7 +61,12 @@ def _sqlite_step_1(conn: sqlite3.Connection) -> None:
     create_message_tables(conn)
 
 
-_SQLITE_STEPS = {1: _sqlite_step_1}
+def _sqlite_step_2(conn: sqlite3.Connection) -> None:
+    """Retention (CONTRACT section 11): nothing to add on SQLite. Its `retention_state` table and
+    `*_kept` indexes are in sqlite_tables.py, made IF NOT EXISTS by step 1 and by every `connect`."""
+
+
+_SQLITE_STEPS = {1: _sqlite_step_1, 2: _sqlite_step_2}
 
 
 def sqlite_version(conn: sqlite3.Connection) -> int:
@@ -161,7 +166,18 @@ CREATE TABLE IF NOT EXISTS notices (
     created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (kind, target, occasion));
 CREATE TABLE IF NOT EXISTS store_probe (id INTEGER PRIMARY KEY CHECK (id = 1), at DOUBLE PRECISION NOT NULL);
 """
-_PG_STEPS = {1: _PG_STEP_1}
+# Retention (CONTRACT section 11, pg_retention.py): the store's hash key (or only its check value),
+# and partial indexes holding only the rows whose personal data is still there, oldest first, so
+# that a prune step finds its rows without a scan. Built inside the migration's transaction: on a
+# large database, migrate with the gateways stopped (writes wait for the index builds).
+_PG_STEP_2 = """
+CREATE TABLE IF NOT EXISTS retention_state (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS mo_messages_kept ON mo_messages (taken_at) WHERE sender <> '';
+CREATE INDEX IF NOT EXISTS mt_messages_kept ON mt_messages (created_at) WHERE text <> '';
+CREATE INDEX IF NOT EXISTS billing_rows_kept ON billing_rows (at) WHERE length(msisdn) <> 64;
+CREATE INDEX IF NOT EXISTS notices_kept ON notices (created_at) WHERE length(target) <> 64;
+"""
+_PG_STEPS = {1: _PG_STEP_1, 2: _PG_STEP_2}
 
 
 async def pg_version(conn) -> int:
