@@ -52,7 +52,7 @@ def prune(db: str, config: Config, *, now: float | None = None, batch: int = BAT
         while True:
             began = time.perf_counter()
             table, rows = store.prune_step(limit, key, batch)
-            if not rows:
+            if not table:
                 return done
             done[table] += rows
             sleep(max(pause, time.perf_counter() - began))   # the store is the gateway's half the time or more
@@ -62,21 +62,33 @@ def prune(db: str, config: Config, *, now: float | None = None, batch: int = BAT
 
 async def prune_async(db: str, config: Config, *, batch: int = BATCH, pause: float = PAUSE) -> Counter[str]:
     """`prune` from the event loop: each transaction in a thread, the pauses on the loop."""
-    store = await asyncio.to_thread(open_personal_data, db)
+    store = await _in_thread(open_personal_data, db)
     try:
-        await asyncio.to_thread(_lock, store, db)
-        key = await asyncio.to_thread(store.hash_key, config.retention.hash_key)
+        await _in_thread(_lock, store, db)
+        key = await _in_thread(store.hash_key, config.retention.hash_key)
         limit = cutoff(config, time.time())
         done: Counter[str] = Counter()
         while True:
             began = time.perf_counter()
-            table, rows = await asyncio.to_thread(store.prune_step, limit, key, batch)
-            if not rows:
+            table, rows = await _in_thread(store.prune_step, limit, key, batch)
+            if not table:
                 return done
             done[table] += rows
             await asyncio.sleep(max(pause, time.perf_counter() - began))
     finally:
-        await asyncio.to_thread(store.close)
+        await _in_thread(store.close)
+
+
+async def _in_thread(call: Callable[..., Any], *args: Any) -> Any:
+    """`call(*args)` in a thread. Cancelled, it still waits for the call to end before raising: the
+    store is then closed after its step, never under it (closing an SQLite connection in use by
+    another thread crashes the process)."""
+    running = asyncio.ensure_future(asyncio.to_thread(call, *args))
+    try:
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+        await asyncio.wait([running])
+        raise
 
 
 async def daily_prune(db: str, config: Config, *, first_within: float = FIRST_RUN_WITHIN,

@@ -84,7 +84,7 @@ class PersonalData(abc.ABC):
     @abc.abstractmethod
     def prune_step(self, cutoff: float, key: bytes, limit: int) -> tuple[str, int]:
         """Erase the personal data of at most `limit` rows of one table written before `cutoff`
-        (Unix seconds), in one transaction: (table, rows); rows 0 when nothing older is left."""
+        (Unix seconds), in one transaction: (table, rows changed); ("", 0) when nothing older is left."""
 
     @abc.abstractmethod
     def export_phone(self, phone: str, key: bytes) -> dict[str, Any]:
