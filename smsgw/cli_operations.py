@@ -14,7 +14,9 @@ from pathlib import Path
 
 from .cli_checks import UserError, database_path, phone_option
 
-SQLITE_DB_HELP = "records database: an SQLite file (required; a postgresql:// URL is refused: not built yet)"
+DB_HELP = "records database: an SQLite file or a postgresql:// URL (required)"
+SQLITE_DB_HELP = ("records database: an SQLite file (required; for a postgresql:// URL use pg_dump, or base "
+                  "backups with WAL archiving)")
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
@@ -104,7 +106,7 @@ def add_operations_commands(sub: argparse._SubParsersAction, db_sub: argparse._S
                             config_help: str) -> None:
     """`smsgw db prune`, `smsgw db backup`, `smsgw config check` and `smsgw data export|erase`."""
     p = db_sub.add_parser("prune", help="erase message texts and phone numbers older than [retention] days")
-    p.add_argument("--db", required=True, metavar="PATH", help=SQLITE_DB_HELP)
+    p.add_argument("--db", required=True, metavar="PATH", help=DB_HELP)
     p.add_argument("--config", metavar="FILE", help=config_help + "; [retention] days and hash_key")
     p.add_argument("--now", metavar="WHEN",
                    help="prune as at this ISO date or time, Vietnam time unless it says (default: now)")
@@ -131,6 +133,6 @@ def add_operations_commands(sub: argparse._SubParsersAction, db_sub: argparse._S
     q.set_defaults(func=cmd_data_erase)
     for p in (p, q):
         p.add_argument("--phone", required=True, metavar="MSISDN", help="0912345678, 84912345678 or +84912345678")
-        p.add_argument("--db", required=True, metavar="PATH", help=SQLITE_DB_HELP)
+        p.add_argument("--db", required=True, metavar="PATH", help=DB_HELP)
         p.add_argument("--config", metavar="FILE", help=config_help + "; [retention] hash_key")
 

@@ -108,6 +108,9 @@ def create_app(config: Config, *, db_path: str, service_factory: Callable[[], An
             stack.push_async_callback(outbox.stop)
             app[METRICS].track_queue_depth(lambda: outbox.depth)
             app[METRICS].track_oldest_pending(lambda: outbox.oldest_pending_age)
+            if app[METRICS].shared:   # several workers: each one's computed gauges written for the others' scrapes
+                refresher = asyncio.create_task(app[METRICS].keep_fresh(), name="smsgw-metrics")
+                stack.callback(refresher.cancel)
             app[STORE], app[SESSION], app[OUTBOX] = store, session, outbox
             app[INTAKE] = Intake(service, store, outbox, shortcode=config.shortcode,
                                  protection=_protection(config, app[METRICS]))

@@ -239,7 +239,7 @@ class Listener:
         self._summary: Counter[str] = Counter()
         self._summary_due: asyncio.TimerHandle | None = None
         if metrics is not None:
-            metrics.connections_open.set_function(lambda: len(self.connections))
+            metrics.track_connections_open(lambda: len(self.connections))
 
     def start(self, host: str, port: int, *, backlog: int, reuse_port: bool) -> int:
         """Listen on every address of `host`; the port bound (a free one for 0)."""

@@ -65,9 +65,8 @@ async def _serve(config: Config, *, db_path: str, host: str, port: int, reuse_po
     from .store import is_postgres
 
     limits = config.server
-    prune_daily = resume_pending and not is_postgres(db_path)
-    if resume_pending and not prune_daily:
-        log.warning("no daily retention prune: it works on SQLite stores only so far", retention_days=config.retention.days)
+    # SQLite: worker 0 prunes; PostgreSQL: every gateway tries, one at a time (the store's prune lock)
+    prune_daily = resume_pending or is_postgres(db_path)
     app = create_app(config, db_path=db_path, resume_pending=resume_pending, prune_daily=prune_daily)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=min(LAST_WAIT, limits.shutdown_grace))
     await runner.setup()

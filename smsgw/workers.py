@@ -9,16 +9,23 @@ that reaches another worker gets the first answer), and WAL lets one write at a 
 also resumes the MTs left pending by a previous run; every worker delivers the MTs it stores.
 If a worker dies, the supervisor stops the others and exits non-zero: a process manager
 (systemd, Kubernetes) restarts the whole gateway, and the pending MTs resume.
+
+/metrics counts every worker whichever one is scraped: the supervisor makes a directory of its
+own for this run (under $RUNTIME_DIRECTORY when systemd gives one, else the temporary folder),
+passes it in PROMETHEUS_MULTIPROC_DIR, and removes it when the workers have stopped (metrics.py).
+Being new, it holds nothing of an earlier run: the counters start at 0 with the workers.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -64,9 +71,13 @@ def reserve_port(host: str, port: int) -> tuple[socket.socket, int]:
 
 def supervise(argv: list[str], *, host: str, port: int, workers: int) -> int:
     """Run `workers` copies of `smsgw serve` (argv without --port/--workers); their exit status."""
+    from .metrics import MULTIPROCESS_VARIABLE
+
     holder, port = reserve_port(host, port)
     children: list[subprocess.Popen] = []
     stopping = False
+    shared = tempfile.mkdtemp(prefix="smsgw-metrics-", dir=os.environ.get("RUNTIME_DIRECTORY") or None)
+    environment = {**os.environ, MULTIPROCESS_VARIABLE: shared}
 
     def stop(signum: int, _frame: object) -> None:
         nonlocal stopping
@@ -81,7 +92,7 @@ def supervise(argv: list[str], *, host: str, port: int, workers: int) -> int:
         for index in range(workers):
             children.append(subprocess.Popen(
                 [sys.executable, "-m", "smsgw", "serve", *argv, "--port", str(port), "--worker", f"{index}/{workers}"],
-                stdout=subprocess.PIPE, text=True))
+                stdout=subprocess.PIPE, text=True, env=environment))
         url = _wait_listening(children)
         if url is None:
             stop(signal.SIGTERM, None)
@@ -99,6 +110,8 @@ def supervise(argv: list[str], *, host: str, port: int, workers: int) -> int:
         for child in children:
             if child.poll() is None:
                 child.kill()
+                child.wait()
+        shutil.rmtree(shared, ignore_errors=True)
 
 
 def _wait_listening(children: list[subprocess.Popen]) -> str | None:

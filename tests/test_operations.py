@@ -92,7 +92,7 @@ def test_secrets_from_environment_and_file_reach_the_adapter_and_never_config_ch
         assert secret not in exposed and secret not in logged
 
 
-def test_request_id_goes_back_in_the_header_and_follows_the_mo_to_its_mt_send_line(tmp_path):
+def test_request_id_goes_back_in_the_header_and_follows_the_mo_to_its_mt_and_its_delivery_report(tmp_path):
     db, config, log = tmp_path / "records.db", tmp_path / "smsgw.toml", tmp_path / "serve.log"
     asyncio.run(make_records(db))
     carrier = Carrier()
@@ -120,6 +120,13 @@ def test_request_id_goes_back_in_the_header_and_follows_the_mo_to_its_mt_send_li
                         if len(carrier.accepted) >= 3:
                             break
                         await asyncio.sleep(0.01)
+                    for mt in carrier.accepted:   # the carrier's delivery report of each, a request of its own
+                        body = json.dumps({"id": mt["id"], "status": "delivered"}).encode()
+                        async with session.post(f"{url}/carriers/generic/dlr", data=body, headers={
+                                "Content-Type": "application/json", "X-Smsgw-Signature": sign(SECRET, body),
+                                "X-Request-Id": f"dlr-{mt['id'][-8:]}"}) as response:
+                            assert response.status == 200
+                            assert response.headers["X-Request-Id"] == f"dlr-{mt['id'][-8:]}"
                 await stop(process)
         return headers_seen
 
@@ -135,6 +142,9 @@ def test_request_id_goes_back_in_the_header_and_follows_the_mo_to_its_mt_send_li
         assert len(mo_ids) == 1      # the summary line and the MT's send line name the same MO
         sent = next(line for line in mine if line["event"] == "mt sent")
         assert sent["mt_id"] in {mt["id"] for mt in carrier.accepted}
+        # ... and from the MT to its delivery report, logged under the carrier's DLR request id
+        (report,) = [line for line in lines if line["event"] == "delivery report" and line["mt_id"] == sent["mt_id"]]
+        assert report["request_id"] == f"dlr-{sent['mt_id'][-8:]}" and report["state"] == "delivered"
     assert OWNER not in log.read_text()
 
 

@@ -1,12 +1,19 @@
-"""Retention (CONTRACT §11): `smsgw db prune` leaves no old text or phone anywhere in the file,
-billing totals unchanged; `smsgw data export|erase --phone`; the gateway's daily prune."""
+"""Retention (CONTRACT §11): `smsgw db prune` leaves no old text or phone anywhere in the store,
+billing totals unchanged; `smsgw data export|erase --phone`; the gateway's daily prune.
+
+Each test runs on both backends (the `db` fixture): an SQLite file, whose dump and raw bytes
+(file and WAL) are searched, and a fresh PostgreSQL database, whose `pg_dump` is searched. The
+PostgreSQL-only ones: one prune at a time (the advisory lock), the server-side keyed hash."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
+import subprocess
 import uuid
+from contextlib import closing
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -15,7 +22,7 @@ import pytest
 from smsgw import cli
 from smsgw.billing import MessageType
 from smsgw.config import parse_config
-from smsgw.store import Notice, SqliteMessageStore, phone_hash
+from smsgw.store import Notice, is_postgres, open_messages, phone_hash
 from smsgw.wire import InboundMessage, OutboundMessage
 
 DAY = 86_400
@@ -32,10 +39,10 @@ def new_phone(n: int) -> str:
     return f"8497{n:07d}"
 
 
-async def fill(db: Path, *, olds: int = 30, recents: int = 5) -> None:
+async def fill(db: str, *, olds: int = 30, recents: int = 5) -> None:
     """MOs with their reply and charge row, `olds` of them 100 days ago and `recents` 10 days
     ago, each with texts and phones of its own; a notice of each age; one old MT refunded."""
-    store = await SqliteMessageStore.open(str(db))
+    store = await open_messages(db)
     for n, (when, phone, tag) in enumerate([(OLD, old_phone(i), f"OLDTEXT{i:04d}") for i in range(olds)]
                                            + [(RECENT, new_phone(i), f"NEWTEXT{i:04d}") for i in range(recents)]):
         mo_id = str(uuid.uuid4())
@@ -56,13 +63,39 @@ async def fill(db: Path, *, olds: int = 30, recents: int = 5) -> None:
     await store.close()
 
 
-def dump(db: Path) -> str:
-    """Every statement of `sqlite3 .dump` and the raw bytes of the file and its WAL, as one text."""
-    with sqlite3.connect(db) as conn:
+def dump(db: str) -> str:
+    """SQLite: every statement of `sqlite3 .dump` and the raw bytes of the file and its WAL, as one
+    text. PostgreSQL: the whole database as `pg_dump` prints it (schema and every row)."""
+    if is_postgres(db):
+        from pgcluster import find_binaries
+
+        binaries, _ = find_binaries()
+        env = {name: value for name, value in os.environ.items() if not name.startswith("PG")}
+        done = subprocess.run([binaries("pg_dump"), "--no-password", "-d", db], capture_output=True, text=True,
+                              timeout=60, env=env)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+    with closing(sqlite3.connect(db)) as conn:
         statements = "\n".join(conn.iterdump())
-    conn.close()
-    raw = b"".join(path.read_bytes() for path in (db, Path(f"{db}-wal")) if path.exists())
+    raw = b"".join(path.read_bytes() for path in (Path(db), Path(f"{db}-wal")) if path.exists())
     return statements + "\n" + raw.decode("latin-1")
+
+
+def query(db: str, sql: str) -> list[tuple]:
+    """The rows of `sql` (no parameters) on either backend."""
+    if is_postgres(db):
+        import asyncpg
+
+        async def run() -> list[tuple]:
+            conn = await asyncpg.connect(db)
+            try:
+                return [tuple(row) for row in await conn.fetch(sql)]
+            finally:
+                await conn.close()
+
+        return asyncio.run(run())
+    with closing(sqlite3.connect(db)) as conn:
+        return conn.execute(sql).fetchall()
 
 
 def run_cli(*argv: str, capsys) -> tuple[int, str, str]:
@@ -71,7 +104,7 @@ def run_cli(*argv: str, capsys) -> tuple[int, str, str]:
     return status, out, err
 
 
-def billing_summaries(db: Path, config: Path, capsys) -> list[str]:
+def billing_summaries(db: str, config: Path, capsys) -> list[str]:
     summaries = []
     for month in ("2026-03", "2026-06"):
         status, out, err = run_cli("billing", "summary", "--month", month, "--db", str(db), "--config", str(config),
@@ -82,8 +115,8 @@ def billing_summaries(db: Path, config: Path, capsys) -> list[str]:
 
 
 @pytest.fixture
-def filled(tmp_path) -> tuple[Path, Path]:
-    db, config = tmp_path / "smsgw.db", tmp_path / "smsgw.toml"
+def filled(db: str, tmp_path) -> tuple[str, Path]:
+    config = tmp_path / "smsgw.toml"
     asyncio.run(fill(db))
     (tmp_path / "key").write_text(KEY + "\n")
     config.write_text(f'[retention]\ndays = 90\nhash_key_file = "{tmp_path / "key"}"\n')
@@ -111,9 +144,8 @@ def test_prune_leaves_no_old_text_or_phone_anywhere_in_the_file_and_billing_tota
         assert f"NEWTEXT{n:04d}" in after and new_phone(n) in after
     assert billing_summaries(db, config, capsys) == totals
 
-    with sqlite3.connect(db) as conn:   # billing rows keep the phone's keyed hash, which the agency recomputes
-        hashed = {row[0] for row in conn.execute("SELECT msisdn FROM billing_rows WHERE at < '2026-04'")}
-    conn.close()
+    # billing rows keep the phone's keyed hash, which the agency recomputes
+    hashed = {row[0] for row in query(db, "SELECT msisdn FROM billing_rows WHERE at < '2026-04'")}
     assert phone_hash(KEY.encode(), old_phone(0)) in hashed and len(hashed) == 31   # 32 rows, 31 phones: a charge and its refund
     # A second run finds nothing more, and a different key is refused rather than mixed in.
     status, _, err = run_cli("db", "prune", "--db", str(db), "--config", str(config), "--now", "2026-06-30",
@@ -164,10 +196,8 @@ def test_without_a_configured_key_the_store_makes_one_and_keeps_it(filled, capsy
     db, _ = filled
     status, _, err = run_cli("db", "prune", "--db", str(db), "--now", "2026-06-30", capsys=capsys)
     assert status == 0, err
-    with sqlite3.connect(db) as conn:
-        key = bytes.fromhex(conn.execute("SELECT value FROM retention_state WHERE name = 'hash_key'").fetchone()[0])
-        hashed = {row[0] for row in conn.execute("SELECT msisdn FROM billing_rows")}
-    conn.close()
+    key = bytes.fromhex(query(db, "SELECT value FROM retention_state WHERE name = 'hash_key'")[0][0])
+    hashed = {row[0] for row in query(db, "SELECT msisdn FROM billing_rows")}
     assert phone_hash(key, old_phone(5)) in hashed
 
 
@@ -184,9 +214,7 @@ def test_the_gateway_prunes_on_its_own(filled):
                          first_prune_within=0.0)
         async with TestServer(app, host="127.0.0.1", port=0):
             for _ in range(500):
-                with sqlite3.connect(db) as conn:
-                    left = conn.execute("SELECT count(*) FROM mo_messages WHERE sender != ''").fetchone()[0]
-                conn.close()
+                left = (await asyncio.to_thread(query, db, "SELECT count(*) FROM mo_messages WHERE sender != ''"))[0][0]
                 if not left:
                     break
                 await asyncio.sleep(0.02)
@@ -194,3 +222,73 @@ def test_the_gateway_prunes_on_its_own(filled):
 
     asyncio.run(run())
     assert "NEWTEXT0001" not in dump(db)
+
+
+@pytest.mark.parametrize("length", [16, 64, 65, 100])
+def test_the_keyed_hash_postgresql_computes_is_phone_hash(pg_database, length):
+    # the prune hashes on the server (HMAC written out over sha256): it must give what the agency recomputes
+    import asyncpg
+
+    from smsgw.store.pg_retention import hmac_pads
+
+    key = bytes(range(256))[:length]
+    inner, outer = hmac_pads(key)
+
+    async def run() -> str:
+        conn = await asyncpg.connect(pg_database)
+        try:
+            return await conn.fetchval("SELECT encode(sha256($2::bytea || sha256($1::bytea"
+                                       " || convert_to($3, 'UTF8'))), 'hex')", inner, outer, "84912345678")
+        finally:
+            await conn.close()
+
+    assert asyncio.run(run()) == phone_hash(key, "84912345678")
+
+
+def test_one_prune_at_a_time_on_postgresql(pg_database, tmp_path, capsys):
+    """A second pruner (another gateway's daily prune, or db prune) finds the lock taken: db prune
+    says so and exits 1, the gateway's run is skipped; once the first ends, the next one prunes."""
+    import asyncpg
+
+    from smsgw.retention import prune_async
+    from smsgw.store import migrate
+    from smsgw.store.pg_retention import PRUNE_LOCK
+
+    asyncio.run(migrate(pg_database))
+    asyncio.run(fill(pg_database))
+    config = tmp_path / "smsgw.toml"
+    config.write_text(f'[retention]\nhash_key = "{KEY}"\n')
+
+    async def holding(then) -> object:
+        conn = await asyncpg.connect(pg_database)
+        try:
+            assert await conn.fetchval("SELECT pg_try_advisory_lock($1)", PRUNE_LOCK)
+            return await then()
+        finally:
+            await conn.close()
+
+    async def cli_prune() -> tuple[int, str, str]:
+        return await asyncio.to_thread(run_cli, "db", "prune", "--db", pg_database, "--config", str(config),
+                                       "--now", "2026-06-30", capsys=capsys)
+
+    status, _, err = asyncio.run(holding(cli_prune))
+    assert status == 1 and err == (f"smsgw: --db {pg_database}: another prune is running on this database (a "
+                                   "gateway's daily prune, or another smsgw db prune); try again when it has finished\n")
+    with pytest.raises(Exception, match="another prune is running"):
+        asyncio.run(holding(lambda: prune_async(pg_database, parse_config({"retention": {"hash_key": KEY}}))))
+    assert query(pg_database, "SELECT count(*) FROM mo_messages WHERE sender = ''") == [(0,)]   # nothing erased
+    status, _, err = run_cli("db", "prune", "--db", pg_database, "--config", str(config), "--now", "2026-06-30",
+                             capsys=capsys)
+    assert status == 0 and "mo_messages 30" in err, err
+
+
+def test_prune_on_a_postgresql_database_not_migrated_names_the_command(pg_database, tmp_path, capsys):
+    status, _, err = run_cli("db", "prune", "--db", pg_database, capsys=capsys)
+    assert status == 1 and err == (f"smsgw: --db {pg_database}: schema version 0, this smsgw needs 2: "
+                                   f"run smsgw db migrate --db {pg_database}\n")
+
+
+def test_db_backup_of_a_postgresql_url_names_postgresqls_own_tools(pg_database, tmp_path, capsys):
+    status, _, err = run_cli("db", "backup", "--db", pg_database, "--to", str(tmp_path / "copy.db"), capsys=capsys)
+    assert status == 1 and "pg_dump" in err and "pg_basebackup" in err and "WAL archiving" in err, err
+    assert not (tmp_path / "copy.db").exists()

@@ -180,3 +180,31 @@ def test_immutable_store_files_get_503_not_sigbus_and_the_gateway_recovers(tmp_p
         assert logged.count("message store takes writes again") == 1
 
     asyncio.run(run())
+
+
+def test_the_stores_line_about_a_refused_batch_names_the_requests_it_failed(tmp_path):
+    """From the carrier's request id to the store's own line: the writer runs each operation in
+    its request's log context, and its line about a failed batch lists their request ids."""
+    from structlog.testing import capture_logs
+
+    from test_gateway import sign
+
+    async def run():
+        async with gateway(tmp_path) as client:
+            async def post(mo_id: str, request_id: str):
+                body = mo_body(mo_id)
+                return await client.post("/carriers/generic/mo", data=body, headers={
+                    "Content-Type": "application/json", "X-Smsgw-Signature": sign(SECRET, body),
+                    "X-Request-Id": request_id})
+
+            assert (await post("before", "carrier-req-1")).status == 200
+            for suffix in ("", "-wal", "-shm"):
+                os.unlink(f"{tmp_path / 'records.db'}{suffix}")
+            with capture_logs() as lines:
+                refused = await post("after", "carrier-req-2")
+            assert refused.status == 503 and refused.headers["X-Request-Id"] == "carrier-req-2"
+            return lines
+
+    lines = asyncio.run(run())
+    (store_line,) = [line for line in lines if line["event"].startswith("message store refuses writes")]
+    assert store_line["request_ids"] == ["carrier-req-2"] and "deleted" in store_line["reason"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 
@@ -58,5 +59,66 @@ def test_two_workers_share_the_port_and_answer_a_retry_once(tmp_path):
         finally:
             await store.close()
         assert len(rows) == 41 and sum(row.amount_vnd for row in rows) == 41_000
+
+    asyncio.run(run())
+
+
+def _total(text: str, name: str, **labels: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+               if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()))
+
+
+def test_every_scrape_of_two_workers_counts_both(tmp_path):
+    """Each scrape reaches one worker (a fresh connection: either one), and reports the MOs of
+    both: the count equals the MOs answered so far on every scrape, and never goes down. The
+    workers' shared metric files live in a directory of this run, removed at the end."""
+    db, config, run_dir = tmp_path / "records.db", tmp_path / "smsgw.toml", tmp_path / "run"
+    run_dir.mkdir()
+    config.write_text(f'[carriers.generic]\nsecret = "{SECRET}"\nmode = "sync"\n'
+                      '[protection]\nlookups_per_hour = 0\nrepeat_limit = 0\n')
+
+    async def run():
+        await make_records(db)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "smsgw", "serve", "--db", str(db), "--config", str(config), "--port", "0",
+            "--workers", "2", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+            env={**os.environ, "RUNTIME_DIRECTORY": str(run_dir)})
+        try:
+            line = (await asyncio.wait_for(process.stdout.readline(), timeout=20)).decode()
+            url = line.split()[3]
+            fresh = aiohttp.TCPConnector(force_close=True)   # a new connection each time: either worker takes it
+            async with aiohttp.ClientSession(connector=fresh, timeout=aiohttp.ClientTimeout(total=10)) as session:
+                async def post(mo_id: str) -> None:
+                    body = mo_body(mo_id, text=f"BH QT {SSN}")
+                    async with session.post(f"{url}/carriers/generic/mo", data=body, headers={
+                            "Content-Type": "application/json", "X-Smsgw-Signature": sign(SECRET, body)}) as r:
+                        assert r.status == 200
+
+                async def scrape() -> str:
+                    async with session.get(f"{url}/metrics") as r:
+                        assert r.status == 200
+                        return await r.text()
+
+                seen = []
+                for round_ in range(4):
+                    await asyncio.gather(*(post(f"r{round_}-{n}") for n in range(10)))
+                    for _ in range(5):
+                        text = await scrape()
+                        seen.append(_total(text, "smsgw_messages_total"))
+                        assert seen[-1] == 10 * (round_ + 1), seen
+                        assert _total(text, "smsgw_request_duration_seconds_count", route="/carriers/{name}/mo") == 10 * (round_ + 1)
+                assert seen == sorted(seen)
+            (shared,) = run_dir.iterdir()
+            writers = {path.name for path in shared.glob("counter_*.db")}
+            assert len(writers) == 2, writers   # both workers counted (one file of counters each)
+            process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(process.wait(), timeout=30) == 0
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        assert list(run_dir.iterdir()) == []   # the run's metric files removed with it
 
     asyncio.run(run())

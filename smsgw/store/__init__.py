@@ -24,6 +24,8 @@ The PostgreSQL backend, one database shared by any number of gateways (CONTRACT 
     pg_records.py       `PgRecordStore`: the records lookups, COPY for seed and import
     pg_messages.py      `PgMessageStore`: the message operations, one short transaction each
     pg_reports.py       `PgReports`: the reading queries, returning rows
+    pg_retention.py     `PgRetention`: personal data pruned by age (one pruner at a time), exported
+                        and erased by phone
 
 Both:
     schema.py           the numbered schema steps and `schema_version` (`smsgw db migrate`)
@@ -44,7 +46,7 @@ from .messages import (MESSAGE_LANE, NOTICE_LANE, REPLY_LANE, BillingRow, Effect
 from .records import DOSSIER_STATUSES, SCHEMES, Card, Dossier, Period, Person, RecordStore
 from .sqlite_messages import SqliteMessageStore
 from .sqlite_records import CardRow, DossierRow, PaidUpRow, PeriodRow, PersonRow, SqliteStore
-from .retention import KeyMismatch, PersonalData, phone_hash
+from .retention import KeyMismatch, PersonalData, PruneRunning, phone_hash
 from .schema import CURRENT as SCHEMA_VERSION
 from .schema import OutdatedSchema, is_postgres, migrate, require_current
 from .schema import shown as schema_shown
@@ -57,7 +59,7 @@ __all__ = [
     "is_postgres", "KeyMismatch", "MessageReports", "MessageStore",
     "migrate", "MTState", "Notice", "open_messages", "open_personal_data", "open_records", "open_reports",
     "OutdatedSchema", "PaidUpRow", "PendingMT", "Period", "PeriodRow", "Person", "PersonalData", "PersonRow",
-    "phone_hash", "RecordStore", "require_current", "SCHEMA_VERSION", "SCHEMES", "Screening", "SenderHistory",
+    "phone_hash", "PruneRunning", "RecordStore", "require_current", "SCHEMA_VERSION", "SCHEMES", "Screening", "SenderHistory",
     "SqliteMessageStore", "SqliteReports", "SqliteStore", "StoredMO", "StoreError",
 ]
 
@@ -110,8 +112,9 @@ def open_reports(db: str) -> MessageReports:
 def open_personal_data(db: str) -> PersonalData:
     """The personal data in the messages at `db` (`--db`): prune, export, erase (retention.py)."""
     if is_postgres(db):
-        raise StoreError(f"--db {schema_shown(db)}: db prune and data export/erase work on SQLite files only so far "
-                         "(the PostgreSQL retention is not built yet)")
+        from .pg_retention import PgRetention
+
+        return PgRetention.open(db)
     return SqliteRetention(db)
 
 

@@ -14,7 +14,9 @@ config's `[retention] hash_key`, or when none is given a random one made at the 
 kept in the store; the store also keeps a check value of the key it hashed with, and refuses a
 different one (the hashes already written would no longer match).
 
-sqlite_retention.py implements it on the SQLite file; each step is one short transaction.
+sqlite_retention.py implements it on the SQLite file, pg_retention.py on PostgreSQL; each step is
+one short transaction. `take_prune_lock` keeps a prune to one process at a time on a database
+shared by several gateways (PostgreSQL: a session advisory lock).
 """
 
 from __future__ import annotations
@@ -22,9 +24,13 @@ from __future__ import annotations
 import abc
 import hashlib
 import hmac
+import secrets
 from typing import Any
 
+from .errors import StoreError
+
 HASH_LENGTH = 64
+_CHECK_INPUT = "smsgw retention key check"
 
 
 def phone_hash(key: bytes, phone: str) -> str:
@@ -32,8 +38,35 @@ def phone_hash(key: bytes, phone: str) -> str:
     return hmac.new(key, phone.encode(), hashlib.sha256).hexdigest()
 
 
-class KeyMismatch(Exception):
+class KeyMismatch(StoreError):
     """The configured hash key is not the one the store's hashes were made with."""
+
+
+class PruneRunning(StoreError):
+    """Another process prunes this database now (a gateway's daily prune, or `smsgw db prune`)."""
+
+
+def resolve_key(configured: str | None, state: dict[str, str]) -> tuple[bytes, dict[str, str]]:
+    """The key to hash with, from the configured one or the store's `retention_state` rows, and the
+    rows to add to that table (the store's own new key, the check value): KeyMismatch when the
+    configured key is not the one the store's hashes were made with."""
+    added: dict[str, str] = {}
+    if configured is not None:
+        key = configured.encode()
+    elif "hash_key" in state:
+        key = bytes.fromhex(state["hash_key"])
+    else:
+        key = secrets.token_bytes(32)
+        added["hash_key"] = key.hex()
+    check = phone_hash(key, _CHECK_INPUT)
+    if "hash_key_check" not in state:
+        added["hash_key_check"] = check
+    elif state["hash_key_check"] != check:
+        raise KeyMismatch(
+            "[retention] hash_key is not the key this store's hashes were made with"
+            + (" (the store made its own: remove hash_key, or start a new store)" if "hash_key" in state
+               else " (changing it would make the hashes already kept unmatchable)"))
+    return key, added
 
 
 class PersonalData(abc.ABC):
@@ -43,10 +76,15 @@ class PersonalData(abc.ABC):
     def hash_key(self, configured: str | None) -> bytes:
         """The key to hash with: `configured` (checked against the store's), else the store's own."""
 
+    def take_prune_lock(self) -> bool:
+        """Hold this database's prune lock until `close`; False when another process holds it.
+        (One SQLite file has one pruner: worker 0 of one host; nothing to take.)"""
+        return True
+
     @abc.abstractmethod
     def prune_step(self, cutoff: float, key: bytes, limit: int) -> tuple[str, int]:
         """Erase the personal data of at most `limit` rows of one table written before `cutoff`
-        (Unix seconds), in one transaction: (table, rows); rows 0 when nothing older is left."""
+        (Unix seconds), in one transaction: (table, rows changed); ("", 0) when nothing older is left."""
 
     @abc.abstractmethod
     def export_phone(self, phone: str, key: bytes) -> dict[str, Any]:

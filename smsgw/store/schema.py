@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .errors import StoreError
 
-CURRENT = 5
+CURRENT = 6
 _MIGRATE_LOCK = 0x736D7367   # "smsg": pg_advisory_xact_lock key of a migration
 
 _VERSION_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY,"
@@ -71,6 +71,11 @@ def _sqlite_step_1(conn: sqlite3.Connection) -> None:
     create_message_tables(conn)
 
 
+def _sqlite_step_retention(conn: sqlite3.Connection) -> None:
+    """Retention (CONTRACT section 11): nothing to add on SQLite. Its `retention_state` table and
+    `*_kept` indexes are in sqlite_tables.py, made IF NOT EXISTS by step 1 and by every `connect`."""
+
+
 def _sqlite_step_faq(conn: sqlite3.Connection) -> None:
     conn.execute(FAQ_STEP["sqlite"])
 
@@ -97,7 +102,7 @@ def _sqlite_step_conversations(conn: sqlite3.Connection) -> None:
 
 
 _SQLITE_STEPS = {1: _sqlite_step_1, 2: _sqlite_step_outbox_lanes, 3: _sqlite_step_api,
-                 4: _sqlite_step_conversations, 5: _sqlite_step_faq}
+                 4: _sqlite_step_conversations, 5: _sqlite_step_faq, 6: _sqlite_step_retention}
 
 
 def sqlite_version(conn: sqlite3.Connection) -> int:
@@ -197,6 +202,17 @@ CREATE TABLE IF NOT EXISTS notices (
     created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (kind, target, occasion));
 CREATE TABLE IF NOT EXISTS store_probe (id INTEGER PRIMARY KEY CHECK (id = 1), at DOUBLE PRECISION NOT NULL);
 """
+# Retention (CONTRACT section 11, pg_retention.py): the store's hash key (or only its check value),
+# and partial indexes holding only the rows whose personal data is still there, oldest first, so
+# that a prune step finds its rows without a scan. Built inside the migration's transaction: on a
+# large database, migrate with the gateways stopped (writes wait for the index builds).
+_PG_STEP_RETENTION = """
+CREATE TABLE IF NOT EXISTS retention_state (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS mo_messages_kept ON mo_messages (taken_at) WHERE sender <> '';
+CREATE INDEX IF NOT EXISTS mt_messages_kept ON mt_messages (created_at) WHERE text <> '';
+CREATE INDEX IF NOT EXISTS billing_rows_kept ON billing_rows (at) WHERE length(msisdn) <> 64;
+CREATE INDEX IF NOT EXISTS notices_kept ON notices (created_at) WHERE length(target) <> 64;
+"""
 # The outbox's lanes and holds (SHARED-INTERFACES §2): each MT's lane (0 replies first) and the
 # time a held MT waits for (NULL: not held).
 _PG_STEP_OUTBOX_LANES = """
@@ -228,7 +244,7 @@ CREATE INDEX IF NOT EXISTS ratings_at ON ratings (rated_at);
 CREATE TABLE IF NOT EXISTS opt_outs (phone TEXT PRIMARY KEY, since DOUBLE PRECISION NOT NULL);
 """
 _PG_STEPS = {1: _PG_STEP_1, 2: _PG_STEP_OUTBOX_LANES, 3: _pg_step_api, 4: _PG_STEP_CONVERSATIONS,
-             5: FAQ_STEP["postgresql"]}
+             5: FAQ_STEP["postgresql"], 6: _PG_STEP_RETENTION}
 
 
 async def pg_version(conn) -> int:

@@ -15,14 +15,11 @@ Export and erase by phone are rare operator commands: they read the MTs and bill
 
 from __future__ import annotations
 
-import secrets
 import sqlite3
 from typing import Any
 
-from .retention import HASH_LENGTH, KeyMismatch, PersonalData, phone_hash
+from .retention import HASH_LENGTH, PersonalData, phone_hash, resolve_key
 from .sqlite_tables import connect, iso_time
-
-_CHECK_INPUT = "smsgw retention key check"
 
 
 def _is_hash(value: str | None) -> bool:
@@ -45,22 +42,8 @@ class SqliteRetention(PersonalData):
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            state = dict(conn.execute("SELECT name, value FROM retention_state"))
-            if configured is not None:
-                key = configured.encode()
-            elif "hash_key" in state:
-                key = bytes.fromhex(state["hash_key"])
-            else:
-                key = secrets.token_bytes(32)
-                conn.execute("INSERT INTO retention_state (name, value) VALUES ('hash_key', ?)", (key.hex(),))
-            check = phone_hash(key, _CHECK_INPUT)
-            if "hash_key_check" not in state:
-                conn.execute("INSERT INTO retention_state (name, value) VALUES ('hash_key_check', ?)", (check,))
-            elif state["hash_key_check"] != check:
-                raise KeyMismatch(
-                    "[retention] hash_key is not the key this store's hashes were made with"
-                    + (" (the store made its own: remove hash_key, or start a new store)" if "hash_key" in state
-                       else " (changing it would make the hashes already kept unmatchable)"))
+            key, added = resolve_key(configured, dict(conn.execute("SELECT name, value FROM retention_state")))
+            conn.executemany("INSERT INTO retention_state (name, value) VALUES (?, ?)", added.items())
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

@@ -23,12 +23,18 @@ p50 6.0-9.5 ms and p99 80-102 ms, against p50 3.5-4.5 ms and p99 19-62 ms now (B
 
 Before each BEGIN and after each COMMIT the writer checks the files (files.py); while they
 cannot be written safely, every operation fails with Unavailable and `refusal` says why.
+
+Logs: an operation runs in the context of the request that submitted it (its structlog context
+variables: `request_id`, `mo_id`), so a line logged while it runs carries them; a line about a
+whole batch (the files refused, a BEGIN or COMMIT that failed) lists the `request_ids` of the
+operations it failed, so the operator can go from a carrier's request id to the store's line.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import itertools
 import sqlite3
 import time
@@ -37,6 +43,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
+
+import structlog
 
 from ..errors import Unavailable
 from ..logs import get_logger
@@ -52,6 +60,25 @@ T = TypeVar("T")
 class _Operation:
     run: Callable[[sqlite3.Connection], Any]
     future: asyncio.Future
+    context: contextvars.Context   # the submitter's: its log context (request_id, mo_id)
+
+    def __call__(self, conn: sqlite3.Connection) -> Any:
+        return self.context.run(self.run, conn)
+
+
+LOGGED_IDS = 20   # request ids listed at most on one line about a batch
+
+
+def _request_ids(operations: Any) -> list[str]:
+    """The request ids of the first LOGGED_IDS `operations` that have one."""
+    ids = []
+    for operation in operations:
+        request_id = operation.context.run(structlog.contextvars.get_contextvars).get("request_id")
+        if request_id is not None:
+            ids.append(request_id)
+            if len(ids) == LOGGED_IDS:
+                break
+    return ids
 
 
 class GroupCommitWriter:
@@ -128,7 +155,7 @@ class GroupCommitWriter:
         if self._closing or self._task is None:
             raise Unavailable("the message store is closed")
         future = asyncio.get_running_loop().create_future()
-        self._queue.append(_Operation(run, future))
+        self._queue.append(_Operation(run, future, contextvars.copy_context()))
         self._wakeup.set()
         return future
 
@@ -147,10 +174,12 @@ class GroupCommitWriter:
             try:   # may wait for the write lock held by another process: not on the loop
                 refusal = await loop.run_in_executor(self._executor, _checked_begin, self._conn, self._files)
             except Exception as exc:
+                log.error("message store BEGIN failed: the waiting messages get 503", error=str(exc),
+                          request_ids=_request_ids(self._queue))
                 self._fail(len(self._queue), Unavailable(f"message store: {exc}"))
                 self._isolate = 0
                 continue
-            self._refused(refusal)
+            self._refused(refusal, self._queue)
             if refusal is not None:
                 self._fail(len(self._queue), Unavailable(refusal))
                 self._isolate = 0
@@ -170,12 +199,14 @@ class GroupCommitWriter:
                 try:   # waits for the fsync
                     lost = await loop.run_in_executor(self._executor, _checked_commit, self._conn, self._files)
                 except Exception as exc:   # nothing of the batch was written: every operation failed
+                    log.error("message store COMMIT failed: the batch's messages get 503", error=str(exc),
+                              request_ids=_request_ids(batch))
                     results = [(False, Unavailable(f"message store: {exc}")) for _ in batch]
                 else:
                     with contextlib.suppress(sqlite3.Error):   # the read mark (_checked_commit), on the loop
                         self._conn.execute(_READ_MARK).fetchall()   # committed into a file the path no longer names: it will not survive a restart
                     if lost is not None:
-                        self._refused(lost)
+                        self._refused(lost, batch)
                         results = [(False, Unavailable(lost)) for _ in batch]
             if self.on_batch is not None:
                 self.on_batch(len(batch))
@@ -189,14 +220,15 @@ class GroupCommitWriter:
                 else:
                     operation.future.set_exception(value)
 
-    def _refused(self, refusal: str | None) -> None:
-        """Record the files' state; one log line when it changes, not one per operation."""
+    def _refused(self, refusal: str | None, failed: Any = ()) -> None:
+        """Record the files' state; one log line when it changes, not one per operation (with the
+        request ids of the `failed` operations that found it)."""
         self._refusal_checked = time.monotonic()
         if refusal == self._refusal:
             return
         if refusal is not None:
             log.error("message store refuses writes: messages get 503 until this is fixed", reason=refusal,
-                      path=self.path)
+                      path=self.path, request_ids=_request_ids(failed))
         else:
             log.warning("message store takes writes again", path=self.path)
         self._refusal = refusal
@@ -274,7 +306,7 @@ def _run_together(conn: sqlite3.Connection, batch: list[_Operation]) -> list[tup
     written, and the writer runs its operations again with `_run_isolated`.
     """
     try:
-        return [(True, operation.run(conn)) for operation in batch]
+        return [(True, operation(conn)) for operation in batch]
     except Exception:
         if conn.in_transaction:
             with contextlib.suppress(sqlite3.Error):   # a connection SQLite cannot roll back fails the next BEGIN
@@ -293,7 +325,7 @@ def _run_isolated(conn: sqlite3.Connection, batch: list[_Operation]) -> list[tup
         for operation in batch:
             conn.execute("SAVEPOINT operation")
             try:
-                results.append((True, operation.run(conn)))
+                results.append((True, operation(conn)))
             except Exception as exc:
                 conn.execute("ROLLBACK TO operation")
                 results.append((False, exc))
