@@ -74,11 +74,16 @@ class Service:
 @asynccontextmanager
 async def open_service(db_path: str, config: Config, *, session: aiohttp.ClientSession | None = None,
                        faq: Faq | None = None) -> AsyncIterator[Service]:
-    """A `Service` over the records at `db_path` (`--db`), closed on leaving."""
+    """A `Service` over the records at `db_path` (`--db`), closed on leaving. Without `faq`, the
+    FAQ stored by `smsgw faq import` answers questions (read once, here: a new import takes
+    effect when the gateway restarts)."""
+    from .faq_store import load_faq
     from .store import open_records
 
     records = await open_records(db_path)
     try:
+        if faq is None:
+            faq = await load_faq(db_path)
         yield Service(records, config, session=session, faq=faq)
     finally:
         await records.close()

@@ -88,3 +88,31 @@ def test_unicode_mode_counts_ucs2_segments(db):
     outcome = handle(db, "BH THE DN4010110129425", config={"gateway": {"unicode": True}})
     assert outcome.reply.encoding == "ucs2" and "hết hạn" in outcome.reply.text
     assert outcome.reply.segments == (1 if len(outcome.reply.text) <= 70 else -(-len(outcome.reply.text) // 67))
+
+
+def test_the_faq_stored_by_faq_import_answers_a_question_at_once(tmp_path):
+    """`smsgw faq import` then the gateway's service (open_service, as serve and send open it):
+    a question an entry answers gets the acknowledgment and that answer as a free push; without
+    an import, the same question only gets the acknowledgment (it goes to staff)."""
+    from smsgw.faq_store import import_faq
+    from smsgw.service import open_service
+
+    question = "BH HOI gia han the bhyt ho gia dinh o dau vay"
+    config = parse_config({"questions": {"holidays": []}})
+
+    async def ask(path: str):
+        async with open_service(path, config) as service:
+            return await service.handle(question, OWNER)
+
+    async def run():
+        bare = str(tmp_path / "bare.db")
+        await import_directory(str(RECORDS), bare)
+        without = await ask(bare)
+        await import_faq(Path(__file__).resolve().parent.parent / "fixtures" / "faq" / "faq.csv", bare)
+        return without, await ask(bare)
+
+    without, with_faq = asyncio.run(run())
+    assert [r.message_type for r in without.numbered("Q7")] == [MessageType.CHARGED]
+    replies = with_faq.numbered("Q7")
+    assert [r.message_type for r in replies] == [MessageType.CHARGED, MessageType.PUSH]
+    assert "Q7" in replies[0].text and "VssID" in replies[1].text
