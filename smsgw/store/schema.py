@@ -17,6 +17,8 @@ import os
 import sqlite3
 from pathlib import Path
 
+from .dossier_changes import PG_TABLE as DOSSIER_CHANGES_PG
+from .dossier_changes import SQLITE_TABLE as DOSSIER_CHANGES_SQLITE
 from .errors import StoreError
 
 CURRENT = 2
@@ -61,14 +63,17 @@ def _sqlite_step_1(conn: sqlite3.Connection) -> None:
     create_message_tables(conn)
 
 
-def _sqlite_step_outbox_lanes(conn: sqlite3.Connection) -> None:
-    """The outbox's lanes and holds: mt_messages.lane and not_before (sqlite_tables.add_outbox_lanes)."""
+def _sqlite_step_notices(conn: sqlite3.Connection) -> None:
+    """The notices' step: the outbox's lanes and holds (mt_messages.lane, not_before:
+    sqlite_tables.add_outbox_lanes) and the dossier status changes (dossier_changes.py)."""
     from .sqlite_tables import add_outbox_lanes
 
     add_outbox_lanes(conn)
+    for statement in DOSSIER_CHANGES_SQLITE:
+        conn.execute(statement)
 
 
-_SQLITE_STEPS = {1: _sqlite_step_1, 2: _sqlite_step_outbox_lanes}
+_SQLITE_STEPS = {1: _sqlite_step_1, 2: _sqlite_step_notices}
 
 
 def sqlite_version(conn: sqlite3.Connection) -> int:
@@ -168,15 +173,15 @@ CREATE TABLE IF NOT EXISTS notices (
     created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (kind, target, occasion));
 CREATE TABLE IF NOT EXISTS store_probe (id INTEGER PRIMARY KEY CHECK (id = 1), at DOUBLE PRECISION NOT NULL);
 """
-# The outbox's lanes and holds (SHARED-INTERFACES §2): each MT's lane (0 replies first) and the
-# time a held MT waits for (NULL: not held).
-_PG_STEP_OUTBOX_LANES = """
+# The notices' step: the outbox's lanes and holds (SHARED-INTERFACES §2: each MT's lane, 0 replies
+# first, and the time a held MT waits for, NULL: not held) and the dossier status changes.
+_PG_STEP_NOTICES = """
 ALTER TABLE mt_messages ADD COLUMN IF NOT EXISTS lane INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE mt_messages ADD COLUMN IF NOT EXISTS not_before DOUBLE PRECISION;
 CREATE INDEX IF NOT EXISTS mt_messages_held ON mt_messages (not_before)
     WHERE status = 'pending' AND not_before IS NOT NULL;
-"""
-_PG_STEPS = {1: _PG_STEP_1, 2: _PG_STEP_OUTBOX_LANES}
+""" + DOSSIER_CHANGES_PG
+_PG_STEPS = {1: _PG_STEP_1, 2: _PG_STEP_NOTICES}
 
 
 async def pg_version(conn) -> int:
