@@ -168,10 +168,12 @@ def cmd_notify(args: argparse.Namespace) -> int:
     from .config import load_config
     from .logs import configure_logging
     from .notices import notify
+    from .store import require_current
 
     config = load_config(args.config)
     configure_logging(level=logging.WARNING)   # the summary is the report; failures are logged
     db = database_path(args.db)
+    asyncio.run(require_current(db))   # OutdatedSchema names `smsgw db migrate`
     days = getattr(args, "days", 0)
     today = notice_day(getattr(args, "today", None), days)
     summary = asyncio.run(notify(args.kind, db, config, today=today, days=days))

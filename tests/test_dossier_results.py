@@ -190,3 +190,19 @@ def test_a_dossier_result_in_quiet_hours_is_held_until_the_morning(records_db, t
     due, summary = asyncio.run(run())
     assert due == [] and (summary.held, summary.held_until) == (1, morning)
     assert asyncio.run(unsettled(records_db)) == []   # queued, held: the change is done with
+
+
+def test_notify_refuses_a_database_whose_schema_is_older_naming_the_command_that_upgrades_it(tmp_path):
+    import sqlite3
+    import subprocess
+
+    from smsgw.store.schema import CURRENT
+
+    db = str(tmp_path / "old.db")
+    asyncio.run(make_records(db))
+    with sqlite3.connect(db) as conn:   # as a file made before the notices' step was
+        conn.execute("DELETE FROM schema_version WHERE version > 1")
+    done = subprocess.run([sys.executable, "-m", "smsgw", "notify", "dossier-results", "--db", db],
+                          capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (
+        1, f"smsgw: --db {db}: schema version 1, this smsgw needs {CURRENT}: run smsgw db migrate --db {db}\n")
