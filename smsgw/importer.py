@@ -36,8 +36,8 @@ from pathlib import Path
 from . import phones
 from .commands import Month
 from .csvfile import BadRow, CsvFile, ImportFailed, read_rows, text
-from .store import (DOSSIER_RESULTS, DOSSIER_STATUSES, SCHEMES, CardRow, DossierRow, PaidUpRow, PeriodRow, PersonRow, SqliteStore,
-                    open_records)
+from .store import (DOSSIER_RESULTS, DOSSIER_STATUSES, SCHEMES, CardRow, DossierRow, PaidUpRow, PeriodRow,
+                    PersonRow, SqliteStore, open_records)
 
 _SSN = re.compile(r"[0-9]{10}")
 _PERSONAL_ID = re.compile(r"[0-9]{12}")

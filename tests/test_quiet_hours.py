@@ -122,7 +122,9 @@ def test_a_notice_created_at_22_goes_out_at_07_through_the_gateway_and_a_reply_a
     # the next 22:00 in Vietnam: the injected clock runs ahead of the real one, as the MTs the
     # gateway stores are stamped with the real one
     today = datetime.now(VIETNAM).date()
-    evening = vietnam(today, 22, 0) if vietnam(today, 22, 0) > time.time() else vietnam(today + timedelta(days=1), 22, 0)
+    evening = vietnam(today, 22, 0)
+    if evening <= time.time():
+        evening = vietnam(today + timedelta(days=1), 22, 0)
     morning = evening + 9 * 3600
     clock = MovableClock(evening)
 
@@ -149,8 +151,8 @@ def test_a_notice_created_at_22_goes_out_at_07_through_the_gateway_and_a_reply_a
             await until(lambda: sink.received, 5)
             assert [mt["in_reply_to"] for _, mt in sink.received] == ["night"]
             await asyncio.sleep(0.5)
-            clock.set(morning - 0.6)   # the night passes; the last seconds before 07:00
-            await asyncio.sleep(0.3)
+            clock.set(morning - 2.0)   # the night passes; the last seconds before 07:00
+            await asyncio.sleep(1.0)
             assert len(sink.received) == 1, "a notice went out before 07:00"
             await until(lambda: len(sink.received) == 5, 8)
             store = await open_messages(str(db))
