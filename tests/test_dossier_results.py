@@ -206,3 +206,51 @@ def test_notify_refuses_a_database_whose_schema_is_older_naming_the_command_that
                           capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stderr) == (
         1, f"smsgw: --db {db}: schema version 1, this smsgw needs {CURRENT}: run smsgw db migrate --db {db}\n")
+
+
+@pytest.mark.slow
+def test_a_real_serve_sends_the_result_of_a_real_import_once_across_a_restart(records_db, tmp_path):
+    """`smsgw db import` and `smsgw serve` as processes: the serve sends the notice on its own; a
+    second identical import, and a restart, send nothing more; SIGTERM stops it cleanly."""
+    import signal
+
+    from test_crash import start_server
+
+    async def smsgw(*args: str) -> tuple[int, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "smsgw", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        _, err = await asyncio.wait_for(process.communicate(), timeout=60)
+        return process.returncode, err.decode()
+
+    async def run():
+        sink = Sink()
+        async with TestServer(sink.app, host="127.0.0.1", port=0) as server:
+            config = tmp_path / "smsgw.toml"
+            config.write_text(f'[notices]\nquiet_hours = ""\ndossier_results_every = {EVERY}\n'
+                              f'[carriers.generic]\nsecret = "k"\nmode = "async"\nmt_url = "{server.make_url("/mt")}"\n'
+                              'networks = ["*"]\n', encoding="utf-8")
+            imports = [import_files(tmp_path / name, [(CODE, SSN, status)])
+                       for name, status in (("1", "received"), ("2", "approved"))]
+            assert (await smsgw("db", "import", str(imports[0]), "--db", records_db))[0] == 0
+            with open(tmp_path / "serve.log", "wb") as stderr:
+                process, _ = await start_server(records_db, config, stderr)
+                status, err = await smsgw("db", "import", str(imports[1]), "--db", records_db)
+                assert status == 0 and "; 1 dossier results to notify" in err, err
+                for _ in range(500):
+                    if sink.received:
+                        break
+                    await asyncio.sleep(0.02)
+                status, err = await smsgw("db", "import", str(imports[1]), "--db", records_db)
+                assert status == 0 and "dossier results" not in err, err
+                await asyncio.sleep(5 * EVERY)
+                process.send_signal(signal.SIGTERM)
+                assert await asyncio.wait_for(process.wait(), timeout=20) == 0
+                process, _ = await start_server(records_db, config, stderr)
+                await asyncio.sleep(5 * EVERY)
+                process.send_signal(signal.SIGTERM)
+                assert await asyncio.wait_for(process.wait(), timeout=20) == 0
+        return sink.received
+
+    received = asyncio.run(run())
+    assert [(mt["to"], mt["text"]) for mt in received] == [
+        (OWNER, f"Ho so {CODE} cua ong/ba Nguyen Van A da duoc duyet. Tran trong.")]
