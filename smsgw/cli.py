@@ -182,12 +182,14 @@ def cmd_notify(args: argparse.Namespace) -> int:
     from .config import load_config
     from .logs import configure_logging
     from .notices import notify
+    from .store import require_current
 
     config = load_config(args.config)
     configure_logging(level=logging.WARNING)   # the summary is the report; failures are logged
     db = database_path(args.db)
+    asyncio.run(require_current(db))   # OutdatedSchema names `smsgw db migrate`
     days = getattr(args, "days", 0)
-    today = notice_day(args.today, days)
+    today = notice_day(getattr(args, "today", None), days)
     summary = asyncio.run(notify(args.kind, db, config, today=today, days=days))
     print(summary)
     return 0
@@ -280,13 +282,18 @@ def build_parser() -> argparse.ArgumentParser:
     q = notify_sub.add_parser("payment-reminder",
                               help="to every voluntary participant whose paid-up date falls in this month")
     q.set_defaults(kind="payment_reminder")
-    for p in (p, q):
+    r = notify_sub.add_parser("dossier-results",
+                              help="to the holder of every dossier an import moved to needs_more, approved, rejected"
+                                   " or returned (once per dossier and status; `serve` sends them by itself too)")
+    r.set_defaults(kind="dossier_result")
+    for p in (p, q, r):
         p.add_argument("--db", required=True, metavar="PATH", help=DB_HELP)
         p.add_argument("--config", metavar="FILE",
                        help="TOML configuration file: [notices], the carriers and their networks (default: none, "
                             "so no carrier takes the notices)")
-        p.add_argument("--today", metavar="YYYY-MM-DD",
-                       help="run as on this day, to catch up a missed run (default: today in Vietnam, UTC+07:00)")
+        if p is not r:   # a dossier result's day is the import's
+            p.add_argument("--today", metavar="YYYY-MM-DD",
+                           help="run as on this day, to catch up a missed run (default: today in Vietnam, UTC+07:00)")
         p.set_defaults(func=cmd_notify)
 
     add_report_commands(sub, db_help=DB_HELP, config_help=CONFIG_HELP)

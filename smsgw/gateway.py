@@ -35,6 +35,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from .answers import RateLimitedAnswer
 from .carrier import CarrierAdapter, load_adapter
 from .config import Config
+from .dossier_results import run_dossier_results
 from .errors import BadRequest, PayloadTooLarge, RequestError, Unavailable, UnknownCarrier
 from .ids import new_id
 from .intake import Intake
@@ -106,6 +107,11 @@ def create_app(config: Config, *, db_path: str, service_factory: Callable[[], An
                             tick=outbox_tick)
             await outbox.start(resume=resume_pending)
             stack.push_async_callback(outbox.stop)
+            if resume_pending:   # the gateway that resumes the outbox sends the dossier results too
+                stop = asyncio.Event()
+                task = asyncio.create_task(run_dossier_results(db_path, config, store, outbox, clock=clock, stop=stop),
+                                           name="smsgw-dossier-results")
+                stack.push_async_callback(_finish, task, stop)
             app[METRICS].track_queue_depth(lambda: outbox.depth)
             app[METRICS].track_oldest_pending(lambda: outbox.oldest_pending_age)
             if app[METRICS].shared:   # several workers: each one's computed gauges written for the others' scrapes
@@ -145,6 +151,16 @@ def _daily_prune(config: Config, db_path: str, first_within: float | None) -> Ca
         await asyncio.gather(task, return_exceptions=True)
 
     return pruning
+
+
+async def _finish(task: asyncio.Task, stop: asyncio.Event, grace: float = 15.0) -> None:
+    """Let a periodic task finish its run under way (cancelled after `grace` seconds)."""
+    stop.set()
+    try:
+        await asyncio.wait_for(asyncio.shield(task), grace)
+    except TimeoutError:
+        task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 def _protection(config: Config, metrics: Metrics) -> Protection:

@@ -10,6 +10,12 @@ employers and hospitals are stored in Unicode NFC; card numbers and dossier code
 upper-case, schemes upper-case, statuses lower-case (both accepted in any case); the last 10
 digits of a card number must be its row's ssn; `employer` and `hospital` may be empty.
 
+Dossier results (CONTRACT §7): a dossier this import moves to needs_more, approved, rejected or
+returned is recorded as a change (store/dossier_changes.py) in the import's transaction, for
+`smsgw notify dossier-results` and the gateway to tell its holder. A dossier new to the store
+counts, unless the store held no dossier before (a first load tells nobody of old results); a
+dossier imported again with the status it has is no change.
+
 persons.csv may carry one more column, `paid_until` (YYYY-MM-DD or empty): the date up to which
 a voluntary-insurance participant has paid (`smsgw notify payment-reminder`). Where the column
 is there its value replaces the stored one (empty: none); a file without it leaves the stored
@@ -22,15 +28,16 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 
 from . import phones
 from .commands import Month
 from .csvfile import BadRow, CsvFile, ImportFailed, read_rows, text
-from .store import (DOSSIER_STATUSES, SCHEMES, CardRow, DossierRow, PaidUpRow, PeriodRow, PersonRow, SqliteStore,
-                    open_records)
+from .store import (DOSSIER_RESULTS, DOSSIER_STATUSES, SCHEMES, CardRow, DossierRow, PaidUpRow, PeriodRow,
+                    PersonRow, SqliteStore, open_records)
 
 _SSN = re.compile(r"[0-9]{10}")
 _PERSONAL_ID = re.compile(r"[0-9]{12}")
@@ -47,9 +54,11 @@ class ImportSummary:
     periods: int = 0
     cards: int = 0
     dossiers: int = 0
+    results: int = 0      # dossiers moved to a result status: each holder is notified
 
     def __str__(self) -> str:
-        return f"{self.persons} persons, {self.periods} periods, {self.cards} cards, {self.dossiers} dossiers"
+        loaded = f"{self.persons} persons, {self.periods} periods, {self.cards} cards, {self.dossiers} dossiers"
+        return loaded + (f"; {self.results} dossier results to notify" if self.results else "")
 
 
 @dataclass
@@ -78,16 +87,30 @@ async def import_directory(directory: str | os.PathLike[str], db_path: str | os.
     try:
         records = await read_directory(directory, store)
         async with store.transaction():
+            results = await dossier_results(store, records.dossiers)
             await store.clear_personal_ids(records.released_personal_ids)
             await store.clear_paid_up(records.paid_up_cleared)
             await store.write(persons=records.persons, periods=records.periods,
                               cards=records.cards, dossiers=records.dossiers, paid_up=records.paid_up)
+            await store.record_dossier_changes(results, at=time.time())
         loaded = True
     finally:
         await store.close()
         if not loaded and not existed:
             _remove_database(Path(db_path))
-    return records.summary()
+    return replace(records.summary(), results=len(results))
+
+
+async def dossier_results(store: SqliteStore, dossiers: list[DossierRow]) -> list[tuple[str, str]]:
+    """(dossier_code, status) of each dossier of `dossiers` whose status is a result the store does
+    not have yet; read inside the import's transaction, before its rows are written."""
+    results = [(code, status) for code, _, status, _ in dossiers if status in DOSSIER_RESULTS]
+    if not results:
+        return []
+    stored = await store.dossier_statuses(code for code, _ in results)
+    if not stored and not await store.has_dossiers():   # a first load: old results are no news
+        return []
+    return [(code, status) for code, status in results if stored.get(code) != status]
 
 
 async def read_directory(directory: str | os.PathLike[str], store: SqliteStore | None) -> Records:

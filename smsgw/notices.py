@@ -2,6 +2,9 @@
 
     card-expiry --days N   every card whose last valid day is today + N, to its holder's phone
     payment-reminder       every voluntary participant whose paid-up date falls in this month
+    dossier-results        every dossier an import moved to a result status (needs_more,
+                           approved, rejected, returned), to its holder's phone; the gateway
+                           runs this too, every `[notices] dossier_results_every` seconds
 
 A run selects its targets in the records, renders each notice (replies.py), finds the carrier
 of each phone (`phones.network`, then the `networks` of `[carriers.X]`), stores the notices as
@@ -15,10 +18,13 @@ Once only: a notice is stored under (kind, target, occasion), unique in the mess
 run queues nothing that is stored already. The occasion of a card-expiry notice is the day of
 the run (so reminders at several lead times, `--days 30` then `--days 7`, each go once); that of
 a payment reminder is the paid-up date itself (one reminder per paid-up period, however often
-the command runs in the month).
+the command runs in the month); that of a dossier result is the status (one notice per dossier
+and status). A dossier result is selected from the changes imports recorded
+(store/dossier_changes.py) and its change settled once its notice is stored.
 
 A holder without a phone, or whose network no carrier takes, gets nothing: both are counted in
-the summary, and nothing is stored for them (a later run, after a config fix, sends theirs).
+the summary, and nothing is stored for them (a later run, after a config fix, sends theirs; a
+dossier change whose holder has no phone is settled, one on a network no carrier takes is not).
 
 Quiet hours (`[notices] quiet_hours`, quiet_hours.py): the notices of a run inside them are stored
 held until their end and not sent by the run; the gateway's outbox sends them then, on lane 2 of
@@ -32,6 +38,7 @@ import calendar
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -49,15 +56,21 @@ from .metrics import Metrics
 from .outbox import Outbox
 from .phones import network
 from .quiet_hours import not_before
-from .replies import card_expiry_notice, payment_reminder_notice
+from .replies import card_expiry_notice, dossier_result_notice, payment_reminder_notice
 from .store import MessageStore, Notice, PendingMT, SqliteStore, open_messages, open_records
 from .wire import OutboundMessage
 
 CARD_EXPIRY = "card_expiry"
 PAYMENT_REMINDER = "payment_reminder"
+DOSSIER_RESULT = "dossier_result"
 STORE_CHUNK = 500    # notices per message-store operation
 
 log = get_logger(component="notices")
+
+
+def command_name(kind: str) -> str:
+    """The `smsgw notify` command of a notice kind: card-expiry, payment-reminder, dossier-results."""
+    return "dossier-results" if kind == DOSSIER_RESULT else kind.replace("_", "-")
 
 
 @dataclass(frozen=True)
@@ -66,7 +79,7 @@ class Draft:
 
     kind: str
     target: str
-    occasion: date
+    occasion: date | str         # a day, or a dossier's status
     msisdn: str
     text: str
 
@@ -93,7 +106,7 @@ class NoticeSummary:
         carriers = ", ".join(f"{name} {count}" for name, count in sorted(self.queued.items()))
         networks = ", ".join(f"{name or 'unknown'} {count}" for name, count in sorted(self.no_carrier.items()))
         lines = [
-            f"notify {self.kind.replace('_', '-')}: {self.selected} {self.selection}",
+            f"notify {command_name(self.kind)}: {self.selected} {self.selection}",
             f"  queued now: {sum(self.queued.values())}" + (f" ({carriers})" if carriers else "")
             + f"; queued by an earlier run: {self.queued_before}",
             f"  not sent: {self.no_phone} without a phone on file, {sum(self.no_carrier.values())} on a network"
@@ -144,6 +157,30 @@ async def payment_reminder_drafts(records: SqliteStore, config: Config, today: d
     return drafts
 
 
+async def queue_dossier_results(records: SqliteStore, store: MessageStore, config: Config, summary: NoticeSummary,
+                                *, now: float) -> list[PendingMT]:
+    """Queue a notice for every dossier change not settled, then settle the changes done with;
+    the notices stored now that may go at once (see `queue`)."""
+    changes = await records.unsettled_dossier_changes()
+    summary.selection = "dossier changes to a result status"
+    drafts, settled, changed = [], [], {}
+    for change in changes:
+        summary.selected += 1
+        if change.phone is None:
+            summary.no_phone += 1
+            settled.append(change.id)
+            continue
+        changed.setdefault((change.code, change.status), []).append(change.id)
+        text = dossier_result_notice(change.code, change.full_name or "", change.status, unicode=config.unicode)
+        drafts.append(Draft(DOSSIER_RESULT, change.code, change.status, change.phone, text))
+    notices = route(drafts, config, summary, now=now)
+    pending = await queue(store, notices, summary, now=now)
+    # stored now or before (a run that stopped before settling): done with, either way
+    settled += [ident for notice in notices for ident in changed.pop((notice.target, notice.occasion), [])]
+    await records.settle_dossier_changes(settled, at=now)
+    return pending
+
+
 def route(drafts: Sequence[Draft], config: Config, summary: NoticeSummary, *, now: float) -> list[Notice]:
     """The notices of the drafts whose phone's network a configured carrier takes, created at
     `now`: held until the morning when that is in the quiet hours."""
@@ -159,7 +196,7 @@ def route(drafts: Sequence[Draft], config: Config, summary: NoticeSummary, *, no
         mt = OutboundMessage(id=new_id(), mo_id="", in_reply_to="", carrier=carrier,
                              sender=config.notices.sender, to=draft.msisdn, text=draft.text, encoding=size.encoding,
                              segments=size.segments, message_type=MessageType.PUSH)
-        notices.append(Notice(draft.kind, draft.target, draft.occasion.isoformat(), mt, not_before=held_until))
+        notices.append(Notice(draft.kind, draft.target, str(draft.occasion), mt, not_before=held_until))
     return notices
 
 
@@ -236,26 +273,23 @@ async def notify(kind: str, db_path: str, config: Config, *, today: date, days: 
     """
     from .progress import Progress
 
+    if kind not in (CARD_EXPIRY, PAYMENT_REMINDER, DOSSIER_RESULT):
+        raise ValueError(f"unknown notice kind {kind!r}")
     summary = NoticeSummary(kind, "")
-    records = await open_records(db_path)
-    try:
-        if kind == CARD_EXPIRY:
-            drafts = await card_expiry_drafts(records, config, today, days, summary)
-        elif kind == PAYMENT_REMINDER:
-            drafts = await payment_reminder_drafts(records, config, today, summary)
-        else:
-            raise ValueError(f"unknown notice kind {kind!r}")
-    finally:
-        await records.close()
     now = clock()
-    notices = route(drafts, config, summary, now=now)
-    store = await open_messages(db_path)
-    try:
-        pending = await queue(store, notices, summary, now=now)
-        async with aiohttp.ClientSession() as session:
-            with Progress(len(pending), f"notify {kind.replace('_', '-')}", enabled=None if progress else False) as bar:
-                await deliver(store, pending, adapters if adapters is not None else notice_adapters(config),
-                              session, summary, bar.advance)
-    finally:
-        await store.close()
+    async with AsyncExitStack() as stack:
+        records = await open_records(db_path)
+        stack.push_async_callback(records.close)
+        store = await open_messages(db_path)
+        stack.push_async_callback(store.close)
+        if kind == DOSSIER_RESULT:
+            pending = await queue_dossier_results(records, store, config, summary, now=now)
+        else:
+            drafts = await (card_expiry_drafts(records, config, today, days, summary) if kind == CARD_EXPIRY
+                            else payment_reminder_drafts(records, config, today, summary))
+            pending = await queue(store, route(drafts, config, summary, now=now), summary, now=now)
+        session = await stack.enter_async_context(aiohttp.ClientSession())
+        with Progress(len(pending), f"notify {command_name(kind)}", enabled=None if progress else False) as bar:
+            await deliver(store, pending, adapters if adapters is not None else notice_adapters(config),
+                          session, summary, bar.advance)
     return summary

@@ -73,11 +73,20 @@ _PAYMENT_REMINDER = (
     "tổng thời gian: {years:02d} năm {months:02d} tháng. "
     "Để tiếp tục tham gia đề nghị đóng trước ngày {paid_until}."
 )
+# The result of a dossier (CONTRACT §7), one text per status an import moved it to.
+_DOSSIER_RESULTS = {
+    "needs_more": "Hồ sơ {code} của ông/bà {name} cần bổ sung giấy tờ. "
+                  "Vui lòng liên hệ nơi đã nộp hồ sơ để được hướng dẫn. Trân trọng.",
+    "approved": "Hồ sơ {code} của ông/bà {name} đã được duyệt. Trân trọng.",
+    "rejected": "Hồ sơ {code} của ông/bà {name} không được chấp thuận. "
+                "Vui lòng liên hệ nơi đã nộp hồ sơ để biết lý do. Trân trọng.",
+    "returned": "Hồ sơ {code} của ông/bà {name} đã có kết quả và đã được trả. Trân trọng.",
+}
 
 _TEMPLATES = (
     _QT_WHOLE, _QT_PERIOD, _QT_UNTIL, _QT_SINCE, _QT_TOTALS, _CARD_VALID, _CARD_EXPIRED, _DOSSIER,
     *_DOSSIER_STATUS.values(), *_NOT_FOUND.values(), _NOT_OWNER, *_NOT_OWNER_TOPIC.values(), _BUSY,
-    _RATE_LIMITED, _CARD_EXPIRY, _PAYMENT_REMINDER,
+    _RATE_LIMITED, _CARD_EXPIRY, _PAYMENT_REMINDER, *_DOSSIER_RESULTS.values(),
 )
 TEMPLATES = (*syntax_replies.TEMPLATES, *_TEMPLATES, *conversation_replies.TEMPLATES)
 """Every template the gateway words (this module's and syntax_replies'), with diacritics; their
@@ -211,6 +220,13 @@ def payment_reminder_notice(name: str, ssn: str, paid_until: date, total_months:
         name=value(name, unicode), ssn=value(ssn, unicode), paid_until=day(paid_until),
         years=years, months=months,
     )
+
+
+def dossier_result_notice(code: str, name: str, status: str, *, unicode: bool = False) -> str:
+    """The notice to a dossier's holder that an import moved it to `status` (a DOSSIER_RESULTS one)."""
+    if status not in _DOSSIER_RESULTS:
+        raise ValueError(f"no dossier result notice for status {status!r}")
+    return word(_DOSSIER_RESULTS[status], unicode).format(code=value(code, unicode), name=value(name, unicode))
 
 
 def _check_templates() -> None:

@@ -230,7 +230,8 @@ def test_files_may_order_columns_freely_carry_a_bom_crlf_and_blank_lines(db, tmp
                      "0209876543,hc4010209876543,Bệnh viện A,2024-01-01,2099-12-31\r\n",
         "dossiers.csv": "ssn,dossier_code,updated_at,status\n0209876543,12345.g/2024/00001,2024-05-06,Approved\n",
     })
-    assert asyncio.run(import_directory(directory, db)) == ImportSummary(persons=1, cards=1, dossiers=1)
+    # a dossier new to a store holding dossiers already, approved: a result for its holder
+    assert asyncio.run(import_directory(directory, db)) == ImportSummary(persons=1, cards=1, dossiers=1, results=1)
     person, card, dossier = asyncio.run(lookups(
         db, ("person_by_ssn", "0209876543"), ("card", "HC4010209876543"), ("dossier", "12345.G/2024/00001")))
     assert (person.phone, person.personal_id) == ("84912000111", None)

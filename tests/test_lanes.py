@@ -114,7 +114,7 @@ def test_a_reply_behind_ten_thousand_notices_goes_in_the_next_send_slot(tmp_path
             waited = dict(carrier.sent)[stored.mt.id] - added
             await outbox.stop()
         assert position == sent_before, f"{position - sent_before} notices went first"
-        assert waited < 2 / TPS + 0.2, f"the reply waited {waited:.3f} s"
+        assert waited < 0.5, f"the reply waited {waited:.3f} s (one send slot: {1 / TPS:.3f} s)"
         # one bucket for both lanes: from any send on, its one-second burst then at most TPS a second
         times = [at for _, at in carrier.sent]
         for first, start in enumerate(times):
@@ -171,7 +171,7 @@ def test_a_notice_held_by_another_process_is_sent_at_its_time_and_not_before(db,
             await outbox.stop()
         ((mt_id, sent_at),) = carrier.sent
         assert mt_id == held.mt.id
-        assert at <= sent_at < at + 0.5, f"sent {sent_at - at:+.3f} s from its time"
+        assert at <= sent_at < at + 1.5, f"sent {sent_at - at:+.3f} s from its time"
         assert (await gateway_store.mt_state(mt_id)).status == "sent"
         await gateway_store.close()
 

@@ -10,6 +10,7 @@ Interfaces and the data they carry, whatever the database:
 
 The embedded SQLite backend, one records database file:
     sqlite_records.py   `SqliteStore`: the records tables, lookups, bulk load for seed and import
+    dossier_changes.py  the dossier status changes an import recorded, until their notices are queued
     sqlite_tables.py    the message tables and the connection that creates them
     sqlite_messages.py  `SqliteMessageStore`: the message operations as SQL
     writer.py           the group-commit writer that runs those operations, one transaction a batch
@@ -43,7 +44,8 @@ from .errors import DatabaseRefused, StoreError, explain
 from .messages import (MESSAGE_LANE, NOTICE_LANE, REPLY_LANE, BillingRow, Effect, Guard, MessageReports,
                        MessageStore, MTState, Notice, PendingMT, Question, Screening, SenderHistory, StaffAnswer,
                        StoredMO)
-from .records import DOSSIER_STATUSES, SCHEMES, Card, Dossier, Period, Person, RecordStore
+from .dossier_changes import DossierChange
+from .records import DOSSIER_RESULTS, DOSSIER_STATUSES, SCHEMES, Card, Dossier, Period, Person, RecordStore
 from .sqlite_messages import SqliteMessageStore
 from .sqlite_records import CardRow, DossierRow, PaidUpRow, PeriodRow, PersonRow, SqliteStore
 from .retention import KeyMismatch, PersonalData, PruneRunning, phone_hash
@@ -55,8 +57,8 @@ from .sqlite_retention import SqliteRetention
 
 __all__ = [
     "backup_database", "BillingRow", "Effect", "Question", "StaffAnswer", "Card", "CardRow", "DatabaseRefused",
-    "Dossier", "DOSSIER_STATUSES", "DossierRow", "explain", "Guard", "MESSAGE_LANE", "NOTICE_LANE", "REPLY_LANE",
-    "is_postgres", "KeyMismatch", "MessageReports", "MessageStore",
+    "Dossier", "DossierChange", "DOSSIER_RESULTS", "DOSSIER_STATUSES", "DossierRow", "explain", "Guard",
+    "MESSAGE_LANE", "NOTICE_LANE", "REPLY_LANE", "is_postgres", "KeyMismatch", "MessageReports", "MessageStore",
     "migrate", "MTState", "Notice", "open_messages", "open_personal_data", "open_records", "open_reports",
     "OutdatedSchema", "PaidUpRow", "PendingMT", "Period", "PeriodRow", "Person", "PersonalData", "PersonRow",
     "phone_hash", "PruneRunning", "RecordStore", "require_current", "SCHEMA_VERSION", "SCHEMES", "Screening", "SenderHistory",

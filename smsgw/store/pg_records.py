@@ -17,6 +17,7 @@ from datetime import date
 import asyncpg
 
 from ..commands import Month
+from .dossier_changes import PgDossierChanges
 from .errors import StoreError
 from .pg_pool import connection, create_pool
 from .records import Card, Dossier, Period, Person, RecordStore
@@ -39,7 +40,7 @@ _PERSON = f"SELECT {_PERSON_COLUMNS} FROM persons"
 _CARD = "SELECT card_no, ssn, valid_from, valid_to, hospital FROM cards"
 
 
-class PgRecordStore(RecordStore):
+class PgRecordStore(PgDossierChanges, RecordStore):
     """Records in a PostgreSQL database; open with `await PgRecordStore.open(url)`."""
 
     def __init__(self, pool: asyncpg.Pool, url: str) -> None:

@@ -14,6 +14,8 @@ from ..commands import Month
 
 SCHEMES = ("BHXH", "BHTN")
 DOSSIER_STATUSES = ("received", "processing", "needs_more", "approved", "rejected", "returned")
+DOSSIER_RESULTS = ("needs_more", "approved", "rejected", "returned")
+"""The statuses a dossier's holder is told of when an import changes the dossier to one (CONTRACT §7)."""
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ import os
 import sqlite3
 from pathlib import Path
 
+from .dossier_changes import PG_TABLE as DOSSIER_CHANGES_PG
+from .dossier_changes import SQLITE_TABLE as DOSSIER_CHANGES_SQLITE
 from .errors import StoreError
 
 CURRENT = 6
@@ -80,11 +82,14 @@ def _sqlite_step_faq(conn: sqlite3.Connection) -> None:
     conn.execute(FAQ_STEP["sqlite"])
 
 
-def _sqlite_step_outbox_lanes(conn: sqlite3.Connection) -> None:
-    """The outbox's lanes and holds: mt_messages.lane and not_before (sqlite_tables.add_outbox_lanes)."""
+def _sqlite_step_notices(conn: sqlite3.Connection) -> None:
+    """The notices' step: the outbox's lanes and holds (mt_messages.lane, not_before:
+    sqlite_tables.add_outbox_lanes) and the dossier status changes (dossier_changes.py)."""
     from .sqlite_tables import add_outbox_lanes
 
     add_outbox_lanes(conn)
+    for statement in DOSSIER_CHANGES_SQLITE:
+        conn.execute(statement)
 
 
 def _sqlite_step_api(conn: sqlite3.Connection) -> None:
@@ -101,7 +106,7 @@ def _sqlite_step_conversations(conn: sqlite3.Connection) -> None:
     create_message_tables(conn)   # CONVERSATION_TABLES and mt_messages.lease_until, when missing
 
 
-_SQLITE_STEPS = {1: _sqlite_step_1, 2: _sqlite_step_outbox_lanes, 3: _sqlite_step_api,
+_SQLITE_STEPS = {1: _sqlite_step_1, 2: _sqlite_step_notices, 3: _sqlite_step_api,
                  4: _sqlite_step_conversations, 5: _sqlite_step_faq, 6: _sqlite_step_retention}
 
 
@@ -213,14 +218,15 @@ CREATE INDEX IF NOT EXISTS mt_messages_kept ON mt_messages (created_at) WHERE te
 CREATE INDEX IF NOT EXISTS billing_rows_kept ON billing_rows (at) WHERE length(msisdn) <> 64;
 CREATE INDEX IF NOT EXISTS notices_kept ON notices (created_at) WHERE length(target) <> 64;
 """
-# The outbox's lanes and holds (SHARED-INTERFACES §2): each MT's lane (0 replies first) and the
-# time a held MT waits for (NULL: not held).
-_PG_STEP_OUTBOX_LANES = """
+# The notices' step: the outbox's lanes and holds (SHARED-INTERFACES §2: each MT's lane, 0 replies
+# first, and the time a held MT waits for, NULL: not held) and the dossier status changes.
+_PG_STEP_NOTICES = """
 ALTER TABLE mt_messages ADD COLUMN IF NOT EXISTS lane INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE mt_messages ADD COLUMN IF NOT EXISTS not_before DOUBLE PRECISION;
 CREATE INDEX IF NOT EXISTS mt_messages_held ON mt_messages (not_before)
     WHERE status = 'pending' AND not_before IS NOT NULL;
-"""
+""" + DOSSIER_CHANGES_PG
+
 
 def _pg_step_api() -> str:
     from .api import API_TABLES_PG
@@ -243,7 +249,7 @@ CREATE TABLE IF NOT EXISTS ratings (
 CREATE INDEX IF NOT EXISTS ratings_at ON ratings (rated_at);
 CREATE TABLE IF NOT EXISTS opt_outs (phone TEXT PRIMARY KEY, since DOUBLE PRECISION NOT NULL);
 """
-_PG_STEPS = {1: _PG_STEP_1, 2: _PG_STEP_OUTBOX_LANES, 3: _pg_step_api, 4: _PG_STEP_CONVERSATIONS,
+_PG_STEPS = {1: _PG_STEP_1, 2: _PG_STEP_NOTICES, 3: _pg_step_api, 4: _PG_STEP_CONVERSATIONS,
              5: FAQ_STEP["postgresql"], 6: _PG_STEP_RETENTION}
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import aiosqlite
 
 from ..commands import Month
+from .dossier_changes import SqliteDossierChanges
 from .errors import StoreError
 from .records import Card, Dossier, Period, Person, RecordStore
 
@@ -94,7 +95,7 @@ _CHUNK = 50_000
 _MMAP_BYTES = 1 << 40
 
 
-class SqliteStore(RecordStore):
+class SqliteStore(SqliteDossierChanges, RecordStore):
     """Records in one SQLite file; open with `await SqliteStore.open(path)`."""
 
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
