@@ -39,6 +39,10 @@ from .store.api_open import open_api
 MAX_API_BODY = 16 * 1024 * 1024
 API_STORE = web.AppKey("api_store", ApiStore)
 API_CONFIG = web.AppKey("api_config", Config)
+# The ttl end (or None) of each API MT this process stored and has not tried yet: the outbox's screen
+# needs no store round trip for them; any other MT without MO (stored by another process, retried,
+# a notice) is checked in the store.
+EXPIRIES = web.AppKey("api_expiries", dict)
 
 log = get_logger(component="api")
 
@@ -47,13 +51,14 @@ def add_api(app: web.Application, config: Config, store_of: Callable[[], Any], o
     """The API's routes and its callback sender on `app`, over the gateway's store and outbox
     (`store_of()`, `outbox_of()`: known once the gateway's resources are open)."""
     app[API_CONFIG] = config
+    app[EXPIRIES] = {}
 
     async def resources_(app: web.Application) -> AsyncIterator[None]:
         messages = store_of()
         store = await open_api(messages)
         app[API_STORE] = store
         outbox = outbox_of()
-        outbox.screen = _screen(store)
+        outbox.screen = _screen(store, app[EXPIRIES])
         sender = CallbackSender(store)
         sender.start()
         yield
@@ -67,12 +72,18 @@ def add_api(app: web.Application, config: Config, store_of: Callable[[], Any], o
     app.router.add_get("/api/v1/openapi.json", openapi)
 
 
-def _screen(store: ApiStore) -> Callable[[PendingMT], Any]:
+def _screen(store: ApiStore, expiries: dict[str, float | None]) -> Callable[[PendingMT], Any]:
     """The outbox's check before each send: an API message past its ttl is expired, not sent."""
+    unknown = object()
+
     async def screen(pending: PendingMT) -> bool:
         if pending.mt.mo_id:   # a reply: never an API message
             return True
-        return not await store.expire_if_due(pending.mt.id, time.time())
+        now = time.time()
+        expires_at = expiries.pop(pending.mt.id, unknown)
+        if expires_at is None or (expires_at is not unknown and expires_at > now):
+            return True
+        return not await store.expire_if_due(pending.mt.id, now)
 
     return screen
 
@@ -126,11 +137,14 @@ def _lease(request: web.Request) -> float | None:
     return store.lease_seconds if store.shared else None
 
 
-def _outbox_add(request: web.Request, pending: list[PendingMT]) -> None:
+def _outbox_add(request: web.Request, pending: list[PendingMT], expiries: dict[str, float | None]) -> None:
     from .gateway import OUTBOX
 
     outbox = request.app[OUTBOX]
+    known = request.app[EXPIRIES]
     for item in pending:
+        if item.not_before is None:   # sent now: its first screen is soon (a held one is checked in the store)
+            known[item.mt.id] = expiries.get(item.mt.id)
         outbox.add(item)
 
 
@@ -151,7 +165,7 @@ async def post_message(request: web.Request) -> web.Response:
     if taken.retry_after is not None:
         return _too_many(taken.retry_after)
     if taken.pending is not None:
-        _outbox_add(request, [taken.pending])
+        _outbox_add(request, [taken.pending], {new.mt.id: new.expires_at})
     message = taken.message
     log.info("api message", key=key.name, id=message.id, to=mask(message.to), message_class=message.message_class,
              status=message.status, created=taken.created)
@@ -186,7 +200,7 @@ async def post_batch(request: web.Request) -> web.Response:
         key, idempotency_key, new_id(), messages, now=time.time(), lease=_lease(request))
     if retry_after is not None:
         return _too_many(retry_after)
-    _outbox_add(request, pending)
+    _outbox_add(request, pending, {new.mt.id: new.expires_at for new in messages} if created else {})
     log.info("api batch", key=key.name, id=batch_id, recipients=len(messages), created=created)
     return web.json_response({"id": batch_id}, status=202 if created else 200)
 
