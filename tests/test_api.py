@@ -221,3 +221,39 @@ def test_api_keys_commands_print_the_key_once_store_its_hash_and_revoke(api_db, 
     assert asyncio.run(stored())[0] is None
     assert main(["api-keys", "revoke", "clinic", "--db", api_db]) == 1
     assert "smsgw: no live key named 'clinic'" in capsys.readouterr().err
+
+
+def test_the_retention_hashes_the_phones_of_api_messages_once_sent_and_erases_on_request(tmp_path):
+    from smsgw.config import parse_config
+    from smsgw.retention import erase_phone, export_phone, prune
+    from smsgw.store import phone_hash
+
+    db, key = str(tmp_path / "records.db"), "k" * 32
+    asyncio.run(migrate(db))
+
+    made = {}
+
+    async def send(texts):
+        async with carrier_sink() as sink, api_gateway(db, sink, make_key=not made) as (client, headers, _):
+            headers = made.setdefault("headers", headers)
+            ids = [(await (await post(client, headers, {"to": to, "text": text, "class": "info"})).json())["id"]
+                   for to, text in texts]
+            await sink.wait_for(len(texts))
+            for message_id in ids:
+                while (await (await client.get(f"/api/v1/messages/{message_id}", headers=headers)).json())[
+                        "status"] != "sent":
+                    await asyncio.sleep(0.02)
+            return ids
+
+    asyncio.run(send([(PHONE, "Ho so da duyet")]))
+    config = parse_config({"retention": {"hash_key": key, "days": 1}})
+    assert export_phone(db, config, MSISDN)["api_messages"][0]["recipient"] == MSISDN
+    done = prune(db, config, now=time.time() + 2 * 86400, sleep=lambda pause: None)
+    assert done["api_messages"] == 1 and done["mt_messages"] == 1
+    hashed = phone_hash(key.encode(), MSISDN)
+    assert [row["recipient"] for row in export_phone(db, config, MSISDN)["api_messages"]] == [hashed]
+    other = "84987654321"
+    asyncio.run(send([("0987654321", "Nhac dong phi")]))
+    assert erase_phone(db, config, other)["api_messages"] == 1
+    assert [row["recipient"] for row in export_phone(db, config, other)["api_messages"]] == [
+        phone_hash(key.encode(), other)]

@@ -13,6 +13,10 @@ Tables (schema step `API_STEP`, the same on both backends; `api_tables_sqlite`/`
                     order per message, retried with back-off until a 2xx (`done_at` set)
     opt_outs        phones that sent BH TC (SHARED-INTERFACES §1), read here
 
+Personal data: `api_messages.recipient` is replaced by its keyed hash by the retention's prune
+(once the message is no longer queued) and by `smsgw data erase` (SQLite: sqlite_retention.py);
+the text is only in mt_messages, pruned there.
+
 Status changes are made by the database itself: a trigger on mt_messages maps the outbox's and
 the delivery reports' changes (status sent / failed / expired, dlr_state) to the API status,
 only forward (queued 0 < sent 1 < delivered, failed, expired, opted_out 2), and queues the
@@ -175,6 +179,7 @@ CREATE TABLE IF NOT EXISTS api_messages (
     segments INTEGER NOT NULL, created_at {real} NOT NULL, updated_at {real} NOT NULL, expires_at {real},
     UNIQUE (key_name, idempotency_key));
 CREATE INDEX IF NOT EXISTS api_messages_batch ON api_messages (batch_id, status) WHERE batch_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS api_messages_kept ON api_messages (created_at) WHERE length(recipient) != 64;
 CREATE TABLE IF NOT EXISTS api_rate (
     key_name TEXT NOT NULL, minute BIGINT NOT NULL, taken INTEGER NOT NULL, PRIMARY KEY (key_name, minute));
 CREATE TABLE IF NOT EXISTS api_callbacks (
