@@ -9,6 +9,8 @@ import json
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from smsgw.api import API_STORE
 from smsgw.api_keys import authenticate, create_key, revoke_key
@@ -257,3 +259,34 @@ def test_the_retention_hashes_the_phones_of_api_messages_once_sent_and_erases_on
     assert erase_phone(db, config, other)["api_messages"] == 1
     assert [row["recipient"] for row in export_phone(db, config, other)["api_messages"]] == [
         phone_hash(key.encode(), other)]
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                     max_leaves=8)
+_FIELDS = {"to": st.sampled_from(["0912345678", "+84987654321", "0912", "", "hello"]) | _JSON,
+           "text": st.text(max_size=400) | _JSON, "class": st.sampled_from(["otp", "notice", "info", "x"]) | _JSON,
+           "send_at": st.sampled_from(["2026-12-01T08:00:00+07:00", "2026-12-01T08:00:00", "soon"]) | _JSON,
+           "ttl": st.integers(-5, 10**6) | _JSON, "callback_url": st.sampled_from(["https://a.vn/cb", "ftp://x", "http://"]) | _JSON,
+           "fold": st.booleans() | _JSON, "extra": _JSON}
+
+
+@settings(max_examples=300)
+@given(st.fixed_dictionaries({}, optional=_FIELDS) | _JSON)
+def test_any_json_body_is_a_message_or_a_refusal_naming_its_field(body):
+    from smsgw.api_messages import Refusal, message_from_json
+    from smsgw.config import parse_config
+    from smsgw.store.api import ApiKey
+
+    config = parse_config({"carriers": {"g": {"secret": "s", "networks": ["*"], "mt_url": "http://127.0.0.1:9/mt"}},
+                           "notices": {"quiet_hours": ""}})
+    key = ApiKey("k", ("otp", "notice"), 0, False, "secret")
+    try:
+        new = message_from_json(body, key, config, time.time())
+    except Refusal as refusal:
+        assert refusal.status in (400, 403, 422)
+        field = refusal.reason.split(":")[0]
+        assert field in {"body", *_FIELDS} or ": unknown field (the fields are" in refusal.reason, refusal.reason
+    else:
+        assert isinstance(body, dict) and body["class"] in key.classes
+        assert new.mt.to.isdigit() and new.mt.text.strip() and 1 <= new.mt.segments <= 3
