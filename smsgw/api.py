@@ -8,7 +8,8 @@
     GET  /api/v1/openapi.json    the OpenAPI 3.1 description (openapi.json beside this module)
 
 A request is checked in this order: key 401, body 413 (over 16 MiB), JSON 400 (naming the
-field), class 403, content 422 (phone, empty text, over 3 parts), rate 429 (with Retry-After).
+field), class 403, content 422 (phone, empty text, over 3 parts), then in the store: the same
+Idempotency-Key again (200 with the first result; 422 when the request differs), rate 429.
 Each refusal is `{"error": "<reason>"}`; never a 5xx for what a client sent. What a message
 becomes (phone to carrier, text to its encoding) is decided here (api_messages.py); the store
 keeps it with its MT in one transaction (store/api.py); the outbox sends it.
@@ -17,6 +18,7 @@ keeps it with its MT in one transaction (store/api.py); the outbox sends it.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import math
 import time
@@ -148,6 +150,16 @@ def _outbox_add(request: web.Request, pending: list[PendingMT], expiries: dict[s
         outbox.add(item)
 
 
+def _digest(request: web.Request, body: bytes) -> str:
+    """What tells a retry (the same request again) from another request reusing its Idempotency-Key."""
+    return hashlib.sha256(request.path_qs.encode() + b"\n" + body).hexdigest()
+
+
+def _reused(first_id: str) -> web.Response:
+    return refuse(422, f"Idempotency-Key: used before for another request (its result: {first_id}); "
+                       "a retry must send the same request")
+
+
 def _too_many(retry_after: float) -> web.Response:
     seconds = max(1, math.ceil(retry_after))
     return refuse(429, f"over this key's rate: try again in {seconds} s", {"Retry-After": str(seconds)})
@@ -157,11 +169,14 @@ async def post_message(request: web.Request) -> web.Response:
     try:
         key = await _key(request)
         idempotency_key = _idempotency_key(request)
-        new = message_from_json(_json(await _body(request)), key, request.app[API_CONFIG], time.time())
+        body = await _body(request)
+        new = message_from_json(_json(body), key, request.app[API_CONFIG], time.time())
     except Refusal as refusal:
         return refusal.response()
     taken = await request.app[API_STORE].store_message(key, idempotency_key, new, now=time.time(),
-                                                       lease=_lease(request))
+                                                       lease=_lease(request), request_hash=_digest(request, body))
+    if taken.mismatch:
+        return _reused(taken.message.id)
     if taken.retry_after is not None:
         return _too_many(taken.retry_after)
     if taken.pending is not None:
@@ -196,13 +211,15 @@ async def post_batch(request: web.Request) -> web.Response:
             messages = await asyncio.to_thread(batch_from_json, _json(body), key, config, now)
     except Refusal as refusal:
         return refusal.response()
-    batch_id, created, pending, retry_after = await request.app[API_STORE].store_batch(
-        key, idempotency_key, new_id(), messages, now=time.time(), lease=_lease(request))
-    if retry_after is not None:
-        return _too_many(retry_after)
-    _outbox_add(request, pending, {new.mt.id: new.expires_at for new in messages} if created else {})
-    log.info("api batch", key=key.name, id=batch_id, recipients=len(messages), created=created)
-    return web.json_response({"id": batch_id}, status=202 if created else 200)
+    taken = await request.app[API_STORE].store_batch(key, idempotency_key, new_id(), messages, now=time.time(),
+                                                     lease=_lease(request), request_hash=_digest(request, body))
+    if taken.mismatch:
+        return _reused(taken.batch_id)
+    if taken.retry_after is not None:
+        return _too_many(taken.retry_after)
+    _outbox_add(request, taken.pending, {new.mt.id: new.expires_at for new in messages} if taken.created else {})
+    log.info("api batch", key=key.name, id=taken.batch_id, recipients=len(messages), created=taken.created)
+    return web.json_response({"id": taken.batch_id}, status=202 if taken.created else 200)
 
 
 async def get_batch(request: web.Request) -> web.Response:

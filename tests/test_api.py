@@ -67,6 +67,10 @@ def test_the_same_idempotency_key_three_times_at_once_gives_one_message_and_one_
             assert len(sink.attempts) == 1
             again = await post(client, headers, body, idempotency="order-77")
             assert again.status == 200 and (await again.json())["id"] == answers[0][1]["id"]
+            other = await post(client, headers, {**body, "text": "Ket qua ho so: tu choi"}, idempotency="order-77")
+            assert other.status == 422 and (await other.json())["error"].startswith("Idempotency-Key: used before")
+            await asyncio.sleep(0.2)
+            assert len(sink.attempts) == 1
 
     asyncio.run(run())
 
