@@ -294,3 +294,10 @@ def test_any_json_body_is_a_message_or_a_refusal_naming_its_field(body):
     else:
         assert isinstance(body, dict) and body["class"] in key.classes
         assert new.mt.to.isdigit() and new.mt.text.strip() and 1 <= new.mt.segments <= 3
+
+
+def test_api_keys_on_a_postgresql_database_not_migrated_says_to_migrate(pg_database, capsys):
+    from smsgw.cli import main
+
+    assert main(["api-keys", "create", "clinic", "--db", pg_database]) == 1
+    assert "run smsgw db migrate --db" in capsys.readouterr().err
