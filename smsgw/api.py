@@ -8,7 +8,8 @@
     GET  /api/v1/openapi.json    the OpenAPI 3.1 description (openapi.json beside this module)
 
 A request is checked in this order: key 401, body 413 (over 16 MiB), JSON 400 (naming the
-field), class 403, content 422 (phone, empty text, over 3 parts), rate 429 (with Retry-After).
+field), class 403, content 422 (phone, empty text, over 3 parts), then in the store: the same
+Idempotency-Key again (200 with the first result; 422 when the request differs), rate 429.
 Each refusal is `{"error": "<reason>"}`; never a 5xx for what a client sent. What a message
 becomes (phone to carrier, text to its encoding) is decided here (api_messages.py); the store
 keeps it with its MT in one transaction (store/api.py); the outbox sends it.
@@ -17,6 +18,7 @@ keeps it with its MT in one transaction (store/api.py); the outbox sends it.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import math
 import time
@@ -39,6 +41,10 @@ from .store.api_open import open_api
 MAX_API_BODY = 16 * 1024 * 1024
 API_STORE = web.AppKey("api_store", ApiStore)
 API_CONFIG = web.AppKey("api_config", Config)
+# The ttl end (or None) of each API MT this process stored and has not tried yet: the outbox's screen
+# needs no store round trip for them; any other MT without MO (stored by another process, retried,
+# a notice) is checked in the store.
+EXPIRIES = web.AppKey("api_expiries", dict)
 
 log = get_logger(component="api")
 
@@ -47,13 +53,14 @@ def add_api(app: web.Application, config: Config, store_of: Callable[[], Any], o
     """The API's routes and its callback sender on `app`, over the gateway's store and outbox
     (`store_of()`, `outbox_of()`: known once the gateway's resources are open)."""
     app[API_CONFIG] = config
+    app[EXPIRIES] = {}
 
     async def resources_(app: web.Application) -> AsyncIterator[None]:
         messages = store_of()
         store = await open_api(messages)
         app[API_STORE] = store
         outbox = outbox_of()
-        outbox.screen = _screen(store)
+        outbox.screen = _screen(store, app[EXPIRIES])
         sender = CallbackSender(store)
         sender.start()
         yield
@@ -67,12 +74,18 @@ def add_api(app: web.Application, config: Config, store_of: Callable[[], Any], o
     app.router.add_get("/api/v1/openapi.json", openapi)
 
 
-def _screen(store: ApiStore) -> Callable[[PendingMT], Any]:
+def _screen(store: ApiStore, expiries: dict[str, float | None]) -> Callable[[PendingMT], Any]:
     """The outbox's check before each send: an API message past its ttl is expired, not sent."""
+    unknown = object()
+
     async def screen(pending: PendingMT) -> bool:
         if pending.mt.mo_id:   # a reply: never an API message
             return True
-        return not await store.expire_if_due(pending.mt.id, time.time())
+        now = time.time()
+        expires_at = expiries.pop(pending.mt.id, unknown)
+        if expires_at is None or (expires_at is not unknown and expires_at > now):
+            return True
+        return not await store.expire_if_due(pending.mt.id, now)
 
     return screen
 
@@ -126,12 +139,25 @@ def _lease(request: web.Request) -> float | None:
     return store.lease_seconds if store.shared else None
 
 
-def _outbox_add(request: web.Request, pending: list[PendingMT]) -> None:
+def _outbox_add(request: web.Request, pending: list[PendingMT], expiries: dict[str, float | None]) -> None:
     from .gateway import OUTBOX
 
     outbox = request.app[OUTBOX]
+    known = request.app[EXPIRIES]
     for item in pending:
+        if item.not_before is None:   # sent now: its first screen is soon (a held one is checked in the store)
+            known[item.mt.id] = expiries.get(item.mt.id)
         outbox.add(item)
+
+
+def _digest(request: web.Request, body: bytes) -> str:
+    """What tells a retry (the same request again) from another request reusing its Idempotency-Key."""
+    return hashlib.sha256(request.path_qs.encode() + b"\n" + body).hexdigest()
+
+
+def _reused(first_id: str) -> web.Response:
+    return refuse(422, f"Idempotency-Key: used before for another request (its result: {first_id}); "
+                       "a retry must send the same request")
 
 
 def _too_many(retry_after: float) -> web.Response:
@@ -143,15 +169,18 @@ async def post_message(request: web.Request) -> web.Response:
     try:
         key = await _key(request)
         idempotency_key = _idempotency_key(request)
-        new = message_from_json(_json(await _body(request)), key, request.app[API_CONFIG], time.time())
+        body = await _body(request)
+        new = message_from_json(_json(body), key, request.app[API_CONFIG], time.time())
     except Refusal as refusal:
         return refusal.response()
     taken = await request.app[API_STORE].store_message(key, idempotency_key, new, now=time.time(),
-                                                       lease=_lease(request))
+                                                       lease=_lease(request), request_hash=_digest(request, body))
+    if taken.mismatch:
+        return _reused(taken.message.id)
     if taken.retry_after is not None:
         return _too_many(taken.retry_after)
     if taken.pending is not None:
-        _outbox_add(request, [taken.pending])
+        _outbox_add(request, [taken.pending], {new.mt.id: new.expires_at})
     message = taken.message
     log.info("api message", key=key.name, id=message.id, to=mask(message.to), message_class=message.message_class,
              status=message.status, created=taken.created)
@@ -182,13 +211,15 @@ async def post_batch(request: web.Request) -> web.Response:
             messages = await asyncio.to_thread(batch_from_json, _json(body), key, config, now)
     except Refusal as refusal:
         return refusal.response()
-    batch_id, created, pending, retry_after = await request.app[API_STORE].store_batch(
-        key, idempotency_key, new_id(), messages, now=time.time(), lease=_lease(request))
-    if retry_after is not None:
-        return _too_many(retry_after)
-    _outbox_add(request, pending)
-    log.info("api batch", key=key.name, id=batch_id, recipients=len(messages), created=created)
-    return web.json_response({"id": batch_id}, status=202 if created else 200)
+    taken = await request.app[API_STORE].store_batch(key, idempotency_key, new_id(), messages, now=time.time(),
+                                                     lease=_lease(request), request_hash=_digest(request, body))
+    if taken.mismatch:
+        return _reused(taken.batch_id)
+    if taken.retry_after is not None:
+        return _too_many(taken.retry_after)
+    _outbox_add(request, taken.pending, {new.mt.id: new.expires_at for new in messages} if taken.created else {})
+    log.info("api batch", key=key.name, id=taken.batch_id, recipients=len(messages), created=taken.created)
+    return web.json_response({"id": taken.batch_id}, status=202 if taken.created else 200)
 
 
 async def get_batch(request: web.Request) -> web.Response:

@@ -47,20 +47,27 @@ class CallbackSender:
     def __init__(self, store: ApiStore) -> None:
         self.store = store
         self._task: asyncio.Task | None = None
+        self._stopping = asyncio.Event()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="smsgw-api-callbacks")
 
-    async def stop(self) -> None:
-        if self._task is not None:
+    async def stop(self, grace: float = TIMEOUT + 5) -> None:
+        """Stop after the round under way (not in the middle of a store operation); cancelled after `grace` s."""
+        if self._task is None:
+            return
+        self._stopping.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), grace)
+        except TimeoutError:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        self._task = None
 
     async def _run(self) -> None:
         timeout = aiohttp.ClientTimeout(total=TIMEOUT)
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            while True:
+            while not self._stopping.is_set():
                 try:
                     due = await self.store.due_callbacks(time.time(), LEASE, BATCH)
                 except asyncio.CancelledError:
@@ -71,7 +78,10 @@ class CallbackSender:
                 if due:
                     await asyncio.gather(*(self._send(session, callback) for callback in due))
                 else:
-                    await asyncio.sleep(POLL)
+                    try:
+                        await asyncio.wait_for(self._stopping.wait(), POLL)
+                    except TimeoutError:
+                        pass
 
     async def _send(self, session: aiohttp.ClientSession, callback: Callback) -> None:
         body = callback_body(callback)

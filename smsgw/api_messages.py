@@ -195,7 +195,8 @@ def _object(body: Any, allowed: set[str]) -> None:
         raise Refusal(400, "body: a JSON object is needed")
     unknown = sorted(set(body) - allowed)
     if unknown:
-        raise Refusal(400, f"{unknown[0]}: unknown field")
+        name = unknown[0] if unknown[0].isidentifier() else repr(unknown[0])
+        raise Refusal(400, f"{name}: unknown field (the fields are {', '.join(sorted(allowed))})")
 
 
 def _string(body: dict, name: str) -> str:

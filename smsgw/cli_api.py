@@ -45,11 +45,13 @@ def api_store(db: str):
     """The API store on `--db` (an async context manager), its message store closed on leaving."""
     from contextlib import asynccontextmanager
 
-    from .store import open_messages
+    from .store import is_postgres, open_messages, require_current
     from .store.api_open import open_api
 
     @asynccontextmanager
     async def opened():
+        if is_postgres(db):   # its tables are made by `smsgw db migrate` (an SQLite file's by the store itself)
+            await require_current(db)
         messages = await open_messages(database_path(db))
         try:
             yield await open_api(messages)

@@ -9,6 +9,8 @@ import json
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from smsgw.api import API_STORE
 from smsgw.api_keys import authenticate, create_key, revoke_key
@@ -65,6 +67,10 @@ def test_the_same_idempotency_key_three_times_at_once_gives_one_message_and_one_
             assert len(sink.attempts) == 1
             again = await post(client, headers, body, idempotency="order-77")
             assert again.status == 200 and (await again.json())["id"] == answers[0][1]["id"]
+            other = await post(client, headers, {**body, "text": "Ket qua ho so: tu choi"}, idempotency="order-77")
+            assert other.status == 422 and (await other.json())["error"].startswith("Idempotency-Key: used before")
+            await asyncio.sleep(0.2)
+            assert len(sink.attempts) == 1
 
     asyncio.run(run())
 
@@ -221,3 +227,77 @@ def test_api_keys_commands_print_the_key_once_store_its_hash_and_revoke(api_db, 
     assert asyncio.run(stored())[0] is None
     assert main(["api-keys", "revoke", "clinic", "--db", api_db]) == 1
     assert "smsgw: no live key named 'clinic'" in capsys.readouterr().err
+
+
+def test_the_retention_hashes_the_phones_of_api_messages_once_sent_and_erases_on_request(tmp_path):
+    from smsgw.config import parse_config
+    from smsgw.retention import erase_phone, export_phone, prune
+    from smsgw.store import phone_hash
+
+    db, key = str(tmp_path / "records.db"), "k" * 32
+    asyncio.run(migrate(db))
+
+    made = {}
+
+    async def send(texts):
+        async with carrier_sink() as sink, api_gateway(db, sink, make_key=not made) as (client, headers, _):
+            headers = made.setdefault("headers", headers)
+            ids = [(await (await post(client, headers, {"to": to, "text": text, "class": "info"})).json())["id"]
+                   for to, text in texts]
+            await sink.wait_for(len(texts))
+            for message_id in ids:
+                while (await (await client.get(f"/api/v1/messages/{message_id}", headers=headers)).json())[
+                        "status"] != "sent":
+                    await asyncio.sleep(0.02)
+            return ids
+
+    asyncio.run(send([(PHONE, "Ho so da duyet")]))
+    config = parse_config({"retention": {"hash_key": key, "days": 1}})
+    assert export_phone(db, config, MSISDN)["api_messages"][0]["recipient"] == MSISDN
+    done = prune(db, config, now=time.time() + 2 * 86400, sleep=lambda pause: None)
+    assert done["api_messages"] == 1 and done["mt_messages"] == 1
+    hashed = phone_hash(key.encode(), MSISDN)
+    assert [row["recipient"] for row in export_phone(db, config, MSISDN)["api_messages"]] == [hashed]
+    other = "84987654321"
+    asyncio.run(send([("0987654321", "Nhac dong phi")]))
+    assert erase_phone(db, config, other)["api_messages"] == 1
+    assert [row["recipient"] for row in export_phone(db, config, other)["api_messages"]] == [
+        phone_hash(key.encode(), other)]
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                     max_leaves=8)
+_FIELDS = {"to": st.sampled_from(["0912345678", "+84987654321", "0912", "", "hello"]) | _JSON,
+           "text": st.text(max_size=400) | _JSON, "class": st.sampled_from(["otp", "notice", "info", "x"]) | _JSON,
+           "send_at": st.sampled_from(["2026-12-01T08:00:00+07:00", "2026-12-01T08:00:00", "soon"]) | _JSON,
+           "ttl": st.integers(-5, 10**6) | _JSON, "callback_url": st.sampled_from(["https://a.vn/cb", "ftp://x", "http://"]) | _JSON,
+           "fold": st.booleans() | _JSON, "extra": _JSON}
+
+
+@settings(max_examples=300)
+@given(st.fixed_dictionaries({}, optional=_FIELDS) | _JSON)
+def test_any_json_body_is_a_message_or_a_refusal_naming_its_field(body):
+    from smsgw.api_messages import Refusal, message_from_json
+    from smsgw.config import parse_config
+    from smsgw.store.api import ApiKey
+
+    config = parse_config({"carriers": {"g": {"secret": "s", "networks": ["*"], "mt_url": "http://127.0.0.1:9/mt"}},
+                           "notices": {"quiet_hours": ""}})
+    key = ApiKey("k", ("otp", "notice"), 0, False, "secret")
+    try:
+        new = message_from_json(body, key, config, time.time())
+    except Refusal as refusal:
+        assert refusal.status in (400, 403, 422)
+        field = refusal.reason.split(":")[0]
+        assert field in {"body", *_FIELDS} or ": unknown field (the fields are" in refusal.reason, refusal.reason
+    else:
+        assert isinstance(body, dict) and body["class"] in key.classes
+        assert new.mt.to.isdigit() and new.mt.text.strip() and 1 <= new.mt.segments <= 3
+
+
+def test_api_keys_on_a_postgresql_database_not_migrated_says_to_migrate(pg_database, capsys):
+    from smsgw.cli import main
+
+    assert main(["api-keys", "create", "clinic", "--db", pg_database]) == 1
+    assert "run smsgw db migrate --db" in capsys.readouterr().err

@@ -35,19 +35,23 @@ async def counts_when(client, headers, batch_id: str, wanted: dict, timeout: flo
 def test_a_json_batch_renders_each_recipients_placeholders_and_counts_by_status(api_db):
     async def run():
         async with carrier_sink() as sink, api_gateway(api_db, sink) as (client, headers, _):
-            response = await client.post("/api/v1/batches", headers={**headers, "Idempotency-Key": "nov-reminders"},
-                                         json={"class": "notice", "text": "Chao {name}, the BHYT het han {day}",
-                                               "recipients": [{"to": f"09123456{n:02d}", "name": f"Anh {n}", "day": "31/12"}
-                                                              for n in range(3)]})
+            request = json.dumps({"class": "notice", "text": "Chao {name}, the BHYT het han {day}",
+                                  "recipients": [{"to": f"09123456{n:02d}", "name": f"Anh {n}", "day": "31/12"}
+                                                 for n in range(3)]}).encode()
+            response = await client.post("/api/v1/batches", data=request, headers={
+                **headers, "Idempotency-Key": "nov-reminders", "Content-Type": "application/json"})
             assert response.status == 202
             batch = await response.json()
             await sink.wait_for(3)
             assert sorted(mt["text"] for mt in sink.accepted) == [f"Chao Anh {n}, the BHYT het han 31/12" for n in range(3)]
             body = await counts_when(client, headers, batch["id"], {"sent": 3})
             assert body["total"] == 3
-            again = await client.post("/api/v1/batches", headers={**headers, "Idempotency-Key": "nov-reminders"},
+            retry = await client.post("/api/v1/batches", data=request,
+                                      headers={**headers, "Idempotency-Key": "nov-reminders", "Content-Type": "application/json"})
+            assert retry.status == 200 and (await retry.json())["id"] == batch["id"]
+            other = await client.post("/api/v1/batches", headers={**headers, "Idempotency-Key": "nov-reminders"},
                                       json={"class": "notice", "text": "x", "recipients": [{"to": "0912345678"}]})
-            assert again.status == 200 and (await again.json())["id"] == batch["id"]
+            assert other.status == 422 and (await other.json())["error"].startswith("Idempotency-Key: used before")
             await asyncio.sleep(0.2)
             assert len(sink.attempts) == 3
 

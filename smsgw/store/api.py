@@ -5,13 +5,19 @@ Tables (schema step `API_STEP`, the same on both backends; `api_tables_sqlite`/`
                     secret (in clear: it signs the callbacks), the classes it may send, its rate
                     per minute, whether it may send over 3 segments, revoked_at
     api_messages    one row per message asked for, its id the id of its MT in mt_messages (none
-                    for `opted_out`); unique on (key_name, idempotency_key): a retry finds it
+                    for `opted_out`); unique on (key_name, idempotency_key): a retry finds it;
+                    `request_hash` (SHA-256 of the request) tells a retry from another request
+                    reusing the key
     api_batches     one row per batch; its messages carry its id
     api_rate        requests taken per (key, minute): the per-key rate, counted in the store so
                     that every gateway process sees the same count
     api_callbacks   the durable callback queue: one row per status a message takes, sent in
                     order per message, retried with back-off until a 2xx (`done_at` set)
     opt_outs        phones that sent BH TC (SHARED-INTERFACES §1), read here
+
+Personal data: `api_messages.recipient` is replaced by its keyed hash by the retention's prune
+(once the message is no longer queued) and by `smsgw data erase` (SQLite: sqlite_retention.py);
+the text is only in mt_messages, pruned there.
 
 Status changes are made by the database itself: a trigger on mt_messages maps the outbox's and
 the delivery reports' changes (status sent / failed / expired, dlr_state) to the API status,
@@ -77,12 +83,25 @@ class NewMessage:
 @dataclass(frozen=True)
 class Taken:
     """What `store_message` did: `created` False for an idempotent retry (the first message),
-    `retry_after` set (seconds) when the key's rate refused it (nothing stored)."""
+    `retry_after` set (seconds) when the key's rate refused it (nothing stored), `mismatch` when
+    the Idempotency-Key was used before with another request (the first message; nothing stored)."""
 
     message: ApiMessage | None
     created: bool
     pending: PendingMT | None = None
     retry_after: float | None = None
+    mismatch: bool = False
+
+
+@dataclass(frozen=True)
+class BatchTaken:
+    """What `store_batch` did, as `Taken` says for a message; `pending` the MTs stored now."""
+
+    batch_id: str
+    created: bool
+    pending: list[PendingMT]
+    retry_after: float | None = None
+    mismatch: bool = False
 
 
 @dataclass(frozen=True)
@@ -114,16 +133,16 @@ class ApiStore(abc.ABC):
 
     @abc.abstractmethod
     async def store_message(self, key: ApiKey, idempotency_key: str | None, new: NewMessage, *,
-                            now: float, lease: float | None) -> Taken:
+                            now: float, lease: float | None, request_hash: str = "") -> Taken:
         """In one transaction: the message stored under (key, idempotency_key) already, else the
         rate counted (refused over it), the opt-out checked (notice/info), the message and its MT
         (pending, with its push billing row of 0 VND) stored, and its first callback queued."""
 
     @abc.abstractmethod
     async def store_batch(self, key: ApiKey, idempotency_key: str | None, batch_id: str,
-                          messages: Sequence[NewMessage], *, now: float,
-                          lease: float | None) -> tuple[str, bool, list[PendingMT], float | None]:
-        """(batch id, created, pending MTs, retry_after): the whole batch in one transaction."""
+                          messages: Sequence[NewMessage], *, now: float, lease: float | None,
+                          request_hash: str = "") -> BatchTaken:
+        """The whole batch in one transaction (or the one stored under its Idempotency-Key)."""
 
     @abc.abstractmethod
     async def message(self, key_name: str, message_id: str) -> ApiMessage | None: ...
@@ -167,14 +186,15 @@ CREATE TABLE IF NOT EXISTS api_keys (
     name TEXT PRIMARY KEY, key_hash TEXT NOT NULL UNIQUE, secret TEXT NOT NULL, classes TEXT NOT NULL,
     rate INTEGER NOT NULL, long_messages INTEGER NOT NULL, created_at {real} NOT NULL, revoked_at {real});
 CREATE TABLE IF NOT EXISTS api_batches (
-    id TEXT PRIMARY KEY, key_name TEXT NOT NULL, idempotency_key TEXT, class TEXT NOT NULL,
-    total INTEGER NOT NULL, created_at {real} NOT NULL, UNIQUE (key_name, idempotency_key));
+    id TEXT PRIMARY KEY, key_name TEXT NOT NULL, idempotency_key TEXT, request_hash TEXT NOT NULL,
+    class TEXT NOT NULL, total INTEGER NOT NULL, created_at {real} NOT NULL, UNIQUE (key_name, idempotency_key));
 CREATE TABLE IF NOT EXISTS api_messages (
-    id TEXT PRIMARY KEY, key_name TEXT NOT NULL, idempotency_key TEXT, recipient TEXT NOT NULL,
+    id TEXT PRIMARY KEY, key_name TEXT NOT NULL, idempotency_key TEXT, request_hash TEXT, recipient TEXT NOT NULL,
     class TEXT NOT NULL, status TEXT NOT NULL, callback_url TEXT, batch_id TEXT, encoding TEXT NOT NULL,
     segments INTEGER NOT NULL, created_at {real} NOT NULL, updated_at {real} NOT NULL, expires_at {real},
     UNIQUE (key_name, idempotency_key));
 CREATE INDEX IF NOT EXISTS api_messages_batch ON api_messages (batch_id, status) WHERE batch_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS api_messages_kept ON api_messages (created_at) WHERE length(recipient) != 64;
 CREATE TABLE IF NOT EXISTS api_rate (
     key_name TEXT NOT NULL, minute BIGINT NOT NULL, taken INTEGER NOT NULL, PRIMARY KEY (key_name, minute));
 CREATE TABLE IF NOT EXISTS api_callbacks (

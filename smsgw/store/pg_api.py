@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 
 from ..phones import mask
-from .api import ApiKey, ApiMessage, ApiStore, Callback, NewMessage, Taken
+from .api import ApiKey, ApiMessage, ApiStore, BatchTaken, Callback, NewMessage, Taken
 from .messages import PendingMT
 from .pg_pool import connection, transaction
 from .sqlite_tables import iso_time
@@ -68,36 +68,36 @@ class PgApiStore(ApiStore):
         return None if row is None else (ApiKey(row[0], tuple(row[1].split(",")), row[2], bool(row[3]), row[4]),
                                          row[5])
 
-    async def store_message(self, key, idempotency_key, new, *, now, lease=None) -> Taken:
+    async def store_message(self, key, idempotency_key, new, *, now, lease=None, request_hash="") -> Taken:
         try:
             async with transaction(self._pool) as conn:
-                message, pending = await _insert(conn, key, idempotency_key, None, new, now, lease)
+                message, pending = await _insert(conn, key, idempotency_key, None, new, now, lease, request_hash)
                 if message is None:
-                    row = await conn.fetchrow(_MESSAGE + " WHERE key_name = $1 AND idempotency_key = $2",
-                                              key.name, idempotency_key)
-                    return Taken(_message(row), created=False)
+                    row = await conn.fetchrow(_MESSAGE.replace(" FROM", ", request_hash FROM")
+                                              + " WHERE key_name = $1 AND idempotency_key = $2", key.name, idempotency_key)
+                    return Taken(_message(row), created=False, mismatch=row[9] != request_hash)
                 await _count_rate(conn, key, now)
                 return Taken(message, created=True, pending=pending)
         except _OverRate as over:
             return Taken(None, created=False, retry_after=over.retry_after)
 
-    async def store_batch(self, key, idempotency_key, batch_id, messages, *, now, lease=None):
+    async def store_batch(self, key, idempotency_key, batch_id, messages, *, now, lease=None, request_hash=""):
         try:
             async with transaction(self._pool) as conn:
                 inserted = await conn.fetchval(
-                    "INSERT INTO api_batches (id, key_name, idempotency_key, class, total, created_at)"
-                    " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING id",
-                    batch_id, key.name, idempotency_key, messages[0].message_class if messages else "",
+                    "INSERT INTO api_batches (id, key_name, idempotency_key, request_hash, class, total, created_at)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING id",
+                    batch_id, key.name, idempotency_key, request_hash, messages[0].message_class if messages else "",
                     len(messages), now)
                 if inserted is None:
-                    first = await conn.fetchval("SELECT id FROM api_batches WHERE key_name = $1"
-                                                " AND idempotency_key = $2", key.name, idempotency_key)
-                    return first, False, [], None
+                    first, first_hash = await conn.fetchrow("SELECT id, request_hash FROM api_batches WHERE key_name = $1"
+                                                            " AND idempotency_key = $2", key.name, idempotency_key)
+                    return BatchTaken(first, False, [], mismatch=first_hash != request_hash)
                 await _count_rate(conn, key, now)
                 pending = await _insert_many(conn, key, batch_id, messages, now, lease)
-                return batch_id, True, pending, None
+                return BatchTaken(batch_id, True, pending)
         except _OverRate as over:
-            return batch_id, False, [], over.retry_after
+            return BatchTaken(batch_id, False, [], retry_after=over.retry_after)
 
     async def message(self, key_name, message_id):
         async with connection(self._pool) as conn:
@@ -165,17 +165,18 @@ async def _count_rate(conn: asyncpg.Connection, key: ApiKey, now: float) -> None
 
 
 async def _insert(conn: asyncpg.Connection, key: ApiKey, idempotency_key: str | None, batch_id: str | None,
-                  new: NewMessage, now: float, lease: float | None) -> tuple[ApiMessage | None, PendingMT | None]:
+                  new: NewMessage, now: float, lease: float | None,
+                  request_hash: str | None = None) -> tuple[ApiMessage | None, PendingMT | None]:
     mt = new.mt
     opted_out = new.message_class != "otp" and await conn.fetchval(
         "SELECT 1 FROM opt_outs WHERE phone = $1", mt.to) is not None
     status = "opted_out" if opted_out else "queued"
     inserted = await conn.fetchval(
         "INSERT INTO api_messages (id, key_name, idempotency_key, recipient, class, status, callback_url, batch_id,"
-        " encoding, segments, created_at, updated_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
-        " $11, $11, $12) ON CONFLICT (key_name, idempotency_key) DO NOTHING RETURNING id",
+        " encoding, segments, created_at, updated_at, expires_at, request_hash) VALUES ($1, $2, $3, $4, $5, $6, $7,"
+        " $8, $9, $10, $11, $11, $12, $13) ON CONFLICT (key_name, idempotency_key) DO NOTHING RETURNING id",
         mt.id, key.name, idempotency_key, mt.to, new.message_class, status, new.callback_url, batch_id,
-        mt.encoding, mt.segments, now, new.expires_at)
+        mt.encoding, mt.segments, now, new.expires_at, request_hash)
     if inserted is None:
         return None, None
     if new.callback_url is not None:

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from ..phones import mask
-from .api import API_TABLES_SQLITE, ApiKey, ApiMessage, ApiStore, Callback, NewMessage, Taken
+from .api import API_TABLES_SQLITE, ApiKey, ApiMessage, ApiStore, BatchTaken, Callback, NewMessage, Taken
 from .messages import PendingMT
 from .sqlite_tables import iso_time
 
@@ -56,36 +56,37 @@ class SqliteApiStore(ApiStore):
 
         return await self._submit(run)
 
-    async def store_message(self, key, idempotency_key, new, *, now, lease=None) -> Taken:
+    async def store_message(self, key, idempotency_key, new, *, now, lease=None, request_hash="") -> Taken:
         def run(conn):
             if idempotency_key is not None:
-                row = conn.execute(_MESSAGE + " WHERE key_name = ? AND idempotency_key = ?",
-                                   (key.name, idempotency_key)).fetchone()
+                row = conn.execute(_MESSAGE.replace(" FROM", ", request_hash FROM") + " WHERE key_name = ? AND"
+                                   " idempotency_key = ?", (key.name, idempotency_key)).fetchone()
                 if row is not None:
-                    return Taken(_message(row), created=False)
+                    return Taken(_message(row), created=False, mismatch=row[9] != request_hash)
             retry_after = _count_rate(conn, key, now)
             if retry_after is not None:
                 return Taken(None, created=False, retry_after=retry_after)
-            message, pending = _insert(conn, key, idempotency_key, None, new, now)
+            message, pending = _insert(conn, key, idempotency_key, None, new, now, request_hash)
             return Taken(message, created=True, pending=pending)
 
         return await self._submit(run)
 
-    async def store_batch(self, key, idempotency_key, batch_id, messages, *, now, lease=None):
+    async def store_batch(self, key, idempotency_key, batch_id, messages, *, now, lease=None, request_hash=""):
         def run(conn):
             if idempotency_key is not None:
-                row = conn.execute("SELECT id FROM api_batches WHERE key_name = ? AND idempotency_key = ?",
+                row = conn.execute("SELECT id, request_hash FROM api_batches WHERE key_name = ? AND idempotency_key = ?",
                                    (key.name, idempotency_key)).fetchone()
                 if row is not None:
-                    return row[0], False, [], None
+                    return BatchTaken(row[0], False, [], mismatch=row[1] != request_hash)
             retry_after = _count_rate(conn, key, now)
             if retry_after is not None:
-                return batch_id, False, [], retry_after
-            conn.execute("INSERT INTO api_batches (id, key_name, idempotency_key, class, total, created_at)"
-                         " VALUES (?, ?, ?, ?, ?, ?)", (batch_id, key.name, idempotency_key,
-                                                        messages[0].message_class if messages else "", len(messages), now))
+                return BatchTaken(batch_id, False, [], retry_after=retry_after)
+            conn.execute("INSERT INTO api_batches (id, key_name, idempotency_key, request_hash, class, total, created_at)"
+                         " VALUES (?, ?, ?, ?, ?, ?, ?)", (batch_id, key.name, idempotency_key, request_hash,
+                                                           messages[0].message_class if messages else "",
+                                                           len(messages), now))
             pending = [item for item in _insert_many(conn, key, batch_id, messages, now) if item is not None]
-            return batch_id, True, pending, None
+            return BatchTaken(batch_id, True, pending)
 
         return await self._submit(run)
 
@@ -163,15 +164,16 @@ def _count_rate(conn: sqlite3.Connection, key: ApiKey, now: float) -> float | No
 
 
 def _insert(conn: sqlite3.Connection, key: ApiKey, idempotency_key: str | None, batch_id: str | None,
-            new: NewMessage, now: float) -> tuple[ApiMessage, PendingMT | None]:
+            new: NewMessage, now: float, request_hash: str | None = None) -> tuple[ApiMessage, PendingMT | None]:
     mt = new.mt
     opted_out = new.message_class != "otp" and conn.execute(
         "SELECT 1 FROM opt_outs WHERE phone = ?", (mt.to,)).fetchone() is not None
     status = "opted_out" if opted_out else "queued"
     conn.execute(
-        "INSERT INTO api_messages (id, key_name, idempotency_key, recipient, class, status, callback_url, batch_id,"
-        " encoding, segments, created_at, updated_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (mt.id, key.name, idempotency_key, mt.to, new.message_class, status, new.callback_url, batch_id,
+        "INSERT INTO api_messages (id, key_name, idempotency_key, request_hash, recipient, class, status, callback_url,"
+        " batch_id, encoding, segments, created_at, updated_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+        " ?, ?)",
+        (mt.id, key.name, idempotency_key, request_hash, mt.to, new.message_class, status, new.callback_url, batch_id,
          mt.encoding, mt.segments, now, now, new.expires_at))
     if new.callback_url is not None:
         conn.execute("INSERT INTO api_callbacks (message_id, status, at, next_attempt_at) VALUES (?, ?, ?, ?)",

@@ -52,7 +52,8 @@ class SqliteRetention(PersonalData):
 
     def prune_step(self, cutoff: float, key: bytes, limit: int) -> tuple[str, int]:
         for table, step in (("billing_rows", _prune_billing), ("mt_messages", _prune_mts),
-                            ("mo_messages", _prune_mos), ("notices", _prune_notices)):
+                            ("mo_messages", _prune_mos), ("notices", _prune_notices),
+                            ("api_messages", _prune_api_messages)):
             rows = self._write(lambda conn: step(conn, cutoff, key, limit))
             if rows:
                 # The pages this step changed go into the file now, from this connection: left in
@@ -82,10 +83,13 @@ class SqliteRetention(PersonalData):
             notices = _dicts(conn.execute(
                 "SELECT kind, target, occasion, mt_id, created_at FROM notices WHERE mt_id IN"
                 " (SELECT id FROM mt_messages WHERE recipient IN (?, ?)) ORDER BY created_at", (phone, hashed)))
+            api = _dicts(conn.execute(
+                "SELECT id, key_name, recipient, class, status, batch_id, created_at, updated_at FROM api_messages"
+                " WHERE recipient IN (?, ?) ORDER BY created_at", (phone, hashed))) if _has_api(conn) else []
         finally:
             conn.execute("COMMIT")
         return {"phone": phone, "phone_hash": hashed, "mo_messages": mos, "mt_messages": mts,
-                "billing_rows": billing, "notices": notices}
+                "billing_rows": billing, "notices": notices, "api_messages": api}
 
     def erase_phone(self, phone: str, key: bytes) -> dict[str, int]:
         hashed = phone_hash(key, phone)
@@ -102,8 +106,10 @@ class SqliteRetention(PersonalData):
                                " WHERE recipient = ? AND status != 'pending'", (hashed, phone)).rowcount
             pending = conn.execute("SELECT count(*) FROM mt_messages WHERE recipient = ?", (phone,)).fetchone()[0]
             mos = conn.execute("UPDATE mo_messages SET sender = '', text = '' WHERE sender = ?", (phone,)).rowcount
+            api = conn.execute("UPDATE api_messages SET recipient = ? WHERE recipient = ? AND status != 'queued'",
+                               (hashed, phone)).rowcount if _has_api(conn) else 0
             return {"mo_messages": mos, "mt_messages": mts, "billing_rows": billing, "notices": len(notices),
-                    "mt_pending_kept": pending}
+                    "api_messages": api, "mt_pending_kept": pending}
 
         done = self._write(run)
         self._checkpoint()
@@ -162,6 +168,22 @@ def _prune_notices(conn: sqlite3.Connection, cutoff: float, key: bytes, limit: i
     conn.executemany("UPDATE notices SET target = ? WHERE rowid = ?",
                      [(phone_hash(key, target), rowid) for rowid, target in rows])
     return len(rows)
+
+
+def _prune_api_messages(conn: sqlite3.Connection, cutoff: float, key: bytes, limit: int) -> int:
+    """The API's messages keep their phone until sent or ended (`queued` is still the outbox's)."""
+    if not _has_api(conn):
+        return 0
+    rows = conn.execute("SELECT rowid, recipient FROM api_messages WHERE length(recipient) != 64 AND created_at < ?"
+                        " AND status != 'queued' ORDER BY created_at LIMIT ?", (cutoff, limit)).fetchall()
+    conn.executemany("UPDATE api_messages SET recipient = ? WHERE rowid = ?",
+                     [(phone_hash(key, recipient), rowid) for rowid, recipient in rows])
+    return len(rows)
+
+
+def _has_api(conn: sqlite3.Connection) -> bool:
+    """Whether the file has the sending API's tables (schema step api; store/api.py)."""
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'api_messages'").fetchone() is not None
 
 
 def _dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
