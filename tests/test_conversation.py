@@ -388,3 +388,14 @@ def test_a_question_over_the_hourly_limit_gets_the_polite_reply_and_is_not_store
     assert NUMBERED.search(other[1]["replies"][0]["text"])
     assert [q.sender for q in questions] == [STRANGER]
     assert stopped[1]["replies"] == [] and opted_out == {OWNER}   # over the limit again: silent, but it stands
+
+
+def test_the_message_path_does_not_load_the_faq_library_unless_an_faq_is_given():
+    """scikit-learn costs about a second of CPU to import: `smsgw parse`, `send` and `serve` without
+    an FAQ never pay it."""
+    import subprocess
+    import sys
+
+    loaded = subprocess.run([sys.executable, "-c", "import sys, smsgw.service, smsgw.gateway, smsgw.cli; "
+                             "print('sklearn' in sys.modules)"], capture_output=True, text=True, timeout=60)
+    assert loaded.stdout == "False\n", loaded.stderr
