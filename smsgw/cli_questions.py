@@ -6,10 +6,10 @@ came by, pending in the outbox with its push billing row, and leased to this pro
 process then delivers it itself (one attempt, through an `Outbox`, as `smsgw notify` does).
 A gateway never sends an MT under another process's unexpired lease (PostgreSQL: the claim;
 SQLite: `pending` leaves it out), so an answer racing a restart of `serve` reaches the carrier
-once. When the attempt fails for now, or this process dies, the lease runs out and the outbox's
-guarantees take over: on PostgreSQL any gateway claims it (at once: a hand-over notifies them);
-on SQLite the gateway's outbox resumes it at its next start. A second answer is refused, naming
-who answered and when.
+once. When the attempt fails for now, or this process dies, the lease ends (released, or run
+out) and the outbox's guarantees take over: on PostgreSQL any gateway claims it (at once: a
+release notifies them); on SQLite the running gateway takes it within seconds (handover.py), or
+at its next start. A second answer is refused, naming who answered and when.
 
 The answer invites a rating (`BH DG <1-5>`) when the invitation fits in the answer's SMS parts.
 """

@@ -37,6 +37,7 @@ from .carrier import CarrierAdapter, load_adapter
 from .config import Config
 from .errors import BadRequest, PayloadTooLarge, RequestError, Unavailable, UnknownCarrier
 from .ids import new_id
+from .handover import take_left_over
 from .intake import Intake
 from .listener import parse_refusal
 from .logs import get_logger, mask_text
@@ -102,6 +103,9 @@ def create_app(config: Config, *, db_path: str, service_factory: Callable[[], An
             outbox = Outbox(store, app[ADAPTERS], session, app[METRICS], concurrency=mt_concurrency)
             await outbox.start(resume=resume_pending)
             stack.push_async_callback(outbox.stop)
+            if resume_pending and not store.shared:   # SQLite's delivering gateway: MTs other processes left
+                left_over = asyncio.create_task(take_left_over(store, outbox), name="smsgw-left-over")
+                stack.push_async_callback(_cancelled, left_over)
             app[METRICS].track_queue_depth(lambda: outbox.depth)
             app[METRICS].track_oldest_pending(lambda: outbox.oldest_pending_age)
             app[STORE], app[SESSION], app[OUTBOX] = store, session, outbox
@@ -122,6 +126,11 @@ def create_app(config: Config, *, db_path: str, service_factory: Callable[[], An
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     return app
+
+
+async def _cancelled(task: asyncio.Task) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 def _daily_prune(config: Config, db_path: str, first_within: float | None) -> Callable:

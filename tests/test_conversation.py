@@ -399,3 +399,48 @@ def test_the_message_path_does_not_load_the_faq_library_unless_an_faq_is_given()
     loaded = subprocess.run([sys.executable, "-c", "import sys, smsgw.service, smsgw.gateway, smsgw.cli; "
                              "print('sklearn' in sys.modules)"], capture_output=True, text=True, timeout=60)
     assert loaded.stdout == "False\n", loaded.stderr
+
+
+def test_sqlite_hands_an_mt_another_process_left_to_the_gateway_once(tmp_path):
+    """An answer leased to the `questions answer` process is not the gateway's (pending, claim)
+    until that process releases it or its lease runs out; then it is taken once."""
+    import time
+
+    from smsgw.billing import MessageType
+    from smsgw.store import Effect, SqliteMessageStore
+    from smsgw.wire import InboundMessage, OutboundMessage
+
+    db = str(tmp_path / "records.db")
+
+    async def run():
+        store = await SqliteMessageStore.open(db)
+        try:
+            inbound = InboundMessage("generic", "q1", OWNER, "8079", "BH HOI ?", datetime.now(VIETNAM))
+
+            def numbered(number):
+                return [OutboundMessage(f"ack-{number}", "mo-q1", "q1", "generic", "8079", OWNER, number, "gsm7", 1,
+                                        MessageType.CHARGED)]
+
+            await store.store_mo(inbound, mo_id="mo-q1", mode="async", command="HOI", error=None, replies=[],
+                                 now=time.time(), effect=Effect("question", text="?", numbered=numbered))
+            own = await store.pending()
+
+            def word(question):
+                return OutboundMessage("answer-1", "", "", "generic", "8079", OWNER, "Tra loi", "gsm7", 1,
+                                       MessageType.PUSH)
+
+            answered = await store.answer_question("Q1", word, by="lan", now=time.time(), lease=60.0)
+            leased = (await store.pending(), await store.claim())
+            await store.release(["answer-1"])
+            taken = [p.mt.id for p in await store.claim()]
+            again = (await store.claim(), [p.mt.id for p in await store.pending()])
+            return own, answered, leased, taken, again
+        finally:
+            await store.close()
+
+    own, answered, leased, taken, again = asyncio.run(run())
+    assert [p.mt.id for p in own] == ["ack-Q1"]
+    assert answered.mt.id == "answer-1" and answered.question.number == "Q1"
+    assert [p.mt.id for p in leased[0]] == ["ack-Q1"] and leased[1] == []   # the answering process's
+    assert taken == ["answer-1"]
+    assert again == ([], ["ack-Q1", "answer-1"])   # taken once; the gateway's own MTs are never claimed
