@@ -444,3 +444,22 @@ def test_sqlite_hands_an_mt_another_process_left_to_the_gateway_once(tmp_path):
     assert [p.mt.id for p in leased[0]] == ["ack-Q1"] and leased[1] == []   # the answering process's
     assert taken == ["answer-1"]
     assert again == ([], ["ack-Q1", "answer-1"])   # taken once; the gateway's own MTs are never claimed
+
+
+def test_taking_the_question_as_typed_stays_linear_however_much_invisible_text_comes_first(monkeypatch):
+    """A 64 KiB body of spaces and zero-width characters before (and inside) the command: the
+    question is found with a few short normalisations, not one per character of the body."""
+    from smsgw import language
+
+    lengths: list[int] = []
+    real = language.normalize
+
+    def counted(text: str) -> str:
+        lengths.append(len(text))
+        return real(text)
+
+    monkeypatch.setattr(language, "normalize", counted)
+    text = "\u200b \u00a0" * 10_000 + "BH" + "\u200b" * 30_000 + " HỎI  Thẻ hết hạn?"
+    assert language.parse(text) == HOI("Thẻ hết hạn?")
+    long_ones = [n for n in lengths if n > 100]
+    assert long_ones == [len(text)] and len(lengths) < 20   # the message once; then short prefixes
