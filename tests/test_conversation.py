@@ -463,3 +463,42 @@ def test_taking_the_question_as_typed_stays_linear_however_much_invisible_text_c
     assert language.parse(text) == HOI("Thẻ hết hạn?")
     long_ones = [n for n in lengths if n > 100]
     assert long_ones == [len(text)] and len(lengths) < 20   # the message once; then short prefixes
+
+
+def test_two_answers_at_once_are_one_answer_and_one_refusal(db):
+    """Two staff members answering the same question at the same moment (two stores, as two
+    `questions answer` processes): one MT stored, the other refused naming the first."""
+    import time
+
+    from smsgw.billing import MessageType
+    from smsgw.store import Effect, open_messages
+    from smsgw.wire import InboundMessage, OutboundMessage
+
+    async def run():
+        asker = await open_messages(db)
+        inbound = InboundMessage("generic", "q1", OWNER, "8079", "BH HOI ?", datetime.now(VIETNAM))
+        stored = await asker.store_mo(
+            inbound, mo_id="mo-q1", mode="sync", command="HOI", error=None, replies=[], now=time.time(),
+            effect=Effect("question", text="?", numbered=lambda number: [OutboundMessage(
+                "ack", "mo-q1", "q1", "generic", "8079", OWNER, f"so {number}", "gsm7", 1, MessageType.CHARGED)]))
+        number = stored.replies[0].text.split()[-1]
+        stores = [await open_messages(db) for _ in range(2)]
+        try:
+            def word(by):
+                return lambda question: OutboundMessage(f"answer-{by}", "", "", "generic", "8079", question.sender,
+                                                        f"by {by}", "gsm7", 1, MessageType.PUSH)
+
+            results = await asyncio.gather(*(store.answer_question(number, word(by), by=by, now=time.time(), lease=60)
+                                             for store, by in zip(stores, ("lan", "minh"))))
+            return number, results, await asker.questions()
+        finally:
+            for store in (*stores, asker):
+                await store.close()
+
+    number, results, questions = asyncio.run(run())
+    sent = [result for result in results if result.mt is not None]
+    refused = [result for result in results if result.mt is None]
+    assert len(sent) == 1 and len(refused) == 1
+    winner = sent[0].mt.text.removeprefix("by ")
+    assert refused[0].question.answered_by == winner and refused[0].question.answered_at is not None
+    assert [(q.number, q.answered_by, q.answer) for q in questions] == [(number, winner, f"by {winner}")]
