@@ -23,7 +23,7 @@ class SyntaxAnswer:
     """A message that could not be understood; `error` is a CONTRACT §1 error code."""
 
     error: str
-    command: str | None  # QT, HS, THE, HELP when the command was recognised, else None
+    command: str | None  # a command (commands.COMMAND_NAMES) when it was recognised, else None
     correction: str | None = None  # the whole corrected message (CONTRACT §1b), if one is likely
     detail: str | None = None      # language.DIGIT_GROUPS: a number whose groups read two ways
     message_type = MessageType.REFUND_SYNTAX

@@ -97,19 +97,20 @@ def cmd_send(args: argparse.Namespace) -> int:
     config = load_config(args.config)
 
     async def run() -> dict:
-        from .intake import Intake, take_locally
-        from .store import open_messages
+        from .intake import LocalAnswers
 
         async with open_service(args.db, config) as service:
-            store = await open_messages(args.db)
+            local = LocalAnswers(service, args.db, config.shortcode)
             try:
-                stored = await take_locally(Intake(service, store, None, shortcode=config.shortcode), sender, args.text)
+                outcome, replies = await local.answer(sender, args.text)
             finally:
-                await store.close()
-        reply, *more = stored.replies
+                await local.close()
+        if not replies:   # a sender protection never answers (protection.py)
+            raise UserError(f"--from {args.sender!r}: the gateway never answers this sender")
+        reply, *more = replies
         printed = {
             "reply": reply.text, "encoding": reply.encoding, "segments": reply.segments,
-            "message_type": int(reply.message_type), "command": stored.command, "error": stored.error,
+            "message_type": int(reply.message_type), "command": outcome.command, "error": outcome.error,
         }
         if more:   # a question the FAQ answers: that answer follows at once
             printed["more"] = [{"reply": mt.text, "encoding": mt.encoding, "segments": mt.segments,

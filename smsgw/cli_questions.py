@@ -6,10 +6,10 @@ came by, pending in the outbox with its push billing row, and leased to this pro
 process then delivers it itself (one attempt, through an `Outbox`, as `smsgw notify` does).
 A gateway never sends an MT under another process's unexpired lease (PostgreSQL: the claim;
 SQLite: `pending` leaves it out), so an answer racing a restart of `serve` reaches the carrier
-once. When the attempt fails for now, or this process dies, the lease runs out and the outbox's
-guarantees take over: on PostgreSQL any gateway claims it (at once: a hand-over notifies them);
-on SQLite the gateway's outbox resumes it at its next start. A second answer is refused, naming
-who answered and when.
+once. When the attempt fails for now, or this process dies, the lease ends (released, or run
+out) and the outbox's guarantees take over: on PostgreSQL any gateway claims it (at once: a
+release notifies them); on SQLite the running gateway takes it within seconds (handover.py), or
+at its next start. A second answer is refused, naming who answered and when.
 
 The answer invites a rating (`BH DG <1-5>`) when the invitation fits in the answer's SMS parts.
 """
@@ -163,7 +163,8 @@ def add_questions_commands(sub: argparse._SubParsersAction, *, db_help: str, con
     questions_sub = questions.add_subparsers(dest="questions_command", required=True, metavar="QUESTIONS_COMMAND")
     p = questions_sub.add_parser("list", help="one line a question: number, asked at, phone (masked), carrier, "
                                               "state, text")
-    p.add_argument("--open", action="store_true", help="only the questions neither staff nor the FAQ answered (default: every question)")
+    p.add_argument("--open", action="store_true",
+                   help="only the questions neither staff nor the FAQ answered (default: every question)")
     p.add_argument("--db", required=True, metavar="PATH", help=db_help + "; the gateway's messages are in it")
     p.set_defaults(func=cmd_questions_list)
     p = questions_sub.add_parser("answer", help="send a staff answer to the asker (once), through the carrier "

@@ -38,6 +38,7 @@ from .config import Config
 from .dossier_results import run_dossier_results
 from .errors import BadRequest, PayloadTooLarge, RequestError, Unavailable, UnknownCarrier
 from .ids import new_id
+from .handover import take_left_over
 from .intake import Intake
 from .listener import parse_refusal
 from .logs import get_logger, mask_text
@@ -112,6 +113,9 @@ def create_app(config: Config, *, db_path: str, service_factory: Callable[[], An
                 task = asyncio.create_task(run_dossier_results(db_path, config, store, outbox, clock=clock, stop=stop),
                                            name="smsgw-dossier-results")
                 stack.push_async_callback(_finish, task, stop)
+            if resume_pending and not store.shared:   # SQLite's delivering gateway: MTs other processes left
+                left_over = asyncio.create_task(take_left_over(store, outbox), name="smsgw-left-over")
+                stack.push_async_callback(_cancelled, left_over)
             app[METRICS].track_queue_depth(lambda: outbox.depth)
             app[METRICS].track_oldest_pending(lambda: outbox.oldest_pending_age)
             if app[METRICS].shared:   # several workers: each one's computed gauges written for the others' scrapes
@@ -138,6 +142,11 @@ def create_app(config: Config, *, db_path: str, service_factory: Callable[[], An
 
     add_api(app, config, lambda: app[STORE], lambda: app[OUTBOX])
     return app
+
+
+async def _cancelled(task: asyncio.Task) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 def _daily_prune(config: Config, db_path: str, first_within: float | None) -> Callable:

@@ -45,7 +45,8 @@ class Intake:
         self.protection = protection or Protection(None)
         self._in_flight: dict[tuple[str, str], asyncio.Future[StoredMO]] = {}
 
-    async def take(self, inbound: InboundMessage, *, mode: str) -> StoredMO:
+    async def take(self, inbound: InboundMessage, *, mode: str, outcome: Any = None) -> StoredMO:
+        """Answer and store `inbound` (its `outcome` from the service when already known)."""
         key = (inbound.carrier, inbound.carrier_id)
         first = self._in_flight.get(key)
         if first is not None:
@@ -54,7 +55,7 @@ class Intake:
         future: asyncio.Future[StoredMO] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = future
         try:
-            stored = await self._answer_and_store(inbound, mode)
+            stored = await self._answer_and_store(inbound, mode, outcome)
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 future.cancel()
@@ -68,7 +69,7 @@ class Intake:
             del self._in_flight[key]
         return stored
 
-    async def _answer_and_store(self, inbound: InboundMessage, mode: str) -> StoredMO:
+    async def _answer_and_store(self, inbound: InboundMessage, mode: str, outcome: Any = None) -> StoredMO:
         refusal = self.store.refusal
         if refusal is not None:   # before the lookups: they too write SQLite's shared memory (store/files.py)
             raise Unavailable(refusal)
@@ -79,7 +80,8 @@ class Intake:
             stored = await self.store.store_mo(inbound, mo_id=mo_id, mode=mode, command=None, error=None,
                                                replies=[], now=now, guard=guard)
         else:
-            outcome = await self.service.handle(inbound.text, inbound.sender)
+            if outcome is None:
+                outcome = await self.service.handle(inbound.text, inbound.sender)
 
             def reply_mt(reply: Reply) -> OutboundMessage:
                 return OutboundMessage(
@@ -107,12 +109,38 @@ class Intake:
 
 
 LOCAL_CARRIER = "local"
-"""The carrier of the MOs `smsgw send` and an in-process `smsgw replay` take (each with a new id)."""
+"""The carrier of the conversation commands `smsgw send` and an in-process `smsgw replay` take."""
 
 
-async def take_locally(intake: Intake, sender: str, text: str) -> StoredMO:
-    """One message taken in-process as a carrier's sync MO would be: stored with its reply and its
-    effect (a question numbered, an opt-out recorded), so that `send` and `replay` answer exactly
-    what a carrier gets."""
-    inbound = InboundMessage(LOCAL_CARRIER, new_id(), sender, intake.shortcode, text, datetime.now(timezone.utc))
-    return await intake.take(inbound, mode="sync")
+class LocalAnswers:
+    """`smsgw send` and an in-process `smsgw replay`: each message answered as a carrier's sync MO is.
+
+    A lookup, help or error is answered by the service alone, nothing stored (the replay's rate);
+    a conversation command, whose answer is its durable effect (a question numbered, a rating, an
+    opt-out), is taken through an `Intake` over the message store of `db` (opened at the first one)
+    with a new id of carrier `local`, so that a question gets its number as over HTTP.
+    """
+
+    def __init__(self, service: Any, db: str, shortcode: str) -> None:
+        self.service = service
+        self.db = db
+        self.shortcode = shortcode
+        self._store: MessageStore | None = None
+
+    async def answer(self, sender: str, text: str) -> tuple[Any, list[Any]]:
+        """(the service's `Outcome`, the replies: each with text, encoding, segments, message_type)."""
+        outcome = await self.service.handle(text, sender)
+        if outcome.effect is None:
+            return outcome, [outcome.reply]
+        if self._store is None:
+            from .store import open_messages
+
+            self._store = await open_messages(self.db)
+        intake = Intake(self.service, self._store, None, shortcode=self.shortcode)
+        inbound = InboundMessage(LOCAL_CARRIER, new_id(), sender, self.shortcode, text, datetime.now(timezone.utc))
+        stored = await intake.take(inbound, mode="sync", outcome=outcome)
+        return outcome, list(stored.replies)
+
+    async def close(self) -> None:
+        if self._store is not None:
+            await self._store.close()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -60,7 +61,7 @@ class ParseError:
     """A message that could not be understood.
 
     `error` is a CONTRACT §1 code; `command` is the command recognised before the problem
-    (QT, HS, THE or HELP), or None; `position` is the offset in the normalised text; `detail`
+    (commands.COMMAND_NAMES), or None; `position` is the offset in the normalised text; `detail`
     says more where the reply must (DIGIT_GROUPS). `text` (the normalised message), `today`
     and `routes` (keywords of other services, never corrected) are what `correction` needs.
     """
@@ -225,13 +226,31 @@ def as_typed(text: str, offset: int) -> str:
     """The end of `text` as typed, from where its normalised form reaches `offset` (white space
     around it trimmed): the free text of HOI and DG, diacritics, case and punctuation kept.
 
-    Normalisation drops or merges characters (format characters, NFKC, runs of spaces) but
-    never reorders them: the shortest prefix of `text` whose normalised form is `offset`
-    characters long ends where the normalised text's offset is.
+    Normalisation drops characters (format characters, combining marks), makes each run of white
+    space one space, and otherwise maps each character to its own upper-case, unaccented form,
+    never reordering them. So the text is first compacted the same way (a run of white space one
+    space, marks and format characters left out), keeping where each kept character ends in
+    `text`; then the shortest compacted prefix whose normalised form (a letter after it, so that
+    nothing at its end is trimmed) is longer than `offset` is found by trying each prefix: about
+    `offset` short tries, however much white space or how many invisible characters a message
+    holds (a 64 KiB body stays linear).
     """
-    for end in range(len(text) + 1):
-        if len(normalize(text[:end] + "x")) > offset:
-            return text[end:].strip()
+    compact: list[str] = []
+    ends: list[int] = []   # the index in `text` of the last character each compacted one stands for
+    for index, char in enumerate(text):
+        if char.isspace():
+            if compact and compact[-1] == " ":
+                ends[-1] = index
+                continue
+            char = " "
+        elif unicodedata.category(char) in ("Cf", "Mn"):
+            continue
+        compact.append(char)
+        ends.append(index)
+    compacted = "".join(compact)
+    for end in range(len(compacted) + 1):
+        if len(normalize(compacted[:end] + "x")) > offset:
+            return text[ends[end - 1] + 1 if end else 0:].strip()
     return ""
 
 

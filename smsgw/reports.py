@@ -2,7 +2,7 @@
 
 The share of citizens understood is the measure of the service. Counted: every MO from a phone
 (short codes and brandnames are not citizens) for the insurance service, that is, with a
-command of the language (QT, HS, THE, HELP) or with a parse error; MOs taken by another
+command of the language (commands.COMMAND_NAMES: the lookups, help, the conversation commands) or with a parse error; MOs taken by another
 service of the short code (`[routes]`) are shown apart and left out of the share. An MO
 counts once, whatever became of its reply (rate-limited ones included): the question is
 whether the grammar understood what the citizen typed.

@@ -27,7 +27,7 @@ SERVICE = "service"
 class Satisfaction:
     month: str
     ratings: Counter = field(default_factory=Counter)                 # rating 1-5 -> how many
-    rated: Counter = field(default_factory=Counter)                   # what was rated (a command, "service") -> how many
+    rated: Counter = field(default_factory=Counter)   # what was rated (a command, or "service") -> how many
     comments: list[tuple[float, str, int, str, str]] = field(default_factory=list)
     """(at, masked phone, rating, what was rated, comment)"""
 
@@ -64,12 +64,13 @@ def format_satisfaction(report: Satisfaction) -> str:
         lines[0] += f", mean {report.mean:.2f} of 5"
         lines.append(f"  index (share of 4 and 5): {100 * report.index:.1f}%")
         for rating in range(5, 0, -1):
-            lines.append(f"    {rating}  {report.ratings[rating]:>7,}  {100 * report.ratings[rating] / report.count:5.1f}%")
+            count = report.ratings[rating]
+            lines.append(f"    {rating}  {count:>7,}  {100 * count / report.count:5.1f}%")
     else:
         lines.append("  index (share of 4 and 5): -")
     if report.rated:
-        lines.append("  rated: " + ", ".join(f"{what} {n:,}" for what, n in sorted(report.rated.items(),
-                                                                                  key=lambda item: (-item[1], item[0]))))
+        by_count = sorted(report.rated.items(), key=lambda item: (-item[1], item[0]))
+        lines.append("  rated: " + ", ".join(f"{what} {n:,}" for what, n in by_count))
     targets = ", ".join(f"{100 * share:.0f}% by {year}" for year, share in TARGETS)
     met = [year for year, share in TARGETS if report.index is not None and report.index >= share]
     lines.append(f"  agency targets: {targets}" + (f" (met: the {', '.join(map(str, met))} target)" if met else

@@ -149,8 +149,8 @@ def syntax_reply(error: str, command: str | None, *, unicode: bool = False, corr
                  detail: str | None = None) -> str:
     """The reply to a message that could not be parsed: what was wrong and the right syntax.
 
-    `error` is a CONTRACT §1 error code, `command` the command recognised before the error (QT,
-    HS, THE, HELP) or None. With `correction` (the whole corrected message, CONTRACT §1b) the
+    `error` is a CONTRACT §1 error code, `command` the command recognised before the error (one
+    of commands.COMMAND_NAMES) or None. With `correction` (the whole corrected message, CONTRACT §1b) the
     reply quotes it instead; `detail` "digit_groups" asks for a number without spaces. The
     default form is one GSM-7 SMS and names short code 8079.
     """

@@ -358,3 +358,147 @@ def test_a_transcript_reply_may_leave_what_the_store_and_clock_decide_open():
     assert not matches(expected, "BHXH da nhan cau hoi so R12. Can bo se tra loi qua tin nhan tu 08:00.")
     assert not matches(expected, "Thieu cau hoi.") and not matches(expected, None)
     assert matches("a.b", "a.b") and not matches("a.b", "axb")   # no {*}: the text itself, nothing else
+
+
+def test_a_question_over_the_hourly_limit_gets_the_polite_reply_and_is_not_stored(records_db):
+    """The protection's decision comes first, in the same transaction: a rate-limited HOI asks
+    nothing of staff; another phone's HOI, screened too, is numbered; BH TC over the limit gets
+    no reply but is recorded (the citizen's wish about notices stands)."""
+    from aiohttp.test_utils import TestClient, TestServer
+    from test_gateway import SECRET, SSN
+
+    from smsgw.gateway import create_app
+
+    config = parse_config({"carriers": {"generic": {"secret": SECRET, "mode": "sync"}},
+                           "protection": {"lookups_per_hour": 1, "repeat_limit": 0}})
+
+    async def run():
+        app = create_app(config, db_path=records_db)
+        async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
+            await post_mo(client, mo_body("p1", f"BH QT {SSN}"))
+            limited = await post_mo(client, mo_body("p2", "BH HOI toi co duoc huong luong huu khong"))
+            other = await post_mo(client, mo_body("p3", "BH HOI toi co duoc huong luong huu khong", sender=STRANGER))
+            stopped = await post_mo(client, mo_body("p4", "BH TC"))
+            store = client.app[STORE]
+            return limited, other, stopped, await store.questions(), await store.opted_out([OWNER])
+
+    limited, other, stopped, questions, opted_out = asyncio.run(run())
+    (reply,) = limited[1]["replies"]
+    assert reply["message_type"] == 22 and "qua 1 tin nhan" in reply["text"]
+    assert NUMBERED.search(other[1]["replies"][0]["text"])
+    assert [q.sender for q in questions] == [STRANGER]
+    assert stopped[1]["replies"] == [] and opted_out == {OWNER}   # over the limit again: silent, but it stands
+
+
+def test_the_message_path_does_not_load_the_faq_library_unless_an_faq_is_given():
+    """scikit-learn costs about a second of CPU to import: `smsgw parse`, `send` and `serve` without
+    an FAQ never pay it."""
+    import subprocess
+    import sys
+
+    loaded = subprocess.run([sys.executable, "-c", "import sys, smsgw.service, smsgw.gateway, smsgw.cli; "
+                             "print('sklearn' in sys.modules)"], capture_output=True, text=True, timeout=60)
+    assert loaded.stdout == "False\n", loaded.stderr
+
+
+def test_sqlite_hands_an_mt_another_process_left_to_the_gateway_once(tmp_path):
+    """An answer leased to the `questions answer` process is not the gateway's (pending, claim)
+    until that process releases it or its lease runs out; then it is taken once."""
+    import time
+
+    from smsgw.billing import MessageType
+    from smsgw.store import Effect, SqliteMessageStore
+    from smsgw.wire import InboundMessage, OutboundMessage
+
+    db = str(tmp_path / "records.db")
+
+    async def run():
+        store = await SqliteMessageStore.open(db)
+        try:
+            inbound = InboundMessage("generic", "q1", OWNER, "8079", "BH HOI ?", datetime.now(VIETNAM))
+
+            def numbered(number):
+                return [OutboundMessage(f"ack-{number}", "mo-q1", "q1", "generic", "8079", OWNER, number, "gsm7", 1,
+                                        MessageType.CHARGED)]
+
+            await store.store_mo(inbound, mo_id="mo-q1", mode="async", command="HOI", error=None, replies=[],
+                                 now=time.time(), effect=Effect("question", text="?", numbered=numbered))
+            own = await store.pending()
+
+            def word(question):
+                return OutboundMessage("answer-1", "", "", "generic", "8079", OWNER, "Tra loi", "gsm7", 1,
+                                       MessageType.PUSH)
+
+            answered = await store.answer_question("Q1", word, by="lan", now=time.time(), lease=60.0)
+            leased = (await store.pending(), await store.claim())
+            await store.release(["answer-1"])
+            taken = [p.mt.id for p in await store.claim()]
+            again = (await store.claim(), [p.mt.id for p in await store.pending()])
+            return own, answered, leased, taken, again
+        finally:
+            await store.close()
+
+    own, answered, leased, taken, again = asyncio.run(run())
+    assert [p.mt.id for p in own] == ["ack-Q1"]
+    assert answered.mt.id == "answer-1" and answered.question.number == "Q1"
+    assert [p.mt.id for p in leased[0]] == ["ack-Q1"] and leased[1] == []   # the answering process's
+    assert taken == ["answer-1"]
+    assert again == ([], ["ack-Q1", "answer-1"])   # taken once; the gateway's own MTs are never claimed
+
+
+def test_taking_the_question_as_typed_stays_linear_however_much_invisible_text_comes_first(monkeypatch):
+    """A 64 KiB body of spaces and zero-width characters before (and inside) the command: the
+    question is found with a few short normalisations, not one per character of the body."""
+    from smsgw import language
+
+    lengths: list[int] = []
+    real = language.normalize
+
+    def counted(text: str) -> str:
+        lengths.append(len(text))
+        return real(text)
+
+    monkeypatch.setattr(language, "normalize", counted)
+    text = "\u200b \u00a0" * 10_000 + "BH" + "\u200b" * 30_000 + " HỎI  Thẻ hết hạn?"
+    assert language.parse(text) == HOI("Thẻ hết hạn?")
+    long_ones = [n for n in lengths if n > 100]
+    assert long_ones == [len(text)] and len(lengths) < 20   # the message once; then short prefixes
+
+
+def test_two_answers_at_once_are_one_answer_and_one_refusal(db):
+    """Two staff members answering the same question at the same moment (two stores, as two
+    `questions answer` processes): one MT stored, the other refused naming the first."""
+    import time
+
+    from smsgw.billing import MessageType
+    from smsgw.store import Effect, open_messages
+    from smsgw.wire import InboundMessage, OutboundMessage
+
+    async def run():
+        asker = await open_messages(db)
+        inbound = InboundMessage("generic", "q1", OWNER, "8079", "BH HOI ?", datetime.now(VIETNAM))
+        stored = await asker.store_mo(
+            inbound, mo_id="mo-q1", mode="sync", command="HOI", error=None, replies=[], now=time.time(),
+            effect=Effect("question", text="?", numbered=lambda number: [OutboundMessage(
+                "ack", "mo-q1", "q1", "generic", "8079", OWNER, f"so {number}", "gsm7", 1, MessageType.CHARGED)]))
+        number = stored.replies[0].text.split()[-1]
+        stores = [await open_messages(db) for _ in range(2)]
+        try:
+            def word(by):
+                return lambda question: OutboundMessage(f"answer-{by}", "", "", "generic", "8079", question.sender,
+                                                        f"by {by}", "gsm7", 1, MessageType.PUSH)
+
+            results = await asyncio.gather(*(store.answer_question(number, word(by), by=by, now=time.time(), lease=60)
+                                             for store, by in zip(stores, ("lan", "minh"))))
+            return number, results, await asker.questions()
+        finally:
+            for store in (*stores, asker):
+                await store.close()
+
+    number, results, questions = asyncio.run(run())
+    sent = [result for result in results if result.mt is not None]
+    refused = [result for result in results if result.mt is None]
+    assert len(sent) == 1 and len(refused) == 1
+    winner = sent[0].mt.text.removeprefix("by ")
+    assert refused[0].question.answered_by == winner and refused[0].question.answered_at is not None
+    assert [(q.number, q.answered_by, q.answer) for q in questions] == [(number, winner, f"by {winner}")]

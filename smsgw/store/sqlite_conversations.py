@@ -37,7 +37,8 @@ def write_effect(conn: sqlite3.Connection, effect: Effect, *, mo_id: str, carrie
     if effect.kind == "rating":
         rated = conn.execute(_RATED, {"sender": sender, "since": now - RATED_WITHIN, "mo_id": mo_id}).fetchone()
         conn.execute("INSERT INTO ratings (mo_id, sender, rating, comment, rated_mo_id, rated_at) VALUES"
-                     " (?, ?, ?, ?, ?, ?)", (mo_id, sender, effect.rating, effect.text, rated[0] if rated else None, now))
+                     " (?, ?, ?, ?, ?, ?)",
+                     (mo_id, sender, effect.rating, effect.text, rated[0] if rated else None, now))
     elif effect.kind == "opt_out":
         conn.execute("INSERT INTO opt_outs (phone, since) VALUES (?, ?) ON CONFLICT (phone) DO NOTHING", (sender, now))
     elif effect.kind == "opt_in":

@@ -81,7 +81,7 @@ class SqliteMessageStore(MessageStore):
                     sent = [screening.instead] if decided is Guard.RATE_LIMITED else []
                     conn.execute("UPDATE mo_messages SET guard = ?, status = ? WHERE id = ?",
                                  (decided.value, status if sent else "withheld", mo_id))
-            if effect is not None and decided is None:
+            if effect is not None and effect.written(decided):
                 number = sqlite_conversations.write_effect(conn, effect, mo_id=mo_id, carrier=inbound.carrier,
                                                            sender=inbound.sender, now=now)
                 if number is not None and effect.numbered is not None:
@@ -139,9 +139,20 @@ class SqliteMessageStore(MessageStore):
             conn, number, word, by=by, now=now, lease_until=now + lease, insert_mt=_insert_pending, at=_iso(now)))
 
     async def release(self, mt_ids: Sequence[str]) -> None:
-        """End this process's leases of `mt_ids` (still pending): the gateway's outbox takes them at its start."""
+        """End this process's leases of `mt_ids` (still pending): the gateway takes them (`claim`)."""
         await self._submit(lambda conn: conn.executemany(
-            "UPDATE mt_messages SET lease_until = NULL WHERE id = ? AND status = 'pending'", [(i,) for i in mt_ids]))
+            "UPDATE mt_messages SET lease_until = 0 WHERE id = ? AND status = 'pending'", [(i,) for i in mt_ids]))
+
+    async def claim(self) -> list[PendingMT]:
+        """The MTs another process stored and left (its lease released or run out), oldest first,
+        each taken once: their lease is cleared as they are taken (handover.py)."""
+        def run(conn: sqlite3.Connection) -> list[PendingMT]:
+            rows = conn.execute(
+                "UPDATE mt_messages SET lease_until = NULL WHERE status = 'pending' AND lease_until IS NOT NULL"
+                f" AND lease_until < ? RETURNING {_PENDING_COLUMNS}", (time.time(),)).fetchall()
+            return [_pending(row) for row in sorted(rows, key=lambda row: (row[13], row[11]))]
+
+        return await self._submit(run)
 
     async def opted_out(self, phones: Sequence[str]) -> set[str]:
         return await self._submit(lambda conn: sqlite_conversations.opted_out(conn, phones))
@@ -150,9 +161,11 @@ class SqliteMessageStore(MessageStore):
         """Every MT still to deliver, oldest first, but those another process delivers under its
         lease (`smsgw questions answer`) until the lease runs out."""
         def run(conn: sqlite3.Connection) -> list[PendingMT]:
+            # MTs left by another process are taken now, once: their lease cleared (see `claim`)
+            conn.execute("UPDATE mt_messages SET lease_until = NULL WHERE status = 'pending'"
+                         " AND lease_until IS NOT NULL AND lease_until < ?", (time.time(),))
             rows = conn.execute(f"SELECT {_PENDING_COLUMNS} FROM mt_messages WHERE status = 'pending'"
-                                " AND (lease_until IS NULL OR lease_until < ?)"
-                                " ORDER BY lane, created_at, mo_id, seq", (time.time(),)).fetchall()
+                                " AND lease_until IS NULL ORDER BY lane, created_at, mo_id, seq").fetchall()
             return [_pending(row) for row in rows]
 
         return await self._submit(run)

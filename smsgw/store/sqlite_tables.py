@@ -96,7 +96,7 @@ CREATE TABLE IF NOT EXISTS retention_state (
 # The conversation tables (CONTRACT §7; schema step 2): the questions of BH HOI, numbered in
 # order (the number is the row's key: "Q" and its digits), with their FAQ or staff answer; the
 # ratings of BH DG, each of the phone's last answered MO within 24 hours (or none); the phones
-# that sent BH TC (a row: opted out; BH DK deletes it).
+# that sent BH TC (a row: opted out; BH DK deletes it); the MTs another process leased (handover.py).
 CONVERSATION_TABLES = """
 CREATE TABLE IF NOT EXISTS questions (
     number INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -121,7 +121,8 @@ CREATE TABLE IF NOT EXISTS ratings (
     rated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS ratings_at ON ratings (rated_at);
-CREATE TABLE IF NOT EXISTS opt_outs (phone TEXT PRIMARY KEY, since REAL NOT NULL)
+CREATE TABLE IF NOT EXISTS opt_outs (phone TEXT PRIMARY KEY, since REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS mt_messages_leased ON mt_messages (lease_until) WHERE lease_until IS NOT NULL
 """
 # Columns added since the first release, for message tables created before them. lease_until
 # (step 2): an MT stored and delivered by another process (`smsgw questions answer`) is that
