@@ -76,6 +76,11 @@ def normalize(text: str) -> str:
     return " ".join(_FILLER.sub(" ", folded).split())
 
 
+def _topic_words(question: str) -> list[str]:
+    """The words of a question that say what it is about: not function words, not numbers."""
+    return [word for word in normalize(question).split() if word not in FUNCTION_WORDS and not word.isdigit()]
+
+
 @dataclass(frozen=True)
 class FaqEntry:
     id: str
@@ -167,9 +172,11 @@ class Faq:
     def unknown_words(self, question: str, index: int) -> tuple[str, ...]:
         """The words of `question` that say what it is about (not `FUNCTION_WORDS`, not numbers)
         and that entry `index` never uses: what the question asks beyond what the entry answers."""
+        return self._unknown(_topic_words(question), index)
+
+    def _unknown(self, topic_words: list[str], index: int) -> tuple[str, ...]:
         known = self._words[index]
-        return tuple(word for word in normalize(question).split()
-                     if word not in known and word not in FUNCTION_WORDS and not word.isdigit())
+        return tuple(word for word in topic_words if word not in known)
 
     def match(self, question: str, *, min_score: float = MIN_SCORE, min_margin: float = MIN_MARGIN,
               max_unknown: int = MAX_UNKNOWN) -> Match:
@@ -182,14 +189,15 @@ class Faq:
             return Match(None, 0.0, False)
         # The entries that speak of everything the question asks, closest first: the best of
         # them answers when close enough and clearly ahead of the next one.
-        covering = [int(i) for i in order if scores[i] > 0.0 and len(self.unknown_words(question, int(i))) <= max_unknown]
+        topic = _topic_words(question)
+        covering = [int(i) for i in order if scores[i] > 0.0 and len(self._unknown(topic, int(i))) <= max_unknown]
         if not covering:
             top = int(order[0])
-            return Match(self.entries[top], float(scores[top]), False, self.unknown_words(question, top))
+            return Match(self.entries[top], float(scores[top]), False, self._unknown(topic, top))
         best = float(scores[covering[0]])
         runner_up = float(scores[covering[1]]) if len(covering) > 1 else 0.0
         confident = best >= min_score and best - runner_up >= min_margin
-        return Match(self.entries[covering[0]], best, confident, self.unknown_words(question, covering[0]))
+        return Match(self.entries[covering[0]], best, confident, self._unknown(topic, covering[0]))
 
     def suggest(self, question: str, k: int = 3) -> list[tuple[FaqEntry, float]]:
         """Up to `k` entries closest to `question`, best first, for a staff member to pick from."""
