@@ -45,6 +45,7 @@ SHORTHAND = {
     "ko": "khong", "k": "khong", "hok": "khong", "kg": "khong", "dc": "duoc", "dk": "duoc",
     "ntn": "nhu the nao", "nhu the nao": "nhu the nao", "the nao": "nhu the nao", "lam sao": "nhu the nao",
     "bn": "bao nhieu", "bnhieu": "bao nhieu", "may": "bao nhieu", "j": "gi", "z": "vay", "bh": "bhxh",
+    "ho gd": "hgd", "hs": "hoc sinh", "sv": "sinh vien", "bv": "benh vien", "tg": "thoi gian",
     "lanh": "nhan", "linh": "nhan", "danh roi": "mat", "that lac": "mat",
     "sms": "tin nhan", "nhan tin": "tin nhan", "online": "truc tuyen", "chet": "qua doi",
 }
@@ -58,6 +59,8 @@ FUNCTION_WORDS = frozenset("""
     nay do day vay chua da dang se phai lam muon biet xin hoi a nhe nha anh chi ban tu trong tren
     sau truoc ra vao bi nhung cac moi mot cai lau sao cung con cach can den lay ve xem thay khac
     me bo be ba ong chau tien phi che do thu tuc tham gia thang nam ngay
+    theo luc them vua xong ha luon nua rat vi tai nen thoi van cu nhanh it nhat het voi
+    xa huyen tinh phuong quan
 """.split())
 
 _PUNCTUATION = re.compile(r"[^0-9a-z]+")
