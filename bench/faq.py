@@ -12,8 +12,10 @@ share of unanswerable ones sent to staff, each beside its target (issue 17); the
 time of one `match` (µs, over the whole set, `--runs` times).
 
 `--tune` searches MIN_SCORE x MIN_MARGIN x MAX_UNKNOWN on the tuning halves only: the thresholds
-that auto-answer the most answerable questions with at most 1% wrong auto-answers and at least
-97% of unanswerable questions to staff (a safety margin under the targets of 2% and 95%).
+that auto-answer the most answerable questions with no wrong auto-answer, none either with
+MIN_SCORE lowered by BAND (0.04), and at least 97% of unanswerable questions to staff. The band
+is there because the tuning halves flatter the matcher: phrasings were added from their misses.
+(Round 1 chose "at most 1% wrong" on its tuning half and got 7.8% wrong on the held-out half.)
 """
 
 from __future__ import annotations
@@ -41,15 +43,21 @@ def _row(name: str, figures: Figures) -> str:
             f"   {'meets targets' if figures.meets_targets else 'MISSES TARGETS'}")
 
 
+BAND = 0.04   # MIN_SCORE may be this much too high for new questions: no wrong answer within it
+
+
 def tune(faq: Faq, tuning: list[LabelledQuestion]) -> tuple[float, float, int, Figures] | None:
-    """The thresholds that auto-answer the most of `tuning` with at most 1% wrong auto-answers and at
-    least 97% of the unanswerable ones to staff (on a tie, the stricter)."""
+    """The thresholds that auto-answer the most of `tuning` with no wrong answer even at MIN_SCORE - BAND
+    and at least 97% of the unanswerable ones to staff."""
+    def figures(score: float, margin: float, unknown: int) -> Figures:
+        return evaluate(faq, tuning, min_score=score, min_margin=margin, max_unknown=unknown)
+
     best = None
-    for score, margin, unknown in itertools.product(range(70, 39, -2), (10, 7, 5), (0, 1)):   # stricter first
-        found = evaluate(faq, tuning, min_score=score / 100, min_margin=margin / 100, max_unknown=unknown)
-        if found.wrong_share > 0.01 or found.staff_share < 0.97:
+    for score, margin, unknown in itertools.product(range(50, 71, 2), (10, 7, 5), (0, 1)):   # ties: the stricter kept
+        found = figures(score / 100, margin / 100, unknown)
+        if found.staff_share < 0.97 or found.wrong or (best is not None and found.coverage <= best[3].coverage):
             continue
-        if best is None or found.coverage > best[3].coverage:
+        if figures(score / 100 - BAND, margin / 100, unknown).wrong == 0:
             best = (score / 100, margin / 100, unknown, found)
     return best
 
