@@ -1,20 +1,25 @@
 """The FAQ: answers the agency has written once, matched against a citizen's `BH HOI` question.
 
 An FAQ answer goes out at once only when it is the answer a person would give to the question
-as asked (CONTRACT section 7); anything less goes to staff. So `Faq.match` says `confident`
-only when the best entry is both close to the question (`MIN_SCORE`) and clearly ahead of the
-runner-up (`MIN_MARGIN`); `Faq.suggest` gives staff the closest entries whatever their score.
+as asked (CONTRACT section 7); anything less goes to staff. So `Faq.match` says `confident` only
+when an entry knows every topic word of the question (`unknown_words`: its words other than
+`FUNCTION_WORDS` and numbers, all used by the entry's phrasings or answer), is close to it
+(`MIN_SCORE`) and is clearly ahead of the next entry that knows them all (`MIN_MARGIN`). A
+question that shares most words with an entry but asks about something it never mentions
+("sổ BHXH ghi sai" against the entry on the BHYT card) goes to staff, `Match.unknown` saying why.
+`Faq.suggest` gives staff the closest entries.
 
 Matching is on folded text: citizens type without diacritics, so both sides go through
-`gsm.fold`, lower case, punctuation to spaces, and a small table of citizen shorthand (`ko`,
-`dc`, `ntn`, `bao hiem y te` -> `bhyt`, ...). The ranking is scikit-learn's TF-IDF over
-character n-grams within words (`char_wb`), cosine similarity against each entry's question and,
-with a lower weight, its answer: n-grams absorb typos and dropped letters (`bhtyt`, `thatnghiep`)
-that a word index would miss, and IDF weighs down what every question says (`bhxh`, `duoc ko`).
+`gsm.fold`, lower case, punctuation to spaces, and a table of citizen shorthand and synonyms
+(`ko`, `dc`, `ntn`, `mấy`, `bao hiem y te` -> `bhyt`, ...). The ranking is scikit-learn's TF-IDF
+over character n-grams within words (`char_wb`), cosine similarity against each entry's
+phrasings and, with a lower weight, its answer: n-grams absorb typos and dropped letters
+(`bhtyt`, `thatnghiep`) that a word index would miss, and IDF weighs down what every question
+says (`bhxh`, `duoc ko`).
 
-The thresholds were chosen on the tuning half of fixtures/faq/questions.csv only (`split_of`
-puts each question in a half by a hash of its folded text); `python bench/faq.py` reports the
-other half as the honest figures.
+The thresholds were chosen on the tuning halves of fixtures/faq/questions*.csv only (each
+question's half is stored in the file); `python bench/faq.py` reports the held-out halves as the
+honest figures.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ MIN_SCORE = 0.58      # similarity of the best entry (see bench/faq.py --tune)
 MIN_MARGIN = 0.07     # over the runner-up
 ANSWER_WEIGHT = 0.15  # share of the answer's similarity in an entry's score
 MAX_UNKNOWN = 0       # topic words of the question that the best entry may leave unspoken of
+SUGGEST_MIN_SCORE = 0.2   # below this an entry has nothing to do with the question: not shown to staff
 
 # Citizen shorthand, spelled-out names and plain synonyms, folded, to one form on both sides.
 SHORTHAND = {
@@ -203,10 +209,11 @@ class Faq:
         return Match(self.entries[covering[0]], best, confident, self._unknown(topic, covering[0]))
 
     def suggest(self, question: str, k: int = 3) -> list[tuple[FaqEntry, float]]:
-        """Up to `k` entries closest to `question`, best first, for a staff member to pick from."""
+        """Up to `k` entries closest to `question`, best first, for a staff member to pick from
+        (none scoring under SUGGEST_MIN_SCORE: "alo alo" gets no suggestion)."""
         scores = self.scores(question)
         order = np.argsort(-scores, kind="stable")[:max(k, 0)]
-        return [(self.entries[i], float(scores[i])) for i in order if scores[i] > 0.0]
+        return [(self.entries[i], float(scores[i])) for i in order if scores[i] >= SUGGEST_MIN_SCORE]
 
 
 # -- the labelled questions ---------------------------------------------------------------
