@@ -37,7 +37,7 @@ from .gsm import fold
 from .csvfile import BadRow, CsvFile, ImportFailed, read_rows, text
 
 MIN_SCORE = 0.58      # similarity of the best entry (see bench/faq.py --tune)
-MIN_MARGIN = 0.07     # over the runner-up
+MIN_MARGIN = 0.05     # over the runner-up
 ANSWER_WEIGHT = 0.15  # share of the answer's similarity in an entry's score
 MAX_UNKNOWN = 0       # topic words of the question that the best entry may leave unspoken of
 SUGGEST_MIN_SCORE = 0.2   # below this an entry has nothing to do with the question: not shown to staff

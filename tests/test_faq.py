@@ -192,16 +192,16 @@ def test_tuning_halves_meet_the_targets(faq, every_labelled):
 
 
 def test_held_out_halves_do_not_fall_below_their_measured_figures(faq, every_labelled):
-    # Measured at the commit that fixed MIN_SCORE 0.58 / MIN_MARGIN 0.07 / MAX_UNKNOWN 0 (see
+    # Measured at the commit that fixed MIN_SCORE 0.58 / MIN_MARGIN 0.05 / MAX_UNKNOWN 0 (see
     # /work/notes/s2/faq.md): of 312 held-out questions, 2 wrong answers (0.6%, target <= 2%) and
-    # all 92 unanswerable ones to staff (target >= 95%), but only 119 of 220 answerable ones
-    # auto-answered (54.1%): the coverage target of 70% is MISSED. This floor keeps a change to the
+    # all 92 unanswerable ones to staff (target >= 95%), but only 120 of 220 answerable ones
+    # auto-answered (54.5%): the coverage target of 70% is MISSED. This floor keeps a change to the
     # matcher from making any of the three worse unnoticed; it does not claim the targets.
     figures = evaluate(faq, [item for item in every_labelled if item.half == "test"])
     assert (figures.questions, figures.answerable) == (312, 220)
     assert figures.wrong <= 2
     assert figures.to_staff >= 92
-    assert figures.auto_answered >= 119
+    assert figures.auto_answered >= 120
 
 
 # -- arbitrary text -----------------------------------------------------------------------
