@@ -1,20 +1,25 @@
 """The FAQ: answers the agency has written once, matched against a citizen's `BH HOI` question.
 
 An FAQ answer goes out at once only when it is the answer a person would give to the question
-as asked (CONTRACT section 7); anything less goes to staff. So `Faq.match` says `confident`
-only when the best entry is both close to the question (`MIN_SCORE`) and clearly ahead of the
-runner-up (`MIN_MARGIN`); `Faq.suggest` gives staff the closest entries whatever their score.
+as asked (CONTRACT section 7); anything less goes to staff. So `Faq.match` says `confident` only
+when an entry knows every topic word of the question (`unknown_words`: its words other than
+`FUNCTION_WORDS` and numbers, all used by the entry's phrasings or answer), is close to it
+(`MIN_SCORE`) and is clearly ahead of the next entry that knows them all (`MIN_MARGIN`). A
+question that shares most words with an entry but asks about something it never mentions
+("sổ BHXH ghi sai" against the entry on the BHYT card) goes to staff, `Match.unknown` saying why.
+`Faq.suggest` gives staff the closest entries.
 
 Matching is on folded text: citizens type without diacritics, so both sides go through
-`gsm.fold`, lower case, punctuation to spaces, and a small table of citizen shorthand (`ko`,
-`dc`, `ntn`, `bao hiem y te` -> `bhyt`, ...). The ranking is scikit-learn's TF-IDF over
-character n-grams within words (`char_wb`), cosine similarity against each entry's question and,
-with a lower weight, its answer: n-grams absorb typos and dropped letters (`bhtyt`, `thatnghiep`)
-that a word index would miss, and IDF weighs down what every question says (`bhxh`, `duoc ko`).
+`gsm.fold`, lower case, punctuation to spaces, and a table of citizen shorthand and synonyms
+(`ko`, `dc`, `ntn`, `mấy`, `bao hiem y te` -> `bhyt`, ...). The ranking is scikit-learn's TF-IDF
+over character n-grams within words (`char_wb`), cosine similarity against each entry's
+phrasings and, with a lower weight, its answer: n-grams absorb typos and dropped letters
+(`bhtyt`, `thatnghiep`) that a word index would miss, and IDF weighs down what every question
+says (`bhxh`, `duoc ko`).
 
-The thresholds were chosen on the tuning half of fixtures/faq/questions.csv only (`split_of`
-puts each question in a half by a hash of its folded text); `python bench/faq.py` reports the
-other half as the honest figures.
+The thresholds were chosen on the tuning halves of fixtures/faq/questions*.csv only (each
+question's half is stored in the file); `python bench/faq.py` reports the held-out halves as the
+honest figures.
 """
 
 from __future__ import annotations
@@ -32,9 +37,10 @@ from .gsm import fold
 from .csvfile import BadRow, CsvFile, ImportFailed, read_rows, text
 
 MIN_SCORE = 0.58      # similarity of the best entry (see bench/faq.py --tune)
-MIN_MARGIN = 0.07     # over the runner-up
+MIN_MARGIN = 0.05     # over the runner-up
 ANSWER_WEIGHT = 0.15  # share of the answer's similarity in an entry's score
 MAX_UNKNOWN = 0       # topic words of the question that the best entry may leave unspoken of
+SUGGEST_MIN_SCORE = 0.2   # below this an entry has nothing to do with the question: not shown to staff
 
 # Citizen shorthand, spelled-out names and plain synonyms, folded, to one form on both sides.
 SHORTHAND = {
@@ -45,6 +51,7 @@ SHORTHAND = {
     "ko": "khong", "k": "khong", "hok": "khong", "kg": "khong", "dc": "duoc", "dk": "duoc",
     "ntn": "nhu the nao", "nhu the nao": "nhu the nao", "the nao": "nhu the nao", "lam sao": "nhu the nao",
     "bn": "bao nhieu", "bnhieu": "bao nhieu", "may": "bao nhieu", "j": "gi", "z": "vay", "bh": "bhxh",
+    "ho gd": "hgd", "hs": "hoc sinh", "sv": "sinh vien", "bv": "benh vien", "tg": "thoi gian",
     "lanh": "nhan", "linh": "nhan", "danh roi": "mat", "that lac": "mat",
     "sms": "tin nhan", "nhan tin": "tin nhan", "online": "truc tuyen", "chet": "qua doi",
 }
@@ -58,6 +65,8 @@ FUNCTION_WORDS = frozenset("""
     nay do day vay chua da dang se phai lam muon biet xin hoi a nhe nha anh chi ban tu trong tren
     sau truoc ra vao bi nhung cac moi mot cai lau sao cung con cach can den lay ve xem thay khac
     me bo be ba ong chau tien phi che do thu tuc tham gia thang nam ngay
+    theo luc them vua xong ha luon nua rat vi tai nen thoi van cu nhanh it nhat het voi
+    xa huyen tinh phuong quan
 """.split())
 
 _PUNCTUATION = re.compile(r"[^0-9a-z]+")
@@ -74,6 +83,11 @@ def normalize(text: str) -> str:
     folded = _PUNCTUATION.sub(" ", fold(text).lower())
     folded = _SHORTHAND.sub(lambda m: SHORTHAND[m.group(1)], folded)
     return " ".join(_FILLER.sub(" ", folded).split())
+
+
+def _topic_words(question: str) -> list[str]:
+    """The words of a question that say what it is about: not function words, not numbers."""
+    return [word for word in normalize(question).split() if word not in FUNCTION_WORDS and not word.isdigit()]
 
 
 @dataclass(frozen=True)
@@ -167,9 +181,11 @@ class Faq:
     def unknown_words(self, question: str, index: int) -> tuple[str, ...]:
         """The words of `question` that say what it is about (not `FUNCTION_WORDS`, not numbers)
         and that entry `index` never uses: what the question asks beyond what the entry answers."""
+        return self._unknown(_topic_words(question), index)
+
+    def _unknown(self, topic_words: list[str], index: int) -> tuple[str, ...]:
         known = self._words[index]
-        return tuple(word for word in normalize(question).split()
-                     if word not in known and word not in FUNCTION_WORDS and not word.isdigit())
+        return tuple(word for word in topic_words if word not in known)
 
     def match(self, question: str, *, min_score: float = MIN_SCORE, min_margin: float = MIN_MARGIN,
               max_unknown: int = MAX_UNKNOWN) -> Match:
@@ -182,20 +198,22 @@ class Faq:
             return Match(None, 0.0, False)
         # The entries that speak of everything the question asks, closest first: the best of
         # them answers when close enough and clearly ahead of the next one.
-        covering = [int(i) for i in order if scores[i] > 0.0 and len(self.unknown_words(question, int(i))) <= max_unknown]
+        topic = _topic_words(question)
+        covering = [int(i) for i in order if scores[i] > 0.0 and len(self._unknown(topic, int(i))) <= max_unknown]
         if not covering:
             top = int(order[0])
-            return Match(self.entries[top], float(scores[top]), False, self.unknown_words(question, top))
+            return Match(self.entries[top], float(scores[top]), False, self._unknown(topic, top))
         best = float(scores[covering[0]])
         runner_up = float(scores[covering[1]]) if len(covering) > 1 else 0.0
         confident = best >= min_score and best - runner_up >= min_margin
-        return Match(self.entries[covering[0]], best, confident, self.unknown_words(question, covering[0]))
+        return Match(self.entries[covering[0]], best, confident, self._unknown(topic, covering[0]))
 
     def suggest(self, question: str, k: int = 3) -> list[tuple[FaqEntry, float]]:
-        """Up to `k` entries closest to `question`, best first, for a staff member to pick from."""
+        """Up to `k` entries closest to `question`, best first, for a staff member to pick from
+        (none scoring under SUGGEST_MIN_SCORE: "alo alo" gets no suggestion)."""
         scores = self.scores(question)
         order = np.argsort(-scores, kind="stable")[:max(k, 0)]
-        return [(self.entries[i], float(scores[i])) for i in order if scores[i] > 0.0]
+        return [(self.entries[i], float(scores[i])) for i in order if scores[i] >= SUGGEST_MIN_SCORE]
 
 
 # -- the labelled questions ---------------------------------------------------------------

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smsgw.faq import Faq, FaqImportError, evaluate, normalize, read_labelled, split_of
+from smsgw.faq import MIN_SCORE, SUGGEST_MIN_SCORE, Faq, FaqImportError, evaluate, normalize, read_labelled, split_of
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "faq"
 HEADER = "id,question,answer\n"
@@ -23,6 +23,12 @@ def faq() -> Faq:
 @pytest.fixture(scope="module")
 def labelled(faq: Faq):
     return read_labelled(FIXTURES / "questions.csv", faq)
+
+
+@pytest.fixture(scope="module")
+def every_labelled(faq: Faq):
+    """Every labelled set: questions.csv and the later rounds (questions-round2.csv ...)."""
+    return [item for path in sorted(FIXTURES.glob("questions*.csv")) for item in read_labelled(path, faq)]
 
 
 def _write(tmp_path: Path, content: str | bytes) -> Path:
@@ -115,36 +121,87 @@ def test_suggest_ranks_the_closest_entries_for_staff(faq):
     assert scores == sorted(scores, reverse=True)
 
 
+@pytest.mark.parametrize(("question", "shown"), [
+    # near-misses left to staff: the entries a staff member would start from are among the three
+    ("bhxh tu nguyen co duoc huong om dau ko", {"bhxh-tu-nguyen-thai-san", "om-dau"}),
+    ("bhyt hgd co duoc huong thai san khong", {"thai-san-sinh-con"}),
+    ("so bhxh bi sai ngay sinh thi sua o dau", {"sua-thong-tin-the-bhyt"}),
+])
+def test_suggest_shows_staff_the_entries_near_a_question_left_to_them(faq, question, shown):
+    assert not faq.match(question).confident
+    assert shown <= {entry.id for entry, _ in faq.suggest(question, k=3)}
+
+
+def test_suggest_shows_nothing_for_noise_and_respects_k(faq):
+    assert faq.suggest("alo alo") == [] and faq.suggest("xyz") == [] and faq.suggest("") == []
+    assert faq.suggest("mat the bhyt", k=0) == []
+    assert len(faq.suggest("mat the bhyt", k=1)) == 1
+    assert all(score >= SUGGEST_MIN_SCORE for _, score in faq.suggest("bhxh", k=41))
+
+
 def test_a_question_about_something_else_goes_to_staff(faq):
     for question in ("bao hiem xe may het han mua o dau", "dia chi bhxh quan cau giay o dau", "alo alo"):
         match = faq.match(question)
         assert not match.confident and match.answer is None
 
 
+@pytest.mark.parametrize(("question", "close_to", "unknown"), [
+    # each shares most of its words with an entry, and asks about something that entry never mentions
+    ("bhyt hgd co duoc huong thai san khong", "bhxh-tu-nguyen-thai-san", ("bhyt", "hgd")),
+    ("so bhxh bi sai ngay sinh thi sua o dau", "sua-thong-tin-the-bhyt", ("so",)),
+])
+def test_a_question_asking_beyond_the_closest_entry_goes_to_staff_naming_what(faq, question, close_to, unknown):
+    match = faq.match(question)
+    assert (match.entry.id, match.unknown, match.confident, match.answer) == (close_to, unknown, False, None)
+    assert match.score >= MIN_SCORE   # close enough by similarity alone: the unknown words decide
+
+
+def test_the_answering_entry_is_the_closest_that_knows_every_word(faq):
+    # The closest entry by similarity is about pensions; the sickness entry knows every word.
+    question = "che do om dau duoc huong bao nhieu phan tram luong"
+    closest = faq.suggest(question, k=1)[0][0]
+    match = faq.match(question)
+    assert closest.id == "huu-tri-muc-huong"
+    assert faq.unknown_words(question, faq.entries.index(closest)) == ("om",)
+    assert (match.entry.id, match.unknown, match.confident) == ("om-dau", (), True)
+
+
 # -- the labelled set ---------------------------------------------------------------------
 
 
-def test_the_split_is_deterministic_and_not_lopsided(labelled):
-    halves = [split_of(item.question) for item in labelled]
-    assert halves == [split_of(item.question) for item in labelled]
-    assert 0.35 < halves.count("tune") / len(halves) < 0.65
+def test_every_labelled_question_has_a_stored_half_and_the_halves_are_not_lopsided(every_labelled):
+    halves = [item.half for item in every_labelled]
+    assert set(halves) == {"tune", "test"}
+    assert 0.4 < halves.count("tune") / len(halves) < 0.6
 
 
-def test_tuning_half_meets_the_targets(faq, labelled):
-    figures = evaluate(faq, [item for item in labelled if split_of(item.question) == "tune"])
+def test_a_labelled_file_without_halves_gets_them_by_hash_and_a_bad_half_is_refused(tmp_path, faq):
+    path = tmp_path / "questions.csv"
+    path.write_text("question,expected_id\nmat the bhyt,cap-lai-the-bhyt-mat\nalo,\n", encoding="utf-8")
+    assert [item.half for item in read_labelled(path, faq)] == [split_of("mat the bhyt"), split_of("alo")]
+    path.write_text("question,expected_id,half\nalo,,both\n", encoding="utf-8")
+    with pytest.raises(FaqImportError, match=r":2: bad half 'both'"):
+        read_labelled(path, faq)
+
+
+def test_tuning_halves_meet_the_targets(faq, every_labelled):
+    figures = evaluate(faq, [item for item in every_labelled if item.half == "tune"])
     assert figures.wrong_share <= 0.02
     assert figures.coverage >= 0.70
     assert figures.staff_share >= 0.95
 
 
-def test_held_out_half_does_not_fall_below_its_measured_figures(faq, labelled):
-    # The held-out half MISSES the wrong-answer and to-staff targets (7.8% wrong, 82.9% to
-    # staff; see /work/notes/faq.md). This guards the figures measured at the commit that set
-    # the thresholds, so that a change to the matcher cannot make them worse unnoticed.
-    figures = evaluate(faq, [item for item in labelled if split_of(item.question) == "test"])
-    assert figures.wrong <= 8
-    assert figures.auto_answered >= 51
-    assert figures.to_staff >= 29
+def test_held_out_halves_do_not_fall_below_their_measured_figures(faq, every_labelled):
+    # Measured at the commit that fixed MIN_SCORE 0.58 / MIN_MARGIN 0.05 / MAX_UNKNOWN 0 (see
+    # /work/notes/s2/faq.md): of 312 held-out questions, 2 wrong answers (0.6%, target <= 2%) and
+    # all 92 unanswerable ones to staff (target >= 95%), but only 120 of 220 answerable ones
+    # auto-answered (54.5%): the coverage target of 70% is MISSED. This floor keeps a change to the
+    # matcher from making any of the three worse unnoticed; it does not claim the targets.
+    figures = evaluate(faq, [item for item in every_labelled if item.half == "test"])
+    assert (figures.questions, figures.answerable) == (312, 220)
+    assert figures.wrong <= 2
+    assert figures.to_staff >= 92
+    assert figures.auto_answered >= 120
 
 
 # -- arbitrary text -----------------------------------------------------------------------
