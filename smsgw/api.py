@@ -35,7 +35,7 @@ from .config import Config
 from .ids import new_id
 from .logs import get_logger
 from .phones import mask
-from .store.api import ApiKey, ApiStore, PendingMT
+from .store.api import ApiKey, ApiStore, Lease, PendingMT
 from .store.api_open import open_api
 
 MAX_API_BODY = 16 * 1024 * 1024
@@ -132,11 +132,11 @@ def _idempotency_key(request: web.Request) -> str | None:
     return value
 
 
-def _lease(request: web.Request) -> float | None:
+def _lease(request: web.Request) -> Lease | None:
     from .gateway import STORE
 
     store = request.app[STORE]
-    return store.lease_seconds if store.shared else None
+    return Lease(store.lease_seconds, store.owner) if store.shared else None
 
 
 def _outbox_add(request: web.Request, pending: list[PendingMT], expiries: dict[str, float | None]) -> None:

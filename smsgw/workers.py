@@ -7,6 +7,7 @@ and flushes. The kernel spreads connections over the workers; each worker is pin
 own core. They share the SQLite file: the unique key of MOs holds across processes (a retry
 that reaches another worker gets the first answer), and WAL lets one write at a time. Worker 0
 also resumes the MTs left pending by a previous run; every worker delivers the MTs it stores.
+On PostgreSQL every worker is a gateway like any other: each one claims MTs free to take.
 If a worker dies, the supervisor stops the others and exits non-zero: a process manager
 (systemd, Kubernetes) restarts the whole gateway, and the pending MTs resume.
 
@@ -51,12 +52,15 @@ def pin_to_one_core(index: int | None = None) -> None:
 
 def serve_worker(config: Config, *, db_path: str, host: str, port: int, index: int = 0, count: int = 1) -> None:
     """Run this process's gateway: worker `index` of `count` shares the port and is pinned to its
-    own core, and only worker 0 resumes the MTs left pending; a lone gateway (count 1) takes the
-    port for itself and resumes them."""
+    own core; a lone gateway (count 1) takes the port for itself. On SQLite only worker 0 resumes
+    the MTs left pending (the file's outbox has one owner); on PostgreSQL every worker claims MTs
+    free to take (leases, FOR UPDATE SKIP LOCKED: each MT by one of them), as separate gateways do."""
     from .server import serve
+    from .store import is_postgres
 
     pin_to_one_core(index if count > 1 else None)
-    serve(config, db_path=db_path, host=host, port=port, reuse_port=count > 1, resume_pending=index == 0)
+    serve(config, db_path=db_path, host=host, port=port, reuse_port=count > 1,
+          resume_pending=index == 0 or is_postgres(db_path))
 
 
 def reserve_port(host: str, port: int) -> tuple[socket.socket, int]:

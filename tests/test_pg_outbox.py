@@ -188,3 +188,30 @@ def _pending(stored):
 
     now = time.time()
     return PendingMT(stored.replies[0], 0, now, now)
+
+
+def test_a_gateway_whose_lease_was_taken_over_can_no_longer_renew_free_or_reschedule_it(pg_database, monkeypatch):
+    """The lease names its holder: after the takeover, the old holder's renew, release and retry
+    (a late one, e.g. after a long network stall) leave the new holder's lease and attempts alone."""
+    monkeypatch.setenv("SMSGW_LEASE_SECONDS", "1")
+
+    async def go():
+        await migrate(pg_database)
+        old, new = await open_messages(pg_database), await open_messages(pg_database)
+        try:
+            mt_id = (await store_one(old, "stalled")).replies[0].id   # leased to `old`
+            assert await new.claim() == []                             # held: not free to take
+            await asyncio.sleep(1.2)                                   # `old` stalls past its lease
+            assert [pending.mt.id for pending in await new.claim()] == [mt_id]
+            assert await old.renew([mt_id]) == set()                   # not `old`'s any more
+            await old.schedule_retry(mt_id, attempts=5, next_attempt_at=time.time() + 600, error="late")
+            await old.release([mt_id])
+            state = await new.mt_state(mt_id)
+            assert (state.status, state.attempts, state.last_error) == ("pending", 0, None)
+            assert await new.renew([mt_id]) == {mt_id}                  # still `new`'s
+            assert await old.claim() == []
+        finally:
+            await old.close()
+            await new.close()
+
+    run(go())

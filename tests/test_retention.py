@@ -283,8 +283,10 @@ def test_one_prune_at_a_time_on_postgresql(pg_database, tmp_path, capsys):
 
 
 def test_prune_on_a_postgresql_database_not_migrated_names_the_command(pg_database, tmp_path, capsys):
+    from smsgw.store import SCHEMA_VERSION
+
     status, _, err = run_cli("db", "prune", "--db", pg_database, capsys=capsys)
-    assert status == 1 and err == (f"smsgw: --db {pg_database}: schema version 0, this smsgw needs 2: "
+    assert status == 1 and err == (f"smsgw: --db {pg_database}: schema version 0, this smsgw needs {SCHEMA_VERSION}: "
                                    f"run smsgw db migrate --db {pg_database}\n")
 
 

@@ -122,3 +122,19 @@ def test_every_scrape_of_two_workers_counts_both(tmp_path):
         assert list(run_dir.iterdir()) == []   # the run's metric files removed with it
 
     asyncio.run(run())
+
+
+@pytest.mark.parametrize("db, resuming", [("/var/lib/smsgw/smsgw.db", [True, False, False]),
+                                          ("postgresql://smsgw@db1/smsgw", [True, True, True])])
+def test_on_postgresql_every_worker_claims_mts_on_sqlite_worker_0_only(monkeypatch, db, resuming):
+    # SQLite's outbox has one owner (worker 0 resumes what a previous run left); on PostgreSQL
+    # each worker is a gateway like any other, claiming free MTs under leases (SKIP LOCKED)
+    from smsgw import server, workers
+    from smsgw.config import parse_config
+
+    started = []
+    monkeypatch.setattr(workers, "pin_to_one_core", lambda index=None: None)
+    monkeypatch.setattr(server, "serve", lambda config, **options: started.append(options["resume_pending"]))
+    for index in range(3):
+        workers.serve_worker(parse_config({}), db_path=db, host="127.0.0.1", port=8079, index=index, count=3)
+    assert started == resuming

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..wire import OutboundMessage
-from .messages import PendingMT
+from .messages import Lease, PendingMT
 
 CLASSES = ("otp", "notice", "info")
 STATUSES = ("queued", "sent", "delivered", "failed", "expired", "opted_out")
@@ -133,14 +133,14 @@ class ApiStore(abc.ABC):
 
     @abc.abstractmethod
     async def store_message(self, key: ApiKey, idempotency_key: str | None, new: NewMessage, *,
-                            now: float, lease: float | None, request_hash: str = "") -> Taken:
+                            now: float, lease: Lease | None, request_hash: str = "") -> Taken:
         """In one transaction: the message stored under (key, idempotency_key) already, else the
         rate counted (refused over it), the opt-out checked (notice/info), the message and its MT
         (pending, with its push billing row of 0 VND) stored, and its first callback queued."""
 
     @abc.abstractmethod
     async def store_batch(self, key: ApiKey, idempotency_key: str | None, batch_id: str,
-                          messages: Sequence[NewMessage], *, now: float, lease: float | None,
+                          messages: Sequence[NewMessage], *, now: float, lease: Lease | None,
                           request_hash: str = "") -> BatchTaken:
         """The whole batch in one transaction (or the one stored under its Idempotency-Key)."""
 

@@ -95,6 +95,14 @@ NOTICE_LANE = 2     # notices (card expiry, payment reminders, dossier results),
 
 
 @dataclass(frozen=True)
+class Lease:
+    """A shared outbox's hold on the MTs a gateway stores (PostgreSQL): for how long, and whose."""
+
+    seconds: float
+    owner: str
+
+
+@dataclass(frozen=True)
 class PendingMT:
     mt: OutboundMessage
     attempts: int

@@ -18,7 +18,7 @@ import asyncpg
 
 from ..phones import mask
 from .api import ApiKey, ApiMessage, ApiStore, BatchTaken, Callback, NewMessage, Taken
-from .messages import PendingMT
+from .messages import Lease, PendingMT
 from .pg_pool import connection, transaction
 from .sqlite_tables import iso_time
 
@@ -27,15 +27,16 @@ _MESSAGE = ("SELECT id, key_name, recipient, class, status, updated_at, encoding
 
 
 _INSERT_MT = ("INSERT INTO mt_messages (id, mo_id, in_reply_to, carrier, sender, recipient, text, encoding, segments,"
-              " message_type, seq, status, created_at, next_attempt_at, lease_until, lane, not_before) VALUES ($1, '',"
-              " '', $2, $3, $4, $5, $6, $7, $8, 0, 'pending', $9, $10, $11, $12, $13)")
+              " message_type, seq, status, created_at, next_attempt_at, lease_until, lease_owner, lane, not_before)"
+              " VALUES ($1, '', '', $2, $3, $4, $5, $6, $7, $8, 0, 'pending', $9, $10, $11, $12, $13, $14)")
 
 
-def _lease_until(new: NewMessage, now: float, lease: float | None) -> float | None:
-    """This gateway's lease of an MT it stores: none for one held beyond a lease (claimed when its time nears)."""
-    if lease is None or (new.not_before is not None and new.not_before > now + lease):
-        return None
-    return now + lease
+def _leased(new: NewMessage, now: float, lease: Lease | None) -> tuple[float | None, str | None]:
+    """This gateway's lease of an MT it stores (until, owner): none for one held beyond a lease
+    (claimed when its time nears)."""
+    if lease is None or (new.not_before is not None and new.not_before > now + lease.seconds):
+        return None, None
+    return now + lease.seconds, lease.owner
 
 
 class _OverRate(Exception):
@@ -165,7 +166,7 @@ async def _count_rate(conn: asyncpg.Connection, key: ApiKey, now: float) -> None
 
 
 async def _insert(conn: asyncpg.Connection, key: ApiKey, idempotency_key: str | None, batch_id: str | None,
-                  new: NewMessage, now: float, lease: float | None,
+                  new: NewMessage, now: float, lease: Lease | None,
                   request_hash: str | None = None) -> tuple[ApiMessage | None, PendingMT | None]:
     mt = new.mt
     opted_out = new.message_class != "otp" and await conn.fetchval(
@@ -186,7 +187,7 @@ async def _insert(conn: asyncpg.Connection, key: ApiKey, idempotency_key: str | 
     if opted_out:
         return message, None
     await conn.execute(_INSERT_MT, mt.id, mt.carrier, mt.sender, mt.to, mt.text, mt.encoding, mt.segments,
-                       int(mt.message_type), now, now, _lease_until(new, now, lease), new.lane, new.not_before)
+                       int(mt.message_type), now, now, *_leased(new, now, lease), new.lane, new.not_before)
     await conn.execute(
         "INSERT INTO billing_rows (kind, carrier, mo_id, mt_id, msisdn, amount_vnd, message_type, at)"
         " VALUES ($1, $2, '', $3, $4, 0, $5, $6)",
@@ -195,7 +196,7 @@ async def _insert(conn: asyncpg.Connection, key: ApiKey, idempotency_key: str | 
 
 
 async def _insert_many(conn: asyncpg.Connection, key: ApiKey, batch_id: str, messages: Sequence[NewMessage],
-                       now: float, lease: float | None) -> list[PendingMT]:
+                       now: float, lease: Lease | None) -> list[PendingMT]:
     """A batch's messages in a few statements (executemany), not one round trip each."""
     opted = {row[0] for row in await conn.fetch(
         "SELECT phone FROM opt_outs WHERE phone = ANY($1::text[])",
@@ -210,7 +211,7 @@ async def _insert_many(conn: asyncpg.Connection, key: ApiKey, batch_id: str, mes
         if out:
             continue
         mt_rows.append((mt.id, mt.carrier, mt.sender, mt.to, mt.text, mt.encoding, mt.segments,
-                        int(mt.message_type), now, now, _lease_until(new, now, lease), new.lane, new.not_before))
+                        int(mt.message_type), now, now, *_leased(new, now, lease), new.lane, new.not_before))
         bill_rows.append((f"api:{key.name}", mt.carrier, mt.id, mask(mt.to), int(mt.message_type), at))
         pending.append(PendingMT(mt, 0, now, now, lane=new.lane, not_before=new.not_before))
     await conn.executemany(

@@ -59,7 +59,7 @@ async def questions(conn: asyncpg.Connection, open_only: bool) -> list[Question]
 
 
 async def answer_question(conn: asyncpg.Connection, number: str, word: Callable[[Question], OutboundMessage], *,
-                          by: str, now: float, lease_until: float, insert_mt: str,
+                          by: str, now: float, lease_until: float, owner: str, insert_mt: str,
                           mt_values: Callable[[OutboundMessage], tuple], at: str) -> StaffAnswer | None:
     """The staff answer stored with the question's answered state; the row locked (FOR UPDATE)
     so that two answers at once are one answer and one refusal."""
@@ -73,7 +73,7 @@ async def answer_question(conn: asyncpg.Connection, number: str, word: Callable[
     if question.answered_by is not None:
         return StaffAnswer(question, None)
     mt = word(question)
-    await conn.execute(insert_mt, *mt_values(mt), 0, "pending", now, now, lease_until, REPLY_LANE, None)
+    await conn.execute(insert_mt, *mt_values(mt), 0, "pending", now, now, lease_until, owner, REPLY_LANE, None)
     await conn.execute(
         "INSERT INTO billing_rows (kind, carrier, mo_id, mt_id, msisdn, amount_vnd, message_type, at)"
         " VALUES ('push', $1, $2, $3, $4, 0, $5, $6)", mt.carrier, mt.mo_id, mt.id, mask(mt.to),

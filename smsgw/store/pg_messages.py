@@ -13,7 +13,10 @@ Across gateways:
   `pg_advisory_xact_lock(hashtext(sender))`, so the MOs of one phone are counted one at a time
   whichever gateway takes them;
 - delivery reports: the MT's row is locked (FOR UPDATE) while the state only moves forward;
-- MTs pending in the outbox: see `pending` (claimed with a lease).
+- MTs pending in the outbox: see `pending` (claimed with a lease). A lease names its holder
+  (`lease_owner`, this store's `owner`, made at open): renewing, releasing and recording a retry
+  change only the MTs whose lease this gateway still holds, so a gateway whose lease ran out and
+  was taken over cannot extend, free or overwrite (attempts, next attempt) the new holder's.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 import asyncpg
 
 from ..billing import MessageType
+from ..ids import new_id
 from ..phones import mask
 from ..wire import DeliveryReport, DeliveryState, InboundMessage, OutboundMessage
 from . import pg_conversations
@@ -38,7 +42,8 @@ from .sqlite_tables import iso_time as _iso
 
 _MT_COLUMNS = "id, mo_id, in_reply_to, carrier, sender, recipient, text, encoding, segments, message_type"
 _INSERT_MT = (f"INSERT INTO mt_messages ({_MT_COLUMNS}, seq, status, created_at, next_attempt_at, lease_until,"
-              " lane, not_before) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)")
+              " lease_owner, lane, not_before) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,"
+              " $15, $16, $17, $18)")
 # How long an MT claimed by a gateway stays its own without renewal (see `pending`); the outbox
 # renews its leases every third of it. SMSGW_LEASE_SECONDS overrides it (every gateway the same).
 LEASE_SECONDS = 60.0
@@ -77,6 +82,7 @@ class PgMessageStore(MessageStore):
         self._pool = pool
         self._closed = False
         self._listener: asyncpg.Connection | None = None
+        self.owner = new_id()   # names this gateway's leases
 
     @classmethod
     async def open(cls, url: str, *, on_batch: Callable[[int], None] | None = None,
@@ -119,7 +125,8 @@ class PgMessageStore(MessageStore):
         mo = (mo_id, inbound.carrier, inbound.carrier_id, inbound.sender, inbound.to, inbound.text,
               inbound.received_at.isoformat(), mode, command, error, status, now, guard.value if guard else None)
         queued = mode == "async"
-        outbox = (mt_status, now, now if queued else None, now + self.lease_seconds if queued else None, _iso(now))
+        outbox = (mt_status, now, now if queued else None, now + self.lease_seconds if queued else None,
+                  self.owner if queued else None, _iso(now))
         if effect is None and (screening is None or guard is not None):
             # one statement, one round trip: the MO, its MTs and their charges, or nothing when the id is known
             async with connection(self._pool) as conn:
@@ -175,7 +182,8 @@ class PgMessageStore(MessageStore):
                 # held beyond a lease: no gateway's until one claims it as its time nears (see `claim`)
                 held = notice.not_before is not None and notice.not_before > now + self.lease_seconds
                 await conn.execute(_INSERT_MT, *_mt_values(mt), 0, "pending", now, now,
-                                   None if held else now + self.lease_seconds, notice.lane, notice.not_before)
+                                   None if held else now + self.lease_seconds, None if held else self.owner,
+                                   notice.lane, notice.not_before)
                 queued.append(PendingMT(mt, 0, now, now, lane=notice.lane, not_before=notice.not_before))
             await _bill(conn, [("push", pending.mt, 0) for pending in queued], at)
         return queued
@@ -192,7 +200,7 @@ class PgMessageStore(MessageStore):
                               now: float, lease: float) -> StaffAnswer | None:
         async with transaction(self._pool) as conn:
             return await pg_conversations.answer_question(
-                conn, number, word, by=by, now=now, lease_until=now + lease, insert_mt=_INSERT_MT,
+                conn, number, word, by=by, now=now, lease_until=now + lease, owner=self.owner, insert_mt=_INSERT_MT,
                 mt_values=_mt_values, at=_iso(now))
 
     async def opted_out(self, phones: Sequence[str]) -> set[str]:
@@ -213,11 +221,11 @@ class PgMessageStore(MessageStore):
         now = time.time()
         async with transaction(self._pool) as conn:
             rows = await conn.fetch(
-                f"UPDATE mt_messages SET lease_until = $1 WHERE id IN (SELECT id FROM mt_messages"
+                f"UPDATE mt_messages SET lease_until = $1, lease_owner = $3 WHERE id IN (SELECT id FROM mt_messages"
                 " WHERE status = 'pending' AND (lease_until IS NULL OR lease_until < $2)"
                 " AND (not_before IS NULL OR not_before <= $1) FOR UPDATE SKIP LOCKED)"
                 f" RETURNING {_MT_COLUMNS}, attempts, created_at, next_attempt_at, lane, not_before, mo_id, seq",
-                now + self.lease_seconds, now)
+                now + self.lease_seconds, now, self.owner)
         rows = sorted(rows, key=lambda row: (row[13], row[11], row[15], row[16]))
         return [PendingMT(_mt(row), row[10], row[11], row[12] or row[11], lane=row[13], not_before=row[14])
                 for row in rows]
@@ -237,23 +245,24 @@ class PgMessageStore(MessageStore):
         async with transaction(self._pool) as conn:
             await conn.execute(
                 "UPDATE mt_messages SET attempts = $1, next_attempt_at = $2, last_error = $3, lease_until = $4"
-                " WHERE id = $5 AND status = 'pending'",
-                attempts, next_attempt_at, error, next_attempt_at + self.lease_seconds, mt_id)
+                " WHERE id = $5 AND status = 'pending' AND lease_owner = $6",
+                attempts, next_attempt_at, error, next_attempt_at + self.lease_seconds, mt_id, self.owner)
 
     async def renew(self, mt_ids: Sequence[str]) -> set[str]:
-        """Extend the leases not yet run out; one run out may have been claimed by another gateway since."""
+        """Extend this gateway's leases not yet run out (one run out may be another gateway's by now)."""
         now = time.time()
         async with transaction(self._pool) as conn:
             rows = await conn.fetch(
                 "UPDATE mt_messages SET lease_until = GREATEST(lease_until, $1) WHERE id = ANY($2::text[])"
-                " AND status = 'pending' AND lease_until >= $3 RETURNING id",
-                now + self.lease_seconds, list(mt_ids), now)
+                " AND status = 'pending' AND lease_until >= $3 AND lease_owner = $4 RETURNING id",
+                now + self.lease_seconds, list(mt_ids), now, self.owner)
         return {row[0] for row in rows}
 
     async def release(self, mt_ids: Sequence[str]) -> None:
         async with transaction(self._pool) as conn:
-            await conn.execute("UPDATE mt_messages SET lease_until = NULL WHERE id = ANY($1::text[])"
-                               " AND status = 'pending'", list(mt_ids))
+            await conn.execute("UPDATE mt_messages SET lease_until = NULL, lease_owner = NULL WHERE"
+                               " id = ANY($1::text[]) AND status = 'pending' AND lease_owner = $2",
+                               list(mt_ids), self.owner)
             await conn.execute("SELECT pg_notify($1, '')", CHANNEL)   # delivered at COMMIT
 
     async def watch(self, wake: Callable[[], None]) -> None:
@@ -342,15 +351,17 @@ _INSERT_MO = (
 
 def _mts_from(first: int, condition: str = "") -> str:
     """The data-modifying CTEs inserting MTs and their charge rows from the arrays at $first.. (see _mt_arrays)."""
-    p = [f"${first + n}" for n in range(19)]
+    p = [f"${first + n}" for n in range(20)]
     arrays = (f"unnest({p[0]}::text[], {p[1]}::text[], {p[2]}::text[], {p[3]}::text[], {p[4]}::text[],"
               f" {p[5]}::text[], {p[6]}::text[], {p[7]}::text[], {p[8]}::int[], {p[9]}::int[], {p[10]}::text[],"
               f" {p[11]}::int[]) WITH ORDINALITY AS m(id, mo_id, in_reply_to, carrier, sender, recipient, text,"
               " encoding, segments, message_type, msisdn, amount, seq)")
-    status, created, next_at, lease, at = p[12:17]
-    return (f"mts AS (INSERT INTO mt_messages ({_MT_COLUMNS}, seq, status, created_at, next_attempt_at, lease_until)"
+    status, created, next_at, lease, owner, at = p[12:18]
+    return (f"mts AS (INSERT INTO mt_messages ({_MT_COLUMNS}, seq, status, created_at, next_attempt_at, lease_until,"
+            " lease_owner)"
             f" SELECT id, mo_id, in_reply_to, carrier, sender, recipient, text, encoding, segments, message_type,"
-            f" seq - 1, {status}, {created}, {next_at}::float8, {lease}::float8 FROM {arrays} {condition}),"
+            f" seq - 1, {status}, {created}, {next_at}::float8, {lease}::float8, {owner}::text"
+            f" FROM {arrays} {condition}),"
             " charges AS (INSERT INTO billing_rows (kind, carrier, mo_id, mt_id, msisdn, amount_vnd, message_type, at)"
             f" SELECT 'charge', carrier, mo_id, id, msisdn, amount, message_type, {at} FROM {arrays} {condition}"
             " ORDER BY seq)")

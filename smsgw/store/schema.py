@@ -211,7 +211,9 @@ CREATE TABLE IF NOT EXISTS store_probe (id INTEGER PRIMARY KEY CHECK (id = 1), a
 # and partial indexes holding only the rows whose personal data is still there, oldest first, so
 # that a prune step finds its rows without a scan. Built inside the migration's transaction: on a
 # large database, migrate with the gateways stopped (writes wait for the index builds).
+# And the holder of an MT's lease (pg_messages.py), so that only the holder renews or changes it.
 _PG_STEP_RETENTION = """
+ALTER TABLE mt_messages ADD COLUMN IF NOT EXISTS lease_owner TEXT;
 CREATE TABLE IF NOT EXISTS retention_state (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS mo_messages_kept ON mo_messages (taken_at) WHERE sender <> '';
 CREATE INDEX IF NOT EXISTS mt_messages_kept ON mt_messages (created_at) WHERE text <> '';

@@ -1,13 +1,22 @@
 """Personal data of the SQLite message store: prune by age, export and erase by phone (retention.py).
 
-A prune step is one short write transaction of at most `limit` rows of one table, found through
-the partial indexes `*_kept` (sqlite_tables.py), which hold only the rows whose data is still
-there, oldest first: a step reads what it changes and nothing else, however large the store.
-The order is billing rows, MTs, MOs, notices: a billing row's hash is made from its MT's
-recipient (the phone, or already its hash), so billing rows go before their MT, and an MT still
-pending (the outbox will send it) is left until it is sent or given up. The gateway's writer
-waits for the write lock while a step runs (busy_timeout): a step of 1,000 rows holds it a few
-milliseconds (bench/prune.py).
+A prune step changes at most `limit` rows of one table, found through the partial indexes
+`*_kept` (sqlite_tables.py), which hold only the rows whose data is still there, oldest first: a
+step reads what it changes and nothing else, however large the store. The order is billing rows,
+MTs, MOs, notices: a billing row's hash is made from its MT's recipient (the phone, or already
+its hash), so billing rows go before their MT, and an MT still pending (the outbox will send it)
+is left until it is sent or given up.
+
+The gateway's writer waits for SQLite's one write lock while a step holds it, so a step holds it
+as briefly as it can (bench/prune.py, BENCHMARKS): the rows and their new values (the hashes)
+are read and computed first, outside any write transaction; the write transaction only runs the
+UPDATEs by rowid, each re-checking that the row still has its data (another pruner, or an erase,
+may have been first: hashing is deterministic, so either way the row ends the same); and the
+prune's connection commits without fsync (synchronous = NORMAL: a step lost in a power cut is
+simply done again by the next prune; the gateway's own commits, which fsync the same WAL, stay
+FULL). After each step the pages it changed are copied into the file by this connection
+(checkpoint PASSIVE, outside the write lock): left in the WAL, the gateway's next COMMIT would
+copy them (SQLite's auto-checkpoint) while MOs wait for it.
 
 Export and erase by phone are rare operator commands: they read the MTs and billing rows whole
 (no index by recipient or by hash, which every write would pay for).
@@ -51,16 +60,19 @@ class SqliteRetention(PersonalData):
         return key
 
     def prune_step(self, cutoff: float, key: bytes, limit: int) -> tuple[str, int]:
-        for table, step in (("billing_rows", _prune_billing), ("mt_messages", _prune_mts),
-                            ("mo_messages", _prune_mos), ("notices", _prune_notices),
-                            ("api_messages", _prune_api_messages)):
-            rows = self._write(lambda conn: step(conn, cutoff, key, limit))
-            if rows:
-                # The pages this step changed go into the file now, from this connection: left in
-                # the WAL, the gateway's next COMMIT would copy them (SQLite's auto-checkpoint)
-                # while MOs wait for it.
-                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                return table, rows
+        self._conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            for table, pick, update in _PRUNE_STEPS:
+                changes = pick(self._conn, cutoff, key, limit)   # read, no write lock
+                if changes:
+                    rows = self._write(lambda conn: conn.executemany(update, changes).rowcount)
+                    # The pages this step changed go into the file now, from this connection: left in
+                    # the WAL, the gateway's next COMMIT would copy them (SQLite's auto-checkpoint)
+                    # while MOs wait for it.
+                    self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    return table, rows
+        finally:
+            self._conn.execute("PRAGMA synchronous = FULL")
         self._checkpoint()
         return "", 0
 
@@ -132,58 +144,61 @@ class SqliteRetention(PersonalData):
         return result
 
 
-def _prune_billing(conn: sqlite3.Connection, cutoff: float, key: bytes, limit: int) -> int:
+def _pick_billing(conn: sqlite3.Connection, cutoff: float, key: bytes, limit: int) -> list[tuple]:
     rows = conn.execute(
         "SELECT b.id, b.msisdn, m.recipient FROM billing_rows AS b LEFT JOIN mt_messages AS m ON m.id = b.mt_id"
         " WHERE length(b.msisdn) != 64 AND b.at < ? ORDER BY b.at LIMIT ?", (iso_time(cutoff), limit)).fetchall()
-    conn.executemany("UPDATE billing_rows SET msisdn = ? WHERE id = ?", [
-        (recipient if _is_hash(recipient) else phone_hash(key, recipient or masked), row_id)
-        for row_id, masked, recipient in rows])
-    return len(rows)
+    return [(recipient if _is_hash(recipient) else phone_hash(key, recipient or masked), row_id)
+            for row_id, masked, recipient in rows]
 
 
-def _prune_mts(conn: sqlite3.Connection, cutoff: float, key: bytes, limit: int) -> int:
+def _pick_mts(conn: sqlite3.Connection, cutoff: float, key: bytes, limit: int) -> list[tuple]:
     rows = conn.execute(
         "SELECT rowid, recipient FROM mt_messages WHERE text != '' AND created_at < ? AND status != 'pending'"
         " ORDER BY created_at LIMIT ?", (cutoff, limit)).fetchall()
-    conn.executemany("UPDATE mt_messages SET recipient = ?, text = '', last_error = NULL WHERE rowid = ?", [
-        (recipient if _is_hash(recipient) else phone_hash(key, recipient), rowid) for rowid, recipient in rows])
-    return len(rows)
+    return [(recipient if _is_hash(recipient) else phone_hash(key, recipient), rowid) for rowid, recipient in rows]
 
 
-def _prune_mos(conn: sqlite3.Connection, cutoff: float, key: bytes, limit: int) -> int:
+def _pick_mos(conn: sqlite3.Connection, cutoff: float, key: bytes, limit: int) -> list[tuple]:
     rowids = conn.execute(
         "SELECT rowid FROM mo_messages WHERE sender != '' AND taken_at < ? ORDER BY taken_at LIMIT ?",
         (cutoff, limit)).fetchall()
     if not rowids:   # MOs stored before taken_at existed: their carrier's time says how old
         rowids = conn.execute("SELECT rowid FROM mo_messages WHERE sender != '' AND taken_at IS NULL"
                               " AND received_at < ? LIMIT ?", (iso_time(cutoff), limit)).fetchall()
-    conn.executemany("UPDATE mo_messages SET sender = '', text = '' WHERE rowid = ?", rowids)
-    return len(rowids)
+    return rowids
 
 
-def _prune_notices(conn: sqlite3.Connection, cutoff: float, key: bytes, limit: int) -> int:
+def _pick_notices(conn: sqlite3.Connection, cutoff: float, key: bytes, limit: int) -> list[tuple]:
     rows = conn.execute("SELECT rowid, target FROM notices WHERE length(target) != 64 AND created_at < ?"
                         " ORDER BY created_at LIMIT ?", (cutoff, limit)).fetchall()
-    conn.executemany("UPDATE notices SET target = ? WHERE rowid = ?",
-                     [(phone_hash(key, target), rowid) for rowid, target in rows])
-    return len(rows)
+    return [(phone_hash(key, target), rowid) for rowid, target in rows]
 
 
-def _prune_api_messages(conn: sqlite3.Connection, cutoff: float, key: bytes, limit: int) -> int:
+def _pick_api_messages(conn: sqlite3.Connection, cutoff: float, key: bytes, limit: int) -> list[tuple]:
     """The API's messages keep their phone until sent or ended (`queued` is still the outbox's)."""
     if not _has_api(conn):
-        return 0
+        return []
     rows = conn.execute("SELECT rowid, recipient FROM api_messages WHERE length(recipient) != 64 AND created_at < ?"
                         " AND status != 'queued' ORDER BY created_at LIMIT ?", (cutoff, limit)).fetchall()
-    conn.executemany("UPDATE api_messages SET recipient = ? WHERE rowid = ?",
-                     [(phone_hash(key, recipient), rowid) for rowid, recipient in rows])
-    return len(rows)
+    return [(phone_hash(key, recipient), rowid) for rowid, recipient in rows]
 
 
 def _has_api(conn: sqlite3.Connection) -> bool:
     """Whether the file has the sending API's tables (schema step api; store/api.py)."""
     return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'api_messages'").fetchone() is not None
+
+
+# (table, what to change and to what: read outside the write lock; the UPDATE, re-checking each row)
+_PRUNE_STEPS = (
+    ("billing_rows", _pick_billing, "UPDATE billing_rows SET msisdn = ? WHERE id = ? AND length(msisdn) != 64"),
+    ("mt_messages", _pick_mts,
+     "UPDATE mt_messages SET recipient = ?, text = '', last_error = NULL WHERE rowid = ? AND text != ''"),
+    ("mo_messages", _pick_mos, "UPDATE mo_messages SET sender = '', text = '' WHERE rowid = ? AND sender != ''"),
+    ("notices", _pick_notices, "UPDATE notices SET target = ? WHERE rowid = ? AND length(target) != 64"),
+    ("api_messages", _pick_api_messages,
+     "UPDATE api_messages SET recipient = ? WHERE rowid = ? AND length(recipient) != 64"),
+)
 
 
 def _dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
