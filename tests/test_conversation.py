@@ -502,3 +502,26 @@ def test_two_answers_at_once_are_one_answer_and_one_refusal(db):
     winner = sent[0].mt.text.removeprefix("by ")
     assert refused[0].question.answered_by == winner and refused[0].question.answered_at is not None
     assert [(q.number, q.answered_by, q.answer) for q in questions] == [(number, winner, f"by {winner}")]
+
+
+@pytest.mark.parametrize("length, invited", [(40, True), (110, False), (150, True), (280, False)])
+def test_the_answer_invites_a_rating_only_when_it_fits_in_the_same_sms_parts(length, invited):
+    from smsgw.answers import QuestionReply
+    from smsgw.gsm import measure
+    from smsgw.replies import reply
+
+    text = ("a" * (length - 1) + ".")
+    without = reply(QuestionReply("Q12", text), unicode=False)
+    answered = reply(QuestionReply("Q12", text, invite=True), unicode=False)
+    assert answered.text.startswith(f"Tra loi cau hoi Q12: {text}") and answered.message_type == 3
+    assert answered.text.endswith(" Danh gia: soan BH DG <1-5> gui 8079.") is invited
+    assert answered.segments == without.segments == measure(without.text).segments
+
+
+def test_config_check_shows_the_questions_table_in_force():
+    from smsgw.config_check import effective_tables, render_toml
+
+    config = parse_config({"questions": {"days": ["Mon", "sat"], "holidays": ["2027-01-01"]}})
+    assert effective_tables(config)["questions"] == {"days": ["mon", "sat"], "hours": "08:00-17:00",
+                                                     "holidays": ["2027-01-01"]}
+    assert '[questions]\ndays = ["mon", "sat"]\nhours = "08:00-17:00"\nholidays = ["2027-01-01"]' in render_toml(config)
