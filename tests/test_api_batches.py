@@ -12,7 +12,7 @@ import pytest
 
 from smsgw.store import migrate
 
-from api_harness import api_gateway, carrier_sink
+from api_harness import api_gateway, carrier_sink, opt_out
 
 
 @pytest.fixture
@@ -105,5 +105,19 @@ def test_bad_batches_are_refused_naming_what_is_wrong(api_db, body, status, erro
         async with carrier_sink() as sink, api_gateway(api_db, sink, key_classes=("notice",)) as (client, headers, _):
             response = await client.post("/api/v1/batches", headers=headers, json=body)
             assert (response.status, (await response.json())["error"][:len(error)]) == (status, error)
+
+    asyncio.run(run())
+
+
+def test_a_batch_skips_phones_that_opted_out_and_counts_them(api_db):
+    async def run():
+        await opt_out(api_db, "84987654321")
+        async with carrier_sink() as sink, api_gateway(api_db, sink) as (client, headers, _):
+            response = await client.post("/api/v1/batches", headers=headers, json={
+                "class": "info", "text": "Lich nghi Tet", "recipients": [{"to": "0912345678"}, {"to": "0987654321"}]})
+            batch = await response.json()
+            body = await counts_when(client, headers, batch["id"], {"sent": 1, "opted_out": 1})
+            assert body["total"] == 2
+            assert [mt["to"] for mt in sink.attempts] == ["84912345678"]
 
     asyncio.run(run())
