@@ -22,6 +22,7 @@ from .cli_checks import (
 )
 from .cli_operations import add_operations_commands
 from .cli_reports import add_report_commands
+from .cli_users import add_user_commands
 
 
 def _print_json(obj: dict) -> None:
@@ -275,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=cmd_notify)
 
     add_report_commands(sub, db_help=DB_HELP, config_help=CONFIG_HELP)
+    add_user_commands(sub, db_help=DB_HELP)
     return parser
 
 

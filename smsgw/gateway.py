@@ -120,6 +120,10 @@ def create_app(config: Config, *, db_path: str, service_factory: Callable[[], An
         app.router.add_route(method, "/carriers/{name}/dlr", receive_dlr)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    if config.console.enabled:   # the operator console at /console/ (smsgw/console/, CONTRACT §9)
+        from .console import add_console
+
+        add_console(app, config, db_path)
     return app
 
 

@@ -37,8 +37,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .console import ROLES, Account, AuditEntry, ConsoleStore, MessageRow, QueueRow, Session
 from .errors import DatabaseRefused, StoreError, explain
-from .messages import (BillingRow, Guard, MessageReports, MessageStore, MTState, Notice, PendingMT, Screening,
+from .messages import (REAL_TRAFFIC, TEST_CARRIER, BillingRow, Guard, MessageReports, MessageStore, MTState, Notice, PendingMT, Screening,
                        SenderHistory, StoredMO)
 from .records import DOSSIER_STATUSES, SCHEMES, Card, Dossier, Period, Person, RecordStore
 from .sqlite_messages import SqliteMessageStore
@@ -51,12 +52,13 @@ from .sqlite_reports import SqliteReports
 from .sqlite_retention import SqliteRetention
 
 __all__ = [
+    "Account", "AuditEntry", "ConsoleStore", "MessageRow", "open_console", "QueueRow", "ROLES", "Session",
     "backup_database", "BillingRow", "Card", "CardRow", "DatabaseRefused", "Dossier", "DOSSIER_STATUSES",
     "DossierRow", "explain", "Guard", "is_postgres", "KeyMismatch", "MessageReports", "MessageStore",
     "migrate", "MTState", "Notice", "open_messages", "open_personal_data", "open_records", "open_reports",
     "OutdatedSchema", "PaidUpRow", "PendingMT", "Period", "PeriodRow", "Person", "PersonalData", "PersonRow",
     "phone_hash", "RecordStore", "require_current", "SCHEMA_VERSION", "SCHEMES", "Screening", "SenderHistory",
-    "SqliteMessageStore", "SqliteReports", "SqliteStore", "StoredMO", "StoreError",
+    "SqliteMessageStore", "SqliteReports", "SqliteStore", "StoredMO", "StoreError", "REAL_TRAFFIC", "TEST_CARRIER",
 ]
 
 
@@ -103,6 +105,17 @@ def open_reports(db: str) -> MessageReports:
 
         return PgReports.open(db)
     return SqliteReports.open(db)
+
+
+async def open_console(db: str) -> "ConsoleStore":
+    """The operator console's accounts, sessions, audit and reading queries at `db` (`--db`)."""
+    if is_postgres(db):
+        from .pg_console import PgConsoleStore
+
+        return await PgConsoleStore.open(db)
+    from .sqlite_console import SqliteConsoleStore
+
+    return await SqliteConsoleStore.open(db)
 
 
 def open_personal_data(db: str) -> PersonalData:

@@ -28,6 +28,13 @@ from ..wire import DeliveryReport, DeliveryState, InboundMessage, OutboundMessag
 HOUR = 3600.0
 MINUTE = 60.0
 
+TEST_CARRIER = "console:simulator"
+"""The carrier of the console simulator's test traffic (smsgw/console/simulator.py): it goes the
+real path (intake, service, store) but under this name, which no configured carrier can have
+(':' is not allowed in a carrier name), and every report, billing total and ledger export leaves
+it out (`REAL_TRAFFIC`): never billed, never counted."""
+REAL_TRAFFIC = f"carrier != '{TEST_CARRIER}'"
+
 
 class Guard(str, Enum):
     """Why an MO was not answered as usual (protection.py's rules); stored with the MO."""

@@ -17,9 +17,10 @@ import os
 import sqlite3
 from pathlib import Path
 
+from .console_tables import PG_CONSOLE_STEP, SQLITE_CONSOLE_STEP, statements
 from .errors import StoreError
 
-CURRENT = 1
+CURRENT = 2
 _MIGRATE_LOCK = 0x736D7367   # "smsg": pg_advisory_xact_lock key of a migration
 
 _VERSION_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY,"
@@ -61,7 +62,12 @@ def _sqlite_step_1(conn: sqlite3.Connection) -> None:
     create_message_tables(conn)
 
 
-_SQLITE_STEPS = {1: _sqlite_step_1}
+def _sqlite_console_step(conn: sqlite3.Connection) -> None:
+    for statement in statements(SQLITE_CONSOLE_STEP):
+        conn.execute(statement)
+
+
+_SQLITE_STEPS = {1: _sqlite_step_1, 2: _sqlite_console_step}
 
 
 def sqlite_version(conn: sqlite3.Connection) -> int:
@@ -161,7 +167,7 @@ CREATE TABLE IF NOT EXISTS notices (
     created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (kind, target, occasion));
 CREATE TABLE IF NOT EXISTS store_probe (id INTEGER PRIMARY KEY CHECK (id = 1), at DOUBLE PRECISION NOT NULL);
 """
-_PG_STEPS = {1: _PG_STEP_1}
+_PG_STEPS = {1: _PG_STEP_1, 2: PG_CONSOLE_STEP}
 
 
 async def pg_version(conn) -> int:
