@@ -30,7 +30,7 @@ from test_gateway import OWNER, SSN, make_records
 
 PASSWORD = "mat-khau-dai-1"
 NAME = "Nguyen Van A"
-ACCOUNTS = {"ana": "admin", "sam": "staff", "vic": "viewer"}
+ACCOUNTS = {"ana": "admin", "sam": "staff", "vic": "viewer", "lou": "staff"}   # lou: for the lockout
 CARRIERS = {"open": {"auth": "none", "mode": "sync"}}
 NO_LIMITS = {"lookups_per_hour": 0, "repeat_limit": 0}
 
