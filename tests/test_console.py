@@ -416,3 +416,55 @@ def test_users_add_reads_the_password_from_stdin(tmp_path):
             await store.close()
 
     asyncio.run(check())
+
+
+def test_the_queue_of_a_carrier_that_does_not_take_its_mts_shows_on_the_overview_and_carriers(console_db):
+    async def scenario():
+        late = {"auth": "none", "mode": "async", "mt_url": "http://127.0.0.1:9/mt", "tps": 5}
+        carriers = {**CARRIERS, "late": late, "later": late}
+        config = parse_config({"carriers": carriers, "protection": NO_LIMITS})
+        app = create_app(config, db_path=console_db)
+        async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
+            for carrier in ("later", "late"):
+                response = await client.post(f"/carriers/{carrier}/mo", data=json.dumps(
+                    {"id": "q1", "from": OWNER, "to": "8079", "text": "BH"}), headers={"Content-Type": "application/json"})
+                assert response.status == 202   # its reply waits: nothing listens at the carrier's mt_url
+            await logged_in(client, "vic")
+            overview = await (await client.get("/console/")).text()
+            assert re.search(r'<table id="queues">.*<td>late</td><td class="num">1</td>.*<td>later</td>', overview, re.S)
+            carriers_page = await (await client.get("/console/carriers")).text()
+            assert re.search(r'id="carrier-late".*Đang chờ gửi: 1', carriers_page, re.S)
+            assert "giới hạn 5 (tps)" in carriers_page
+
+    run(scenario())
+
+
+def test_days_that_are_over_are_counted_once_today_and_unsettled_days_every_time():
+    from smsgw.console.daily import DailyCounts, day_number, day_start
+
+    now = [day_start(20_000) + 3600.0]   # 01:00 Vietnam time on day 20,000
+    daily = DailyCounts(clock=lambda: now[0])
+    asked: list[int] = []
+
+    async def fetch(since: float, until: float) -> list:
+        assert until - since == 86400
+        asked.append(day_number(since))
+        return [("rows of", day_number(since))]
+
+    async def scenario() -> None:
+        rows = await daily.days("mt", 19_996, 20_005, fetch, settles=2)   # days after today are not asked
+        assert sorted(rows) == list(range(19_996, 20_001)) and rows[19_999] == [("rows of", 19_999)]
+        assert asked == list(range(19_996, 20_001))
+        asked.clear()
+        await daily.days("mt", 19_996, 20_000, fetch, settles=2)
+        assert asked == [19_998, 19_999, 20_000]          # the two days before today may still change
+        asked.clear()
+        await daily.days("mo", 19_999, 20_000, fetch)
+        await daily.days("mo", 19_999, 20_000, fetch)
+        assert asked == [19_999, 20_000, 20_000]          # another kind; yesterday kept, today asked again
+        now[0] += 86400                                   # a day later, yesterday is over too
+        asked.clear()
+        await daily.days("mo", 19_999, 20_001, fetch)
+        assert asked == [20_000, 20_001]
+
+    asyncio.run(scenario())

@@ -4,6 +4,7 @@
     web.py         the request plumbing: `page(role)` checks, rendering, the audit, cookies
     sessions.py    login and logout
     charts.py      bar charts as SVG, drawn on the server
+    daily.py       counts of whole days, kept once a day is over (the 30-day pages stay fast)
     overview.py    the overview: traffic per hour and day, share understood, billing, queues
     messages.py    search, one citizen's conversation, a number revealed (admin, audited)
     reading.py     understanding, billing (CSV export: admin, audited), carriers
@@ -17,6 +18,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -24,11 +26,16 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
+from ..errors import Unavailable
+from ..logs import get_logger
+
 from ..config import Config
 from ..store import open_console
-from .web import CONSOLE_DB, CONSOLE_STORE, PREFIX
+from .daily import DailyCounts, warm
+from .web import CONSOLE_DB, CONSOLE_STORE, DAILY, PREFIX
 
 _HERE = Path(__file__).parent
+log = get_logger(component="console")
 
 
 def add_console(app: web.Application, config: Config, db_path: str) -> None:
@@ -41,11 +48,23 @@ def add_console(app: web.Application, config: Config, db_path: str) -> None:
     async def console_store(app: web.Application) -> AsyncIterator[None]:
         store = await open_console(db_path)
         app[CONSOLE_STORE] = store
+        warming = asyncio.create_task(_warm(store, app[DAILY]), name="smsgw-console-warm")
         yield
+        warming.cancel()
+        await asyncio.gather(warming, return_exceptions=True)
         await store.close()
 
     app[CONSOLE_DB] = db_path
+    app[DAILY] = DailyCounts()
     app.cleanup_ctx.append(console_store)
     app.router.add_static(f"{PREFIX}/static/", _HERE / "static", append_version=False)
     for module in (sessions, overview, messages, reading, simulator, admin):
         app.router.add_routes(module.routes)
+
+
+async def _warm(store, daily: DailyCounts) -> None:
+    """The days' counts, in the background at start (a failure only means the first page counts them)."""
+    try:
+        await warm(store, daily)
+    except (Unavailable, OSError) as exc:
+        log.warning("console: the days' counts not prepared at start", reason=str(exc))

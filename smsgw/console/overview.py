@@ -2,7 +2,8 @@
 understood, this month's billing outcomes, and each carrier's queue (depth, oldest pending MT).
 
 Periods are Vietnam time (clock.py). The store counts with one grouped range scan of an index
-per chart (console_tables.py); the console simulator's test traffic is never counted.
+per chart (console_tables.py), the days that are over kept once counted (daily.py); the console
+simulator's test traffic is never counted.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from ..clock import VIETNAM
 from ..logs import mask_text
 from ..ledger import MESSAGE_TYPES, month_bounds
 from .charts import Series, stacked_bars
-from .web import CONSOLE_STORE, PREFIX, page, render
+from .daily import DAY, OFFSET, billing, day_number, mo_per_day, mt_per_day
+from .web import CONSOLE_STORE, DAILY, PREFIX, page, render
 
 routes = web.RouteTableDef()
-HOUR, DAY = 3600, 86400
-OFFSET = 7 * HOUR   # Vietnam is UTC+07:00 all year
+HOUR = 3600
 MO_OUTCOMES = (("understood", "hiểu được"), ("error", "không hiểu"), ("withheld", "không trả lời"))
 MT_OUTCOMES = (("delivered", "đã nhận"), ("sent", "đã gửi"), ("pending", "đang chờ"), ("failed", "thất bại"))
 MESSAGE_TYPE_LABELS = {0: "miễn phí", 1: "tính cước", 3: "tin đẩy", 21: "hoàn cước (sai cú pháp)",
@@ -89,31 +90,34 @@ def current_month(now: float) -> str:
 @routes.get(f"{PREFIX}/")
 @page()
 async def overview(request: web.Request) -> web.Response:
-    store = request.app[CONSOLE_STORE]
+    store, daily = request.app[CONSOLE_STORE], request.app[DAILY]
     now = time.time()
     h_since, h_until, h_first = periods(now, HOUR, 24)
-    d_since, d_until, d_first = periods(now, DAY, 30)
     hours = hour_labels(h_first, 24)
     mo_hours = chart(await store.mo_buckets(h_since, h_until, HOUR, OFFSET), h_first, 24, MO_OUTCOMES, hours,
                      title="Tin đến (MO) theo giờ, 24 giờ qua", label_every=3)
     mt_hours = chart(await store.mt_buckets(h_since, h_until, HOUR, OFFSET), h_first, 24, MT_OUTCOMES, hours,
                      title="Tin trả lời (MT) theo giờ, 24 giờ qua", label_every=3)
+    today = daily.today()
+    d_first = today - 29
     days = day_labels(d_first, 30)
-    mo_days = chart(await store.mo_buckets(d_since, d_until, DAY, OFFSET), d_first, 30, MO_OUTCOMES, days,
+    mo_days = chart(await mo_per_day(store, daily, d_first, today), d_first, 30, MO_OUTCOMES, days,
                     title="Tin đến (MO) theo ngày, 30 ngày qua", label_every=5)
-    mt_days = chart(await store.mt_buckets(d_since, d_until, DAY, OFFSET), d_first, 30, MT_OUTCOMES, days,
+    mt_days = chart(await mt_per_day(store, daily, d_first, today), d_first, 30, MT_OUTCOMES, days,
                     title="Tin trả lời (MT) theo ngày, 30 ngày qua", label_every=5)
     judged = mo_days["totals"]["understood"] + mo_days["totals"]["error"]
     month = current_month(now)
-    billing: dict[int, list[int]] = {}
-    for _carrier, message_type, kind, rows, amount in await store.billing_totals(*month_bounds(month)):
-        entry = billing.setdefault(message_type, [0, 0])
+    start, end = month_bounds(month)
+    per_type: dict[int, list[int]] = {}
+    for _carrier, message_type, kind, rows, amount in await billing(store, daily, day_number(start),
+                                                                     day_number(end - 1)):
+        entry = per_type.setdefault(message_type, [0, 0])
         entry[0] += rows if kind != "refund" else 0
         entry[1] += amount
     queues = [(queue, now - queue.oldest if queue.oldest else 0) for queue in await store.queues()]
     return render(request, "overview.html", {
         "title": "Tổng quan", "mo_hours": mo_hours, "mt_hours": mt_hours, "mo_days": mo_days, "mt_days": mt_days,
         "share": mo_days["totals"]["understood"] / judged if judged else None, "judged": judged, "month": month,
-        "billing": [(MESSAGE_TYPE_LABELS.get(t, MESSAGE_TYPES.get(t, str(t))), t, *billing[t]) for t in sorted(billing)],
+        "billing": [(MESSAGE_TYPE_LABELS.get(t, MESSAGE_TYPES.get(t, str(t))), t, *per_type[t]) for t in sorted(per_type)],
         "queues": queues,
     })

@@ -1,7 +1,7 @@
 """Understanding, billing and carriers: the operators' reading pages.
 
-- understanding: the share understood and errors by kind over 1, 7 or 30 days (reports.py's
-  counting), and the shapes (reports.shape: digits as 9) of the latest 2,000 MOs not understood.
+- understanding: the share understood and errors by kind today, over 7 or 30 days (whole Vietnam
+  days; reports.py's counting, daily.py's kept days), and the shapes (reports.shape: digits as 9) of the latest 2,000 MOs not understood.
   Corrections taken up need every failing text parsed again: `smsgw report understanding`.
 - billing: a month per carrier and billing outcome; its CSV (ledger.py's export) for admins,
   written to the audit log.
@@ -23,11 +23,13 @@ from ..ledger import export_csv, month_bounds
 from ..reports import Understanding, count_outcomes, shape
 from ..store import open_reports
 from .auth import Role
-from .overview import DAY, MESSAGE_TYPE_LABELS, MT_OUTCOMES, current_month
-from .web import CONSOLE_DB, CONSOLE_STORE, PREFIX, audit, form, page, refusal, render, role_of
+from .daily import DAY, day_number, day_start, outcomes
+from .daily import billing as billing_of_days
+from .overview import MESSAGE_TYPE_LABELS, MT_OUTCOMES, current_month
+from .web import CONSOLE_DB, CONSOLE_STORE, DAILY, PREFIX, audit, form, page, refusal, render, role_of
 
 routes = web.RouteTableDef()
-WINDOWS = {"1": "24 giờ", "7": "7 ngày", "30": "30 ngày"}
+WINDOWS = {"1": "hôm nay", "7": "7 ngày", "30": "30 ngày"}   # whole Vietnam days, today included
 SHAPE_SAMPLE = 2000
 TOP_SHAPES = 20
 KIND_LABELS = {"charge": "tính cước", "refund": "hoàn cước", "push": "tin đẩy"}
@@ -41,12 +43,13 @@ async def understanding(request: web.Request) -> web.Response:
     days = request.query.get("days", "30")
     if days not in WINDOWS:
         return refusal(request, 400, "days phải là 1, 7 hoặc 30.")
-    store = request.app[CONSOLE_STORE]
-    since = time.time() - int(days) * DAY
-    report = count_outcomes(Understanding(), await store.mo_outcomes(since))
+    store, daily = request.app[CONSOLE_STORE], request.app[DAILY]
+    today = daily.today()
+    first = today - int(days) + 1
+    report = count_outcomes(Understanding(), await outcomes(store, daily, first, today))
     shapes: Counter = Counter()
     if role_of(request).may(Role.STAFF):   # a shape keeps the words: they may hold a name
-        shapes.update(shape(text) for text in await store.misunderstood_texts(since, SHAPE_SAMPLE))
+        shapes.update(shape(text) for text in await store.misunderstood_texts(day_start(first), SHAPE_SAMPLE))
     errors = sorted(report.errors.items(), key=lambda item: (-item[1], item[0]))
     return render(request, "understanding.html", {
         "title": "Mức độ hiểu tin nhắn", "windows": WINDOWS, "days": days, "report": report, "errors": errors,
@@ -69,7 +72,8 @@ async def billing(request: web.Request) -> web.Response:
     if chosen is None:
         return refusal(request, 400, "Tháng phải có dạng YYYY-MM, ví dụ 2026-11.")
     month, (start, end) = chosen
-    rows = await request.app[CONSOLE_STORE].billing_totals(start, end)
+    rows = await billing_of_days(request.app[CONSOLE_STORE], request.app[DAILY], day_number(start),
+                                 day_number(end - 1))
     lines = [{"carrier": carrier, "type": MESSAGE_TYPE_LABELS.get(message_type, str(message_type)),
               "message_type": message_type, "kind": KIND_LABELS.get(kind, kind), "rows": count, "amount": amount}
              for carrier, message_type, kind, count, amount in rows]

@@ -19,10 +19,12 @@ from aiohttp import web
 
 from ..phones import mask
 from ..store import ConsoleStore, Session
+from .daily import DailyCounts
 from .auth import LOGIN_COOKIE, ROLE_LABELS, SESSION_COOKIE, Role, same_token, session_of
 
 CONSOLE_STORE = web.AppKey("console_store", ConsoleStore)
-CONSOLE_DB = web.AppKey("console_db", str)   # the --db the gateway serves (the CSV export reads it)
+CONSOLE_DB = web.AppKey("console_db", str)
+DAILY = web.AppKey("console_daily", DailyCounts)   # the --db the gateway serves (the CSV export reads it)
 VISITOR = web.RequestKey("console_visitor", Session)
 FORM = web.RequestKey("console_form", dict)
 PREFIX = "/console"

@@ -141,8 +141,8 @@ class ConsoleStore(abc.ABC):
         `delivered`, `failed` (given up or reported failed), `pending` or `sent`."""
 
     @abc.abstractmethod
-    async def mo_outcomes(self, since: float) -> list[tuple[str | None, str | None, int]]:
-        """(command, error, MOs) of the real MOs from phones taken since `since`."""
+    async def mo_outcomes(self, since: float, until: float) -> list[tuple[str | None, str | None, int]]:
+        """(command, error, MOs) of the real MOs from phones taken in [since, until)."""
 
     @abc.abstractmethod
     async def misunderstood_texts(self, since: float, limit: int) -> list[str]:

@@ -131,10 +131,11 @@ class SqlConsoleStore(ConsoleStore):
             f" WHERE created_at >= ? AND created_at < ? AND {REAL_TRAFFIC} GROUP BY slot, outcome",
             (offset, bucket, since, until))
 
-    async def mo_outcomes(self, since: float) -> list[tuple[str | None, str | None, int]]:
+    async def mo_outcomes(self, since: float, until: float) -> list[tuple[str | None, str | None, int]]:
         return await self._fetch(
             "SELECT command, error, count(*) FROM mo_messages"
-            f" WHERE taken_at >= ? AND {REAL_TRAFFIC} AND {_PHONES} GROUP BY command, error", (since,))
+            f" WHERE taken_at >= ? AND taken_at < ? AND {REAL_TRAFFIC} AND {_PHONES} GROUP BY command, error",
+            (since, until))
 
     async def misunderstood_texts(self, since: float, limit: int) -> list[str]:
         rows = await self._fetch(
@@ -154,7 +155,7 @@ class SqlConsoleStore(ConsoleStore):
     async def queues(self) -> list[QueueRow]:
         rows = await self._fetch("SELECT carrier, count(*), min(created_at) FROM mt_messages"
                                  " WHERE status = 'pending' GROUP BY carrier")
-        return sorted(QueueRow(*row) for row in rows)
+        return sorted((QueueRow(*row) for row in rows), key=lambda queue: queue.carrier)
 
     async def mt_outcomes_by_carrier(self, since: float) -> list[tuple[str, str, int]]:
         return sorted(await self._fetch(
