@@ -7,7 +7,7 @@ writes text and the replies module never looks anything up.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 from .billing import MessageType
 from .commands import Month
@@ -103,7 +103,40 @@ class RateLimitedAnswer:
     message_type = MessageType.REFUND_CONTENT
 
 
+@dataclass(frozen=True)
+class QuestionAnswer:
+    """The acknowledgment of a question (BH HOI): its number, and when to expect an answer."""
+
+    number: str                  # "Q" and digits
+    expected: datetime | None    # the next working morning; None: asked within working hours
+    hours: str                   # the working hours, "08:00-17:00"
+    auto_answered: bool = False  # an FAQ answer follows at once
+    message_type = MessageType.CHARGED
+
+
+@dataclass(frozen=True)
+class QuestionReply:
+    """The answer to a question, from the FAQ or from staff: a free push; `invite` asks for a rating when it fits."""
+
+    number: str
+    text: str
+    invite: bool = False
+    message_type = MessageType.PUSH
+
+
+@dataclass(frozen=True)
+class RatingAnswer:
+    rating: int
+    message_type = MessageType.FREE
+
+
+@dataclass(frozen=True)
+class OptOutAnswer:
+    stopped: bool                # True: BH TC; False: BH DK (notices resume)
+    message_type = MessageType.FREE
+
+
 Answer = (
     HelpAnswer | SyntaxAnswer | NotFoundAnswer | NotOwnerAnswer | QTAnswer | CardAnswer | DossierAnswer
-    | RoutedAnswer | BusyAnswer | RateLimitedAnswer
+    | RoutedAnswer | BusyAnswer | RateLimitedAnswer | QuestionAnswer | QuestionReply | RatingAnswer | OptOutAnswer
 )

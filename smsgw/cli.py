@@ -21,6 +21,7 @@ from .cli_checks import (
     phone_option,
 )
 from .cli_operations import add_operations_commands
+from .cli_questions import add_questions_commands
 from .cli_reports import add_report_commands
 from .cli_users import add_user_commands
 
@@ -95,13 +96,24 @@ def cmd_send(args: argparse.Namespace) -> int:
     config = load_config(args.config)
 
     async def run() -> dict:
+        from .intake import Intake, take_locally
+        from .store import open_messages
+
         async with open_service(args.db, config) as service:
-            outcome = await service.handle(args.text, sender)
-        reply = outcome.reply
-        return {
+            store = await open_messages(args.db)
+            try:
+                stored = await take_locally(Intake(service, store, None, shortcode=config.shortcode), sender, args.text)
+            finally:
+                await store.close()
+        reply, *more = stored.replies
+        printed = {
             "reply": reply.text, "encoding": reply.encoding, "segments": reply.segments,
-            "message_type": int(reply.message_type), "command": outcome.command, "error": outcome.error,
+            "message_type": int(reply.message_type), "command": stored.command, "error": stored.error,
         }
+        if more:   # a question the FAQ answers: that answer follows at once
+            printed["more"] = [{"reply": mt.text, "encoding": mt.encoding, "segments": mt.segments,
+                                "message_type": int(mt.message_type)} for mt in more]
+        return printed
 
     _print_json(asyncio.run(run()))
     return 0
@@ -276,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=cmd_notify)
 
     add_report_commands(sub, db_help=DB_HELP, config_help=CONFIG_HELP)
+    add_questions_commands(sub, db_help=DB_HELP, config_help=CONFIG_HELP)
     add_user_commands(sub, db_help=DB_HELP)
     return parser
 

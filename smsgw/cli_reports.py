@@ -68,6 +68,14 @@ def cmd_report_understanding(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report_satisfaction(args: argparse.Namespace) -> int:
+    from .satisfaction import format_satisfaction, satisfaction
+
+    with _billing_month(args) as conn:
+        print(format_satisfaction(satisfaction(conn, args.month)))
+    return 0
+
+
 def add_report_commands(sub: argparse._SubParsersAction, *, db_help: str, config_help: str) -> None:
     """The `billing` and `report` command groups."""
     billing = sub.add_parser("billing", help="the billing ledger, for reconciliation with the carriers")
@@ -92,3 +100,9 @@ def add_report_commands(sub: argparse._SubParsersAction, *, db_help: str, config
     p.add_argument("--db", required=True, metavar="PATH", help=db_help + "; the gateway's messages are in it")
     p.add_argument("--config", metavar="FILE", help=config_help)
     p.set_defaults(func=cmd_report_understanding)
+    p = report_sub.add_parser("satisfaction", help="the month's ratings (BH DG): count, mean, satisfaction index "
+                                                   "beside the agency's targets, comments (phones masked)")
+    p.add_argument("--month", required=True, metavar="YYYY-MM", help="a calendar month of Vietnam time (required)")
+    p.add_argument("--db", required=True, metavar="PATH", help=db_help + "; the gateway's messages are in it")
+    p.add_argument("--config", metavar="FILE", help=config_help)
+    p.set_defaults(func=cmd_report_satisfaction)

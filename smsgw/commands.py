@@ -83,11 +83,45 @@ class THE:
     name = "THE"
 
 
-Command = Help | QT | HS | THE
+@dataclass(frozen=True)
+class HOI:
+    """A question for the agency's staff (CONTRACT §7), kept as typed, diacritics included."""
+
+    question: str
+    name = "HOI"
+
+
+@dataclass(frozen=True)
+class DG:
+    """A satisfaction rating, 1 to 5 (5 best), with an optional comment kept as typed."""
+
+    rating: int
+    comment: str | None = None
+    name = "DG"
+
+
+@dataclass(frozen=True)
+class TC:
+    """Stop every notice to this phone but one-time codes."""
+
+    name = "TC"
+
+
+@dataclass(frozen=True)
+class DK:
+    """Resume the notices to this phone."""
+
+    name = "DK"
+
+
+Conversation = HOI | DG | TC | DK
+Command = Help | QT | HS | THE | HOI | DG | TC | DK
 
 LOOKUPS = (QT.name, HS.name, THE.name)
 """The commands that look a record up: the ones `[policy] owner_only` may name."""
-COMMAND_NAMES = (*LOOKUPS, Help.name)
+CONVERSATIONS = (HOI.name, DG.name, TC.name, DK.name)
+"""The conversation commands of CONTRACT §7: a durable effect in the MO's own transaction."""
+COMMAND_NAMES = (*LOOKUPS, Help.name, *CONVERSATIONS)
 """Every command of the language, as `ParseError.command`, the stored MO and the reports name it."""
 
 ERROR_CODES = (

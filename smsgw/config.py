@@ -24,6 +24,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from .adapters import DEFAULT_ADAPTER, UnknownAdapter
 from .commands import LOOKUPS, QT, THE
 from .environment import apply_environment
+from .working_hours import QuestionsConfig
 from .settings import (
     ANY_NETWORK, CarrierSettings, ConfigError, HttpUrl, Positive, Secret, SettingProblem, Table, config_error,
     network_key, url_problem,
@@ -197,6 +198,7 @@ class Settings(BaseSettings):
     notices: NoticesConfig = NoticesConfig()
     server: ServerConfig = ServerConfig()
     retention: RetentionConfig = RetentionConfig()
+    questions: QuestionsConfig = QuestionsConfig()
     console: ConsoleConfig = ConsoleConfig()
 
     @classmethod
@@ -233,6 +235,7 @@ class Config:
     notices: NoticesConfig = NoticesConfig()
     server: ServerConfig = ServerConfig()
     retention: RetentionConfig = RetentionConfig()
+    questions: QuestionsConfig = QuestionsConfig()
     console: ConsoleConfig = ConsoleConfig()
     source: str = "<defaults>"
 
@@ -306,7 +309,8 @@ def parse_config(data: dict[str, Any], source: str = "<config>", *,
         shortcode=settings.gateway.shortcode, unicode=settings.gateway.unicode,
         owner_only=settings.policy.owner_only, carriers=carriers, routes=settings.routes,
         protection=settings.protection, notices=settings.notices, server=settings.server,
-        retention=settings.retention, console=settings.console, source=source,
+        retention=settings.retention, questions=settings.questions, console=settings.console,
+        source=source,
     )
 
 

@@ -31,6 +31,7 @@ def effective_tables(config: Config) -> dict[str, Any]:
         "notices": _table(config.notices),
         "server": _table(config.server),
         "retention": _table(config.retention),
+        "questions": {**_table(config.questions), "holidays": sorted(d.isoformat() for d in config.questions.holidays)},
     }
 
 

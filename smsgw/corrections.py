@@ -6,14 +6,15 @@ with the grammar itself, never by a second pattern language beside it:
 - the keyword: a head of the message one keystroke from a keyword (`BJ`, `B H`, `BHX`);
 - the command: after a keyword as written, a word one keystroke from a command word, the
   command words being the terminals the parser accepts after the keyword (QT, HS, THE, HD,
-  HELP and the §7 commands HOI, DG, TC, DK);
+  HELP and the §7 commands HOI, DG, TC, DK; a correction to HOI or DG is never made: it
+  would put words in the citizen's mouth, a question or a rating they did not write);
 - `bad_id`: the argument under each other command that takes an identifier (the terminals the
   parser accepts after that command are identifiers): the argument's shape names the command;
 - `range_reversed`: the two bounds swapped.
 
 A keystroke is a letter changed, added or dropped, two neighbouring letters swapped, or a space
 put inside the word. Each candidate is parsed again: it counts only when the whole message is
-then understood (a §7 command whose arguments fit it counts too), so `BH TQ 7936491863` can
+then understood (a question or rating counts too, to make a guess ambiguous), so `BH TQ 7936491863` can
 only be QT (TC takes no argument). Exactly one distinct corrected message is a correction;
 two are a guess, and the reply shows the syntax instead. A word that is a keyword of another
 service (`[routes]`) is never corrected, and a keyword typo whose message would be a help
@@ -132,8 +133,12 @@ def official_form(raw: tuple) -> str:
     kind = raw[0]
     if kind == "HELP":
         return "BH" if raw[1] == "BH" else f"BH {raw[1]}"
-    if kind == "RESERVED":
-        return f"BH {raw[1]} {raw[2]}".rstrip()
+    if kind in ("TC", "DK"):
+        return f"BH {kind}"
+    if kind == "HOI":
+        return f"BH HOI {raw[1]}"
+    if kind == "DG":
+        return f"BH DG {raw[1]} {raw[2] or ''}".rstrip()
     if kind in ("HS", "THE"):
         return f"BH {kind} {raw[1]}"
     words = ["BH", "QT", str(raw[1])]
@@ -149,15 +154,19 @@ def official_form(raw: tuple) -> str:
     return " ".join(words)
 
 
+# Never a correction: a question or a rating the citizen did not write (`BJ HOI ...`, `BH DH 5`).
+_NEVER_CORRECTED_TO = ("HOI", "DG")
+
+
 def _understood(text: str, error: ParseError) -> tuple[str, bool, bool] | None:
-    """(official form, is a help request, is a §7 command not served yet) of `text` when the
-    grammar understands all of it."""
+    """(official form, is a help request, is a question or a rating) of `text` when the grammar
+    understands all of it."""
     try:
         raw = read(text)
         command = build(raw, error.today)
     except (UnexpectedInput, Refused):
         return None
-    return official_form(raw), isinstance(command, Help), raw[0] == "RESERVED"
+    return official_form(raw), isinstance(command, Help), raw[0] in _NEVER_CORRECTED_TO
 
 
 def correct(error: ParseError) -> str | None:
@@ -168,7 +177,7 @@ def correct(error: ParseError) -> str | None:
     if not error.text or error.today is None or error.error == "empty":
         return None
     found: dict[str, str] = {}  # what is corrected -> the message; the longest replaced word wins
-    reserved: set[str] = set()  # messages of §7 commands: they make a guess ambiguous, never a correction
+    reserved: set[str] = set()  # questions and ratings: they make a guess ambiguous, never a correction
     for candidate, replaced, corrects in _candidates(error):
         if corrects in found or replaced.replace(" ", "") in error.routes:
             continue
@@ -186,6 +195,6 @@ def correct(error: ParseError) -> str | None:
     if len(set(found.values())) != 1:
         return None
     message = next(iter(found.values()))
-    if message in reserved:   # `BH TX` -> `BH TC` would only earn another unknown_command today
+    if message in reserved:   # `BH HIO ...` is not made a question to staff, nor `BH DH 5` a rating
         return None
     return message

@@ -74,13 +74,14 @@ INTAKE = web.AppKey("intake", Intake)
 def create_app(config: Config, *, db_path: str, service_factory: Callable[[], Any] | None = None,
                adapters: dict[str, CarrierAdapter] | None = None, mt_concurrency: int = 32,
                batch_delay: float = 0.0, resume_pending: bool = True, prune_daily: bool = False,
-               first_prune_within: float | None = None) -> web.Application:
+               first_prune_within: float | None = None, faq: Any = None) -> web.Application:
     """The gateway app. The store, the HTTP client session and the MT workers live in `cleanup_ctx`.
 
     `service_factory()` returns the object answering messages (`await handle(text, sender)` ->
     `service.Outcome`); by default a `service.Service` over the records in `db_path`. `adapters`
     replaces the adapters built from the configuration (tests use `adapters.mock`). `prune_daily`
-    runs the retention's daily prune (retention.py) beside the gateway: worker 0 only.
+    runs the retention's daily prune (retention.py) beside the gateway: worker 0 only. `faq` (a
+    faq.Faq) answers the questions (BH HOI) it matches with confidence.
     """
     app = web.Application(client_max_size=MAX_BODY, middlewares=[_observe])
     app[CONFIG] = config
@@ -93,7 +94,7 @@ def create_app(config: Config, *, db_path: str, service_factory: Callable[[], An
     async def resources(app: web.Application) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             session = await stack.enter_async_context(aiohttp.ClientSession())
-            service = await _open_service(config, db_path, service_factory, stack, session)
+            service = await _open_service(config, db_path, service_factory, stack, session, faq)
             store = await open_messages(db_path, batch_delay=batch_delay,
                                         on_batch=app[METRICS].commit_batch.observe,
                                         on_commit=app[METRICS].commit_seconds.observe)
@@ -148,12 +149,12 @@ def _protection(config: Config, metrics: Metrics) -> Protection:
 
 
 async def _open_service(config: Config, db_path: str, factory: Callable[[], Any] | None,
-                        stack: AsyncExitStack, session: aiohttp.ClientSession) -> Any:
+                        stack: AsyncExitStack, session: aiohttp.ClientSession, faq: Any = None) -> Any:
     if factory is not None:
         return factory()
     from .service import open_service
 
-    return await stack.enter_async_context(open_service(db_path, config, session=session))
+    return await stack.enter_async_context(open_service(db_path, config, session=session, faq=faq))
 
 
 # --- handlers ----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import replace
+from datetime import datetime, timezone
 from typing import Any
 
 import structlog
@@ -22,6 +23,7 @@ from .ids import new_id
 from .store import MessageStore, PendingMT, StoredMO
 from .outbox import Outbox
 from .protection import Protection
+from .replies import Reply
 from .wire import InboundMessage, OutboundMessage
 
 
@@ -32,9 +34,10 @@ class Intake:
     answered is waited for, so that a retry racing its original never answers or charges twice.
     """
 
-    def __init__(self, service: Any, store: MessageStore, outbox: Outbox, *, shortcode: str,
+    def __init__(self, service: Any, store: MessageStore, outbox: Outbox | None, *, shortcode: str,
                  protection: Protection | None = None) -> None:
-        """`protection` decides whom to answer (protection.py); by default only phones are answered."""
+        """`protection` decides whom to answer (protection.py); by default only phones are answered.
+        `outbox` None: sync mode only (`smsgw send`, an in-process replay)."""
         self.service = service
         self.store = store
         self.outbox = outbox
@@ -77,20 +80,39 @@ class Intake:
                                                replies=[], now=now, guard=guard)
         else:
             outcome = await self.service.handle(inbound.text, inbound.sender)
-            reply = outcome.reply
-            mt = OutboundMessage(
-                id=new_id(), mo_id=mo_id, in_reply_to=inbound.carrier_id, carrier=inbound.carrier,
-                sender=self.shortcode, to=inbound.sender, text=reply.text, encoding=reply.encoding,
-                segments=reply.segments, message_type=MessageType(reply.message_type),
-            )
+
+            def reply_mt(reply: Reply) -> OutboundMessage:
+                return OutboundMessage(
+                    id=new_id(), mo_id=mo_id, in_reply_to=inbound.carrier_id, carrier=inbound.carrier,
+                    sender=self.shortcode, to=inbound.sender, text=reply.text, encoding=reply.encoding,
+                    segments=reply.segments, message_type=MessageType(reply.message_type),
+                )
+
+            mt = reply_mt(outcome.reply)
+            effect = outcome.effect
+            numbered = outcome.numbered
+            if effect is not None and numbered is not None:   # a question: its replies once numbered
+                effect = replace(effect, numbered=lambda number: [reply_mt(reply) for reply in numbered(number)])
             now = time.time()
             stored = await self.store.store_mo(inbound, mo_id=mo_id, mode=mode, command=outcome.command,
                                                error=outcome.error, replies=[mt], now=now,
-                                               screening=self.protection.screening(mt))
+                                               screening=self.protection.screening(mt), effect=effect)
         if stored.created:
             self.protection.observe(inbound.carrier, stored.mo_id, inbound.sender, stored.guard)
-        if stored.created and mode == "async":
+        if stored.created and mode == "async" and self.outbox is not None:
             request_id = structlog.contextvars.get_contextvars().get("request_id")   # for the MT's send line
             for reply_mt in stored.replies:
                 self.outbox.add(PendingMT(reply_mt, 0, now, now, request_id=request_id))
         return stored
+
+
+LOCAL_CARRIER = "local"
+"""The carrier of the MOs `smsgw send` and an in-process `smsgw replay` take (each with a new id)."""
+
+
+async def take_locally(intake: Intake, sender: str, text: str) -> StoredMO:
+    """One message taken in-process as a carrier's sync MO would be: stored with its reply and its
+    effect (a question numbered, an opt-out recorded), so that `send` and `replay` answer exactly
+    what a carrier gets."""
+    inbound = InboundMessage(LOCAL_CARRIER, new_id(), sender, intake.shortcode, text, datetime.now(timezone.utc))
+    return await intake.take(inbound, mode="sync")

@@ -30,18 +30,19 @@ from datetime import date
 from lark import Lark, Token, Transformer, UnexpectedInput, UnexpectedToken
 
 from .clock import vietnam_today
-from .commands import HS, LOOKUPS, QT, THE, Command, Help, IdKind
+from .commands import CONVERSATIONS, DG, DK, HOI, HS, LOOKUPS, QT, TC, THE, Command, Help, IdKind
 from .normalize import normalize
 from .periods import Refused, period_months
 
-RESERVED_COMMANDS = ("HOI", "DG", "TC", "DK")
-"""The commands of CONTRACT §7: in the grammar, with their arguments, but not served yet."""
-
 # The grammar's terminal of each command word -> the command it names.
-_COMMAND_TOKENS = {**{name: name for name in LOOKUPS}, "HD": Help.name, "HELP": Help.name, "QMARK": Help.name}
+_COMMAND_TOKENS = {
+    **{name: name for name in (*LOOKUPS, *CONVERSATIONS)}, "HD": Help.name, "HELP": Help.name, "QMARK": Help.name,
+}
 ID_TERMINALS = frozenset({
     "SSN", "PERSONAL_ID", "CARD", "DOSSIER", "SSN_GROUPS", "PERSONAL_ID_GROUPS", "AMBIGUOUS_GROUPS",
 })
+# The argument of a §7 command: missing, it is missing_argument; wrong, bad_id (`BH DG 6`).
+_ARGUMENT_TERMINALS = ID_TERMINALS | {"QUESTION", "RATING"}
 _BOUND_TERMINALS = frozenset({"YEAR", "MONTH_YEAR", "YEAR_RANGE"})
 # After one of these a bound must follow: whatever else comes is a bad period (`tu`, `2016 den`).
 _BEFORE_BOUND = frozenset({"_FROM", "_UNTIL", "_DASH", "_YEAR_WORD", "_MONTH_WORD", "MONTH"})
@@ -81,21 +82,14 @@ class ParseError:
         return correct(self)
 
 
-@dataclass(frozen=True)
-class Reserved:
-    """A command of CONTRACT §7 whose arguments fit it; answered unknown_command for now."""
-
-    name: str
-    arguments: str
-
-
-
 class _ToRaw(Transformer):
     """Tree -> raw command tuples; bounds stay tokens until `build` checks them.
 
     ("HELP", word) · ("QT", person, period) with period None or (kind, *bound tokens) ·
-    ("HS", dossier) · ("THE", id) · ("RESERVED", name, arguments). Identifiers are joined
-    into one piece here (digit groups, card groups, spaces of a dossier code).
+    ("HS", dossier) · ("THE", id) · ("HOI", question) · ("DG", rating, comment or None) ·
+    ("TC",) · ("DK",). Identifiers are joined into one piece here (digit groups, card groups,
+    spaces of a dossier code); the question and the comment stay tokens (their positions say
+    where the text as typed begins: `as_typed`).
     """
 
     def help(self, children):
@@ -128,8 +122,17 @@ class _ToRaw(Transformer):
             token = Token.new_borrow_pos("CARD", token.replace(" ", ""), token)
         return ("THE", token)
 
-    def reserved(self, children):
-        return ("RESERVED", str(children[0]), " ".join(str(c) for c in children[1:]))
+    def hoi(self, children):   # the question as typed begins after the command word (brackets kept)
+        return ("HOI", Token.new_borrow_pos("QUESTION", children[1], children[0]))
+
+    def dg(self, children):
+        return ("DG", children[1], children[2] if len(children) > 2 else None)
+
+    def tc(self, _):
+        return ("TC",)
+
+    def dk(self, _):
+        return ("DK",)
 
     def single(self, children):
         return ("single", children[0])
@@ -167,15 +170,24 @@ def read(normalized: str) -> tuple:
     return PARSER.parse(normalized)
 
 
-def build(raw: tuple, today: date) -> Command | Reserved:
-    """The typed command of a raw one; raises Refused for a bad period or ambiguous groups."""
+def build(raw: tuple, today: date) -> Command:
+    """The typed command of a raw one; raises Refused for a bad period or ambiguous groups.
+
+    The question of HOI and the comment of DG are their normalised form here; `parse` gives
+    them as typed."""
     kind = raw[0]
     if kind == "HELP":
         return Help()
     if kind == "HS":
         return HS(str(raw[1]))
-    if kind == "RESERVED":
-        return Reserved(raw[1], raw[2])
+    if kind == "HOI":
+        return HOI(str(raw[1]))
+    if kind == "DG":
+        return DG(int(raw[1]), str(raw[2]) if raw[2] is not None else None)
+    if kind == "TC":
+        return TC()
+    if kind == "DK":
+        return DK()
     token = raw[1]
     if token.type == "AMBIGUOUS_GROUPS":
         raise Refused("bad_id", token.start_pos or 0, DIGIT_GROUPS)
@@ -188,18 +200,39 @@ def build(raw: tuple, today: date) -> Command | Reserved:
     return QT(str(token), _ID_KINDS[token.type], start, end, until_now=period[0] == "since")
 
 
-def understand(normalized: str, today: date, routes: frozenset[str] = frozenset()) -> Command | Reserved | ParseError:
-    """Parse a normalised message; a §7 command comes back as Reserved."""
+def understand(normalized: str, today: date, routes: frozenset[str] = frozenset(),
+               typed: str | None = None) -> Command | ParseError:
+    """Parse a normalised message; with `typed` (the message as typed), the question of HOI
+    and the comment of DG are taken from it as typed."""
     try:
         raw = read(normalized)
     except UnexpectedInput as exc:
         error, command, position, detail = _classify(normalized, exc, today)
         return ParseError(error, command, position, detail, normalized, today, routes)
     try:
-        return build(raw, today)
+        command = build(raw, today)
     except Refused as exc:
-        command = "THE" if raw[0] == "THE" else "QT"
-        return ParseError(exc.error, command, exc.position, exc.detail, normalized, today, routes)
+        name = "THE" if raw[0] == "THE" else "QT"
+        return ParseError(exc.error, name, exc.position, exc.detail, normalized, today, routes)
+    if typed is not None and isinstance(command, HOI):
+        return HOI(as_typed(typed, raw[1].end_pos))
+    if typed is not None and isinstance(command, DG) and raw[2] is not None:
+        return DG(command.rating, as_typed(typed, raw[1].end_pos).lstrip(")]>").strip() or None)
+    return command
+
+
+def as_typed(text: str, offset: int) -> str:
+    """The end of `text` as typed, from where its normalised form reaches `offset` (white space
+    around it trimmed): the free text of HOI and DG, diacritics, case and punctuation kept.
+
+    Normalisation drops or merges characters (format characters, NFKC, runs of spaces) but
+    never reorders them: the shortest prefix of `text` whose normalised form is `offset`
+    characters long ends where the normalised text's offset is.
+    """
+    for end in range(len(text) + 1):
+        if len(normalize(text[:end] + "x")) > offset:
+            return text[end:].strip()
+    return ""
 
 
 def parse(text: str, *, today: date | None = None, routes: frozenset[str] = frozenset()) -> Command | ParseError:
@@ -209,12 +242,7 @@ def parse(text: str, *, today: date | None = None, routes: frozenset[str] = froz
     `routes` are the keywords of other services of the short code, which are never corrected.
     """
     today = today or vietnam_today()
-    normalized = normalize(text)
-    result = understand(normalized, today, routes)
-    if isinstance(result, Reserved):
-        position = normalized.find(result.name)
-        return ParseError("unknown_command", None, position, None, normalized, today, routes)
-    return result
+    return understand(normalize(text), today, routes, typed=text)
 
 
 def _accepted_tokens(exc: UnexpectedInput) -> list[Token]:
@@ -251,8 +279,6 @@ def _partial_period(tokens: list[Token]) -> tuple[str, list[Token]] | None:
 def _classify(text: str, exc: UnexpectedInput, today: date) -> tuple[str, str | None, int, str | None]:
     """(error, command, position, detail) of a syntax error, from the parser's state."""
     tokens = _accepted_tokens(exc)
-    if any(t.type in RESERVED_COMMANDS for t in tokens):
-        return "unknown_command", None, next(t for t in tokens if t.type in RESERVED_COMMANDS).start_pos or 0, None
     command = next((_COMMAND_TOKENS[t.type] for t in tokens if t.type in _COMMAND_TOKENS), None)
     position = exc.pos_in_stream or 0
     at_end = isinstance(exc, UnexpectedToken) and exc.token.type == "$END"
@@ -267,9 +293,9 @@ def _classify(text: str, exc: UnexpectedInput, today: date) -> tuple[str, str | 
     expected = set(exc.expected) if hasattr(exc, "expected") else set(exc.allowed or ())
     if not tokens:
         return ("empty" if at_end else "unknown_keyword"), None, position, None
-    if "QT" in expected:
+    if "QT" in expected or (expected == {"QUESTION"} and not at_end):   # `BH HOIA ...` is no command
         return "unknown_command", None, position, None
-    if expected & ID_TERMINALS:
+    if expected & _ARGUMENT_TERMINALS:
         return ("missing_argument" if at_end else "bad_id"), command, position, None
     if tokens[-1].type in _BEFORE_BOUND or (
             expected & _BOUND_TERMINALS and (at_end or not text[position].isalpha())):

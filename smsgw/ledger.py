@@ -2,10 +2,13 @@
 
 Every MT leaves billing rows, written in the transaction that stores it (store/sqlite_messages.py):
 
-    charge   every reply: 1,000 VND when charged (message_type 1), 0 when free (0) or refunded
-             at once for syntax (21) or content (22)
+    charge   every reply: 1,000 VND when charged (message_type 1: an answer, a question's
+             acknowledgment), 0 when free (0: help, a rating's thanks, BH TC/DK's confirmation),
+             a free push in reply (3: the FAQ's answer to a question, sent with its
+             acknowledgment) or refunded at once for syntax (21) or content (22)
     refund   a reply the carrier never took (delivery given up): the charge reversed
-    push     a notice (message_type 3): 0 VND, the citizen pays nothing
+    push     a notice, or a staff answer to a question (message_type 3, no MO): 0 VND, the
+             citizen pays nothing
 
 A month is a calendar month of Vietnam time (UTC+07:00, no daylight saving), the carriers'
 billing month; times in the export are Vietnam time. Phone numbers are masked in the ledger

@@ -76,6 +76,7 @@ class NoticeSummary:
     no_carrier: Counter = field(default_factory=Counter)   # network ("" unknown) -> phones no carrier takes
     queued: Counter = field(default_factory=Counter)       # carrier -> notices queued by this run
     queued_before: int = 0                           # stored by an earlier run: not queued again
+    opted_out: int = 0                               # to phones that sent BH TC: neither stored nor sent
     sent: int = 0
     failed: int = 0
     pending: int = 0                                 # to be retried by the gateway's outbox
@@ -88,7 +89,7 @@ class NoticeSummary:
             f"  queued now: {sum(self.queued.values())}" + (f" ({carriers})" if carriers else "")
             + f"; queued by an earlier run: {self.queued_before}",
             f"  not sent: {self.no_phone} without a phone on file, {sum(self.no_carrier.values())} on a network"
-            " no carrier takes" + (f" ({networks})" if networks else ""),
+            " no carrier takes" + (f" ({networks})" if networks else "") + f", {self.opted_out} opted out (BH TC)",
             f"  delivery: {self.sent} sent, {self.failed} failed, {self.pending} left pending for the gateway's outbox",
         ]
         return "\n".join(lines)
@@ -152,6 +153,9 @@ async def queue(store: MessageStore, notices: Sequence[Notice], summary: NoticeS
                 now: float | None = None) -> list[PendingMT]:
     """Store the notices not stored before; the ones stored now, as pending MTs."""
     now = time.time() if now is None else now
+    stopped = await store.opted_out([notice.mt.to for notice in notices])
+    summary.opted_out += sum(1 for notice in notices if notice.mt.to in stopped)
+    notices = [notice for notice in notices if notice.mt.to not in stopped]   # the store checks again, in its transaction
     chunks = [notices[start:start + STORE_CHUNK] for start in range(0, len(notices), STORE_CHUNK)]
     results = await asyncio.gather(*(store.store_notices(chunk, now=now) for chunk in chunks))
     pending = [item for result in results for item in result]

@@ -1,6 +1,8 @@
 """`smsgw replay`: transcripts (transcripts.py) through the message path, in-process or over HTTP.
 
-In-process, each message goes through `service.Service` over a records database: `--db`, or by
+In-process, each message goes through `service.Service` over a records database and is stored
+with its reply as a carrier's sync MO is (intake.take_locally: a question gets its number, an
+opt-out is recorded): `--db`, or by
 default a fresh one seeded with 100 persons in a temporary folder, removed afterwards; the
 process is pinned to one core (`workers.pin_to_one_core`). With a URL, each message is posted,
 signed, to a generic-format carrier of a running `smsgw serve` (client.py) and its sync replies
@@ -22,8 +24,10 @@ from . import workers
 from .client import replay_message
 from .config import Config
 from .errors import ReplayError
+from .intake import Intake, take_locally
 from .progress import Progress
 from .service import open_service
+from .store import open_messages
 from .transcripts import Exchange, Mismatch, replay
 
 SEEDED_PERSONS = 100
@@ -69,10 +73,16 @@ async def replay_in_process(exchanges: list[Exchange], config: Config, db: str |
             db = str(Path(tmp) / "records.db")
             await seed_database(db, SEEDED_PERSONS, 0, progress=False)
         async with open_service(db, config) as service:
-            async def send(sender: str, text: str) -> list[str]:
-                return [(await service.handle(text, sender)).reply.text]
+            store = await open_messages(db)
+            try:
+                intake = Intake(service, store, None, shortcode=config.shortcode)
 
-            return await replay(exchanges, send, advance)
+                async def send(sender: str, text: str) -> list[str]:
+                    return [mt.text for mt in (await take_locally(intake, sender, text)).replies]
+
+                return await replay(exchanges, send, advance)
+            finally:
+                await store.close()
 
 
 async def replay_over_http(exchanges: list[Exchange], config: Config, url: str, carrier_name: str,

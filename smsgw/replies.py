@@ -17,10 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from . import gsm, syntax_replies
+from . import conversation_replies, gsm, syntax_replies
 from .answers import (
-    Answer, BusyAnswer, CardAnswer, DossierAnswer, HelpAnswer, NotFoundAnswer, NotOwnerAnswer, QTAnswer,
-    RateLimitedAnswer, RoutedAnswer, SyntaxAnswer, Totals,
+    Answer, BusyAnswer, CardAnswer, DossierAnswer, HelpAnswer, NotFoundAnswer, NotOwnerAnswer, OptOutAnswer, QTAnswer,
+    QuestionAnswer, QuestionReply, RateLimitedAnswer, RatingAnswer, RoutedAnswer, SyntaxAnswer, Totals,
 )
 from .billing import MessageType
 from .syntax_replies import help_text, syntax_reply
@@ -79,7 +79,7 @@ _TEMPLATES = (
     *_DOSSIER_STATUS.values(), *_NOT_FOUND.values(), _NOT_OWNER, *_NOT_OWNER_TOPIC.values(), _BUSY,
     _RATE_LIMITED, _CARD_EXPIRY, _PAYMENT_REMINDER,
 )
-TEMPLATES = (*syntax_replies.TEMPLATES, *_TEMPLATES)
+TEMPLATES = (*syntax_replies.TEMPLATES, *_TEMPLATES, *conversation_replies.TEMPLATES)
 """Every template the gateway words (this module's and syntax_replies'), with diacritics; their
 folded forms are the default replies."""
 
@@ -163,6 +163,8 @@ def _text(answer: Answer, unicode: bool) -> str:
             return word(_BUSY, unicode).format(keyword=value(keyword, unicode))
         case RateLimitedAnswer(limit=limit):
             return word(_RATE_LIMITED, unicode).format(limit=limit)
+        case QuestionAnswer() | QuestionReply() | RatingAnswer() | OptOutAnswer():
+            return conversation_replies.text_of(answer, unicode)
     raise TypeError(f"not an Answer: {answer!r}")
 
 
@@ -171,6 +173,8 @@ def render(answer: Answer, *, unicode: bool = False) -> str:
 
     The text never takes more than MAX_SEGMENTS SMS parts; a longer one is shortened at a word.
     """
+    if isinstance(answer, QuestionReply):   # an answer is never shortened: it takes the parts it needs
+        return _text(answer, unicode)
     return _within_limit(_text(answer, unicode))
 
 

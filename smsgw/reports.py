@@ -51,6 +51,7 @@ def shape(text: str) -> str:
 @dataclass
 class Understanding:
     understood: int = 0
+    commands: Counter = field(default_factory=Counter)    # command -> MOs understood
     errors: Counter = field(default_factory=Counter)      # error code -> MOs
     routed: int = 0                                        # MOs of other services, not counted
     shapes: Counter = field(default_factory=Counter)      # shape -> MOs not understood
@@ -74,6 +75,7 @@ def count_outcomes(report: Understanding, rows: Iterable[tuple[str | None, str |
             report.errors[error] += count
         elif command in COMMAND_NAMES:
             report.understood += count
+            report.commands[command] += count
         elif command is not None:
             report.routed += count
     return report
@@ -112,6 +114,9 @@ def format_understanding(report: Understanding, *, since: str | None = None, top
         return f"{100 * count / total:5.1f}%"
 
     lines.append(f"  understood      {report.understood:>9,} {percent(report.understood)}")
+    for command in COMMAND_NAMES:   # the lookups, help, then the conversation commands (questions, ratings, opt-outs)
+        if report.commands[command]:
+            lines.append(f"    {command:<16}{report.commands[command]:>7,} {percent(report.commands[command])}")
     lines.append(f"  not understood  {sum(report.errors.values()):>9,} {percent(sum(report.errors.values()))}")
     for error, count in sorted(report.errors.items(), key=lambda item: (-item[1], item[0])):
         lines.append(f"    {error:<16}{count:>7,} {percent(count)}")

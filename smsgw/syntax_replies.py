@@ -65,6 +65,17 @@ _SYNTAX = {
     ("trailing_input", "HELP"): (
         "Có ký tự thừa sau lệnh hướng dẫn. Để xem hướng dẫn, soạn BH HD gửi 8079."
     ),
+    # the conversation commands (CONTRACT §7)
+    ("missing_argument", "HOI"): (
+        "Thiếu câu hỏi. Soạn BH HOI <câu hỏi của bạn> gửi 8079. VD: BH HOI thủ tục cấp lại thẻ BHYT"
+    ),
+    ("missing_argument", "DG"): (
+        "Thiếu điểm đánh giá. Soạn BH DG <điểm 1-5> <góp ý nếu có> gửi 8079, 5 là tốt nhất. VD: BH DG 5"
+    ),
+    ("bad_id", "DG"): (
+        "Điểm đánh giá sai: từ 1 đến 5, 5 là tốt nhất. Soạn BH DG <điểm 1-5> <góp ý nếu có> gửi 8079. "
+        "VD: BH DG 5"
+    ),
 }
 _USAGE = {
     "QT": (
@@ -77,6 +88,10 @@ _USAGE = {
     ),
     "HS": "Có ký tự thừa. Soạn BH HS <mã hồ sơ> gửi 8079. VD: BH HS 04486.G/2019/08708",
     "HELP": _SYNTAX[("trailing_input", "HELP")],
+    "HOI": _SYNTAX[("missing_argument", "HOI")],
+    "DG": _SYNTAX[("bad_id", "DG")],
+    "TC": "Có ký tự thừa. Để ngừng nhận thông báo, soạn BH TC gửi 8079. Để nhận lại, soạn BH DK.",
+    "DK": "Có ký tự thừa. Để nhận lại thông báo, soạn BH DK gửi 8079.",
 }
 # A number whose digit groups join both to 10 and to 12 digits (language.DIGIT_GROUPS).
 _DIGIT_GROUPS = {

@@ -76,12 +76,20 @@ def test_a_keyword_of_another_service_is_never_corrected():
     assert ASKS not in reply("BH QY 7936491863", routes=frozenset({"QY"}))[1]
 
 
-def test_a_section_7_command_not_served_yet_is_never_offered():
-    """HOI, DG, TC and DK are commands to the grammar (`BH TQ 7936491863` can only be QT), but
-    until they are served a correction to them would only earn another unknown_command."""
-    for sent in ("BH TX", "BH DJ", "BH HOU cau hoi ve the", "BH DH 5"):
+def test_a_correction_never_makes_a_question_or_a_rating_the_citizen_did_not_write():
+    """HOI and DG carry the citizen's own words and score: a typo is answered with the syntax,
+    never with a quoted question or rating (`BJ HOI ...`, `BH HOU ...`, `BH DH 5`)."""
+    for sent in ("BH HOU cau hoi ve the", "BH HIO the het han", "BH DH 5", "BH GD 4 tot"):
         result = parse(sent, today=TODAY)
         assert result.error == "unknown_command" and result.correction is None, sent
+    result = parse("BJ HOI the het han", today=TODAY)
+    assert result.error == "unknown_keyword" and result.correction is None
+
+
+def test_stop_and_resume_typos_are_corrected_like_any_command():
+    """TC and DK take no argument: a typo of them is quoted corrected (the citizen sends it again)."""
+    assert parse("BH TX", today=TODAY).correction == "BH TC"
+    assert parse("BH DJ", today=TODAY).correction == "BH DK"
     assert parse("BH TQ 7936491863", today=TODAY).correction == "BH QT 7936491863"
 
 
@@ -99,7 +107,7 @@ ARGUMENTS = {  # the argument each command is tried with, and every command that
     "DK": ("", {"HD", "HELP", "TC", "DK"}),
 }
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-NOT_SERVED = {"HOI", "DG", "TC", "DK"}   # count for ambiguity, never offered (until §7 is served)
+NOT_SERVED = {"HOI", "DG"}   # count for ambiguity, never offered: a question or a rating the citizen did not write
 
 
 def osa(a: str, b: str) -> int:

@@ -246,7 +246,7 @@ def test_the_cli_sends_once_and_prints_the_summary(tmp_path):
         "notify card-expiry: 5 cards expiring on 23/12/2026",
         "  queued now: 1 (viettel 1); queued by an earlier run: 0",
         "  not sent: 1 without a phone on file, 3 on a network no carrier takes (MobiFone 1, Vietnamobile 1,"
-        " Vinaphone 1)",
+        " Vinaphone 1), 0 opted out (BH TC)",
         "  delivery: 1 sent, 0 failed, 0 left pending for the gateway's outbox",
     ]
     assert again[0] == 0 and "queued now: 0; queued by an earlier run: 1" in again[1]

@@ -215,7 +215,7 @@ def test_an_sqlite_file_made_before_versions_upgrades_in_place_keeping_its_rows(
     connect(old).close()
     assert run(current_version(old)) == 0
     migrated = smsgw("db", "migrate", "--db", old)
-    assert migrated.returncode == 0 and "schema version 0 -> 1" in migrated.stderr, migrated.stderr
+    assert migrated.returncode == 0 and f"schema version 0 -> {CURRENT}" in migrated.stderr, migrated.stderr
     conn = sqlite3.connect(old)
     assert conn.execute("SELECT count(*) FROM persons").fetchone()[0] == 1
     assert conn.execute("SELECT count(*) FROM mo_messages WHERE carrier_id = 'kept'").fetchone()[0] == 1

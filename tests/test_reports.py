@@ -23,6 +23,9 @@ MIX = [
     (f"bh qt {SSN} 2016", OWNER),
     (f"BH THE {SSN}", OWNER),
     ("HD", OWNER),                        # understood: help
+    ("BH HOI the bhyt het han lam sao", OWNER),   # understood: the conversation commands (§7)
+    ("BH DG 5", OWNER),
+    ("BH TC", OWNER),
     ("BH QT 12345", OWNER),               # bad_id
     ("bh qt 0110129 2018", OWNER),        # bad_id
     ("BH QT 0110129425 13/2016", OWNER),  # bad_period
@@ -62,17 +65,24 @@ def test_the_report_counts_what_the_grammar_understood(tmp_path):
         report = understanding(conn)
     finally:
         conn.close()
-    assert (report.understood, report.total, report.routed) == (4, 9, 1)
+    assert (report.understood, report.total, report.routed) == (7, 12, 1)
+    assert dict(report.commands) == {"QT": 2, "THE": 1, "HELP": 1, "HOI": 1, "DG": 1, "TC": 1}
     assert dict(report.errors) == {"bad_id": 2, "bad_period": 1, "unknown_command": 1, "unknown_keyword": 1}
     assert dict(report.shapes) == {"BH QT 99999": 1, "BH QT 9999999 9999": 1, "BH QT 9999999999 99/9999": 1,
                                    "BH XYZ": 1, "XIN CHAO": 1}
     text = format_understanding(report)
-    assert text.splitlines()[:3] == [
-        "understanding: 9 messages for the service (another 1 went to other services of the short code)",
-        "  understood              4  44.4%",
-        "  not understood          5  55.6%",
+    assert text.splitlines()[:9] == [
+        "understanding: 12 messages for the service (another 1 went to other services of the short code)",
+        "  understood              7  58.3%",
+        "    QT                    2  16.7%",
+        "    THE                   1   8.3%",
+        "    HELP                  1   8.3%",
+        "    HOI                   1   8.3%",
+        "    DG                    1   8.3%",
+        "    TC                    1   8.3%",
+        "  not understood          5  41.7%",
     ]
-    assert "    bad_id                2  22.2%" in text
+    assert "    bad_id                2  16.7%" in text
     assert SSN not in text
 
 
@@ -96,6 +106,7 @@ def test_since_leaves_out_older_messages_and_the_cli_prints_the_report(tmp_path)
     assert result.stdout.splitlines() == [
         f"understanding since {today}: 2 messages for the service (another 0 went to other services of the short code)",
         "  understood              1  50.0%",
+        "    HELP                  1  50.0%",
         "  not understood          1  50.0%",
         "    bad_id                1  50.0%",
         "  corrections offered     0, taken up within 10 minutes 0 (-)",

@@ -39,8 +39,8 @@ from collections.abc import Callable
 
 from .console import ROLES, Account, AuditEntry, ConsoleStore, MessageRow, QueueRow, Session
 from .errors import DatabaseRefused, StoreError, explain
-from .messages import (REAL_TRAFFIC, TEST_CARRIER, BillingRow, Guard, MessageReports, MessageStore, MTState, Notice, PendingMT, Screening,
-                       SenderHistory, StoredMO)
+from .messages import (REAL_TRAFFIC, TEST_CARRIER, BillingRow, Effect, Guard, MessageReports, MessageStore, MTState,
+                       Notice, PendingMT, Question, Screening, SenderHistory, StaffAnswer, StoredMO)
 from .records import DOSSIER_STATUSES, SCHEMES, Card, Dossier, Period, Person, RecordStore
 from .sqlite_messages import SqliteMessageStore
 from .sqlite_records import CardRow, DossierRow, PaidUpRow, PeriodRow, PersonRow, SqliteStore
@@ -53,7 +53,8 @@ from .sqlite_retention import SqliteRetention
 
 __all__ = [
     "Account", "AuditEntry", "ConsoleStore", "MessageRow", "open_console", "QueueRow", "ROLES", "Session",
-    "backup_database", "BillingRow", "Card", "CardRow", "DatabaseRefused", "Dossier", "DOSSIER_STATUSES",
+    "backup_database", "BillingRow", "Effect", "Question", "StaffAnswer", "Card", "CardRow", "DatabaseRefused",
+    "Dossier", "DOSSIER_STATUSES",
     "DossierRow", "explain", "Guard", "is_postgres", "KeyMismatch", "MessageReports", "MessageStore",
     "migrate", "MTState", "Notice", "open_messages", "open_personal_data", "open_records", "open_reports",
     "OutdatedSchema", "PaidUpRow", "PendingMT", "Period", "PeriodRow", "Person", "PersonalData", "PersonRow",

@@ -27,6 +27,7 @@ from ..wire import DeliveryReport, DeliveryState, InboundMessage, OutboundMessag
 
 HOUR = 3600.0
 MINUTE = 60.0
+RATED_WITHIN = 24 * HOUR   # a rating is of the phone's last answered MO within this time
 
 TEST_CARRIER = "console:simulator"
 """The carrier of the console simulator's test traffic (smsgw/console/simulator.py): it goes the
@@ -133,6 +134,41 @@ class Notice:
     mt: OutboundMessage        # mo_id and in_reply_to empty: no MO asked for it
 
 
+@dataclass(frozen=True)
+class Effect:
+    """The durable effect of a conversation command (CONTRACT §7), written by `store_mo` in its
+    MO's transaction when the MO is answered as usual (no guard withheld or replaced its reply)."""
+
+    kind: str                      # question | rating | opt_out | opt_in
+    text: str | None = None        # the question as typed, or the rating's comment
+    rating: int | None = None      # 1-5
+    faq_id: str | None = None      # the FAQ entry whose answer follows the acknowledgment at once
+    numbered: Callable[[str], Sequence[OutboundMessage]] | None = None
+    """A question: its number ("Q" and digits) -> its replies, in place of `replies` (a pure function)."""
+
+
+@dataclass(frozen=True)
+class Question:
+    number: str                    # "Q" and digits
+    mo_id: str
+    carrier: str
+    sender: str
+    text: str
+    asked_at: float
+    faq_id: str | None             # auto-answered by this FAQ entry
+    answered_by: str | None        # the staff member who answered; None: no staff answer yet
+    answered_at: float | None
+    answer: str | None
+
+
+@dataclass(frozen=True)
+class StaffAnswer:
+    """What `MessageStore.answer_question` did: the MT stored, or who answered before and when."""
+
+    question: Question
+    mt: OutboundMessage | None     # None: refused, answered before (question.answered_by, answered_at)
+
+
 class MessageStore(abc.ABC):
     """The MOs, the MT outbox, billing rows and delivery states; every method is one transaction."""
 
@@ -155,8 +191,13 @@ class MessageStore(abc.ABC):
     @abc.abstractmethod
     async def store_mo(self, inbound: InboundMessage, *, mo_id: str, mode: str, command: str | None,
                        error: str | None, replies: Sequence[OutboundMessage], now: float,
-                       guard: Guard | None = None, screening: Screening | None = None) -> StoredMO:
+                       guard: Guard | None = None, screening: Screening | None = None,
+                       effect: Effect | None = None) -> StoredMO:
         """Store an MO with its replies and their charges, or return the one stored under its carrier id.
+
+        `effect` (a conversation command's) is written with the MO when it is answered as usual:
+        a question numbered (its replies then `effect.numbered(number)`), a rating tied to the
+        sender's last answered MO within 24 hours, an opt-out recorded or removed.
 
         `guard` stores an MO already judged (a sender that is not a phone): `replies` should be
         empty. With `screening`, the sender's history decides in this transaction whether the
@@ -168,11 +209,28 @@ class MessageStore(abc.ABC):
         """Queue each notice not queued before as a pending MT with its push billing row (amount 0).
 
         Returns the ones queued by this call; a notice whose (kind, target, occasion) is stored
-        already is left out, whatever became of it.
+        already is left out, whatever became of it, and so is a notice to a phone that opted out
+        (BH TC): neither stored nor sent (`opted_out` counts them).
         """
 
     @abc.abstractmethod
     async def find_mo(self, carrier: str, carrier_id: str) -> StoredMO | None: ...
+
+    @abc.abstractmethod
+    async def questions(self, *, open_only: bool = False) -> list[Question]:
+        """The questions asked, oldest first; `open_only`: neither answered by staff nor by the FAQ."""
+
+    @abc.abstractmethod
+    async def answer_question(self, number: str, word: Callable[[Question], OutboundMessage], *, by: str,
+                              now: float, lease: float) -> StaffAnswer | None:
+        """Store a staff answer to question `number` (None: no such question) in one transaction
+        with the question's answered state: the MT `word(question)` pending, leased to this
+        process for `lease` seconds (its sender delivers it; a gateway takes it once the lease
+        has run out), with its push billing row. Refused (`mt` None) when staff answered before."""
+
+    @abc.abstractmethod
+    async def opted_out(self, phones: Sequence[str]) -> set[str]:
+        """Which of `phones` sent BH TC and not BH DK since."""
 
     @abc.abstractmethod
     async def pending(self) -> list[PendingMT]:
@@ -238,6 +296,10 @@ class MessageReports(Protocol):
 
     def mo_outcomes(self, since: float | None = None) -> list[tuple[str | None, str | None, int]]:
         """(command, error, MOs) of the MOs from phones taken since `since` (Unix seconds; None: all)."""
+
+    def ratings_between(self, start: float, end: float) -> list[tuple[float, str, int, str | None, str | None]]:
+        """(rated at, phone, rating, comment, the rated MO's command or None: the service) of the
+        ratings (BH DG) given in [start, end), in that order."""
 
     def misunderstood_texts(self, since: float | None = None,
                             window: float = 600.0) -> Iterator[tuple[str, float, str, str | None]]:

@@ -28,8 +28,9 @@ import asyncpg
 from ..billing import MessageType
 from ..phones import mask
 from ..wire import DeliveryReport, DeliveryState, InboundMessage, OutboundMessage
-from .messages import (BillingRow, Guard, MessageStore, MTState, Notice, PendingMT, Screening, SenderHistory,
-                       StoredMO, stored_statuses)
+from . import pg_conversations
+from .messages import (BillingRow, Effect, Guard, MessageStore, MTState, Notice, PendingMT, Question, Screening,
+                       SenderHistory, StaffAnswer, StoredMO, stored_statuses)
 from .pg_pool import CONNECT_TIMEOUT, connection, create_pool, is_connection_error, transaction, unreachable
 from .errors import StoreError
 from .schema import shown
@@ -100,10 +101,11 @@ class PgMessageStore(MessageStore):
 
     async def store_mo(self, inbound: InboundMessage, *, mo_id: str, mode: str, command: str | None,
                        error: str | None, replies: Sequence[OutboundMessage], now: float,
-                       guard: Guard | None = None, screening: Screening | None = None) -> StoredMO:
+                       guard: Guard | None = None, screening: Screening | None = None,
+                       effect: Effect | None = None) -> StoredMO:
         started = time.perf_counter()
         stored = await self._store_mo(inbound, mo_id=mo_id, mode=mode, command=command, error=error,
-                                      replies=replies, now=now, guard=guard, screening=screening)
+                                      replies=replies, now=now, guard=guard, screening=screening, effect=effect)
         if self._on_batch is not None:
             self._on_batch(1)
         if self._on_commit is not None:
@@ -112,13 +114,13 @@ class PgMessageStore(MessageStore):
 
     async def _store_mo(self, inbound: InboundMessage, *, mo_id: str, mode: str, command: str | None,
                         error: str | None, replies: Sequence[OutboundMessage], now: float,
-                        guard: Guard | None, screening: Screening | None) -> StoredMO:
+                        guard: Guard | None, screening: Screening | None, effect: Effect | None) -> StoredMO:
         status, mt_status = stored_statuses(mode, guard, replies)
         mo = (mo_id, inbound.carrier, inbound.carrier_id, inbound.sender, inbound.to, inbound.text,
               inbound.received_at.isoformat(), mode, command, error, status, now, guard.value if guard else None)
         queued = mode == "async"
         outbox = (mt_status, now, now if queued else None, now + self.lease_seconds if queued else None, _iso(now))
-        if screening is None or guard is not None:
+        if effect is None and (screening is None or guard is not None):
             # one statement, one round trip: the MO, its MTs and their charges, or nothing when the id is known
             async with connection(self._pool) as conn:
                 if await conn.fetchval(_STORE_MO, *mo, *_mt_arrays(replies), *outbox):
@@ -128,19 +130,29 @@ class PgMessageStore(MessageStore):
                 return await _load_mo(conn, inbound.carrier, inbound.carrier_id)
         async with transaction(self._pool) as conn:
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", inbound.sender)
-            # the history in the statement after the lock: its snapshot sees the MOs of whoever held it
-            inserted, *history = await conn.fetchrow(_STORE_MO_WITH_HISTORY, *mo, now - screening.hour,
-                                                     screening.cap, Guard.RATE_LIMITED.value,
-                                                     now - screening.minute)
-            if not inserted:
-                return await _load_mo(conn, inbound.carrier, inbound.carrier_id)
-            answered, warned, repeats = history
-            decided = screening.decide(SenderHistory(answered=answered, warned=bool(warned), repeats=repeats))
+            decided = guard
             sent = replies
-            if decided is not None:
-                sent = [screening.instead] if decided is Guard.RATE_LIMITED else []
-                await conn.execute("UPDATE mo_messages SET guard = $1, status = $2 WHERE id = $3",
-                                   decided.value, status if sent else "withheld", mo_id)
+            if screening is None or guard is not None:
+                if not await conn.fetchval(_INSERT_MO, *mo):
+                    return await _load_mo(conn, inbound.carrier, inbound.carrier_id)
+            else:
+                # the history in the statement after the lock: its snapshot sees the MOs of whoever held it
+                inserted, *history = await conn.fetchrow(_STORE_MO_WITH_HISTORY, *mo, now - screening.hour,
+                                                         screening.cap, Guard.RATE_LIMITED.value,
+                                                         now - screening.minute)
+                if not inserted:
+                    return await _load_mo(conn, inbound.carrier, inbound.carrier_id)
+                answered, warned, repeats = history
+                decided = screening.decide(SenderHistory(answered=answered, warned=bool(warned), repeats=repeats))
+                if decided is not None:
+                    sent = [screening.instead] if decided is Guard.RATE_LIMITED else []
+                    await conn.execute("UPDATE mo_messages SET guard = $1, status = $2 WHERE id = $3",
+                                       decided.value, status if sent else "withheld", mo_id)
+            if effect is not None and decided is None:
+                number = await pg_conversations.write_effect(conn, effect, mo_id=mo_id, carrier=inbound.carrier,
+                                                             sender=inbound.sender, now=now)
+                if number is not None and effect.numbered is not None:
+                    sent = list(effect.numbered(number))
             if sent:
                 await conn.execute(_STORE_MTS, *_mt_arrays(sent), *outbox)
             return StoredMO(mo_id, inbound.carrier, inbound.carrier_id, mode, status if sent else "withheld",
@@ -150,8 +162,11 @@ class PgMessageStore(MessageStore):
         at = _iso(now)
         queued = []
         async with transaction(self._pool) as conn:
+            stopped = await pg_conversations.opted_out(conn, [notice.mt.to for notice in notices])
             for notice in notices:
                 mt = notice.mt
+                if mt.to in stopped:   # BH TC: neither stored nor sent (a run after BH DK sends it)
+                    continue
                 if not await conn.fetchval(
                     "INSERT INTO notices (kind, target, occasion, mt_id, created_at) VALUES ($1, $2, $3, $4, $5)"
                     " ON CONFLICT DO NOTHING RETURNING true", notice.kind, notice.target, notice.occasion, mt.id, now,
@@ -165,6 +180,21 @@ class PgMessageStore(MessageStore):
     async def find_mo(self, carrier: str, carrier_id: str) -> StoredMO | None:
         async with connection(self._pool) as conn:
             return await _load_mo(conn, carrier, carrier_id)
+
+    async def questions(self, *, open_only: bool = False) -> list[Question]:
+        async with connection(self._pool) as conn:
+            return await pg_conversations.questions(conn, open_only)
+
+    async def answer_question(self, number: str, word: Callable[[Question], OutboundMessage], *, by: str,
+                              now: float, lease: float) -> StaffAnswer | None:
+        async with transaction(self._pool) as conn:
+            return await pg_conversations.answer_question(
+                conn, number, word, by=by, now=now, lease_until=now + lease, insert_mt=_INSERT_MT,
+                mt_values=_mt_values, at=_iso(now))
+
+    async def opted_out(self, phones: Sequence[str]) -> set[str]:
+        async with connection(self._pool) as conn:
+            return await pg_conversations.opted_out(conn, phones)
 
     async def pending(self) -> list[PendingMT]:
         """Claim the MTs to deliver that no gateway holds (never claimed, or its lease run out), oldest first.

@@ -71,6 +71,12 @@ class PgReports:
                  ' ORDER BY carrier COLLATE "C", message_type, kind COLLATE "C"')
         return [tuple(row) for row in self._rows(query, params)]
 
+    def ratings_between(self, start: float, end: float) -> list[tuple[float, str, int, str | None, str | None]]:
+        query = ("SELECT r.rated_at, r.sender, r.rating, r.comment, m.command FROM ratings AS r LEFT JOIN mo_messages"
+                 " AS m ON m.id = r.rated_mo_id WHERE r.rated_at >= $1 AND r.rated_at < $2"
+                 ' ORDER BY r.rated_at, r.mo_id COLLATE "C"')
+        return [tuple(row) for row in self._rows(query, (start, end))]
+
     def mo_outcomes(self, since: float | None = None) -> list[tuple[str | None, str | None, int]]:
         query = f"SELECT command, error, count(*) FROM mo_messages WHERE {_PHONE_SENDERS}"
         params: tuple = ()

@@ -20,7 +20,7 @@ from pathlib import Path
 from .console_tables import PG_CONSOLE_STEP, SQLITE_CONSOLE_STEP, statements
 from .errors import StoreError
 
-CURRENT = 2
+CURRENT = 3
 _MIGRATE_LOCK = 0x736D7367   # "smsg": pg_advisory_xact_lock key of a migration
 
 _VERSION_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY,"
@@ -62,12 +62,19 @@ def _sqlite_step_1(conn: sqlite3.Connection) -> None:
     create_message_tables(conn)
 
 
+def _sqlite_step_2(conn: sqlite3.Connection) -> None:
+    """The conversation commands (CONTRACT §7): questions, ratings, opt-outs; MT leases."""
+    from .sqlite_tables import create_message_tables
+
+    create_message_tables(conn)   # CONVERSATION_TABLES and mt_messages.lease_until, when missing
+
+
 def _sqlite_console_step(conn: sqlite3.Connection) -> None:
     for statement in statements(SQLITE_CONSOLE_STEP):
         conn.execute(statement)
 
 
-_SQLITE_STEPS = {1: _sqlite_step_1, 2: _sqlite_console_step}
+_SQLITE_STEPS = {1: _sqlite_step_1, 2: _sqlite_step_2, 3: _sqlite_console_step}
 
 
 def sqlite_version(conn: sqlite3.Connection) -> int:
@@ -167,7 +174,21 @@ CREATE TABLE IF NOT EXISTS notices (
     created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (kind, target, occasion));
 CREATE TABLE IF NOT EXISTS store_probe (id INTEGER PRIMARY KEY CHECK (id = 1), at DOUBLE PRECISION NOT NULL);
 """
-_PG_STEPS = {1: _PG_STEP_1, 2: PG_CONSOLE_STEP}
+# The conversation commands (CONTRACT §7): questions numbered by a sequence (unique across
+# gateways), ratings, opt-outs (SHARED-INTERFACES §1).
+_PG_STEP_2 = """
+CREATE TABLE IF NOT EXISTS questions (
+    number BIGSERIAL PRIMARY KEY, mo_id TEXT NOT NULL UNIQUE, carrier TEXT NOT NULL, sender TEXT NOT NULL,
+    text TEXT NOT NULL, asked_at DOUBLE PRECISION NOT NULL, faq_id TEXT, answer TEXT, answered_by TEXT,
+    answered_at DOUBLE PRECISION, answer_mt_id TEXT);
+CREATE INDEX IF NOT EXISTS questions_sender ON questions (sender, answered_at);
+CREATE TABLE IF NOT EXISTS ratings (
+    mo_id TEXT PRIMARY KEY, sender TEXT NOT NULL, rating INTEGER NOT NULL, comment TEXT, rated_mo_id TEXT,
+    rated_at DOUBLE PRECISION NOT NULL);
+CREATE INDEX IF NOT EXISTS ratings_at ON ratings (rated_at);
+CREATE TABLE IF NOT EXISTS opt_outs (phone TEXT PRIMARY KEY, since DOUBLE PRECISION NOT NULL);
+"""
+_PG_STEPS = {1: _PG_STEP_1, 2: _PG_STEP_2, 3: PG_CONSOLE_STEP}
 
 
 async def pg_version(conn) -> int:

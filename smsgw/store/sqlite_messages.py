@@ -15,8 +15,9 @@ from typing import Any
 from ..billing import MessageType
 from ..phones import mask
 from ..wire import DeliveryReport, DeliveryState, InboundMessage, OutboundMessage
-from .messages import (BillingRow, Guard, MessageStore, MTState, Notice, PendingMT, Screening, SenderHistory,
-                       StoredMO, stored_statuses)
+from . import sqlite_conversations
+from .messages import (BillingRow, Effect, Guard, MessageStore, MTState, Notice, PendingMT, Question, Screening,
+                       SenderHistory, StaffAnswer, StoredMO, stored_statuses)
 from .sqlite_tables import iso_time as _iso
 from .writer import GroupCommitWriter
 
@@ -56,7 +57,8 @@ class SqliteMessageStore(MessageStore):
 
     async def store_mo(self, inbound: InboundMessage, *, mo_id: str, mode: str, command: str | None,
                        error: str | None, replies: Sequence[OutboundMessage], now: float,
-                       guard: Guard | None = None, screening: Screening | None = None) -> StoredMO:
+                       guard: Guard | None = None, screening: Screening | None = None,
+                       effect: Effect | None = None) -> StoredMO:
         status, mt_status = stored_statuses(mode, guard, replies)
         at = _iso(now)
 
@@ -79,6 +81,11 @@ class SqliteMessageStore(MessageStore):
                     sent = [screening.instead] if decided is Guard.RATE_LIMITED else []
                     conn.execute("UPDATE mo_messages SET guard = ?, status = ? WHERE id = ?",
                                  (decided.value, status if sent else "withheld", mo_id))
+            if effect is not None and decided is None:
+                number = sqlite_conversations.write_effect(conn, effect, mo_id=mo_id, carrier=inbound.carrier,
+                                                           sender=inbound.sender, now=now)
+                if number is not None and effect.numbered is not None:
+                    sent = list(effect.numbered(number))
             for seq, mt in enumerate(sent):
                 conn.execute(
                     f"INSERT INTO mt_messages ({_MT_COLUMNS}, seq, status, created_at, next_attempt_at)"
@@ -98,8 +105,11 @@ class SqliteMessageStore(MessageStore):
 
         def run(conn: sqlite3.Connection) -> list[PendingMT]:
             queued = []
+            stopped = sqlite_conversations.opted_out(conn, [notice.mt.to for notice in notices])
             for notice in notices:
                 mt = notice.mt
+                if mt.to in stopped:   # BH TC: neither stored nor sent (a run after BH DK sends it)
+                    continue
                 if not conn.execute(
                     "INSERT INTO notices (kind, target, occasion, mt_id, created_at) VALUES (?, ?, ?, ?, ?)"
                     " ON CONFLICT DO NOTHING", (notice.kind, notice.target, notice.occasion, mt.id, now),
@@ -120,11 +130,30 @@ class SqliteMessageStore(MessageStore):
     async def find_mo(self, carrier: str, carrier_id: str) -> StoredMO | None:
         return await self._submit(lambda conn: _load_mo(conn, carrier, carrier_id))
 
+    async def questions(self, *, open_only: bool = False) -> list[Question]:
+        return await self._submit(lambda conn: sqlite_conversations.questions(conn, open_only))
+
+    async def answer_question(self, number: str, word: Callable[[Question], OutboundMessage], *, by: str,
+                              now: float, lease: float) -> StaffAnswer | None:
+        return await self._submit(lambda conn: sqlite_conversations.answer_question(
+            conn, number, word, by=by, now=now, lease_until=now + lease, insert_mt=_insert_pending, at=_iso(now)))
+
+    async def release(self, mt_ids: Sequence[str]) -> None:
+        """End this process's leases of `mt_ids` (still pending): the gateway's outbox takes them at its start."""
+        await self._submit(lambda conn: conn.executemany(
+            "UPDATE mt_messages SET lease_until = NULL WHERE id = ? AND status = 'pending'", [(i,) for i in mt_ids]))
+
+    async def opted_out(self, phones: Sequence[str]) -> set[str]:
+        return await self._submit(lambda conn: sqlite_conversations.opted_out(conn, phones))
+
     async def pending(self) -> list[PendingMT]:
+        """Every MT still to deliver, oldest first, but those another process delivers under its
+        lease (`smsgw questions answer`) until the lease runs out."""
         def run(conn: sqlite3.Connection) -> list[PendingMT]:
             rows = conn.execute(
                 f"SELECT {_MT_COLUMNS}, attempts, created_at, next_attempt_at FROM mt_messages"
-                " WHERE status = 'pending' ORDER BY created_at, mo_id, seq"
+                " WHERE status = 'pending' AND (lease_until IS NULL OR lease_until < ?)"
+                " ORDER BY created_at, mo_id, seq", (time.time(),)
             ).fetchall()
             return [PendingMT(_mt(row[:10]), row[10], row[11], row[12] or row[11]) for row in rows]
 
@@ -242,6 +271,15 @@ def _history(conn: sqlite3.Connection, mo_id: str, sender: str, text: str, now: 
     repeats = conn.execute(_REPEATS, {"sender": sender, "since": minute_ago, "text": text, "id": mo_id,
                                       "cap": screening.cap}).fetchone()[0]
     return SenderHistory(answered=answered, warned=bool(warned), repeats=repeats)
+
+
+def _insert_pending(conn: sqlite3.Connection, mt: OutboundMessage, now: float, lease_until: float) -> None:
+    """An MT pending, leased to the process storing it until `lease_until`."""
+    conn.execute(
+        f"INSERT INTO mt_messages ({_MT_COLUMNS}, seq, status, created_at, next_attempt_at, lease_until)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 'pending', ?, ?, ?)",
+        (mt.id, mt.mo_id, mt.in_reply_to, mt.carrier, mt.sender, mt.to, mt.text, mt.encoding,
+         mt.segments, int(mt.message_type), now, now, lease_until))
 
 
 def _mt(row: Sequence[Any]) -> OutboundMessage:

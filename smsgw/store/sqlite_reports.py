@@ -56,6 +56,14 @@ class SqliteReports:
         return self._conn.execute(query + " GROUP BY carrier, message_type, kind ORDER BY carrier, message_type, kind",
                                   params).fetchall()
 
+    def ratings_between(self, start: float, end: float) -> list[tuple[float, str, int, str | None, str | None]]:
+        """(rated at, phone, rating, comment, the rated MO's command or None: the service) of the
+        ratings (BH DG) given in [start, end), in that order."""
+        return self._conn.execute(
+            "SELECT r.rated_at, r.sender, r.rating, r.comment, m.command FROM ratings AS r LEFT JOIN mo_messages AS m"
+            " ON m.id = r.rated_mo_id WHERE r.rated_at >= ? AND r.rated_at < ? ORDER BY r.rated_at, r.mo_id",
+            (start, end)).fetchall()
+
     def mo_outcomes(self, since: float | None = None) -> list[tuple[str | None, str | None, int]]:
         """(command, error, MOs) of the MOs from phones taken since `since` (Unix seconds; None: all)."""
         query = f"SELECT command, error, count(*) FROM mo_messages WHERE {_PHONE_SENDERS}"

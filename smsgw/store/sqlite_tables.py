@@ -11,6 +11,7 @@ Tables (WAL):
                     the phone number is stored masked
     notices         one row per notice queued, unique on (kind, target, occasion): a notice is
                     queued once, however often `smsgw notify` runs; its MT has no MO (mo_id '')
+    questions, ratings, opt_outs   the conversation commands' (CONVERSATION_TABLES below)
     store_probe     one row, rewritten by each `probe` (GET /healthz): a write that must reach the disk
     retention_state the retention's key check (and its key, when the config gives none): see
                     sqlite_retention.py; the partial indexes `*_kept` hold only the rows whose
@@ -90,8 +91,41 @@ CREATE TABLE IF NOT EXISTS retention_state (
     value TEXT NOT NULL
 );
 """
-# Columns added since the first release, for message tables created before them.
-_ADDED_COLUMNS = {"mo_messages": (("taken_at", "REAL"), ("guard", "TEXT"))}
+# The conversation tables (CONTRACT §7; schema step 2): the questions of BH HOI, numbered in
+# order (the number is the row's key: "Q" and its digits), with their FAQ or staff answer; the
+# ratings of BH DG, each of the phone's last answered MO within 24 hours (or none); the phones
+# that sent BH TC (a row: opted out; BH DK deletes it).
+CONVERSATION_TABLES = """
+CREATE TABLE IF NOT EXISTS questions (
+    number INTEGER PRIMARY KEY AUTOINCREMENT,
+    mo_id TEXT NOT NULL UNIQUE,
+    carrier TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    text TEXT NOT NULL,
+    asked_at REAL NOT NULL,
+    faq_id TEXT,
+    answer TEXT,
+    answered_by TEXT,
+    answered_at REAL,
+    answer_mt_id TEXT
+);
+CREATE INDEX IF NOT EXISTS questions_sender ON questions (sender, answered_at);
+CREATE TABLE IF NOT EXISTS ratings (
+    mo_id TEXT PRIMARY KEY,
+    sender TEXT NOT NULL,
+    rating INTEGER NOT NULL,
+    comment TEXT,
+    rated_mo_id TEXT,
+    rated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ratings_at ON ratings (rated_at);
+CREATE TABLE IF NOT EXISTS opt_outs (phone TEXT PRIMARY KEY, since REAL NOT NULL)
+"""
+# Columns added since the first release, for message tables created before them. lease_until
+# (step 2): an MT stored and delivered by another process (`smsgw questions answer`) is that
+# process's until then; the gateway's outbox leaves it alone meanwhile.
+_ADDED_COLUMNS = {"mo_messages": (("taken_at", "REAL"), ("guard", "TEXT")),
+                  "mt_messages": (("lease_until", "REAL"),)}
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS mt_messages_mo ON mt_messages (mo_id, seq);
 CREATE INDEX IF NOT EXISTS mt_messages_pending ON mt_messages (created_at) WHERE status = 'pending';
@@ -136,6 +170,8 @@ def create_message_tables(conn: sqlite3.Connection) -> None:
             if name not in present:
                 conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
     for statement in _statements(_INDEXES):
+        conn.execute(statement)
+    for statement in _statements(CONVERSATION_TABLES):
         conn.execute(statement)
 
 

@@ -1,0 +1,176 @@
+"""`smsgw questions list|answer`: the citizens' questions (BH HOI, CONTRACT §7) and staff's answers.
+
+`questions answer Q123 TEXT` stores the answer in one transaction with the question's answered
+state: a lane-0 MT, message_type 3 (a free push), to the asker through the carrier the question
+came by, pending in the outbox with its push billing row, and leased to this process. This
+process then delivers it itself (one attempt, through an `Outbox`, as `smsgw notify` does).
+A gateway never sends an MT under another process's unexpired lease (PostgreSQL: the claim;
+SQLite: `pending` leaves it out), so an answer racing a restart of `serve` reaches the carrier
+once. When the attempt fails for now, or this process dies, the lease runs out and the outbox's
+guarantees take over: on PostgreSQL any gateway claims it (at once: a hand-over notifies them);
+on SQLite the gateway's outbox resumes it at its next start. A second answer is refused, naming
+who answered and when.
+
+The answer invites a rating (`BH DG <1-5>`) when the invitation fits in the answer's SMS parts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+import time
+from collections import Counter
+from collections.abc import Mapping
+from datetime import datetime
+
+from .cli_checks import UserError, database_path
+from .clock import VIETNAM
+
+ANSWER_LEASE = 60.0
+"""Seconds an answer stays this process's to deliver when the store has no lease of its own (SQLite)."""
+MAX_ANSWER = 1000
+"""Characters of a staff answer at most (about 7 SMS parts of GSM-7)."""
+
+
+def _at(unix: float | None) -> str:
+    return datetime.fromtimestamp(unix, VIETNAM).strftime("%Y-%m-%d %H:%M") if unix is not None else "-"
+
+
+def _state(question) -> str:
+    if question.answered_by is not None:
+        return f"answered by {question.answered_by} at {_at(question.answered_at)}"
+    if question.faq_id is not None:
+        return f"auto-answered (faq {question.faq_id})"
+    return "open"
+
+
+def cmd_questions_list(args: argparse.Namespace) -> int:
+    from .phones import mask
+    from .store import open_messages
+
+    async def run() -> list:
+        store = await open_messages(args.db)
+        try:
+            return await store.questions(open_only=args.open)
+        finally:
+            await store.close()
+
+    database_path(args.db)
+    questions = asyncio.run(run())
+    for question in questions:
+        print(f"{question.number}\t{_at(question.asked_at)}\t{mask(question.sender)}\t{question.carrier}\t"
+              f"{_state(question)}\t{' '.join(question.text.split())}")
+    print(f"questions: {len(questions)}" + (" open" if args.open else ""), file=sys.stderr)
+    return 0
+
+
+async def deliver_once(store, mt, adapters: Mapping, session) -> str:
+    """One attempt at `mt` through an Outbox: "sent", "pending" (retried later) or "failed"."""
+    from .metrics import Metrics
+    from .outbox import Outbox
+    from .store import PendingMT
+
+    done = asyncio.Event()
+    outcomes: Counter = Counter()
+
+    def on_outcome(outcome: str) -> None:
+        outcomes[outcome] += 1
+        done.set()
+
+    outbox = Outbox(store, adapters, session, Metrics(), on_outcome=on_outcome)
+    await outbox.start(resume=False)   # only this answer: the gateway's outbox has the others
+    now = time.time()
+    outbox.add(PendingMT(mt, 0, now, now))
+    try:
+        await done.wait()
+    finally:
+        await outbox.stop()
+    return next(iter(outcomes))
+
+
+def cmd_questions_answer(args: argparse.Namespace) -> int:
+    import logging
+
+    from .config import load_config
+    from .logs import configure_logging
+
+    database_path(args.db)
+    config = load_config(args.config)
+    configure_logging(level=logging.WARNING)   # the line printed is the report; failures are logged
+    text = " ".join(args.text.split())
+    if not text:
+        raise UserError("the answer is empty")
+    if len(text) > MAX_ANSWER:
+        raise UserError(f"the answer has {len(text)} characters, at most {MAX_ANSWER} are sent")
+    by = args.by or getpass.getuser()
+    outcome, question, mt = asyncio.run(_answer(args.db, config, args.number.upper(), text, by))
+    print(f"{question.number} answered by {by}: {mt.segments} SMS to {question.carrier}, {outcome}"
+          + (" (the gateway's outbox retries it)" if outcome == "pending" else ""))
+    return 0 if outcome != "failed" else 1
+
+
+async def _answer(db: str, config, number: str, text: str, by: str):
+    import aiohttp
+
+    from .answers import QuestionReply
+    from .billing import MessageType
+    from .carrier import load_adapter
+    from .ids import new_id
+    from .replies import reply
+    from .store import open_messages
+    from .wire import OutboundMessage
+
+    store = await open_messages(db)
+    try:
+        known = {question.number: question for question in await store.questions()}
+        if number not in known:
+            raise UserError(f"no question {number} in {store.path}")
+        carrier = config.carriers.get(known[number].carrier)
+        if carrier is None:
+            raise UserError(f"{number} came by carrier {known[number].carrier!r}, which the configuration "
+                            "does not have: the answer could not be sent (give --config)")
+
+        def word(question) -> OutboundMessage:
+            worded = reply(QuestionReply(question.number, text, invite=True), unicode=config.unicode)
+            return OutboundMessage(id=new_id(), mo_id="", in_reply_to="", carrier=question.carrier,
+                                   sender=config.shortcode, to=question.sender, text=worded.text,
+                                   encoding=worded.encoding, segments=worded.segments,
+                                   message_type=MessageType(worded.message_type))
+
+        stored = await store.answer_question(number, word, by=by, now=time.time(),
+                                             lease=store.lease_seconds or ANSWER_LEASE)
+        if stored is None:
+            raise UserError(f"no question {number} in {store.path}")
+        if stored.mt is None:
+            question = stored.question
+            raise UserError(f"{number} was answered already by {question.answered_by} at "
+                            f"{_at(question.answered_at)} (Vietnam time)")
+        adapters = {carrier.name: load_adapter(carrier, shortcode=config.shortcode)}
+        async with aiohttp.ClientSession() as session:
+            outcome = await deliver_once(store, stored.mt, adapters, session)
+        if outcome == "pending":   # to be retried: the gateways' now, not after the lease
+            await store.release([stored.mt.id])
+        return outcome, stored.question, stored.mt
+    finally:
+        await store.close()
+
+
+def add_questions_commands(sub: argparse._SubParsersAction, *, db_help: str, config_help: str) -> None:
+    """The `questions` command group."""
+    questions = sub.add_parser("questions", help="the citizens' questions (BH HOI) and staff's answers")
+    questions_sub = questions.add_subparsers(dest="questions_command", required=True, metavar="QUESTIONS_COMMAND")
+    p = questions_sub.add_parser("list", help="one line a question: number, asked at, phone (masked), carrier, "
+                                              "state, text")
+    p.add_argument("--open", action="store_true", help="only the questions neither staff nor the FAQ answered")
+    p.add_argument("--db", required=True, metavar="PATH", help=db_help + "; the gateway's messages are in it")
+    p.set_defaults(func=cmd_questions_list)
+    p = questions_sub.add_parser("answer", help="send a staff answer to the asker (once), through the carrier "
+                                                "the question came by")
+    p.add_argument("number", metavar="Q123", help="the question's number")
+    p.add_argument("text", metavar="TEXT", help="the answer")
+    p.add_argument("--by", metavar="NAME", help="who answers (default: the user running the command)")
+    p.add_argument("--db", required=True, metavar="PATH", help=db_help + "; the gateway's messages are in it")
+    p.add_argument("--config", metavar="FILE", help=config_help + "; its carriers deliver the answer")
+    p.set_defaults(func=cmd_questions_answer)

@@ -1,0 +1,350 @@
+"""The conversation commands (CONTRACT §7): the language of HOI, DG, TC and DK, and their durable
+effects through the real gateway on both backends (questions numbered, the FAQ's answer at once,
+ratings, opt-outs), exactly once per carrier id."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from test_gateway import OWNER, gateway, mo_body, post_mo, records_db  # noqa: F401 (a fixture)
+
+from smsgw.clock import VIETNAM
+from smsgw.commands import DG, DK, HOI, TC
+from smsgw.config import parse_config
+from smsgw.faq import Faq
+from smsgw.gateway import STORE
+from smsgw.language import ParseError, parse
+from smsgw.normalize import normalize
+from smsgw.service import Service, parse_result
+from smsgw.store import open_records
+
+FAQ = Path(__file__).resolve().parent.parent / "fixtures" / "faq" / "faq.csv"
+STRANGER = "84987654321"
+
+# --- the language ----------------------------------------------------------------------------
+
+free_text = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=200)
+
+
+BRACKETS = re.compile(r"[ ()\[\]<>\"“”'‘’]")
+
+
+def said(text: str) -> bool:
+    """Whether `text` says anything: more than white space, brackets and quotes (ignored), format
+    characters, or punctuation at the end."""
+    return bool(BRACKETS.sub("", normalize(text)))
+
+
+@given(free_text)
+def test_a_question_is_kept_as_typed(question):
+    result = parse(f"BH HOI {question}")
+    if said(question):
+        assert result == HOI(question.strip())
+    else:   # nothing but white space, brackets, punctuation at the end, format characters
+        assert isinstance(result, ParseError) and result.error == "missing_argument"
+
+
+@given(st.sampled_from(["BH HOI", "bh hoi", "BHHOI", "BHXH HOI", "BH HỎI", "ＢＨ　ＨＯＩ", "B\u200bH HOI"]),
+       st.text("abcdeđơưạảãáàĐƠỨ ?0123456789,.!", min_size=1, max_size=60).filter(lambda t: t.strip(" .,!")))
+def test_the_command_part_is_tolerated_as_in_section_1a_the_question_is_not_touched(head, question):
+    text = question.strip()
+    result = parse(f"{head} {question}")
+    if not said(question):
+        assert isinstance(result, ParseError)
+    else:
+        assert result == HOI(text)
+
+
+@given(st.integers(1, 5), st.none() | free_text.filter(lambda t: t.strip()[:1] not in (")", "]", ">")))
+def test_a_rating_with_or_without_a_comment(rating, comment):
+    result = parse(f"BH DG {rating} {comment or ''}")
+    expected = comment.strip() if comment is not None and said(comment) else None
+    assert result == DG(rating, expected)
+
+
+@given(st.sampled_from(["0", "6", "9", "tot", "55", "10", "-1", "4/5", "4.5", "5sao"]))
+def test_a_rating_outside_1_to_5_is_bad_id(rating):
+    result = parse(f"BH DG {rating} rat tot")
+    assert isinstance(result, ParseError) and (result.error, result.command) == ("bad_id", "DG")
+
+
+@pytest.mark.parametrize("text, error, command", [
+    ("BH HOI", "missing_argument", "HOI"), ("BH HOI  ...", "missing_argument", "HOI"),
+    ("BH DG", "missing_argument", "DG"), ("BH DG 0", "bad_id", "DG"), ("BH DG 6", "bad_id", "DG"),
+    ("BH DG tot", "bad_id", "DG"), ("BH TC abc", "trailing_input", "TC"), ("BH DK 1", "trailing_input", "DK"),
+    ("BH HOIA xin hoi", "unknown_command", None),
+])
+def test_the_errors_of_section_7_and_their_replies(text, error, command):
+    result = parse(text)
+    assert (result.error, result.command) == (error, command)
+    printed = parse_result(text)
+    assert printed["ok"] is False and printed["error"] == error
+    assert ("8079" in printed["reply"]) and len(printed["reply"]) <= 160
+
+
+def test_stop_and_resume_are_commands_with_every_tolerance():
+    for text in ("BH TC", "bh tc.", "BHXHTC", "BH  TC !", "ＢＨ ＴＣ"):
+        assert parse(text) == TC(), text
+    for text in ("BH DK", "bhxh dk", "BH ĐK"):
+        assert parse(text) == DK(), text
+
+
+def test_parse_prints_the_question_rating_and_comment_in_fields_of_their_own():
+    assert parse_result("BH HOI Thẻ BHYT hết hạn?") == {
+        "ok": True, "command": "HOI", "id": None, "id_kind": None, "from": None, "to": None,
+        "question": "Thẻ BHYT hết hạn?"}
+    assert parse_result("BH DG 4 Rất tốt") == {
+        "ok": True, "command": "DG", "id": None, "id_kind": None, "from": None, "to": None,
+        "rating": 4, "comment": "Rất tốt"}
+    assert parse_result("BH TC")["command"] == "TC"
+
+
+# --- through the gateway, both backends --------------------------------------------------------
+
+NUMBERED = re.compile(r"cau hoi so (Q\d+)\.")
+
+
+def test_a_question_is_numbered_acknowledged_charged_and_stored_once(records_db):
+    async def run():
+        async with gateway(records_db) as client:
+            first = await post_mo(client, mo_body("h1", "BH HOI Tôi mất sổ BHXH thì làm lại thế nào?"))
+            again = await post_mo(client, mo_body("h1", "BH HOI Tôi mất sổ BHXH thì làm lại thế nào?"))
+            other = await post_mo(client, mo_body("h2", "BH HOI con toi 5 tuoi co the BHYT khong", sender=STRANGER))
+            questions = await client.app[STORE].questions()
+            billing = await client.app[STORE].billing(first[1]["mo_id"])
+            return first, again, other, questions, billing
+
+    first, again, other, questions, billing = asyncio.run(run())
+    assert first == again   # a carrier's retry: the same answer, no second question
+    (ack,) = first[1]["replies"]
+    number = NUMBERED.search(ack["text"]).group(1)
+    assert ack["message_type"] == 1 and "Can bo se tra loi qua tin nhan" in ack["text"]
+    other_number = NUMBERED.search(other[1]["replies"][0]["text"]).group(1)
+    assert [(q.number, q.sender, q.carrier, q.text) for q in questions] == [
+        (number, OWNER, "generic", "Tôi mất sổ BHXH thì làm lại thế nào?"),
+        (other_number, STRANGER, "generic", "con toi 5 tuoi co the BHYT khong")]
+    assert number != other_number
+    assert [(row.kind, row.amount_vnd, row.message_type) for row in billing] == [("charge", 1000, 1)]
+
+
+def test_a_question_the_faq_answers_gets_the_answer_at_once_as_a_free_push(records_db):
+    faq = Faq.from_csv(FAQ)
+    asked = "the bhyt ho gia dinh het han thi gia han o dau"
+    assert faq.match(asked).confident
+
+    async def run():
+        async with gateway(records_db, faq=faq) as client:
+            status, answer = await post_mo(client, mo_body("f1", f"BH HOI {asked}"))
+            unknown = await post_mo(client, mo_body("f2", "BH HOI toi muon hoi ve viec con meo nha toi"))
+            store = client.app[STORE]
+            return status, answer, unknown, await store.questions(), await store.questions(open_only=True), \
+                await store.billing(answer["mo_id"])
+
+    status, answer, unknown, everything, still_open, billing = asyncio.run(run())
+    ack, push = answer["replies"]
+    number = NUMBERED.search(ack["text"]).group(1)
+    assert (ack["message_type"], push["message_type"]) == (1, 3)
+    assert push["text"].startswith(f"Tra loi cau hoi {number}: Dong tien gia han tai dai ly thu BHXH")
+    assert "tin nhan tiep theo" in ack["text"]
+    assert [(row.amount_vnd, row.message_type) for row in billing] == [(1000, 1), (0, 3)]
+    assert [q.faq_id for q in everything] == ["gia-han-the-bhyt-hgd", None]
+    assert [q.text for q in still_open] == ["toi muon hoi ve viec con meo nha toi"]
+    assert len(unknown[1]["replies"]) == 1
+
+
+def test_stop_and_resume_are_recorded_free_and_confirmed(records_db):
+    async def run():
+        async with gateway(records_db) as client:
+            store = client.app[STORE]
+            stopped = await post_mo(client, mo_body("t1", "BH TC"))
+            again = await post_mo(client, mo_body("t1", "BH TC"))
+            after_stop = await store.opted_out([OWNER, STRANGER])
+            resumed = await post_mo(client, mo_body("t2", "bh dk"))
+            return stopped, again, after_stop, resumed, await store.opted_out([OWNER])
+
+    stopped, again, after_stop, resumed, after_resume = asyncio.run(run())
+    assert stopped == again
+    (reply,) = stopped[1]["replies"]
+    assert reply["message_type"] == 0 and "ngung nhan thong bao" in reply["text"] and "BH DK" in reply["text"]
+    assert after_stop == {OWNER}
+    (reply,) = resumed[1]["replies"]
+    assert reply["message_type"] == 0 and "nhan lai thong bao" in reply["text"]
+    assert after_resume == set()
+
+
+def test_async_mode_sends_the_acknowledgment_and_the_faq_answer_to_the_carrier(records_db):
+    from smsgw.adapters.mock import MockAdapter
+
+    faq = Faq.from_csv(FAQ)
+    carriers = {"generic": {"secret": "s3cret", "mode": "async", "mt_url": "http://127.0.0.1:9/mt"}}
+    adapter = MockAdapter(parse_config({"carriers": carriers}).carriers["generic"], shortcode="8079")
+
+    async def run():
+        async with gateway(records_db, carriers, adapters={"generic": adapter}, faq=faq) as client:
+            status, body = await post_mo(client, mo_body("a1", "BH HOI the bhyt ho gia dinh het han thi gia han o dau"))
+            for _ in range(500):
+                if len(adapter.sent) >= 2:
+                    break
+                await asyncio.sleep(0.01)
+            return status, [mt for mt in adapter.sent]
+
+    status, sent = asyncio.run(run())
+    assert status == 202
+    assert [int(mt.message_type) for mt in sent] == [1, 3]
+    assert NUMBERED.search(sent[0].text) and sent[1].text.startswith("Tra loi cau hoi Q")
+
+
+# --- the working hours in the acknowledgment -----------------------------------------------------
+
+@pytest.mark.parametrize("at, expected", [
+    (datetime(2026, 12, 1, 10, 0, tzinfo=VIETNAM), "trong gio lam viec (08:00-17:00)"),
+    (datetime(2026, 12, 1, 22, 0, tzinfo=VIETNAM), "tu 08:00 ngay 03/12/2026"),   # 02/12 is a holiday
+    (datetime(2026, 12, 4, 17, 0, tzinfo=VIETNAM), "tu 08:00 ngay 07/12/2026"),   # Friday's closing: Monday
+    (datetime(2026, 12, 5, 7, 0, tzinfo=VIETNAM), "tu 08:00 ngay 07/12/2026"),    # Saturday
+    (datetime(2026, 12, 7, 7, 59, tzinfo=VIETNAM), "tu 08:00 ngay 07/12/2026"),   # Monday before opening
+])
+def test_the_acknowledgment_says_when_to_expect_an_answer(tmp_path, at, expected):
+    config = parse_config({"questions": {"holidays": ["2026-12-02"]}})
+
+    async def run():
+        records = await open_records(str(tmp_path / "r.db"), create=True)
+        try:
+            outcome = await Service(records, config, now=lambda: at).handle("BH HOI luong huu", OWNER)
+            (reply,) = outcome.numbered("Q7")
+            return reply
+        finally:
+            await records.close()
+
+    reply = asyncio.run(run())
+    assert reply.text.startswith("BHXH da nhan cau hoi so Q7. Can bo se tra loi qua tin nhan ")
+    assert reply.text.endswith(expected + ".")
+    assert reply.segments == 1 and reply.message_type == 1
+
+
+def test_questions_settings_mistakes_name_the_key():
+    from smsgw.config import ConfigError
+
+    for table, key in (({"hours": "8-17"}, "questions.hours"), ({"days": ["mon", "xyz"]}, "questions.days"),
+                       ({"holidays": ["02/12/2026"]}, "questions.holidays"), ({"hour": "08:00-17:00"}, "questions.hour")):
+        with pytest.raises(ConfigError, match=re.escape(key)):
+            parse_config({"questions": table})
+
+
+# --- opt-out honoured by the notices -------------------------------------------------------------
+
+def test_an_opted_out_phone_gets_no_card_expiry_notice_and_gets_it_again_after_bh_dk(db):
+    """Through the real gateway (BH TC, BH DK) and `notify` with a carrier's MT sink: the notice
+    to the phone that sent BH TC is neither stored nor sent (counted opted out); after BH DK the
+    next run sends it."""
+    from contextlib import AsyncExitStack
+    from datetime import date
+
+    from test_notices import SECRET, start_sinks
+
+    from smsgw.notices import CARD_EXPIRY, notify
+
+    today = date(2026, 11, 23)
+    other = "84862345678"
+
+    async def run():
+        records = await open_records(db, create=True)
+        async with records.transaction():
+            await records.write(
+                persons=[("0100000001", None, "Nguyễn Văn An", "1980-01-01", OWNER),
+                         ("0100000002", None, "Trần Thị Bích", "1980-01-01", other)],
+                cards=[("GD4790100000001", "0100000001", "2025-12-24", "2026-12-23", "BV"),
+                       ("GD4790100000002", "0100000002", "2025-12-24", "2026-12-23", "BV")])
+        await records.close()
+        async with AsyncExitStack() as stack:
+            sinks, servers = await start_sinks(stack, aggregator=200)
+            carriers = {"aggregator": {"secret": SECRET, "mode": "sync", "networks": ["*"],
+                                       "mt_url": str(servers["aggregator"].make_url("/mt"))},
+                        "generic": {"secret": "s3cret", "mode": "sync"}}
+            config = parse_config({"carriers": carriers})
+            async with gateway(db, carriers) as client:
+                stopped = await post_mo(client, mo_body("tc", "BH TC"))
+            first = await notify(CARD_EXPIRY, db, config, today=today, days=30, progress=False)
+            sent_while_stopped = [mt["to"] for mt in sinks["aggregator"].received]
+            async with gateway(db, carriers) as client:
+                resumed = await post_mo(client, mo_body("dk", "BH DK"))
+            second = await notify(CARD_EXPIRY, db, config, today=today, days=30, progress=False)
+            return stopped, first, sent_while_stopped, resumed, second, [mt["to"] for mt in sinks["aggregator"].received]
+
+    stopped, first, sent_while_stopped, resumed, second, sent = asyncio.run(run())
+    assert stopped[0] == 200 and resumed[0] == 200
+    assert sent_while_stopped == [other]
+    assert (first.opted_out, sum(first.queued.values()), first.sent) == (1, 1, 1)
+    assert "1 opted out (BH TC)" in str(first)
+    assert (second.opted_out, sum(second.queued.values()), second.queued_before, second.sent) == (0, 1, 1, 1)
+    assert sent == [other, OWNER]
+
+
+# --- ratings and the satisfaction report ---------------------------------------------------------
+
+def test_ratings_are_tied_to_the_last_answered_message_and_reported_with_the_targets(records_db):
+    import subprocess
+    import sys
+
+    from test_gateway import SSN
+
+    from smsgw.satisfaction import format_satisfaction, satisfaction
+    from smsgw.store import open_reports
+
+    async def run():
+        async with gateway(records_db) as client:
+            await post_mo(client, mo_body("r1", f"BH QT {SSN}"))
+            await post_mo(client, mo_body("r2", "BH DG 4 Trả lời nhanh, cảm ơn"))        # of the QT
+            await post_mo(client, mo_body("r2", "BH DG 4 Trả lời nhanh, cảm ơn"))        # a retry: not twice
+            await post_mo(client, mo_body("r3", "BH DG 5", sender=STRANGER))             # nothing before: the service
+            await post_mo(client, mo_body("r4", "BH QT 12345", sender=STRANGER))         # not understood: not rated
+            await post_mo(client, mo_body("r5", "BH DG 2 chua ro", sender=STRANGER))     # still the service
+
+    asyncio.run(run())
+    month = datetime.now(VIETNAM).strftime("%Y-%m")
+    reader = open_reports(records_db)
+    try:
+        report = satisfaction(reader, month)
+    finally:
+        reader.close()
+    assert (report.count, round(report.mean, 2), round(report.index, 3)) == (3, 3.67, 0.667)
+    assert dict(report.rated) == {"QT": 1, "service": 2}
+    text = format_satisfaction(report)
+    assert text.splitlines()[:3] == [f"satisfaction {month}: 3 ratings, mean 3.67 of 5",
+                                     "  index (share of 4 and 5): 66.7%", "    5        1   33.3%"]
+    assert "  agency targets: 80% by 2021, 85% by 2025, 90% by 2030 (none met)" in text
+    assert "8491234****  4 (QT)  Trả lời nhanh, cảm ơn" in text and "8498765****  2 (service)  chua ro" in text
+    assert OWNER not in text and STRANGER not in text
+    printed = subprocess.run([sys.executable, "-m", "smsgw", "report", "satisfaction", "--month", month,
+                              "--db", records_db], capture_output=True, text=True, timeout=60)
+    assert printed.returncode == 0 and printed.stdout == text + "\n", printed.stderr
+    bad = subprocess.run([sys.executable, "-m", "smsgw", "report", "satisfaction", "--month", "12/2026",
+                          "--db", records_db], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and bad.stderr.startswith("smsgw: --month")
+
+
+def test_the_ledger_charges_the_acknowledgment_only(records_db):
+    """A question's acknowledgment is charged 1,000 VND; the FAQ's answer (3), the thanks for a
+    rating and the confirmations of BH TC / BH DK (0) are free, each with its billing row."""
+    from smsgw.ledger import totals
+    from smsgw.store import open_reports
+
+    async def run():
+        async with gateway(records_db, faq=Faq.from_csv(FAQ)) as client:
+            for n, text in enumerate(["BH HOI the bhyt ho gia dinh het han thi gia han o dau", "BH DG 5",
+                                      "BH TC", "BH DK"]):
+                assert (await post_mo(client, mo_body(f"b{n}", text)))[0] == 200
+
+    asyncio.run(run())
+    reader = open_reports(records_db)
+    try:
+        rows = totals(reader, datetime.now(VIETNAM).strftime("%Y-%m"))
+    finally:
+        reader.close()
+    assert [(t.message_type, t.kind, t.rows, t.amount_vnd) for t in rows] == [
+        (0, "charge", 3, 0), (1, "charge", 1, 1000), (3, "charge", 1, 0)]
