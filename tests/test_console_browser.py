@@ -9,11 +9,14 @@ tests skip, saying so, only when chromium or chromedriver is not installed (.ci/
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -21,7 +24,9 @@ from pathlib import Path
 
 import pytest
 
+from smsgw.answers import QuestionReply
 from smsgw.gsm import measure
+from smsgw.replies import reply
 
 from test_console import ACCOUNTS, PASSWORD, _prepare
 from test_gateway import OWNER, SSN
@@ -36,15 +41,53 @@ pytestmark = [
 WAIT = 15.0   # seconds for a page or an element
 
 
+class Sink:
+    """A carrier's MT endpoint on 127.0.0.1, in a thread: the JSON bodies it received."""
+
+    def __init__(self) -> None:
+        self.received: list[dict] = []
+        received = self.received
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/mt"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait(self, count: int) -> list[dict]:
+        deadline = time.monotonic() + WAIT
+        while len(self.received) < count:
+            assert time.monotonic() < deadline, f"the carrier received {len(self.received)} MTs, not {count}"
+            time.sleep(0.05)
+        return self.received
+
+
 @pytest.fixture(scope="module")
-def served(tmp_path_factory) -> Iterator[str]:
-    """A real `smsgw serve` on 127.0.0.1; its base URL."""
+def sink() -> Iterator[Sink]:
+    carrier = Sink()
+    yield carrier
+    carrier.server.shutdown()
+    carrier.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, sink) -> Iterator[str]:
+    """A real `smsgw serve` on 127.0.0.1 (carriers `open`, sync, and `net`, async to the sink); its base URL."""
     root = tmp_path_factory.mktemp("console-serve")
     db = root / "records.db"
     asyncio.run(_prepare(str(db)))
     config = root / "smsgw.toml"
-    config.write_text('[carriers.open]\nauth = "none"\nmode = "sync"\n[protection]\nlookups_per_hour = 0\n'
-                      'repeat_limit = 0\n', encoding="utf-8")
+    config.write_text('[carriers.open]\nauth = "none"\nmode = "sync"\n'
+                      f'[carriers.net]\nauth = "none"\nmode = "async"\nmt_url = "{sink.url}"\n'
+                      '[protection]\nlookups_per_hour = 0\nrepeat_limit = 0\n', encoding="utf-8")
     log = (root / "serve.log").open("w")
     process = subprocess.Popen([sys.executable, "-m", "smsgw", "serve", "--db", str(db), "--config", str(config),
                                 "--host", "127.0.0.1", "--port", "0"], stdout=subprocess.PIPE, stderr=log, text=True)
@@ -129,7 +172,7 @@ def test_log_in_and_every_page_renders_without_console_errors(served, browser, t
     wait_for(browser, "#share")
     assert browser.find_element(By.CSS_SELECTOR, ".who").text == "ana (Quản trị)"
     links = [a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "header nav a")]
-    assert len(links) == 8
+    assert len(links) == 10
     for link in links:
         browser.get(link)
         wait_for(browser, "main h1")
@@ -235,4 +278,32 @@ def test_keyboard_only_login_and_a_360_pixel_screen(served, browser, tmp_path):
         viewport = browser.execute_script("return window.innerWidth")
         assert width <= viewport, (path, width, viewport)
         browser.save_screenshot(str(tmp_path / f"narrow-{path.strip('/').replace('/', '-') or 'overview'}.png"))
+    assert console_errors(browser) == []
+
+
+def test_staff_answer_a_question_and_the_sms_arrives_at_the_carrier(served, sink, browser):
+    from selenium.webdriver.common.by import By
+
+    before = len(sink.received)
+    request = urllib.request.Request(f"{served}/carriers/net/mo", method="POST", headers={"Content-Type": "application/json"},
+                                     data=json.dumps({"id": "hoi-1", "from": OWNER, "to": "8079",
+                                                      "text": "BH HOI Thẻ BHYT của tôi còn hạn không?"}).encode())
+    with urllib.request.urlopen(request, timeout=WAIT) as response:
+        assert response.status == 202
+    number = re.search(r"Q[0-9]+", sink.wait(before + 1)[before]["text"]).group(0)
+    log_in(browser, served, "sam")
+    wait_for(browser, "#share")
+    browser.get(f"{served}/console/questions")
+    area = wait_for(browser, f"#answer-{number}")
+    answer = "Thẻ của ông còn hạn đến 31/12/2026 ạ. Cảm ơn ông đã hỏi! " * 3
+    area.send_keys(answer)
+    sent = reply(QuestionReply(number, " ".join(answer.split()), invite=True))   # what the gateway will send
+    counter = browser.find_element(By.ID, f"count-{number}")
+    assert counter.get_attribute("data-parts") == str(sent.segments)
+    assert counter.get_attribute("data-encoding") == {"gsm7": "GSM-7", "ucs2": "UCS-2"}[sent.encoding]
+    assert counter.get_attribute("data-units") == str(measure(sent.text).units)
+    area.submit()
+    assert number in wait_for(browser, "#question-done").text
+    mt = sink.wait(before + 2)[before + 1]
+    assert mt["to"] == OWNER and mt["text"] == sent.text and mt["segments"] == sent.segments
     assert console_errors(browser) == []

@@ -7,6 +7,7 @@
     daily.py       counts of whole days, kept once a day is over (the 30-day pages stay fast)
     overview.py    the overview: traffic per hour and day, share understood, billing, queues
     messages.py    search, one citizen's conversation, a number revealed (admin, audited)
+    questions.py   the open questions and their answers (staff, audited); satisfaction
     reading.py     understanding, billing (CSV export: admin, audited), carriers
     simulator.py   type as a phone, see what the carrier would get back (test traffic)
     admin.py       accounts and the audit log (admin)
@@ -39,7 +40,7 @@ log = get_logger(component="console")
 
 
 def add_console(app: web.Application, config: Config, db_path: str) -> None:
-    from . import admin, messages, overview, reading, sessions, simulator
+    from . import admin, messages, overview, questions, reading, sessions, simulator
 
     env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(_HERE / "templates"), autoescape=True,
                                undefined=jinja2.StrictUndefined)
@@ -58,7 +59,7 @@ def add_console(app: web.Application, config: Config, db_path: str) -> None:
     app[DAILY] = DailyCounts()
     app.cleanup_ctx.append(console_store)
     app.router.add_static(f"{PREFIX}/static/", _HERE / "static", append_version=False)
-    for module in (sessions, overview, messages, reading, simulator, admin):
+    for module in (sessions, overview, messages, questions, reading, simulator, admin):
         app.router.add_routes(module.routes)
 
 

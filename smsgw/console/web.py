@@ -43,6 +43,8 @@ SECURITY_HEADERS = {
 NAV = (   # (path, label, role needed)
     ("/console/", "Tổng quan", Role.VIEWER),
     ("/console/messages", "Tin nhắn", Role.VIEWER),
+    ("/console/questions", "Câu hỏi", Role.VIEWER),
+    ("/console/satisfaction", "Hài lòng", Role.VIEWER),
     ("/console/understanding", "Mức độ hiểu", Role.VIEWER),
     ("/console/billing", "Cước", Role.VIEWER),
     ("/console/carriers", "Nhà mạng", Role.VIEWER),

@@ -14,6 +14,8 @@ import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .messages import Question
+
 ROLES = ("viewer", "staff", "admin")   # each may do what the ones before it may
 MAX_ROWS = 200                          # the most rows a listing returns
 
@@ -171,6 +173,27 @@ class ConsoleStore(abc.ABC):
     @abc.abstractmethod
     async def conversation(self, phone: str, limit: int = MAX_ROWS) -> list[MessageRow]:
         """One phone's latest `limit` MOs and `limit` MTs (replies, notices), oldest first."""
+
+    # -- questions and ratings (CONTRACT §7) ------------------------------------------------
+    @abc.abstractmethod
+    async def open_questions(self, limit: int = MAX_ROWS) -> list[Question]:
+        """The questions neither staff nor the FAQ answered, oldest first (test traffic left out)."""
+
+    @abc.abstractmethod
+    async def question(self, number: str) -> Question | None: ...
+
+    @abc.abstractmethod
+    async def answered_questions(self, limit: int = 50) -> list[Question]:
+        """The latest questions answered by staff, newest answer first."""
+
+    @abc.abstractmethod
+    async def rating_counts(self, start: float, end: float) -> list[tuple[int, str | None, int]]:
+        """(rating, the rated MO's command or None: the service, ratings) given in [start, end)."""
+
+    @abc.abstractmethod
+    async def rating_comments(self, start: float, end: float,
+                              limit: int = MAX_ROWS) -> list[tuple[float, str, int, str | None, str]]:
+        """(rated at, phone, rating, rated command, comment) of the latest ratings with a comment."""
 
 
 def outcome_rows(rows: Sequence[Sequence]) -> list[tuple]:

@@ -13,6 +13,8 @@ Indexes for the pages (console_reads: each page reads a bounded range of one ind
     mt_messages_console     MTs by time, covering the overview's and the carriers' counts
     mt_messages_recipient   one phone's MTs (replies, notices) in order
     billing_rows_console    a month's billing rows, covering the totals per carrier and type
+    questions_open          the open questions (no staff answer, no FAQ answer), oldest first
+    questions_answered      the latest staff answers
 
 The same statements on both backends but for the types; schema.py applies them as one step.
 """
@@ -27,6 +29,8 @@ CREATE INDEX IF NOT EXISTS mt_messages_recipient ON mt_messages (recipient, crea
 CREATE INDEX IF NOT EXISTS billing_rows_console ON billing_rows (at, carrier, message_type, kind, amount_vnd);
 CREATE INDEX IF NOT EXISTS console_sessions_name ON console_sessions (name);
 CREATE INDEX IF NOT EXISTS console_audit_at ON console_audit (at);
+CREATE INDEX IF NOT EXISTS questions_open ON questions (number) WHERE answered_by IS NULL AND faq_id IS NULL;
+CREATE INDEX IF NOT EXISTS questions_answered ON questions (answered_at) WHERE answered_by IS NOT NULL;
 """
 
 SQLITE_CONSOLE_STEP = """

@@ -35,6 +35,9 @@ real path (intake, service, store) but under this name, which no configured carr
 (':' is not allowed in a carrier name), and every report, billing total and ledger export leaves
 it out (`REAL_TRAFFIC`): never billed, never counted."""
 REAL_TRAFFIC = f"carrier != '{TEST_CARRIER}'"
+# a rating (`ratings AS r`) sent from the simulator is test traffic too
+NOT_TEST_RATING = (f"NOT EXISTS (SELECT 1 FROM mo_messages AS own WHERE own.id = r.mo_id"
+                   f" AND own.carrier = '{TEST_CARRIER}')")
 
 
 class Guard(str, Enum):

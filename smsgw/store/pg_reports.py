@@ -19,7 +19,7 @@ import asyncpg
 
 from ..billing import MessageType
 from .errors import DatabaseRefused
-from .messages import REAL_TRAFFIC, BillingRow
+from .messages import NOT_TEST_RATING, REAL_TRAFFIC, BillingRow
 from .pg_pool import connect_once
 from .schema import shown
 from .sqlite_tables import iso_time
@@ -73,7 +73,7 @@ class PgReports:
 
     def ratings_between(self, start: float, end: float) -> list[tuple[float, str, int, str | None, str | None]]:
         query = ("SELECT r.rated_at, r.sender, r.rating, r.comment, m.command FROM ratings AS r LEFT JOIN mo_messages"
-                 " AS m ON m.id = r.rated_mo_id WHERE r.rated_at >= $1 AND r.rated_at < $2"
+                 f" AS m ON m.id = r.rated_mo_id WHERE {NOT_TEST_RATING} AND r.rated_at >= $1 AND r.rated_at < $2"
                  ' ORDER BY r.rated_at, r.mo_id COLLATE "C"')
         return [tuple(row) for row in self._rows(query, (start, end))]
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from ..billing import MessageType
 from .errors import DatabaseRefused, explain
-from .messages import REAL_TRAFFIC, BillingRow
+from .messages import NOT_TEST_RATING, REAL_TRAFFIC, BillingRow
 from .sqlite_tables import connect, iso_time
 
 # citizens' MOs: phones, not the console simulator's test traffic (messages.TEST_CARRIER)
@@ -61,7 +61,8 @@ class SqliteReports:
         ratings (BH DG) given in [start, end), in that order."""
         return self._conn.execute(
             "SELECT r.rated_at, r.sender, r.rating, r.comment, m.command FROM ratings AS r LEFT JOIN mo_messages AS m"
-            " ON m.id = r.rated_mo_id WHERE r.rated_at >= ? AND r.rated_at < ? ORDER BY r.rated_at, r.mo_id",
+            f" ON m.id = r.rated_mo_id WHERE {NOT_TEST_RATING} AND r.rated_at >= ? AND r.rated_at < ?"
+            " ORDER BY r.rated_at, r.mo_id",
             (start, end)).fetchall()
 
     def mo_outcomes(self, since: float | None = None) -> list[tuple[str | None, str | None, int]]:

@@ -26,17 +26,55 @@
     }
     return { encoding: gsm ? "GSM-7" : "UCS-2", units: units, parts: parts };
   }
+  // gsm.fold: each character without its combining diacritical marks (U+0300-U+036F); đ Đ Ð -> d D D.
+  function fold(text) {
+    var out = "", chars = Array.from(text);
+    for (var i = 0; i < chars.length; i++) {
+      var c = chars[i];
+      if (c === "đ") { out += "d"; continue; }
+      if (c === "Đ" || c === "Ð") { out += "D"; continue; }
+      if (/[\u0300-\u036f]/.test(c)) continue;
+      var decomposed = c.normalize("NFD"), stripped = decomposed.replace(/[\u0300-\u036f]/g, "");
+      out += stripped === decomposed ? c : stripped.normalize("NFC");
+    }
+    return out;
+  }
+  function isGsm(text, basic, extension) {
+    var chars = Array.from(text);
+    for (var i = 0; i < chars.length; i++) {
+      if (basic.indexOf(chars[i]) < 0 && extension.indexOf(chars[i]) < 0) return false;
+    }
+    return true;
+  }
+  // wording.value with unicode off: kept when ASCII and GSM-7, else folded, any other character as "?".
+  function folded(text, basic, extension) {
+    if (/^[\x00-\x7f]*$/.test(text) && isGsm(text, basic, extension)) return text;
+    return Array.from(fold(text)).map(function (c) { return isGsm(c, basic, extension) ? c : "?"; }).join("");
+  }
+  // The SMS an answer becomes (cli_questions.answer_message): its words joined by single spaces, in
+  // the answer's template, the rating invitation added when the parts stay as many.
+  function worded(area, basic, extension) {
+    if (!area.hasAttribute("data-sms-prefix")) return area.value;
+    var prefix = JSON.parse(area.getAttribute("data-sms-prefix"));
+    var suffix = JSON.parse(area.getAttribute("data-sms-suffix"));
+    var text = area.value.split(/\s+/).filter(Boolean).join(" ");
+    if (area.getAttribute("data-sms-fold") === "1") text = folded(text, basic, extension);
+    var plain = prefix + text, invited = plain + suffix;
+    return measure(invited, basic, extension).parts === measure(plain, basic, extension).parts ? invited : plain;
+  }
   function attach(area) {
     var basic = JSON.parse(area.getAttribute("data-gsm7-basic")).replace("\u001b", "");
     var extension = JSON.parse(area.getAttribute("data-gsm7-extension"));
     var out = document.getElementById(area.getAttribute("data-sms-count"));
     if (!out) return;
     function update() {
-      var m = measure(area.value, basic, extension);
-      out.textContent = Array.from(area.value).length + " ký tự · " + m.units + (m.encoding === "GSM-7" ? " septet" : " đơn vị UTF-16") +
-        " · " + m.encoding + " · " + m.parts + " tin SMS";
+      var sent = worded(area, basic, extension), m = measure(sent, basic, extension);
+      var typed = Array.from(area.value).length + " ký tự";
+      out.textContent = (sent === area.value ? typed : typed + " · tin gửi đi " + Array.from(sent).length + " ký tự") +
+        " · " + m.units + (m.encoding === "GSM-7" ? " septet" : " đơn vị UTF-16") + " · " + m.encoding + " · " + m.parts + " tin SMS";
       out.setAttribute("data-parts", String(m.parts));
       out.setAttribute("data-encoding", m.encoding);
+      out.setAttribute("data-units", String(m.units));
     }
     area.addEventListener("input", update);
     update();
@@ -44,5 +82,16 @@
   document.addEventListener("DOMContentLoaded", function () {
     var areas = document.querySelectorAll("textarea[data-sms-count]");
     for (var i = 0; i < areas.length; i++) attach(areas[i]);
+    // A button data-fill="ID" data-text="..." puts its text in the textarea ID (an FAQ suggestion).
+    var fills = document.querySelectorAll("button[data-fill]");
+    for (var j = 0; j < fills.length; j++) {
+      fills[j].addEventListener("click", function (event) {
+        var target = document.getElementById(event.currentTarget.getAttribute("data-fill"));
+        if (!target) return;
+        target.value = event.currentTarget.getAttribute("data-text");
+        target.dispatchEvent(new Event("input"));
+        target.focus();
+      });
+    }
   });
 })();
