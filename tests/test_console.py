@@ -93,6 +93,8 @@ def run(coroutine):
 def test_login_gives_an_httponly_strict_cookie_and_logout_ends_the_session(console_db):
     async def scenario():
         async with gateway(console_db) as client:
+            bare = await client.get("/console", allow_redirects=False)
+            assert bare.status == 303 and bare.headers["Location"] == "/console/"
             first = await client.get("/console/", allow_redirects=False)
             assert first.status == 303 and first.headers["Location"].startswith("/console/login")
             response = await login(client, "sam")
@@ -468,3 +470,14 @@ def test_days_that_are_over_are_counted_once_today_and_unsettled_days_every_time
         assert asked == [20_000, 20_001]
 
     asyncio.run(scenario())
+
+
+def test_the_console_table_in_the_config_and_the_environment():
+    from smsgw.config_check import render_toml
+    from smsgw.settings import ConfigError
+
+    config = parse_config({"console": {"https": True}}, environ={"SMSGW_CONSOLE__ENABLED": "false"})
+    assert (config.console.enabled, config.console.https, config.console.session_hours) == (False, True, 12.0)
+    assert "[console]\nenabled = false\nhttps = true\nsession_hours = 12.0" in render_toml(config)
+    with pytest.raises(ConfigError, match="console.session_hours: must be positive"):
+        parse_config({"console": {"session_hours": 0}})

@@ -9,7 +9,7 @@ import time
 from aiohttp import web
 
 from ..store import ROLES
-from .auth import ROLE_LABELS, Role, hash_password, name_problem, password_problem
+from .auth import ROLE_LABELS, Role, hash_off_loop, name_problem, password_problem
 from .web import CONSOLE_STORE, PREFIX, audit, form, page, redirect, render, visitor
 
 routes = web.RouteTableDef()
@@ -47,13 +47,13 @@ async def change(request: web.Request) -> web.Response:
     if name == visitor(request).name and action in ("role", "remove"):
         return await _page(request, error="Không thể đổi vai trò hay xoá tài khoản của chính mình.", status=400)
     if action == "add":
-        done = await store.add_account(name, role, hash_password(data["password"]), now=time.time())
+        done = await store.add_account(name, role, await hash_off_loop(data["password"]), now=time.time())
         what = f"thêm tài khoản {name} ({role})"
     elif action == "role":
         done = await store.set_role(name, role)
         what = f"đổi vai trò của {name} thành {role}"
     elif action == "password":
-        done = await store.set_password(name, hash_password(data["password"]))
+        done = await store.set_password(name, await hash_off_loop(data["password"]))
         what = f"đặt lại mật khẩu của {name}"
     elif action == "unlock":
         done = await store.unlock(name)

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -54,6 +55,18 @@ ROLE_LABELS = {"viewer": "Xem", "staff": "Nhân viên", "admin": "Quản trị"}
 
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
+
+
+async def hash_off_loop(password: str) -> str:
+    """`hash_password` in a worker thread (argon2 is slow on purpose; the event loop carries the SMS)."""
+    return await asyncio.get_running_loop().run_in_executor(None, hash_password, password)
+
+
+def verified(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
 
 
 def password_problem(password: str) -> str | None:
@@ -101,11 +114,10 @@ async def log_in(store: ConsoleStore, name: str, password: str, *, now: float | 
     account = await store.account(name)
     if account is not None and account.locked_until is not None and account.locked_until > now:
         return Login(LoginResult.LOCKED, account.locked_until)
-    try:
-        _hasher.verify(account.password_hash if account is not None else _DUMMY_HASH, password)
-        correct = account is not None
-    except (VerificationError, InvalidHashError):
-        correct = False
+    # argon2 takes tens of milliseconds of CPU by design: off the event loop, which carries the SMS
+    matches = await asyncio.get_running_loop().run_in_executor(
+        None, verified, account.password_hash if account is not None else _DUMMY_HASH, password)
+    correct = account is not None and matches
     if correct:
         await store.login_succeeded(name)
         return Login(LoginResult.OK)

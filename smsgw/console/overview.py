@@ -18,7 +18,7 @@ from ..logs import mask_text
 from ..ledger import MESSAGE_TYPES, month_bounds
 from .charts import Series, stacked_bars
 from .daily import DAY, OFFSET, billing, day_number, mo_per_day, mt_per_day
-from .web import CONSOLE_STORE, DAILY, PREFIX, page, render
+from .web import CONSOLE_STORE, DAILY, PREFIX, page, redirect, render
 
 routes = web.RouteTableDef()
 HOUR = 3600
@@ -85,6 +85,11 @@ def day_labels(first: int, count: int) -> list[str]:
 
 def current_month(now: float) -> str:
     return datetime.fromtimestamp(now, VIETNAM).strftime("%Y-%m")
+
+
+@routes.get(PREFIX)
+async def console_root(request: web.Request) -> web.Response:
+    return redirect(f"{PREFIX}/")
 
 
 @routes.get(f"{PREFIX}/")

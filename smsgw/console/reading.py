@@ -1,7 +1,8 @@
 """Understanding, billing and carriers: the operators' reading pages.
 
 - understanding: the share understood and errors by kind today, over 7 or 30 days (whole Vietnam
-  days; reports.py's counting, daily.py's kept days), and the shapes (reports.shape: digits as 9) of the latest 2,000 MOs not understood.
+  days; reports.py's counting, daily.py's kept days), and the shapes (reports.shape: digits as
+  9) of the latest 2,000 MOs not understood.
   Corrections taken up need every failing text parsed again: `smsgw report understanding`.
 - billing: a month per carrier and billing outcome; its CSV (ledger.py's export) for admins,
   written to the audit log.

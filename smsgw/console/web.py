@@ -19,8 +19,8 @@ from aiohttp import web
 
 from ..phones import mask
 from ..store import ConsoleStore, Session
+from .auth import ROLE_LABELS, SESSION_COOKIE, Role, same_token, session_of
 from .daily import DailyCounts
-from .auth import LOGIN_COOKIE, ROLE_LABELS, SESSION_COOKIE, Role, same_token, session_of
 
 CONSOLE_STORE = web.AppKey("console_store", ConsoleStore)
 CONSOLE_DB = web.AppKey("console_db", str)
@@ -73,7 +73,8 @@ def page(role: Role = Role.VIEWER) -> Callable[[Handler], Handler]:
             if request.method == "POST":
                 form = await read_form(request)
                 if form is None or not same_token(form.get("csrf"), session.csrf):
-                    return refusal(request, 403, "Thiếu hoặc sai mã chống giả mạo (CSRF). Hãy tải lại trang rồi thử lại.")
+                    return refusal(request, 403,
+                                   "Thiếu hoặc sai mã chống giả mạo (CSRF). Hãy tải lại trang rồi thử lại.")
                 request[FORM] = form
             return await handler(request)
 
@@ -114,7 +115,8 @@ def render(request: web.Request, template: str, context: dict[str, Any], *, stat
     session: Session | None = request.get(VISITOR)
     role = Role(session.role) if session else None
     base = {
-        "visitor": session, "role": role.value if role else None, "role_label": ROLE_LABELS.get(role.value) if role else "",
+        "visitor": session, "role": role.value if role else None,
+        "role_label": ROLE_LABELS.get(role.value) if role else "",
         "csrf": session.csrf if session else "", "path": request.path,
         "nav": [(path, label) for path, label, needed in NAV if role is not None and role.may(needed)],
         "can_staff": role is not None and role.may(Role.STAFF), "can_admin": role is not None and role.may(Role.ADMIN),
@@ -150,5 +152,3 @@ def set_cookie(response: web.StreamResponse, request: web.Request, name: str, va
     response.set_cookie(name, value, path=f"{PREFIX}/", httponly=True, samesite="Strict", max_age=max_age,
                         secure=request.app[CONFIG].console.https)
 
-
-__all__ = ["CONSOLE_STORE", "LOGIN_COOKIE", "page", "render", "refusal", "audit", "set_cookie", "shown_phone"]
