@@ -105,6 +105,8 @@ def cmd_send(args: argparse.Namespace) -> int:
                 stored = await take_locally(Intake(service, store, None, shortcode=config.shortcode), sender, args.text)
             finally:
                 await store.close()
+        if not stored.replies:   # a sender protection never answers (protection.py)
+            raise UserError(f"--from {args.sender!r}: the gateway never answers this sender ({stored.guard})")
         reply, *more = stored.replies
         printed = {
             "reply": reply.text, "encoding": reply.encoding, "segments": reply.segments,

@@ -167,7 +167,7 @@ def add_questions_commands(sub: argparse._SubParsersAction, *, db_help: str, con
     questions_sub = questions.add_subparsers(dest="questions_command", required=True, metavar="QUESTIONS_COMMAND")
     p = questions_sub.add_parser("list", help="one line a question: number, asked at, phone (masked), carrier, "
                                               "state, text")
-    p.add_argument("--open", action="store_true", help="only the questions neither staff nor the FAQ answered")
+    p.add_argument("--open", action="store_true", help="only the questions neither staff nor the FAQ answered (default: every question)")
     p.add_argument("--db", required=True, metavar="PATH", help=db_help + "; the gateway's messages are in it")
     p.set_defaults(func=cmd_questions_list)
     p = questions_sub.add_parser("answer", help="send a staff answer to the asker (once), through the carrier "

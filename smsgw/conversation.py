@@ -12,13 +12,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from .answers import OptOutAnswer, QuestionAnswer, QuestionReply, RatingAnswer
 from .commands import DG, DK, HOI, TC, Conversation
-from .faq import Faq
 from .replies import Reply, reply
 from .store import Effect
 from .working_hours import QuestionsConfig
+
+if TYPE_CHECKING:   # the FAQ loads scikit-learn: only where an FAQ is built
+    from .faq import Faq
 
 QUESTION = "question"
 RATING = "rating"

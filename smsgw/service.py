@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -20,12 +21,14 @@ from .commands import Conversation
 from .config import Config
 from .conversation import Conversations, conversation_fields
 from .dispatch import Dispatcher
-from .faq import Faq
 from .language import ParseError, parse
 from .replies import Reply, reply
 from .store import Effect, RecordStore
 from .routing import Router
 from .syntax_replies import syntax_reply_for
+
+if TYPE_CHECKING:   # the FAQ loads scikit-learn: only where an FAQ is built
+    from .faq import Faq
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@
 `MSISDN > text` is what a phone sends; each `MSISDN < text` after it is one reply that phone
 must get, in order. A message followed by no `<` line must get no reply. The phone may be
 written 0912345678, 84912345678 or +84912345678. One space after `>`/`<` is part of the
-syntax; the rest of the line, trailing spaces included, is the text.
+syntax; the rest of the line, trailing spaces included, is the text. In a reply, `{*}` stands
+for any text (what depends on the store or the clock: a question's number, the time its answer
+is expected).
 """
 
 from __future__ import annotations
@@ -20,6 +22,15 @@ from .errors import SmsgwError
 from .phones import InvalidPhone, normalize
 
 _LINE = re.compile(r"^\s*(\S+?)\s*([<>]) ?(.*)$")
+ANY = "{*}"
+
+
+def matches(expected: str, got: str | None) -> bool:
+    """Whether the reply `got` is the one `expected`, where each `{*}` of it stands for any text."""
+    if got is None or ANY not in expected:
+        return expected == got
+    pattern = ".*?".join(re.escape(part) for part in expected.split(ANY))
+    return re.fullmatch(pattern, got, re.DOTALL) is not None
 
 
 class TranscriptError(SmsgwError, ValueError):
@@ -46,8 +57,8 @@ class Mismatch:
         for i in range(max(len(ex.expected), len(self.got))):
             want = ex.expected[i] if i < len(ex.expected) else None
             got = self.got[i] if i < len(self.got) else None
-            if want == got:
-                lines.append(f"    = {want}")
+            if want is not None and matches(want, got):
+                lines.append(f"    = {got}")
                 continue
             lines.append(f"    - expected: {want if want is not None else '(no reply)'}")
             lines.append(f"    + got:      {got if got is not None else '(no reply)'}")
@@ -102,7 +113,7 @@ async def replay(
     mismatches = []
     for exchange in exchanges:
         got = await send(exchange.sender, exchange.text)
-        if got != exchange.expected:
+        if len(got) != len(exchange.expected) or not all(map(matches, exchange.expected, got)):
             mismatches.append(Mismatch(exchange, got))
         if on_progress is not None:
             on_progress()

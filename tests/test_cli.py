@@ -81,7 +81,7 @@ def test_send_on_a_missing_database_says_how_to_create_one(tmp_path):
 
 
 def test_replay_of_the_reference_transcripts_on_a_fresh_seeded_store():
-    files = [str(TRANSCRIPTS / name) for name in ("qt.txt", "the.txt", "hs.txt", "errors.txt", "forms.txt", "corrections.txt")]
+    files = [str(TRANSCRIPTS / name) for name in ("qt.txt", "the.txt", "hs.txt", "errors.txt", "forms.txt", "corrections.txt", "conversation.txt")]
     result = smsgw("replay", *files)
     assert result.returncode == 0, result.stderr
     assert "0 mismatched" in result.stdout
@@ -344,7 +344,7 @@ def walk_inputs(tmp_path_factory, records_db) -> tuple[dict[str, str], dict[str,
     config.write_text('[carriers.generic]\nsecret = "k"\nmode = "sync"\n', encoding="utf-8")
     valid = {"--db": str(db), "--config": str(config), "--from": PHONE, "--persons": "1", "--days": "30", "--month": "2026-11",
              "text": "BH", "files": str(TRANSCRIPTS / "hs.txt"), "directory": str(RECORDS),
-             "--to": str(root / "backup.db"), "--phone": PHONE}
+             "--to": str(root / "backup.db"), "--phone": PHONE, "number": "Q1"}
     paths = [str(folder), str(root / "missing" / "x.db"), str(corrupt), str(truncated)]
     refused = {
         "--db": paths, "--config": [str(folder), str(cp1258), str(not_toml), str(root / "missing.toml")],
@@ -357,6 +357,7 @@ def walk_inputs(tmp_path_factory, records_db) -> tuple[dict[str, str], dict[str,
         "--to": [str(folder), str(root / "missing" / "copy.db"), str(db)], "--url": ["not a url", "http://127.0.0.1:99999", f"http://127.0.0.1:{closed_port}"],
         "files": [str(folder), str(root / "missing.txt"), str(cp1258), str(empty)],
         "directory": [str(root / "missing"), str(empty), str(bad_csv), str(folder)],
+        "number": ["Q99999999999999999999999", "X1", "", "Q-1"],
     }
     edges = {
         "--today": ["0001-01-01", "9999-12-31"], "--since": ["0001-01-01", "9999-12-31"],

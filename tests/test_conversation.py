@@ -348,3 +348,54 @@ def test_the_ledger_charges_the_acknowledgment_only(records_db):
         reader.close()
     assert [(t.message_type, t.kind, t.rows, t.amount_vnd) for t in rows] == [
         (0, "charge", 3, 0), (1, "charge", 1, 1000), (3, "charge", 1, 0)]
+
+
+def test_a_transcript_reply_may_leave_what_the_store_and_clock_decide_open():
+    from smsgw.transcripts import matches
+
+    expected = "BHXH da nhan cau hoi so Q{*}. Can bo se tra loi qua tin nhan {*}."
+    assert matches(expected, "BHXH da nhan cau hoi so Q12. Can bo se tra loi qua tin nhan tu 08:00 ngay 02/12/2026.")
+    assert not matches(expected, "BHXH da nhan cau hoi so R12. Can bo se tra loi qua tin nhan tu 08:00.")
+    assert not matches(expected, "Thieu cau hoi.") and not matches(expected, None)
+    assert matches("a.b", "a.b") and not matches("a.b", "axb")   # no {*}: the text itself, nothing else
+
+
+def test_a_question_over_the_hourly_limit_gets_the_polite_reply_and_is_not_stored(records_db):
+    """The protection's decision comes first, in the same transaction: a rate-limited HOI asks
+    nothing of staff; another phone's HOI, screened too, is numbered; BH TC over the limit gets
+    no reply but is recorded (the citizen's wish about notices stands)."""
+    from aiohttp.test_utils import TestClient, TestServer
+    from test_gateway import SECRET, SSN
+
+    from smsgw.gateway import create_app
+
+    config = parse_config({"carriers": {"generic": {"secret": SECRET, "mode": "sync"}},
+                           "protection": {"lookups_per_hour": 1, "repeat_limit": 0}})
+
+    async def run():
+        app = create_app(config, db_path=records_db)
+        async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
+            await post_mo(client, mo_body("p1", f"BH QT {SSN}"))
+            limited = await post_mo(client, mo_body("p2", "BH HOI toi co duoc huong luong huu khong"))
+            other = await post_mo(client, mo_body("p3", "BH HOI toi co duoc huong luong huu khong", sender=STRANGER))
+            stopped = await post_mo(client, mo_body("p4", "BH TC"))
+            store = client.app[STORE]
+            return limited, other, stopped, await store.questions(), await store.opted_out([OWNER])
+
+    limited, other, stopped, questions, opted_out = asyncio.run(run())
+    (reply,) = limited[1]["replies"]
+    assert reply["message_type"] == 22 and "qua 1 tin nhan" in reply["text"]
+    assert NUMBERED.search(other[1]["replies"][0]["text"])
+    assert [q.sender for q in questions] == [STRANGER]
+    assert stopped[1]["replies"] == [] and opted_out == {OWNER}   # over the limit again: silent, but it stands
+
+
+def test_the_message_path_does_not_load_the_faq_library_unless_an_faq_is_given():
+    """scikit-learn costs about a second of CPU to import: `smsgw parse`, `send` and `serve` without
+    an FAQ never pay it."""
+    import subprocess
+    import sys
+
+    loaded = subprocess.run([sys.executable, "-c", "import sys, smsgw.service, smsgw.gateway, smsgw.cli; "
+                             "print('sklearn' in sys.modules)"], capture_output=True, text=True, timeout=60)
+    assert loaded.stdout == "False\n", loaded.stderr

@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 TRANSCRIPTS = ROOT / "fixtures" / "transcripts"
-REFERENCE = ("qt.txt", "the.txt", "hs.txt", "errors.txt", "forms.txt", "corrections.txt")
+REFERENCE = ("qt.txt", "the.txt", "hs.txt", "errors.txt", "forms.txt", "corrections.txt", "conversation.txt")
 SECRET = "replay-secret"
 
 

@@ -140,7 +140,7 @@ class Notice:
 @dataclass(frozen=True)
 class Effect:
     """The durable effect of a conversation command (CONTRACT §7), written by `store_mo` in its
-    MO's transaction when the MO is answered as usual (no guard withheld or replaced its reply)."""
+    MO's transaction (see `written`)."""
 
     kind: str                      # question | rating | opt_out | opt_in
     text: str | None = None        # the question as typed, or the rating's comment
@@ -148,6 +148,12 @@ class Effect:
     faq_id: str | None = None      # the FAQ entry whose answer follows the acknowledgment at once
     numbered: Callable[[str], Sequence[OutboundMessage]] | None = None
     """A question: its number ("Q" and digits) -> its replies, in place of `replies` (a pure function)."""
+
+    def written(self, guard: Guard | None) -> bool:
+        """Whether it is written for an MO that `guard` decided on: always for an opt-out or an
+        opt-in (the citizen's wish about notices stands, even when the reply is withheld), never
+        for a question or a rating over a limit."""
+        return guard is None or self.kind in ("opt_out", "opt_in")
 
 
 @dataclass(frozen=True)

@@ -148,7 +148,7 @@ class PgMessageStore(MessageStore):
                     sent = [screening.instead] if decided is Guard.RATE_LIMITED else []
                     await conn.execute("UPDATE mo_messages SET guard = $1, status = $2 WHERE id = $3",
                                        decided.value, status if sent else "withheld", mo_id)
-            if effect is not None and decided is None:
+            if effect is not None and effect.written(decided):
                 number = await pg_conversations.write_effect(conn, effect, mo_id=mo_id, carrier=inbound.carrier,
                                                              sender=inbound.sender, now=now)
                 if number is not None and effect.numbered is not None:

@@ -81,7 +81,7 @@ class SqliteMessageStore(MessageStore):
                     sent = [screening.instead] if decided is Guard.RATE_LIMITED else []
                     conn.execute("UPDATE mo_messages SET guard = ?, status = ? WHERE id = ?",
                                  (decided.value, status if sent else "withheld", mo_id))
-            if effect is not None and decided is None:
+            if effect is not None and effect.written(decided):
                 number = sqlite_conversations.write_effect(conn, effect, mo_id=mo_id, carrier=inbound.carrier,
                                                            sender=inbound.sender, now=now)
                 if number is not None and effect.numbered is not None:
