@@ -344,7 +344,8 @@ def walk_inputs(tmp_path_factory, records_db) -> tuple[dict[str, str], dict[str,
     config.write_text('[carriers.generic]\nsecret = "k"\nmode = "sync"\n', encoding="utf-8")
     valid = {"--db": str(db), "--config": str(config), "--from": PHONE, "--persons": "1", "--days": "30", "--month": "2026-11",
              "text": "BH", "files": str(TRANSCRIPTS / "hs.txt"), "directory": str(RECORDS),
-             "--to": str(root / "backup.db"), "--phone": PHONE, "number": "Q1"}
+             "--to": str(root / "backup.db"), "--phone": PHONE, "number": "Q1",
+             "name": "ana", "--role": "viewer"}
     paths = [str(folder), str(root / "missing" / "x.db"), str(corrupt), str(truncated)]
     refused = {
         "--db": paths, "--config": [str(folder), str(cp1258), str(not_toml), str(root / "missing.toml")],
@@ -358,6 +359,7 @@ def walk_inputs(tmp_path_factory, records_db) -> tuple[dict[str, str], dict[str,
         "files": [str(folder), str(root / "missing.txt"), str(cp1258), str(empty)],
         "directory": [str(root / "missing"), str(empty), str(bad_csv), str(folder)],
         "number": ["Q99999999999999999999999", "X1", "", "Q-1"],
+        "name": ["", "a b", "x" * 65, "tên"], "--role": ["root", ""],
     }
     edges = {
         "--today": ["0001-01-01", "9999-12-31"], "--since": ["0001-01-01", "9999-12-31"],
