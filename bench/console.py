@@ -7,11 +7,11 @@ Copies the records store (default /work/benchcache/e2e-records-1000000.db when i
 MOs spread over the last `--days` days with SQL (a recursive CTE: no Python loop per row): each
 with its reply MT and its charge row, as the gateway stores them (60% QT, 15% THE, 7% HS, 3% help,
 10% not understood across six error codes, 5% withheld by the loop guard; 10% of lookups refunded
-as "not found", 2% of MTs failed with an error, the latest 2,000 MTs pending
-on a carrier `held` whose MT endpoint accepts connections and never answers, one MT a second: a
-queue that stays), from 200,000
-phones over three carriers. Then starts `smsgw serve` on it, logs an admin in, and requests each
-page `--requests` times in a row, printing the median, p95 and max of each in milliseconds.
+as "not found", 2% of MTs failed with an error), from 200,000 phones over three carriers; the
+latest 2,000 MTs pending on a carrier `held` whose MT endpoint accepts connections and never
+answers, one MT a second (a queue that stays); 10,000 questions (50 open) and 20,000 ratings.
+Then starts `smsgw serve` on it, logs an admin in, and requests each page `--requests` times in a
+row, printing the median, p95 and max of each in milliseconds.
 """
 
 from __future__ import annotations
@@ -85,6 +85,21 @@ SELECT 'charge', {_CARRIER}, 'mo-' || i, 'mt-' || i, substr({_SENDER}, 1, 7) || 
        strftime('%Y-%m-%dT%H:%M:%S+00:00', {_AT}, 'unixepoch')
 FROM n WHERE {_KIND} < 95"""
 
+# 10,000 questions (the latest 50 open, the others answered an hour later) and 20,000 ratings (one in
+# ten with a comment), spread over the same days.
+_QUESTIONS = """WITH RECURSIVE q(j) AS (SELECT 0 UNION ALL SELECT j + 1 FROM q WHERE j + 1 < 10000)
+INSERT INTO questions (mo_id, carrier, sender, text, asked_at, faq_id, answer, answered_by, answered_at)
+SELECT 'q-' || j, 'viettel', '849' || printf('%08d', j), 'Xin hỏi về thẻ BHYT của tôi, số thứ tự ' || j,
+       :start + j * :span / 10000, NULL,
+       CASE WHEN j < 9950 THEN 'Trả lời câu hỏi ' || j END, CASE WHEN j < 9950 THEN 'staff' END,
+       CASE WHEN j < 9950 THEN :start + j * :span / 10000 + 3600 END
+FROM q"""
+_RATINGS = """WITH RECURSIVE r(k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM r WHERE k + 1 < 20000)
+INSERT INTO ratings (mo_id, sender, rating, comment, rated_mo_id, rated_at)
+SELECT 'r-' || k, '849' || printf('%08d', k), 1 + (k * 7) % 5, CASE WHEN k % 10 = 0 THEN 'Góp ý số ' || k END,
+       'mo-' || (k * 50), :start + k * :span / 20000
+FROM r"""
+
 
 def smsgw(*args: str, stdin: str | None = None) -> None:
     subprocess.run([sys.executable, "-m", "smsgw", *args], check=True, input=stdin, text=True,
@@ -109,6 +124,8 @@ def make_store(directory: Path, records: Path | None, mos: int, days: int) -> Pa
     conn.execute("BEGIN")
     for statement in (_MOS, _MTS, _BILLING):
         conn.execute(statement, params)
+    for statement in (_QUESTIONS, _RATINGS):
+        conn.execute(statement, {"start": params["start"], "span": params["span"]})
     conn.execute("COMMIT")
     conn.execute("ANALYZE")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -164,8 +181,10 @@ async def measure_pages(base: str, requests: int) -> list[tuple[str, list[float]
             ("messages: search by carrier id", "POST", "/console/messages", {"kind": "carrier_id", "q": "c-123"}),
             ("messages: search by MO id", "POST", "/console/messages", {"kind": "mo_id", "q": "mo-500000"}),
             ("messages: conversation of an MO", "GET", "/console/messages/mo/mo-123", None),
+            ("questions", "GET", "/console/questions", None),
+            ("satisfaction, this month", "GET", "/console/satisfaction", None),
             ("understanding, 30 days", "GET", "/console/understanding", None),
-            ("understanding, 24 hours", "GET", "/console/understanding?days=1", None),
+            ("understanding, today", "GET", "/console/understanding?days=1", None),
             ("billing, this month", "GET", "/console/billing", None),
             ("carriers", "GET", "/console/carriers", None),
             ("simulator (form)", "GET", "/console/simulator", None),
