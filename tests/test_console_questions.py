@@ -161,3 +161,35 @@ def test_a_questions_age_in_working_hours(asked, now, hours):
         return datetime.fromisoformat(text).replace(tzinfo=VIETNAM).timestamp()
 
     assert working_seconds(QuestionsConfig(), at(asked), at(now)) == hours * 3600
+
+
+def test_the_faqs_closest_entries_are_offered_to_staff(console_db):
+    from html import escape
+
+    from smsgw.faq import Faq
+    from smsgw.service import open_service
+
+    faq = Faq.from_csv("fixtures/faq/faq.csv")
+    question = "Mẹ tôi muốn mua bảo hiểm cho cả nhà thì cần những gì?"
+    assert not faq.match(question).confident   # staff answer it: no FAQ answer goes at once
+    expected = [entry.answer for entry, _ in faq.suggest(question, 3)]
+    assert expected
+
+    async def scenario():
+        config = parse_config({"carriers": {"open": {"auth": "none", "mode": "sync"}}, "protection": NO_LIMITS})
+        async with open_service(console_db, config, faq=faq) as service:
+            app = create_app(config, db_path=console_db, service_factory=lambda: service)
+            async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
+                response = await client.post("/carriers/open/mo", data=json.dumps(
+                    {"id": "f1", "from": OWNER, "to": "8079", "text": f"BH HOI {question}"}),
+                    headers={"Content-Type": "application/json"})
+                number = re.search(r"Q[0-9]+", (await response.json())["replies"][0]["text"]).group(0)
+                await logged_in(client, "sam")
+                page = await (await client.get("/console/questions")).text()
+                assert page.count(f'data-fill="answer-{number}"') == len(expected)
+                for answer in expected:
+                    assert escape(answer) in page
+                await logged_in(client, "vic")
+                assert "data-fill" not in await (await client.get("/console/questions")).text()
+
+    asyncio.run(scenario())
