@@ -25,6 +25,7 @@ from .cli_faq import add_faq_commands
 from .cli_operations import add_operations_commands
 from .cli_questions import add_questions_commands
 from .cli_reports import add_report_commands
+from .cli_users import add_user_commands
 
 
 def _print_json(obj: dict) -> None:
@@ -300,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_commands(sub, db_help=DB_HELP, config_help=CONFIG_HELP)
     add_questions_commands(sub, db_help=DB_HELP, config_help=CONFIG_HELP)
     add_faq_commands(sub, db_help=DB_HELP)
+    add_user_commands(sub, db_help=DB_HELP)
     return parser
 
 

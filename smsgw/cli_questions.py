@@ -111,16 +111,26 @@ def cmd_questions_answer(args: argparse.Namespace) -> int:
     return 0 if outcome != "failed" else 1
 
 
+def answer_message(question, text: str, config):
+    """The MT answering `question` with staff's `text` (worded, measured, a free push), for
+    `MessageStore.answer_question`; the console answers with it too."""
+    from .answers import QuestionReply
+    from .billing import MessageType
+    from .ids import new_id
+    from .replies import reply
+    from .wire import OutboundMessage
+
+    worded = reply(QuestionReply(question.number, text, invite=True), unicode=config.unicode)
+    return OutboundMessage(id=new_id(), mo_id="", in_reply_to="", carrier=question.carrier, sender=config.shortcode,
+                           to=question.sender, text=worded.text, encoding=worded.encoding, segments=worded.segments,
+                           message_type=MessageType(worded.message_type))
+
+
 async def _answer(db: str, config, number: str, text: str, by: str):
     import aiohttp
 
-    from .answers import QuestionReply
-    from .billing import MessageType
     from .carrier import load_adapter
-    from .ids import new_id
-    from .replies import reply
     from .store import open_messages
-    from .wire import OutboundMessage
 
     store = await open_messages(db)
     try:
@@ -132,14 +142,8 @@ async def _answer(db: str, config, number: str, text: str, by: str):
             raise UserError(f"{number} came by carrier {known[number].carrier!r}, which the configuration "
                             "does not have: the answer could not be sent (give --config)")
 
-        def word(question) -> OutboundMessage:
-            worded = reply(QuestionReply(question.number, text, invite=True), unicode=config.unicode)
-            return OutboundMessage(id=new_id(), mo_id="", in_reply_to="", carrier=question.carrier,
-                                   sender=config.shortcode, to=question.sender, text=worded.text,
-                                   encoding=worded.encoding, segments=worded.segments,
-                                   message_type=MessageType(worded.message_type))
-
-        stored = await store.answer_question(number, word, by=by, now=time.time(),
+        stored = await store.answer_question(number, lambda question: answer_message(question, text, config),
+                                             by=by, now=time.time(),
                                              lease=store.lease_seconds or ANSWER_LEASE)
         if stored is None:
             raise UserError(f"no question {number} in {store.path}")

@@ -177,6 +177,14 @@ class ServerConfig(Table):
     shutdown_grace: float = Field(30.0, ge=0)  # s after SIGTERM for the requests under way
 
 
+class ConsoleConfig(Table):
+    """The operator console (`[console]`, CONTRACT §9; smsgw/console/)."""
+
+    enabled: bool = True            # false: no /console/ routes at all
+    https: bool = False             # served behind https (a TLS proxy): session cookies get `Secure`
+    session_hours: float = Field(12.0, gt=0, le=24 * 30)  # a session ends this long after login
+
+
 class RetentionConfig(Table):
     """How long personal data is kept (`[retention]`, CONTRACT §11; smsgw/retention.py)."""
 
@@ -208,6 +216,7 @@ class Settings(BaseSettings):
     server: ServerConfig = ServerConfig()
     retention: RetentionConfig = RetentionConfig()
     questions: QuestionsConfig = QuestionsConfig()
+    console: ConsoleConfig = ConsoleConfig()
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
@@ -244,6 +253,7 @@ class Config:
     server: ServerConfig = ServerConfig()
     retention: RetentionConfig = RetentionConfig()
     questions: QuestionsConfig = QuestionsConfig()
+    console: ConsoleConfig = ConsoleConfig()
     source: str = "<defaults>"
 
     def carrier_for_network(self, network: str) -> str | None:
@@ -316,7 +326,8 @@ def parse_config(data: dict[str, Any], source: str = "<config>", *,
         shortcode=settings.gateway.shortcode, unicode=settings.gateway.unicode,
         owner_only=settings.policy.owner_only, carriers=carriers, routes=settings.routes,
         protection=settings.protection, notices=settings.notices, server=settings.server,
-        retention=settings.retention, questions=settings.questions, source=source,
+        retention=settings.retention, questions=settings.questions, console=settings.console,
+        source=source,
     )
 
 

@@ -32,6 +32,7 @@ def effective_tables(config: Config) -> dict[str, Any]:
         "server": _table(config.server),
         "retention": _table(config.retention),
         "questions": {**_table(config.questions), "holidays": sorted(d.isoformat() for d in config.questions.holidays)},
+        "console": _table(config.console),
     }
 
 

@@ -141,6 +141,10 @@ def create_app(config: Config, *, db_path: str, service_factory: Callable[[], An
     from .api import add_api
 
     add_api(app, config, lambda: app[STORE], lambda: app[OUTBOX])
+    if config.console.enabled:   # the operator console at /console/ (smsgw/console/, CONTRACT §9)
+        from .console import add_console
+
+        add_console(app, config, db_path)
     return app
 
 

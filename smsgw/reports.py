@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import groupby
@@ -67,12 +68,9 @@ class Understanding:
         return self.understood / self.total if self.total else 0.0
 
 
-def understanding(reader: MessageReports, since: float | None = None,
-                  routes: frozenset[str] = frozenset()) -> Understanding:
-    """Understanding of the MOs taken since `since` (Unix seconds; None: all of them);
-    `routes` are the keywords of other services, which are never corrected."""
-    report = Understanding()
-    for command, error, count in reader.mo_outcomes(since):
+def count_outcomes(report: Understanding, rows: Iterable[tuple[str | None, str | None, int]]) -> Understanding:
+    """`report` with the (command, error, MOs) rows counted: understood, errors by code, routed."""
+    for command, error, count in rows:
         if error is not None:
             report.errors[error] += count
         elif command in COMMAND_NAMES:
@@ -80,6 +78,14 @@ def understanding(reader: MessageReports, since: float | None = None,
             report.commands[command] += count
         elif command is not None:
             report.routed += count
+    return report
+
+
+def understanding(reader: MessageReports, since: float | None = None,
+                  routes: frozenset[str] = frozenset()) -> Understanding:
+    """Understanding of the MOs taken since `since` (Unix seconds; None: all of them);
+    `routes` are the keywords of other services, which are never corrected."""
+    report = count_outcomes(Understanding(), reader.mo_outcomes(since))
     for _, rows in groupby(reader.misunderstood_texts(since, TAKE_UP_WINDOW), key=lambda row: row[0]):
         rows = list(rows)
         _, taken_at, text, _ = rows[0]

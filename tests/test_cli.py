@@ -345,7 +345,7 @@ def walk_inputs(tmp_path_factory, records_db) -> tuple[dict[str, str], dict[str,
     valid = {"--db": str(db), "--config": str(config), "--from": PHONE, "--persons": "1", "--days": "30", "--month": "2026-11",
              "text": "BH", "files": str(TRANSCRIPTS / "hs.txt"), "directory": str(RECORDS),
              "--to": str(root / "backup.db"), "--phone": PHONE, "name": "clinic", "number": "Q1",
-             "file": str(ROOT / "fixtures" / "faq" / "faq.csv")}
+             "file": str(ROOT / "fixtures" / "faq" / "faq.csv"), "--role": "viewer"}
     paths = [str(folder), str(root / "missing" / "x.db"), str(corrupt), str(truncated)]
     refused = {
         "--db": paths, "--config": [str(folder), str(cp1258), str(not_toml), str(root / "missing.toml")],
@@ -360,6 +360,7 @@ def walk_inputs(tmp_path_factory, records_db) -> tuple[dict[str, str], dict[str,
         "directory": [str(root / "missing"), str(empty), str(bad_csv), str(folder)],
         "number": ["Q99999999999999999999999", "X1", "", "Q-1"],
         "file": [str(folder), str(root / "missing.csv"), str(cp1258), str(empty)],
+        "name": ["", "a b", "x" * 65, "tên"], "--role": ["root", ""],
     }
     edges = {
         "--today": ["0001-01-01", "9999-12-31"], "--since": ["0001-01-01", "9999-12-31"],

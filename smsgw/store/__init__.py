@@ -41,10 +41,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .console import ROLES, Account, AuditEntry, ConsoleStore, MessageRow, QueueRow, Session
 from .errors import DatabaseRefused, StoreError, explain
-from .messages import (MESSAGE_LANE, NOTICE_LANE, REPLY_LANE, BillingRow, Effect, Guard, MessageReports,
-                       MessageStore, MTState, Notice, PendingMT, Question, Screening, SenderHistory, StaffAnswer,
-                       StoredMO)
+from .messages import (MESSAGE_LANE, NOTICE_LANE, REAL_TRAFFIC, REPLY_LANE, TEST_CARRIER, BillingRow, Effect, Guard,
+                       MessageReports, MessageStore, MTState, Notice, PendingMT, Question, Screening, SenderHistory,
+                       StaffAnswer, StoredMO)
 from .dossier_changes import DossierChange
 from .records import DOSSIER_RESULTS, DOSSIER_STATUSES, SCHEMES, Card, Dossier, Period, Person, RecordStore
 from .sqlite_messages import SqliteMessageStore
@@ -57,13 +58,15 @@ from .sqlite_reports import SqliteReports
 from .sqlite_retention import SqliteRetention
 
 __all__ = [
+    "Account", "AuditEntry", "ConsoleStore", "MessageRow", "open_console", "QueueRow", "ROLES", "Session",
     "backup_database", "BillingRow", "Effect", "Question", "StaffAnswer", "Card", "CardRow", "DatabaseRefused",
     "Dossier", "DossierChange", "DOSSIER_RESULTS", "DOSSIER_STATUSES", "DossierRow", "explain", "Guard",
     "MESSAGE_LANE", "NOTICE_LANE", "REPLY_LANE", "is_postgres", "KeyMismatch", "MessageReports", "MessageStore",
     "migrate", "MTState", "Notice", "open_messages", "open_personal_data", "open_records", "open_reports",
     "OutdatedSchema", "PaidUpRow", "PendingMT", "Period", "PeriodRow", "Person", "PersonalData", "PersonRow",
-    "phone_hash", "PruneRunning", "RecordStore", "require_current", "SCHEMA_VERSION", "SCHEMES", "Screening", "SenderHistory",
-    "SqliteMessageStore", "SqliteReports", "SqliteStore", "StoredMO", "StoreError",
+    "phone_hash", "PruneRunning", "RecordStore", "require_current", "SCHEMA_VERSION", "SCHEMES", "Screening",
+    "SenderHistory", "SqliteMessageStore", "SqliteReports", "SqliteStore", "StoredMO", "StoreError", "REAL_TRAFFIC",
+    "TEST_CARRIER",
 ]
 
 
@@ -110,6 +113,17 @@ def open_reports(db: str) -> MessageReports:
 
         return PgReports.open(db)
     return SqliteReports.open(db)
+
+
+async def open_console(db: str) -> "ConsoleStore":
+    """The operator console's accounts, sessions, audit and reading queries at `db` (`--db`)."""
+    if is_postgres(db):
+        from .pg_console import PgConsoleStore
+
+        return await PgConsoleStore.open(db)
+    from .sqlite_console import SqliteConsoleStore
+
+    return await SqliteConsoleStore.open(db)
 
 
 def open_personal_data(db: str) -> PersonalData:

@@ -29,6 +29,16 @@ HOUR = 3600.0
 MINUTE = 60.0
 RATED_WITHIN = 24 * HOUR   # a rating is of the phone's last answered MO within this time
 
+TEST_CARRIER = "console:simulator"
+"""The carrier of the console simulator's test traffic (smsgw/console/simulator.py): it goes the
+real path (intake, service, store) but under this name, which no configured carrier can have
+(':' is not allowed in a carrier name), and every report, billing total and ledger export leaves
+it out (`REAL_TRAFFIC`): never billed, never counted."""
+REAL_TRAFFIC = f"carrier != '{TEST_CARRIER}'"
+# a rating (`ratings AS r`) sent from the simulator is test traffic too
+NOT_TEST_RATING = (f"NOT EXISTS (SELECT 1 FROM mo_messages AS own WHERE own.id = r.mo_id"
+                   f" AND own.carrier = '{TEST_CARRIER}')")
+
 
 class Guard(str, Enum):
     """Why an MO was not answered as usual (protection.py's rules); stored with the MO."""

@@ -19,13 +19,14 @@ import asyncpg
 
 from ..billing import MessageType
 from .errors import DatabaseRefused
-from .messages import BillingRow
+from .messages import NOT_TEST_RATING, REAL_TRAFFIC, BillingRow
 from .pg_pool import connect_once
 from .schema import shown
 from .sqlite_tables import iso_time
 
 CHUNK = 2000   # rows fetched from a cursor at a time
-_PHONE_SENDERS = "(guard IS NULL OR guard NOT IN ('short_code', 'alphanumeric'))"
+# citizens' MOs: phones, not the console simulator's test traffic (messages.TEST_CARRIER)
+_PHONE_SENDERS = f"(guard IS NULL OR guard NOT IN ('short_code', 'alphanumeric')) AND {REAL_TRAFFIC}"
 _TAKEN_AT = "coalesce(taken_at, extract(epoch FROM received_at::timestamptz))"
 
 
@@ -72,7 +73,7 @@ class PgReports:
 
     def ratings_between(self, start: float, end: float) -> list[tuple[float, str, int, str | None, str | None]]:
         query = ("SELECT r.rated_at, r.sender, r.rating, r.comment, m.command FROM ratings AS r LEFT JOIN mo_messages"
-                 " AS m ON m.id = r.rated_mo_id WHERE r.rated_at >= $1 AND r.rated_at < $2"
+                 f" AS m ON m.id = r.rated_mo_id WHERE {NOT_TEST_RATING} AND r.rated_at >= $1 AND r.rated_at < $2"
                  ' ORDER BY r.rated_at, r.mo_id COLLATE "C"')
         return [tuple(row) for row in self._rows(query, (start, end))]
 
@@ -113,5 +114,5 @@ class PgReports:
 
 def _billing_window(start: float, end: float, carrier: str | None) -> tuple[str, tuple]:
     if carrier is None:
-        return "at >= $1 AND at < $2", (iso_time(start), iso_time(end))
+        return f"at >= $1 AND at < $2 AND {REAL_TRAFFIC}", (iso_time(start), iso_time(end))
     return "at >= $1 AND at < $2 AND carrier = $3", (iso_time(start), iso_time(end), carrier)

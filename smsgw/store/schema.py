@@ -17,11 +17,12 @@ import os
 import sqlite3
 from pathlib import Path
 
+from .console_tables import PG_CONSOLE_STEP, SQLITE_CONSOLE_STEP, statements
 from .dossier_changes import PG_TABLE as DOSSIER_CHANGES_PG
 from .dossier_changes import SQLITE_TABLE as DOSSIER_CHANGES_SQLITE
 from .errors import StoreError
 
-CURRENT = 6
+CURRENT = 7
 _MIGRATE_LOCK = 0x736D7367   # "smsg": pg_advisory_xact_lock key of a migration
 
 _VERSION_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY,"
@@ -106,8 +107,14 @@ def _sqlite_step_conversations(conn: sqlite3.Connection) -> None:
     create_message_tables(conn)   # CONVERSATION_TABLES and mt_messages.lease_until, when missing
 
 
+def _sqlite_console_step(conn: sqlite3.Connection) -> None:
+    for statement in statements(SQLITE_CONSOLE_STEP):
+        conn.execute(statement)
+
+
 _SQLITE_STEPS = {1: _sqlite_step_1, 2: _sqlite_step_notices, 3: _sqlite_step_api,
-                 4: _sqlite_step_conversations, 5: _sqlite_step_faq, 6: _sqlite_step_retention}
+                 4: _sqlite_step_conversations, 5: _sqlite_step_faq, 6: _sqlite_step_retention,
+                 7: _sqlite_console_step}
 
 
 def sqlite_version(conn: sqlite3.Connection) -> int:
@@ -252,7 +259,7 @@ CREATE INDEX IF NOT EXISTS ratings_at ON ratings (rated_at);
 CREATE TABLE IF NOT EXISTS opt_outs (phone TEXT PRIMARY KEY, since DOUBLE PRECISION NOT NULL);
 """
 _PG_STEPS = {1: _PG_STEP_1, 2: _PG_STEP_NOTICES, 3: _pg_step_api, 4: _PG_STEP_CONVERSATIONS,
-             5: FAQ_STEP["postgresql"], 6: _PG_STEP_RETENTION}
+             5: FAQ_STEP["postgresql"], 6: _PG_STEP_RETENTION, 7: PG_CONSOLE_STEP}
 
 
 async def pg_version(conn) -> int:

@@ -12,10 +12,11 @@ from collections.abc import Iterator
 
 from ..billing import MessageType
 from .errors import DatabaseRefused, explain
-from .messages import BillingRow
+from .messages import NOT_TEST_RATING, REAL_TRAFFIC, BillingRow
 from .sqlite_tables import connect, iso_time
 
-_PHONE_SENDERS = "(guard IS NULL OR guard NOT IN ('short_code', 'alphanumeric'))"
+# citizens' MOs: phones, not the console simulator's test traffic (messages.TEST_CARRIER)
+_PHONE_SENDERS = f"(guard IS NULL OR guard NOT IN ('short_code', 'alphanumeric')) AND {REAL_TRAFFIC}"
 # MOs stored before `taken_at` existed have only the carrier's ISO `received_at`.
 _TAKEN_AT = "coalesce(taken_at, CAST(strftime('%s', received_at) AS REAL))"
 
@@ -60,7 +61,8 @@ class SqliteReports:
         ratings (BH DG) given in [start, end), in that order."""
         return self._conn.execute(
             "SELECT r.rated_at, r.sender, r.rating, r.comment, m.command FROM ratings AS r LEFT JOIN mo_messages AS m"
-            " ON m.id = r.rated_mo_id WHERE r.rated_at >= ? AND r.rated_at < ? ORDER BY r.rated_at, r.mo_id",
+            f" ON m.id = r.rated_mo_id WHERE {NOT_TEST_RATING} AND r.rated_at >= ? AND r.rated_at < ?"
+            " ORDER BY r.rated_at, r.mo_id",
             (start, end)).fetchall()
 
     def mo_outcomes(self, since: float | None = None) -> list[tuple[str | None, str | None, int]]:
@@ -91,5 +93,5 @@ class SqliteReports:
 def _billing_window(start: float, end: float, carrier: str | None) -> tuple[str, tuple]:
     """The WHERE clause and its parameters of the billing rows written in [start, end), of `carrier` or all."""
     if carrier is None:
-        return "at >= ? AND at < ?", (iso_time(start), iso_time(end))
+        return f"at >= ? AND at < ? AND {REAL_TRAFFIC}", (iso_time(start), iso_time(end))
     return "at >= ? AND at < ? AND carrier = ?", (iso_time(start), iso_time(end), carrier)
