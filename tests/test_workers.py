@@ -118,9 +118,13 @@ def test_every_scrape_of_two_workers_counts_both(tmp_path):
             process.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(process.wait(), timeout=30) == 0
         finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+            if process.returncode is None:   # a failed assertion: SIGTERM, which the supervisor passes on to
+                process.send_signal(signal.SIGTERM)   # its workers (SIGKILL would leave them running)
+                try:
+                    await asyncio.wait_for(process.wait(), timeout=15)
+                except asyncio.TimeoutError:
+                    process.kill()
+                    await process.wait()
         assert list(run_dir.iterdir()) == []   # the run's metric files removed with it
 
     asyncio.run(run())
