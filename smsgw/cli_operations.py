@@ -46,6 +46,7 @@ def cmd_db_prune(args: argparse.Namespace) -> int:
 
     from .clock import VIETNAM
     from .retention import cutoff, prune
+    from .store.schema import shown
 
     config = _retention_store(args)
     now = None
@@ -59,7 +60,7 @@ def cmd_db_prune(args: argparse.Namespace) -> int:
     done = prune(args.db, config, now=now)
     limit = datetime.fromtimestamp(cutoff(config, now or time.time()), VIETNAM).isoformat(timespec="seconds")
     rows = ", ".join(f"{table} {count:,}" for table, count in sorted(done.items())) or "nothing to erase"
-    print(f"pruned {args.db}: data before {limit} ({config.retention.days} days): {rows} "
+    print(f"pruned {shown(args.db)}: data before {limit} ({config.retention.days} days): {rows} "
           f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return 0
 

@@ -59,6 +59,10 @@ def serve_worker(config: Config, *, db_path: str, host: str, port: int, index: i
     from .store import is_postgres
 
     pin_to_one_core(index if count > 1 else None)
+    if count > 1:   # every line this worker logs says which one it is
+        import structlog
+
+        structlog.contextvars.bind_contextvars(worker=index)
     serve(config, db_path=db_path, host=host, port=port, reuse_port=count > 1,
           resume_pending=index == 0 or is_postgres(db_path))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -81,10 +82,11 @@ def test_every_scrape_of_two_workers_counts_both(tmp_path):
 
     async def run():
         await make_records(db)
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "smsgw", "serve", "--db", str(db), "--config", str(config), "--port", "0",
-            "--workers", "2", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-            env={**os.environ, "RUNTIME_DIRECTORY": str(run_dir)})
+        with open(tmp_path / "serve.log", "wb") as log:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "smsgw", "serve", "--db", str(db), "--config", str(config), "--port", "0",
+                "--workers", "2", stdout=asyncio.subprocess.PIPE, stderr=log,
+                env={**os.environ, "RUNTIME_DIRECTORY": str(run_dir)})
         try:
             line = (await asyncio.wait_for(process.stdout.readline(), timeout=20)).decode()
             url = line.split()[3]
@@ -116,12 +118,19 @@ def test_every_scrape_of_two_workers_counts_both(tmp_path):
             process.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(process.wait(), timeout=30) == 0
         finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+            if process.returncode is None:   # a failed assertion: SIGTERM, which the supervisor passes on to
+                process.send_signal(signal.SIGTERM)   # its workers (SIGKILL would leave them running)
+                try:
+                    await asyncio.wait_for(process.wait(), timeout=15)
+                except asyncio.TimeoutError:
+                    process.kill()
+                    await process.wait()
         assert list(run_dir.iterdir()) == []   # the run's metric files removed with it
 
     asyncio.run(run())
+    lines = [json.loads(line) for line in (tmp_path / "serve.log").read_text().splitlines() if line.startswith("{")]
+    answered = [line["worker"] for line in lines if line["event"] == "message"]
+    assert len(answered) == 40 and set(answered) == {0, 1}   # each line says which worker logged it
 
 
 @pytest.mark.parametrize("db, resuming", [("/var/lib/smsgw/smsgw.db", [True, False, False]),
