@@ -52,6 +52,7 @@ T = TypeVar("T")
 class _Operation:
     run: Callable[[sqlite3.Connection], Any]
     future: asyncio.Future
+    heavy: bool = False
 
 
 class GroupCommitWriter:
@@ -124,11 +125,14 @@ class GroupCommitWriter:
         await loop.run_in_executor(self._executor, self._conn.close)
         self._executor.shutdown(wait=True)
 
-    def submit(self, run: Callable[[sqlite3.Connection], T]) -> "asyncio.Future[T]":
+    def submit(self, run: Callable[[sqlite3.Connection], T], *, heavy: bool = False) -> "asyncio.Future[T]":
+        """Run `run(conn)` in the next batch's transaction. `heavy`: it takes long (an API batch of
+        100,000 rows, seconds), so that batch's statements run in the writer's thread instead of on
+        the event loop, which goes on serving meanwhile."""
         if self._closing or self._task is None:
             raise Unavailable("the message store is closed")
         future = asyncio.get_running_loop().create_future()
-        self._queue.append(_Operation(run, future))
+        self._queue.append(_Operation(run, future, heavy))
         self._wakeup.set()
         return future
 
@@ -161,7 +165,10 @@ class GroupCommitWriter:
                 results = _run_isolated(self._conn, batch)
             else:
                 batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
-                results = _run_together(self._conn, batch)
+                if any(operation.heavy for operation in batch):
+                    results = await loop.run_in_executor(self._executor, _run_together, self._conn, batch)
+                else:
+                    results = _run_together(self._conn, batch)
                 if results is None:   # one failed and the transaction was rolled back: again, isolated
                     self._queue.extendleft(reversed(batch))
                     self._isolate = len(batch)
