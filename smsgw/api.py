@@ -23,7 +23,7 @@ import json
 import math
 import time
 from collections.abc import AsyncIterator, Callable
-from importlib import resources
+from importlib import resources as package_files
 from typing import Any
 
 from aiohttp import web
@@ -56,7 +56,7 @@ def add_api(app: web.Application, config: Config, store_of: Callable[[], Any], o
     app[API_CONFIG] = config
     app[EXPIRIES] = {}
 
-    async def resources_(app: web.Application) -> AsyncIterator[None]:
+    async def api_resources(app: web.Application) -> AsyncIterator[None]:
         messages = store_of()
         store = await open_api(messages)
         app[API_STORE] = store
@@ -67,7 +67,7 @@ def add_api(app: web.Application, config: Config, store_of: Callable[[], Any], o
         yield
         await sender.stop()
 
-    app.cleanup_ctx.append(resources_)
+    app.cleanup_ctx.append(api_resources)
     app.router.add_post("/api/v1/messages", post_message)
     app.router.add_get("/api/v1/messages/{id}", get_message)
     app.router.add_post("/api/v1/batches", post_batch)
@@ -243,5 +243,5 @@ _OPENAPI: bytes | None = None
 async def openapi(request: web.Request) -> web.Response:
     global _OPENAPI
     if _OPENAPI is None:
-        _OPENAPI = resources.files("smsgw").joinpath("openapi.json").read_bytes()
+        _OPENAPI = package_files.files("smsgw").joinpath("openapi.json").read_bytes()
     return web.Response(body=_OPENAPI, content_type="application/json")
