@@ -23,7 +23,7 @@ import json
 import math
 import time
 from collections.abc import AsyncIterator, Callable
-from importlib import resources
+from importlib import resources as package_files
 from typing import Any
 
 from aiohttp import web
@@ -39,6 +39,7 @@ from .store.api import ApiKey, ApiStore, Lease, PendingMT
 from .store.api_open import open_api
 
 MAX_API_BODY = 16 * 1024 * 1024
+OUTBOX_CHUNK = 2_000   # a batch's MTs handed to the outbox this many at a time
 API_STORE = web.AppKey("api_store", ApiStore)
 API_CONFIG = web.AppKey("api_config", Config)
 # The ttl end (or None) of each API MT this process stored and has not tried yet: the outbox's screen
@@ -55,7 +56,7 @@ def add_api(app: web.Application, config: Config, store_of: Callable[[], Any], o
     app[API_CONFIG] = config
     app[EXPIRIES] = {}
 
-    async def resources_(app: web.Application) -> AsyncIterator[None]:
+    async def api_resources(app: web.Application) -> AsyncIterator[None]:
         messages = store_of()
         store = await open_api(messages)
         app[API_STORE] = store
@@ -66,7 +67,7 @@ def add_api(app: web.Application, config: Config, store_of: Callable[[], Any], o
         yield
         await sender.stop()
 
-    app.cleanup_ctx.append(resources_)
+    app.cleanup_ctx.append(api_resources)
     app.router.add_post("/api/v1/messages", post_message)
     app.router.add_get("/api/v1/messages/{id}", get_message)
     app.router.add_post("/api/v1/batches", post_batch)
@@ -208,7 +209,7 @@ async def post_batch(request: web.Request) -> web.Response:
         if request.content_type == "text/csv":
             messages = await asyncio.to_thread(batch_from_csv, body, dict(request.query), key, config, now)
         else:
-            messages = await asyncio.to_thread(batch_from_json, _json(body), key, config, now)
+            messages = await asyncio.to_thread(lambda: batch_from_json(_json(body), key, config, now))
     except Refusal as refusal:
         return refusal.response()
     taken = await request.app[API_STORE].store_batch(key, idempotency_key, new_id(), messages, now=time.time(),
@@ -217,7 +218,10 @@ async def post_batch(request: web.Request) -> web.Response:
         return _reused(taken.batch_id)
     if taken.retry_after is not None:
         return _too_many(taken.retry_after)
-    _outbox_add(request, taken.pending, {new.mt.id: new.expires_at for new in messages} if taken.created else {})
+    expiries = {new.mt.id: new.expires_at for new in messages} if taken.created else {}
+    for start in range(0, len(taken.pending), OUTBOX_CHUNK):   # the loop serves others between chunks
+        _outbox_add(request, taken.pending[start:start + OUTBOX_CHUNK], expiries)
+        await asyncio.sleep(0)
     log.info("api batch", key=key.name, id=taken.batch_id, recipients=len(messages), created=taken.created)
     return web.json_response({"id": taken.batch_id}, status=202 if taken.created else 200)
 
@@ -239,5 +243,5 @@ _OPENAPI: bytes | None = None
 async def openapi(request: web.Request) -> web.Response:
     global _OPENAPI
     if _OPENAPI is None:
-        _OPENAPI = resources.files("smsgw").joinpath("openapi.json").read_bytes()
+        _OPENAPI = package_files.files("smsgw").joinpath("openapi.json").read_bytes()
     return web.Response(body=_OPENAPI, content_type="application/json")

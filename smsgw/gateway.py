@@ -7,6 +7,7 @@
                                 for the others
     GET  /healthz               200 when messages can be taken: store writable, workers alive
     GET  /metrics               Prometheus text
+    /api/v1/...                 the agency's sending API (CONTRACT §8): api.py, added by `add_api`
 
 A request is checked in this order: unknown carrier 404, method 405, body over 64 KiB 413,
 signature 401, content type 415, body 400; each refusal is `{"error": "<reason>"}`, or the

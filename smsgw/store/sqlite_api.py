@@ -17,6 +17,7 @@ from .api import API_TABLES_SQLITE, ApiKey, ApiMessage, ApiStore, BatchTaken, Ca
 from .messages import PendingMT
 from .sqlite_tables import iso_time
 
+HEAVY_BATCH = 1_000   # recipients above which a batch's statements run in the writer's thread (writer.py)
 _MESSAGE = ("SELECT id, key_name, recipient, class, status, updated_at, encoding, segments, batch_id"
             " FROM api_messages")
 
@@ -88,7 +89,7 @@ class SqliteApiStore(ApiStore):
             pending = _insert_many(conn, key, batch_id, messages, now)
             return BatchTaken(batch_id, True, pending)
 
-        return await self._submit(run)
+        return await self._submit(run, heavy=len(messages) > HEAVY_BATCH)
 
     async def message(self, key_name, message_id):
         def run(conn):

@@ -61,6 +61,7 @@ class _Operation:
     run: Callable[[sqlite3.Connection], Any]
     future: asyncio.Future
     context: contextvars.Context   # the submitter's: its log context (request_id, mo_id)
+    heavy: bool = False
 
     def __call__(self, conn: sqlite3.Connection) -> Any:
         return self.context.run(self.run, conn)
@@ -151,11 +152,14 @@ class GroupCommitWriter:
         await loop.run_in_executor(self._executor, self._conn.close)
         self._executor.shutdown(wait=True)
 
-    def submit(self, run: Callable[[sqlite3.Connection], T]) -> "asyncio.Future[T]":
+    def submit(self, run: Callable[[sqlite3.Connection], T], *, heavy: bool = False) -> "asyncio.Future[T]":
+        """Run `run(conn)` in the next batch's transaction. `heavy`: it takes long (an API batch of
+        100,000 rows, seconds), so that batch's statements run in the writer's thread instead of on
+        the event loop, which goes on serving meanwhile."""
         if self._closing or self._task is None:
             raise Unavailable("the message store is closed")
         future = asyncio.get_running_loop().create_future()
-        self._queue.append(_Operation(run, future, contextvars.copy_context()))
+        self._queue.append(_Operation(run, future, contextvars.copy_context(), heavy))
         self._wakeup.set()
         return future
 
@@ -190,7 +194,10 @@ class GroupCommitWriter:
                 results = _run_isolated(self._conn, batch)
             else:
                 batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
-                results = _run_together(self._conn, batch)
+                if any(operation.heavy for operation in batch):
+                    results = await loop.run_in_executor(self._executor, _run_together, self._conn, batch)
+                else:
+                    results = _run_together(self._conn, batch)
                 if results is None:   # one failed and the transaction was rolled back: again, isolated
                     self._queue.extendleft(reversed(batch))
                     self._isolate = len(batch)
