@@ -120,7 +120,7 @@ def test_notify_dossier_results_sends_one_notice_per_dossier_and_status(db, tmp_
     assert first[0] == 0 and first[1].splitlines() == [
         "notify dossier-results: 2 dossier changes to a result status",
         "  queued now: 1 (generic 1); queued by an earlier run: 0",
-        "  not sent: 1 without a phone on file, 0 on a network no carrier takes",
+        "  not sent: 1 without a phone on file, 0 on a network no carrier takes, 0 opted out (BH TC)",
         "  delivery: 1 sent, 0 failed, 0 left pending for the gateway's outbox",
     ], first
     assert again[0] == 0 and "notify dossier-results: 0 dossier changes" in again[1]
