@@ -146,7 +146,10 @@ def test_through_the_gateway_an_mos_reply_overtakes_a_notice_run_at_the_carriers
                 position = sink.position("urgent")
                 waited = sink.arrived[position][0] - stored_at
         assert {mt["id"] for _, mt in sink.arrived[:position]} <= run_ids
-        assert position - before <= 1, f"{position - before} notices reached the sink between the MO and its reply"
+        # The notice in its send slot, plus at most two whose requests were already on the way when
+        # the reply was stored (on a loaded machine a request outlives the 20 ms slot); a queue in
+        # order of arrival would have put all 10,000 ahead of it (200 s at this tps).
+        assert position - before <= 3, f"{position - before} notices reached the sink between the MO and its reply"
         assert waited < 1.0, f"the reply took {waited:.3f} s"
 
     asyncio.run(run())
