@@ -37,6 +37,7 @@ from .web import CONSOLE_DB, CONSOLE_STORE, DAILY, PREFIX
 
 _HERE = Path(__file__).parent
 log = get_logger(component="console")
+WARM_STOP_SECONDS = 10.0   # at shutdown, for the query under way in the background counting
 
 
 def add_console(app: web.Application, config: Config, db_path: str) -> None:
@@ -49,10 +50,15 @@ def add_console(app: web.Application, config: Config, db_path: str) -> None:
     async def console_store(app: web.Application) -> AsyncIterator[None]:
         store = await open_console(db_path)
         app[CONSOLE_STORE] = store
-        warming = asyncio.create_task(_warm(store, app[DAILY]), name="smsgw-console-warm")
+        stop = asyncio.Event()
+        warming = asyncio.create_task(_warm(store, app[DAILY], stop), name="smsgw-console-warm")
         yield
-        warming.cancel()
-        await asyncio.gather(warming, return_exceptions=True)
+        stop.set()   # it ends after its current query: a query cancelled midway could leave a connection behind
+        try:
+            await asyncio.wait_for(asyncio.shield(warming), WARM_STOP_SECONDS)
+        except asyncio.TimeoutError:
+            warming.cancel()
+            await asyncio.gather(warming, return_exceptions=True)
         await store.close()
 
     app[CONSOLE_DB] = db_path
@@ -63,9 +69,9 @@ def add_console(app: web.Application, config: Config, db_path: str) -> None:
         app.router.add_routes(module.routes)
 
 
-async def _warm(store, daily: DailyCounts) -> None:
+async def _warm(store, daily: DailyCounts, stop: asyncio.Event) -> None:
     """The days' counts, in the background at start (a failure only means the first page counts them)."""
     try:
-        await warm(store, daily)
+        await warm(store, daily, stop)
     except (Unavailable, OSError) as exc:
         log.warning("console: the days' counts not prepared at start", reason=str(exc))

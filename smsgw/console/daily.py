@@ -12,6 +12,7 @@ background at start (`warm`), so that the first page is fast too.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -98,11 +99,12 @@ async def billing(store: ConsoleStore, daily: DailyCounts, first: int, last: int
     return sorted((*key, count, amount) for key, (count, amount) in totals.items())
 
 
-async def warm(store: ConsoleStore, daily: DailyCounts, days: int = 31) -> None:
-    """Count the last `days` days of every kind (at start: the first page is then as fast as the next)."""
+async def warm(store: ConsoleStore, daily: DailyCounts, stop: asyncio.Event, days: int = 31) -> None:
+    """Count the last `days` days of every kind, a day at a time (at start: the first page is then as
+    fast as the next); returns between two queries once `stop` is set, never inside one."""
     last = daily.today()
-    first = last - days + 1
-    await mo_per_day(store, daily, first, last)
-    await mt_per_day(store, daily, first, last)
-    await outcomes(store, daily, first, last)
-    await billing(store, daily, first, last)
+    for day in range(last - days + 1, last + 1):
+        for count in (mo_per_day, mt_per_day, outcomes, billing):
+            if stop.is_set():
+                return
+            await count(store, daily, day, day)

@@ -272,7 +272,11 @@ class PgMessageStore(MessageStore):
         await self.unwatch()
         try:
             listener = await asyncpg.connect(self._url, timeout=CONNECT_TIMEOUT)
-            await listener.add_listener(CHANNEL, lambda *_: wake())
+            try:
+                await listener.add_listener(CHANNEL, lambda *_: wake())
+            except BaseException:   # cancelled (a gateway stopped right after start) or failed: not left open
+                listener.terminate()
+                raise
         except BaseException as exc:
             if is_connection_error(exc):
                 raise unreachable(exc) from exc
