@@ -5,7 +5,8 @@
     python bench/faq.py --leakage  # also: phrasings too close to a held-out question
 
 Matches every question of the labelled sets (fixtures/faq/questions*.csv: questions.csv, the
-first set, then questions-round2/3/4.csv, each written before the matcher change it judged)
+first set, then questions-round2..5.csv, each written before the matcher change it judged;
+round 5 is held out whole)
 against fixtures/faq/faq.csv and prints, for each set and for all of them together, the tuning
 half, the test half (held out: the honest figures; each question's half is stored in its file)
 and both: wrong
