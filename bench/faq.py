@@ -106,7 +106,8 @@ def main() -> None:
     for set_name, questions in sets.items():
         print(f"{set_name}:")
         for half in ("tune", "test"):
-            print("  " + _row(half, evaluate(faq, [q for q in questions if q.half == half])))
+            in_half = [q for q in questions if q.half == half]
+            print("  " + (_row(half, evaluate(faq, in_half)) if in_half else f"{half:12}    0 questions (the set is held out whole)"))
     print("all sets:")
     for name, questions in halves.items():
         print("  " + _row(name, evaluate(faq, questions)))
