@@ -5,7 +5,8 @@
     python bench/faq.py --leakage  # also: phrasings too close to a held-out question
 
 Matches every question of the labelled sets (fixtures/faq/questions*.csv: questions.csv, the
-first set, then questions-round2/3/4.csv, each written before the matcher change it judged)
+first set, then questions-round2..5.csv, each written before the matcher change it judged;
+round 5 is held out whole)
 against fixtures/faq/faq.csv and prints, for each set and for all of them together, the tuning
 half, the test half (held out: the honest figures; each question's half is stored in its file)
 and both: wrong
@@ -105,7 +106,8 @@ def main() -> None:
     for set_name, questions in sets.items():
         print(f"{set_name}:")
         for half in ("tune", "test"):
-            print("  " + _row(half, evaluate(faq, [q for q in questions if q.half == half])))
+            in_half = [q for q in questions if q.half == half]
+            print("  " + (_row(half, evaluate(faq, in_half)) if in_half else f"{half:12}    0 questions (the set is held out whole)"))
     print("all sets:")
     for name, questions in halves.items():
         print("  " + _row(name, evaluate(faq, questions)))

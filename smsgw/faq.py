@@ -11,11 +11,13 @@ question that shares most words with an entry but asks about something it never 
 
 Matching is on folded text: citizens type without diacritics, so both sides go through
 `gsm.fold`, lower case, punctuation to spaces, and a table of citizen shorthand and synonyms
-(`ko`, `dc`, `ntn`, `mấy`, `bao hiem y te` -> `bhyt`, ...). The ranking is scikit-learn's TF-IDF
-over character n-grams within words (`char_wb`), cosine similarity against each entry's
-phrasings and, with a lower weight, its answer: n-grams absorb typos and dropped letters
-(`bhtyt`, `thatnghiep`) that a word index would miss, and IDF weighs down what every question
-says (`bhxh`, `duoc ko`).
+(`ko`, `dc`, `ntn`, `mấy`, `bao hiem y te` -> `bhyt`, ...). An entry's score mixes two rankings:
+scikit-learn's TF-IDF over character n-grams within words (`char_wb`), cosine similarity against
+each entry's phrasings and, with a lower weight, its answer: n-grams absorb typos and dropped
+letters (`bhtyt`, `thatnghiep`) that a word index would miss, and IDF weighs down what every
+question says (`bhxh`, `duoc ko`); and, for `WORD_WEIGHT` of it, rapidfuzz's token_set_ratio
+against the closest phrasing, a word-level score that a question reordering an entry's words or
+adding a few of its own (`bo em`, `thang sau`) keeps.
 
 The thresholds were chosen on the tuning halves of fixtures/faq/questions*.csv only (each
 question's half is stored in the file); `python bench/faq.py` reports the held-out halves as the
@@ -31,14 +33,16 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from rapidfuzz import fuzz, process
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from .gsm import fold
 from .csvfile import BadRow, CsvFile, ImportFailed, read_rows, text
 
-MIN_SCORE = 0.58      # similarity of the best entry (see bench/faq.py --tune)
+MIN_SCORE = 0.64      # similarity of the best entry (see bench/faq.py --tune)
 MIN_MARGIN = 0.05     # over the runner-up
-ANSWER_WEIGHT = 0.15  # share of the answer's similarity in an entry's score
+ANSWER_WEIGHT = 0.15  # share of the answer's similarity in the character score
+WORD_WEIGHT = 0.3     # share of the word-level score (rapidfuzz token_set_ratio) in an entry's score
 MAX_UNKNOWN = 0       # topic words of the question that the best entry may leave unspoken of
 SUGGEST_MIN_SCORE = 0.2   # below this an entry has nothing to do with the question: not shown to staff
 
@@ -54,6 +58,7 @@ SHORTHAND = {
     "ho gd": "hgd", "hs": "hoc sinh", "sv": "sinh vien", "bv": "benh vien", "tg": "thoi gian",
     "lanh": "nhan", "linh": "nhan", "danh roi": "mat", "that lac": "mat",
     "sms": "tin nhan", "nhan tin": "tin nhan", "online": "truc tuyen", "chet": "qua doi",
+    "kham": "kcb", "hu": "hong", "phan tram": "phantram",
 }
 # Greetings and courtesy words that say nothing about the question.
 FILLER = ("cho em hoi", "cho toi hoi", "cho minh hoi", "cho hoi", "ad oi", "a c oi", "ac oi",
@@ -67,6 +72,7 @@ FUNCTION_WORDS = frozenset("""
     me bo be ba ong chau tien phi che do thu tuc tham gia thang nam ngay
     theo luc them vua xong ha luon nua rat vi tai nen thoi van cu nhanh it nhat het voi
     xa huyen tinh phuong quan
+    hiem nguoi phantram
 """.split())
 
 _PUNCTUATION = re.compile(r"[^0-9a-z]+")
@@ -154,6 +160,7 @@ class Faq:
         answers = [normalize(entry.answer) for entry in entries]
         self._vectorizer.fit(phrasings + answers)
         self._phrasings = self._vectorizer.transform(phrasings).T.tocsr()
+        self._phrasing_texts = phrasings
         self._answers = self._vectorizer.transform(answers).T.tocsr()
         # Where each entry's phrasings start among all phrasings (an entry scores its best one).
         self._starts = np.cumsum([0] + [len(entry.phrasings) for entry in entries[:-1]])
@@ -172,11 +179,27 @@ class Faq:
         return cls([FaqEntry(*row) for row in rows])
 
     def scores(self, question: str) -> np.ndarray:
-        """Each entry's similarity to `question`, in entry order."""
-        vector = self._vectorizer.transform([normalize(question)])
+        """Each entry's similarity to `question`, in entry order, 0 to 1: the character score
+        (TF-IDF cosine to its closest phrasing and, weighed less, to its answer) mixed with the
+        word score (`WORD_WEIGHT`)."""
+        folded = normalize(question)
+        vector = self._vectorizer.transform([folded])
         by_question = np.maximum.reduceat((vector @ self._phrasings).toarray()[0], self._starts)
         by_answer = (vector @ self._answers).toarray()[0]
-        return (1 - ANSWER_WEIGHT) * by_question + ANSWER_WEIGHT * by_answer
+        by_chars = (1 - ANSWER_WEIGHT) * by_question + ANSWER_WEIGHT * by_answer
+        return (1 - WORD_WEIGHT) * by_chars + WORD_WEIGHT * self._word_scores(folded)
+
+    def _word_scores(self, folded: str) -> np.ndarray:
+        """Each entry's word-level similarity to a normalized question: rapidfuzz's
+        token_set_ratio to its closest phrasing, 0 to 1. It compares the sets of whole words
+        (order-free, the shared words against each side's rest), so a question that reorders an
+        entry's words, or adds a few of its own, still scores high where character n-grams
+        spread thin over the extra words."""
+        if not folded:
+            return np.zeros(len(self.entries))
+        by_phrasing = process.cdist([folded], self._phrasing_texts, scorer=fuzz.token_set_ratio,
+                                    dtype=np.float64, workers=1)[0] / 100.0
+        return np.maximum.reduceat(by_phrasing, self._starts)
 
     def unknown_words(self, question: str, index: int) -> tuple[str, ...]:
         """The words of `question` that say what it is about (not `FUNCTION_WORDS`, not numbers)

@@ -135,7 +135,7 @@ def test_a_question_is_numbered_acknowledged_charged_and_stored_once(records_db)
 
 def test_a_question_the_faq_answers_gets_the_answer_at_once_as_a_free_push(records_db):
     faq = Faq.from_csv(FAQ)
-    asked = "the bhyt ho gia dinh het han thi gia han o dau"
+    asked = "the bhyt ho gia dinh sap het han thi gia han o dau"
     assert faq.match(asked).confident
 
     async def run():
@@ -187,7 +187,7 @@ def test_async_mode_sends_the_acknowledgment_and_the_faq_answer_to_the_carrier(r
 
     async def run():
         async with gateway(records_db, carriers, adapters={"generic": adapter}, faq=faq) as client:
-            status, body = await post_mo(client, mo_body("a1", "BH HOI the bhyt ho gia dinh het han thi gia han o dau"))
+            status, body = await post_mo(client, mo_body("a1", "BH HOI the bhyt ho gia dinh sap het han thi gia han o dau"))
             for _ in range(500):
                 if len(adapter.sent) >= 2:
                     break
@@ -336,7 +336,7 @@ def test_the_ledger_charges_the_acknowledgment_only(records_db):
 
     async def run():
         async with gateway(records_db, faq=Faq.from_csv(FAQ)) as client:
-            for n, text in enumerate(["BH HOI the bhyt ho gia dinh het han thi gia han o dau", "BH DG 5",
+            for n, text in enumerate(["BH HOI the bhyt ho gia dinh sap het han thi gia han o dau", "BH DG 5",
                                       "BH TC", "BH DK"]):
                 assert (await post_mo(client, mo_body(f"b{n}", text)))[0] == 200
 

@@ -8,9 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from smsgw import faq as faq_module
 from smsgw.faq import MIN_SCORE, SUGGEST_MIN_SCORE, Faq, FaqImportError, evaluate, normalize, read_labelled, split_of
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "faq"
+ROUND_5 = "questions-round5.csv"
 HEADER = "id,question,answer\n"
 GOOD_ROW = 'mat-the,Mất thẻ BHYT thì làm thế nào?,"Nộp tờ khai TK1-TS tại cơ quan BHXH."\n'
 
@@ -113,6 +115,29 @@ def test_diacritics_case_and_shorthand_give_the_same_confident_match(faq, questi
     assert match.answer == match.entry.answer
 
 
+def test_citizen_words_for_a_visit_and_for_insurance_fold_to_the_entries_words(faq):
+    # "đi khám" alone is the entries' "khám chữa bệnh"; a bare "bảo hiểm" says nothing the rest of
+    # the question does not. Neither may send a question to staff.
+    assert normalize("đi khám, khám bệnh, khám chữa bệnh") == "di kcb kcb kcb"
+    assert faq.unknown_words("rut bao hiem 1 lan duoc bao nhieu tien",
+                             [entry.id for entry in faq.entries].index("bhxh-mot-lan-muc-huong")) == ()
+    for question, entry_id in [("lam mat the bhyt roi di kham duoc ko", "cap-lai-the-bhyt-mat"),
+                               ("rut bao hiem mot lan duoc bao nhieu tien vay ad", "bhxh-mot-lan-muc-huong")]:
+        match = faq.match(question)
+        assert (match.entry.id, match.unknown, match.confident) == (entry_id, (), True), question
+
+
+def test_the_word_score_keeps_a_question_with_an_entrys_words_in_its_own_order(faq, monkeypatch):
+    # "gộp" and "mã số BHXH" are the entry's words, arranged the citizen's way: character n-grams
+    # alone put it under MIN_SCORE; rapidfuzz's token_set_ratio on whole words lifts it over.
+    question = "em co 3 ma so bhxh muon gop lam 1"
+    match = faq.match(question)
+    assert (match.entry.id, match.confident) == ("gop-so-bhxh", True)
+    monkeypatch.setattr(faq_module, "WORD_WEIGHT", 0.0)
+    assert faq.match(question).score < MIN_SCORE
+    assert not faq.match(question).confident
+
+
 def test_suggest_ranks_the_closest_entries_for_staff(faq):
     suggestions = faq.suggest("rut bhxh 1 lan duoc bao nhieu tien", k=3)
     assert [entry.id for entry, _ in suggestions][0] == "bhxh-mot-lan-muc-huong"
@@ -169,10 +194,16 @@ def test_the_answering_entry_is_the_closest_that_knows_every_word(faq):
 # -- the labelled set ---------------------------------------------------------------------
 
 
-def test_every_labelled_question_has_a_stored_half_and_the_halves_are_not_lopsided(every_labelled):
-    halves = [item.half for item in every_labelled]
-    assert set(halves) == {"tune", "test"}
-    assert 0.4 < halves.count("tune") / len(halves) < 0.6
+def test_every_labelled_question_has_a_stored_half_and_the_halves_are_not_lopsided(faq):
+    # Rounds 1-4 were split by hash; round 5 was written to judge the matcher as it stood and is
+    # held out whole (no threshold or phrasing may come from it).
+    for path in sorted(FIXTURES.glob("questions*.csv")):
+        halves = [item.half for item in read_labelled(path, faq)]
+        if path.name == ROUND_5:
+            assert set(halves) == {"test"} and len(halves) >= 120
+        else:
+            assert set(halves) == {"tune", "test"}
+            assert 0.4 < halves.count("tune") / len(halves) < 0.6, path.name
 
 
 def test_a_labelled_file_without_halves_gets_them_by_hash_and_a_bad_half_is_refused(tmp_path, faq):
@@ -191,17 +222,23 @@ def test_tuning_halves_meet_the_targets(faq, every_labelled):
     assert figures.staff_share >= 0.95
 
 
-def test_held_out_halves_do_not_fall_below_their_measured_figures(faq, every_labelled):
-    # Measured at the commit that fixed MIN_SCORE 0.58 / MIN_MARGIN 0.05 / MAX_UNKNOWN 0 (see
-    # /work/notes/s2/faq.md): of 312 held-out questions, 2 wrong answers (0.6%, target <= 2%) and
-    # all 92 unanswerable ones to staff (target >= 95%), but only 120 of 220 answerable ones
-    # auto-answered (54.5%): the coverage target of 70% is MISSED. This floor keeps a change to the
-    # matcher from making any of the three worse unnoticed; it does not claim the targets.
-    figures = evaluate(faq, [item for item in every_labelled if item.half == "test"])
-    assert (figures.questions, figures.answerable) == (312, 220)
-    assert figures.wrong <= 2
-    assert figures.to_staff >= 92
-    assert figures.auto_answered >= 120
+def test_held_out_halves_do_not_fall_below_their_measured_figures(faq):
+    # Measured once per commit (see /work/notes/s2/faq2.md). Rounds 1-4's held-out halves, 312
+    # questions: 2 wrong answers (0.6%, target <= 2%), all 92 unanswerable ones to staff (target
+    # >= 95%), 132 of 220 answerable ones auto-answered (60.0%: the coverage target of 70% is
+    # MISSED). Round 5, held out whole and written before this matcher: 0 wrong, all 52 to staff,
+    # 82 of 108 answerable auto-answered (75.9%). These floors keep a change to the matcher from
+    # making any figure worse unnoticed; they do not claim the targets.
+    def held_out(round_5: bool):
+        return evaluate(faq, [item for path in sorted(FIXTURES.glob("questions*.csv"))
+                              if (path.name == ROUND_5) == round_5
+                              for item in read_labelled(path, faq) if item.half == "test"])
+
+    earlier, round_5 = held_out(False), held_out(True)
+    assert (earlier.questions, earlier.answerable, round_5.questions, round_5.answerable) == (312, 220, 160, 108)
+    assert earlier.wrong <= 2 and round_5.wrong == 0
+    assert earlier.to_staff >= 92 and round_5.to_staff >= 52
+    assert earlier.auto_answered >= 132 and round_5.auto_answered >= 82
 
 
 # -- arbitrary text -----------------------------------------------------------------------
