@@ -361,3 +361,60 @@ def test_db_backup_of_a_postgresql_url_names_postgresqls_own_tools(pg_database, 
     status, _, err = run_cli("db", "backup", "--db", pg_database, "--to", str(tmp_path / "copy.db"), capsys=capsys)
     assert status == 1 and "pg_dump" in err and "pg_basebackup" in err and "WAL archiving" in err, err
     assert not (tmp_path / "copy.db").exists()
+
+
+def test_data_export_and_erase_cover_questions_ratings_the_opt_out_and_api_messages(filled, capsys):
+    db, config = filled
+    phone = new_phone(700)
+
+    async def ask() -> str:   # a question still open when the phone's data is erased
+        store = await open_messages(db)
+        mo_id = str(uuid.uuid4())
+        inbound = InboundMessage("generic", mo_id, phone, "8079", "BH HOI OPENQUESTION", datetime.now(timezone.utc))
+        stored = await store.store_mo(inbound, mo_id=mo_id, mode="async", command="HOI", error=None, replies=[],
+                                      now=RECENT + 600, effect=Effect("question", text="OPENQUESTION",
+                                                                      numbered=lambda number: [_mt(mo_id, phone, number)]))
+        await store.mark_sent(stored.replies[0].id)   # (a pending MT keeps its phone until sent: mt_pending_kept)
+        number = [q.number for q in await store.questions(open_only=True)][0]
+        await store.close()
+        return number
+
+    number = asyncio.run(ask())
+    status, out, err = run_cli("data", "export", "--phone", phone, "--db", str(db), "--config", str(config),
+                               capsys=capsys)
+    assert status == 0, err
+    exported = json.loads(out)
+    assert [(q["text"], q["answer"], q["answered_by"]) for q in exported["questions"]] == [
+        ("QUESTIONNEW", "ANSWERNEW", "Lan"), ("OPENQUESTION", None, None)]
+    assert [(r["rating"], r["comment"]) for r in exported["ratings"]] == [(4, "COMMENTNEW")]
+    assert [o["phone"] for o in exported["opt_outs"]] == [phone]
+    assert [(m["recipient"], m["status"], m["key_name"]) for m in exported["api_messages"]] == [(phone, "sent", "clinic")]
+    texts = {mt["text"] for mt in exported["mt_messages"]}
+    assert {"APITEXTNEW", "ANSWERNEW", "THANKSNEW", "STOPPEDNEW"} <= texts and any(t.endswith(" ACKNEW") for t in texts)
+    assert len(exported["mo_messages"]) == 4
+    totals = billing_summaries(db, config, capsys)
+
+    status, _, err = run_cli("data", "erase", "--phone", phone, "--db", str(db), "--config", str(config), capsys=capsys)
+    assert status == 0, err
+    assert "questions 2, ratings 1, opt_outs_kept 1" in err and "api_messages 1" in err
+    assert f"kept: the opt-out of {phone} (BH TC) stays in force" in err
+    after = dump(db)
+    for text in ("APITEXTNEW", "QUESTIONNEW", "ACKNEW", "ANSWERNEW", "COMMENTNEW", "THANKSNEW", "STOPPEDNEW",
+                 "OPENQUESTION"):
+        assert text not in after
+    assert billing_summaries(db, config, capsys) == totals
+    hashed = phone_hash(KEY.encode(), phone)
+    status, out, _ = run_cli("data", "export", "--phone", phone, "--db", str(db), "--config", str(config), capsys=capsys)
+    erased = json.loads(out)   # what is left: rows under the hash, the opt-out in force
+    assert [(q["sender"], q["text"], q["answer"]) for q in erased["questions"]] == [(hashed, "", ""), (hashed, "", None)]
+    assert [(r["sender"], r["comment"], r["rating"]) for r in erased["ratings"]] == [(hashed, "", 4)]
+    assert [m["recipient"] for m in erased["api_messages"]] == [hashed]
+    assert [o["phone"] for o in erased["opt_outs"]] == [phone]
+    for table in ("questions", "ratings", "api_messages", "mo_messages", "mt_messages", "billing_rows"):
+        assert not any(phone in str(row) for row in query(db, f"SELECT * FROM {table}")), table
+
+    # Staff can no longer answer the open question: its asker's number is gone.
+    status, out, err = run_cli("questions", "answer", number, "Da tiep nhan", "--db", str(db), "--config", str(config),
+                               capsys=capsys)
+    assert status == 1 and f"smsgw: {number}: its asker's number was erased" in err
+    assert query(db, "SELECT count(*) FROM mt_messages WHERE text LIKE '%Da tiep nhan%'")[0][0] == 0
