@@ -25,6 +25,8 @@ from smsgw.config import parse_config
 from smsgw.store import Effect, Notice, is_postgres, migrate, open_messages, phone_hash
 from smsgw.wire import InboundMessage, OutboundMessage
 
+from test_console import console_db  # noqa: F401  (a fixture: the reference records and the console's accounts)
+
 DAY = 86_400
 NOW = datetime(2026, 6, 30, 12, tzinfo=timezone.utc).timestamp()
 OLD, RECENT = NOW - 100 * DAY, NOW - 10 * DAY     # on either side of the default 90 days
@@ -418,3 +420,28 @@ def test_data_export_and_erase_cover_questions_ratings_the_opt_out_and_api_messa
                                capsys=capsys)
     assert status == 1 and f"smsgw: {number}: its asker's number was erased" in err
     assert query(db, "SELECT count(*) FROM mt_messages WHERE text LIKE '%Da tiep nhan%'")[0][0] == 0
+
+
+def test_the_console_refuses_to_answer_a_question_whose_asker_was_erased(console_db):
+    import re
+
+    from smsgw.retention import erase_phone
+    from test_console import logged_in
+    from test_console_questions import send, sink_and_gateway, wait_for
+    from test_gateway import OWNER
+
+    async def scenario():
+        async with sink_and_gateway(console_db) as (client, received, _):
+            await send(client, "h1", "BH HOI Xin hoi ve the BHYT")
+            await wait_for(lambda: len(received) == 1)
+            number = re.search(r"Q[0-9]+", received[0]["text"]).group(0)
+            done = await asyncio.to_thread(erase_phone, console_db, parse_config({"retention": {"hash_key": KEY}}),
+                                           OWNER)
+            assert done["questions"] == 1
+            token = await logged_in(client, "sam")
+            refused = await client.post(f"/console/questions/{number}/answer", data={"csrf": token, "text": "Da nhan"})
+            assert refused.status == 409 and "số điện thoại của người hỏi đã bị xoá" in await refused.text()
+            await asyncio.sleep(0.3)
+            assert len(received) == 1
+
+    asyncio.run(scenario())
