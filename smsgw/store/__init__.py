@@ -17,7 +17,8 @@ The embedded SQLite backend, one records database file:
     files.py            whether the database files are still the ones opened, and writable
     sqlite_reports.py   `SqliteReports`: the reading queries, returning rows
     sqlite_retention.py `SqliteRetention`: personal data pruned by age, exported and erased by phone
-                        (its interface: retention.py, `PersonalData`)
+                        (its interface: retention.py, `PersonalData`; the conversation and API
+                        tables' steps, both backends: retention_tables.py)
     backup.py           `backup_sqlite`: a consistent copy of the file while the gateway writes
 
 The PostgreSQL backend, one database shared by any number of gateways (CONTRACT section 10):

@@ -129,7 +129,8 @@ async def pg_erase(conn: Any, phone: str, hashed: str) -> dict[str, int]:
         return int((await conn.execute(sql, hashed, phone)).rsplit(" ", 1)[1])
 
     return {
-        "api_messages": await changed("UPDATE api_messages SET recipient = $1 WHERE recipient = $2 AND status <> 'queued'"),
+        "api_messages": await changed(
+            "UPDATE api_messages SET recipient = $1 WHERE recipient = $2 AND status <> 'queued'"),
         "questions": await changed(f"UPDATE questions SET {_ERASE_QUESTION.replace('?', '$1')} WHERE sender = $2"),
         "ratings": await changed(f"UPDATE ratings SET {_ERASE_RATING.replace('?', '$1')} WHERE sender = $2"),
         "opt_outs_kept": await conn.fetchval("SELECT count(*) FROM opt_outs WHERE phone = $1", phone),
