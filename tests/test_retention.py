@@ -419,6 +419,16 @@ def test_data_export_and_erase_cover_questions_ratings_the_opt_out_and_api_messa
     status, out, err = run_cli("questions", "answer", number, "Da tiep nhan", "--db", str(db), "--config", str(config),
                                capsys=capsys)
     assert status == 1 and f"smsgw: {number}: its asker's number was erased" in err
+
+    async def answer_in_the_store() -> object:   # as if erased between the command's look and its answer
+        store = await open_messages(db)
+        try:
+            return await store.answer_question(number, lambda q: _mt("", q.sender, "Da tiep nhan", MessageType.PUSH),
+                                               by="Lan", now=NOW, lease=60)
+        finally:
+            await store.close()
+
+    assert asyncio.run(answer_in_the_store()) is None
     assert query(db, "SELECT count(*) FROM mt_messages WHERE text LIKE '%Da tiep nhan%'")[0][0] == 0
 
 
