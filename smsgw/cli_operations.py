@@ -100,6 +100,9 @@ def cmd_data_erase(args: argparse.Namespace) -> int:
     config = _retention_store(args)
     done = erase_phone(args.db, config, phone)
     print("erased: " + ", ".join(f"{table} {count}" for table, count in done.items()), file=sys.stderr)
+    if done.get("opt_outs_kept"):
+        print(f"kept: the opt-out of {args.phone} (BH TC) stays in force, or notices would start again; "
+              "the citizen ends it by sending BH DK", file=sys.stderr)
     return 0
 
 

@@ -130,13 +130,16 @@ async def _answer(db: str, config, number: str, text: str, by: str):
     import aiohttp
 
     from .carrier import load_adapter
-    from .store import open_messages
+    from .store import erased_phone, open_messages
 
     store = await open_messages(db)
     try:
         known = {question.number: question for question in await store.questions()}
         if number not in known:
             raise UserError(f"no question {number} in {store.path}")
+        if erased_phone(known[number].sender):
+            raise UserError(f"{number}: its asker's number was erased ([retention] days, or smsgw data erase): "
+                            "the answer cannot be sent")
         carrier = config.carriers.get(known[number].carrier)
         if carrier is None:
             raise UserError(f"{number} came by carrier {known[number].carrier!r}, which the configuration "

@@ -22,8 +22,10 @@ import pytest
 from smsgw import cli
 from smsgw.billing import MessageType
 from smsgw.config import parse_config
-from smsgw.store import Notice, is_postgres, open_messages, phone_hash
+from smsgw.store import Effect, Notice, is_postgres, migrate, open_messages, phone_hash
 from smsgw.wire import InboundMessage, OutboundMessage
+
+from test_console import console_db  # noqa: F401  (a fixture: the reference records and the console's accounts)
 
 DAY = 86_400
 NOW = datetime(2026, 6, 30, 12, tzinfo=timezone.utc).timestamp()
@@ -60,6 +62,55 @@ async def fill(db: str, *, olds: int = 30, recents: int = 5) -> None:
                              MessageType.PUSH)
         await store.store_notices([Notice("card_expiry", target, "2026-01-01", mt)], now=when)
         await store.mark_sent(mt.id)
+    await store.close()
+
+
+def _mt(mo_id: str, to: str, text: str, message_type: MessageType = MessageType.CHARGED) -> OutboundMessage:
+    return OutboundMessage(str(uuid.uuid4()), mo_id, "", "generic", "8079", to, text, "gsm7", 1, message_type)
+
+
+async def fill_conversations(db: str) -> None:
+    """Of each age (100 and 10 days ago, tagged OLD and NEW): phone 700 gets an API message (with a
+    callback URL: its callbacks queued), asks a question that staff answer, and rates the answer
+    with a comment; an opt-out (BH TC): phone 701 100 days ago, phone 700 10 days ago."""
+    from smsgw.store.api import ApiKey, NewMessage
+    from smsgw.store.api_open import open_api
+
+    await migrate(db)   # the API's tables
+    store = await open_messages(db)
+    api = await open_api(store)
+    key = ApiKey("clinic", ("info",), 0, False, "callback-secret")
+    await api.create_key(key.name, "h" * 64, key.secret, key.classes, 0, False, OLD - DAY)
+    sent = []
+
+    async def mo(when: float, phone: str, text: str, command: str, effect: Effect, reply: str = "") -> None:
+        mo_id = str(uuid.uuid4())
+        inbound = InboundMessage("generic", mo_id, phone, "8079", text, datetime.fromtimestamp(when, timezone.utc))
+        replies = [_mt(mo_id, phone, reply)] if reply else []
+        stored = await store.store_mo(inbound, mo_id=mo_id, mode="async", command=command, error=None,
+                                      replies=replies, now=when, effect=effect)
+        sent.extend(mt.id for mt in stored.replies)
+
+    for when, phone, tag in ((OLD, old_phone, "OLD"), (RECENT, new_phone, "NEW")):
+        message = _mt("", phone(700), f"APITEXT{tag}", MessageType.PUSH)
+        taken = await api.store_message(key, f"idem-{tag}", NewMessage(message, "info", "https://clinic.example/cb",
+                                                                       None, None), now=when)
+        assert taken.created and taken.message.status == "queued"
+        sent.append(message.id)
+        await mo(when, phone(700), f"BH HOI QUESTION{tag}", "HOI",
+                 Effect("question", text=f"QUESTION{tag}",
+                        numbered=lambda number, to=phone(700), tag=tag: [_mt("", to, f"{number} ACK{tag}")]))
+        number = [q.number for q in await store.questions() if q.text == f"QUESTION{tag}"][0]
+        answered = await store.answer_question(number, lambda q, tag=tag: _mt("", q.sender, f"ANSWER{tag}",
+                                                                              MessageType.PUSH),
+                                               by="Lan", now=when + 60, lease=60)
+        sent.append(answered.mt.id)
+        await mo(when + 120, phone(700), f"BH DG 4 COMMENT{tag}", "DG",
+                 Effect("rating", text=f"COMMENT{tag}", rating=4), reply=f"THANKS{tag}")
+        await mo(when + 180, phone(701) if tag == "OLD" else phone(700), "BH TC", "TC", Effect("opt_out"),
+                 reply=f"STOPPED{tag}")
+    for mt_id in sent:
+        await store.mark_sent(mt_id)
     await store.close()
 
 
@@ -118,6 +169,7 @@ def billing_summaries(db: str, config: Path, capsys) -> list[str]:
 def filled(db: str, tmp_path) -> tuple[str, Path]:
     config = tmp_path / "smsgw.toml"
     asyncio.run(fill(db))
+    asyncio.run(fill_conversations(db))
     (tmp_path / "key").write_text(KEY + "\n")
     config.write_text(f'[retention]\ndays = 90\nhash_key_file = "{tmp_path / "key"}"\n')
     return db, config
@@ -133,11 +185,26 @@ def test_prune_leaves_no_old_text_or_phone_anywhere_in_the_file_and_billing_tota
     status, _, err = run_cli("db", "prune", "--db", str(db), "--config", str(config), "--now", "2026-06-30T12:00:00+00:00",
                              capsys=capsys)
     assert status == 0, err
-    assert "billing_rows 32" in err and "mo_messages 30" in err and "mt_messages 31" in err and "notices 1" in err
+    # the conversations' and the API's: 5 MTs and their billing rows, 3 MOs, a question, a rating, an API message
+    assert (f"api_messages 1, billing_rows {32 + 5}, mo_messages {30 + 3}, mt_messages {31 + 5}, notices 1, "
+            "questions 1, ratings 1 in ") in err
 
     after = dump(db)
     for n in range(30):
         assert f"OLDTEXT{n:04d}" not in after and old_phone(n) not in after
+    for text in ("APITEXTOLD", "QUESTIONOLD", "ACKOLD", "ANSWEROLD", "COMMENTOLD", "THANKSOLD", "STOPPEDOLD"):
+        assert text in before and text not in after
+        assert text.replace("OLD", "NEW") in after   # the recent ones stay
+    assert old_phone(700) in before and old_phone(700) not in after and new_phone(700) in after
+    # The API's callbacks were queued (and stay, without a phone); the opt-out stays in force, in clear
+    # (opt_outs holds its phone and since when, nothing else: notices must not start again).
+    assert query(db, "SELECT count(*) FROM api_callbacks")[0][0] == 4
+    assert sorted(query(db, "SELECT phone FROM opt_outs")) == [(old_phone(701),), (new_phone(700),)]
+    assert query(db, "SELECT count(*) FROM mo_messages WHERE sender = '%s'" % old_phone(701))[0][0] == 0
+    kept = query(db, "SELECT sender, text, answer, answered_by FROM questions ORDER BY number")
+    assert kept[0] == (phone_hash(KEY.encode(), old_phone(700)), "", "", "Lan") and kept[1][1] == "QUESTIONNEW"
+    assert query(db, "SELECT sender, comment, rating FROM ratings ORDER BY rated_at") == [
+        (phone_hash(KEY.encode(), old_phone(700)), "", 4), (new_phone(700), "COMMENTNEW", 4)]
     assert old_phone(900) not in after and "HC4019990000001" not in after and "NOTICE" not in after.replace(
         "NOTICE HC4018880000001", "")
     for n in range(5):   # the recent ones are all there
@@ -146,7 +213,7 @@ def test_prune_leaves_no_old_text_or_phone_anywhere_in_the_file_and_billing_tota
 
     # billing rows keep the phone's keyed hash, which the agency recomputes
     hashed = {row[0] for row in query(db, "SELECT msisdn FROM billing_rows WHERE at < '2026-04'")}
-    assert phone_hash(KEY.encode(), old_phone(0)) in hashed and len(hashed) == 31   # 32 rows, 31 phones: a charge and its refund
+    assert phone_hash(KEY.encode(), old_phone(0)) in hashed and len(hashed) == 31 + 2   # 32 rows, 31 phones: a charge and its refund; 700's and 701's
     # A second run finds nothing more, and a different key is refused rather than mixed in.
     status, _, err = run_cli("db", "prune", "--db", str(db), "--config", str(config), "--now", "2026-06-30",
                              capsys=capsys)
@@ -163,8 +230,10 @@ def test_prune_goes_in_transactions_of_at_most_the_batch(filled):
     steps = []
     done = prune(str(db), parse_config({"retention": {"hash_key": KEY}}), now=NOW, batch=7,
                  sleep=lambda pause: steps.append(pause))
-    assert done == {"billing_rows": 32, "mt_messages": 31, "mo_messages": 30, "notices": 1}
-    assert len(steps) == 5 + 5 + 5 + 1 and min(steps) >= 0.02   # ceil(32/7), ceil(31/7), ceil(30/7), 1: a pause after each
+    assert done == {"billing_rows": 37, "mt_messages": 36, "mo_messages": 33, "notices": 1, "api_messages": 1,
+                    "questions": 1, "ratings": 1}
+    # ceil(37/7), ceil(36/7), ceil(33/7), then 1 row each: a pause after each
+    assert len(steps) == 6 + 6 + 5 + 1 + 1 + 1 + 1 and min(steps) >= 0.02
 
 
 def test_data_export_then_erase_of_one_phone_at_any_age(filled, capsys):
@@ -295,3 +364,95 @@ def test_db_backup_of_a_postgresql_url_names_postgresqls_own_tools(pg_database, 
     status, _, err = run_cli("db", "backup", "--db", pg_database, "--to", str(tmp_path / "copy.db"), capsys=capsys)
     assert status == 1 and "pg_dump" in err and "pg_basebackup" in err and "WAL archiving" in err, err
     assert not (tmp_path / "copy.db").exists()
+
+
+def test_data_export_and_erase_cover_questions_ratings_the_opt_out_and_api_messages(filled, capsys):
+    db, config = filled
+    phone = new_phone(700)
+
+    async def ask() -> str:   # a question still open when the phone's data is erased
+        store = await open_messages(db)
+        mo_id = str(uuid.uuid4())
+        inbound = InboundMessage("generic", mo_id, phone, "8079", "BH HOI OPENQUESTION", datetime.now(timezone.utc))
+        stored = await store.store_mo(inbound, mo_id=mo_id, mode="async", command="HOI", error=None, replies=[],
+                                      now=RECENT + 600, effect=Effect("question", text="OPENQUESTION",
+                                                                      numbered=lambda number: [_mt(mo_id, phone, number)]))
+        await store.mark_sent(stored.replies[0].id)   # (a pending MT keeps its phone until sent: mt_pending_kept)
+        number = [q.number for q in await store.questions(open_only=True)][0]
+        await store.close()
+        return number
+
+    number = asyncio.run(ask())
+    status, out, err = run_cli("data", "export", "--phone", phone, "--db", str(db), "--config", str(config),
+                               capsys=capsys)
+    assert status == 0, err
+    exported = json.loads(out)
+    assert [(q["text"], q["answer"], q["answered_by"]) for q in exported["questions"]] == [
+        ("QUESTIONNEW", "ANSWERNEW", "Lan"), ("OPENQUESTION", None, None)]
+    assert [(r["rating"], r["comment"]) for r in exported["ratings"]] == [(4, "COMMENTNEW")]
+    assert [o["phone"] for o in exported["opt_outs"]] == [phone]
+    assert [(m["recipient"], m["status"], m["key_name"]) for m in exported["api_messages"]] == [(phone, "sent", "clinic")]
+    texts = {mt["text"] for mt in exported["mt_messages"]}
+    assert {"APITEXTNEW", "ANSWERNEW", "THANKSNEW", "STOPPEDNEW"} <= texts and any(t.endswith(" ACKNEW") for t in texts)
+    assert len(exported["mo_messages"]) == 4
+    totals = billing_summaries(db, config, capsys)
+
+    status, _, err = run_cli("data", "erase", "--phone", phone, "--db", str(db), "--config", str(config), capsys=capsys)
+    assert status == 0, err
+    assert "questions 2, ratings 1, opt_outs_kept 1" in err and "api_messages 1" in err
+    assert f"kept: the opt-out of {phone} (BH TC) stays in force" in err
+    after = dump(db)
+    for text in ("APITEXTNEW", "QUESTIONNEW", "ACKNEW", "ANSWERNEW", "COMMENTNEW", "THANKSNEW", "STOPPEDNEW",
+                 "OPENQUESTION"):
+        assert text not in after
+    assert billing_summaries(db, config, capsys) == totals
+    hashed = phone_hash(KEY.encode(), phone)
+    status, out, _ = run_cli("data", "export", "--phone", phone, "--db", str(db), "--config", str(config), capsys=capsys)
+    erased = json.loads(out)   # what is left: rows under the hash, the opt-out in force
+    assert [(q["sender"], q["text"], q["answer"]) for q in erased["questions"]] == [(hashed, "", ""), (hashed, "", None)]
+    assert [(r["sender"], r["comment"], r["rating"]) for r in erased["ratings"]] == [(hashed, "", 4)]
+    assert [m["recipient"] for m in erased["api_messages"]] == [hashed]
+    assert [o["phone"] for o in erased["opt_outs"]] == [phone]
+    for table in ("questions", "ratings", "api_messages", "mo_messages", "mt_messages", "billing_rows"):
+        assert not any(phone in str(row) for row in query(db, f"SELECT * FROM {table}")), table
+
+    # Staff can no longer answer the open question: its asker's number is gone.
+    status, out, err = run_cli("questions", "answer", number, "Da tiep nhan", "--db", str(db), "--config", str(config),
+                               capsys=capsys)
+    assert status == 1 and f"smsgw: {number}: its asker's number was erased" in err
+
+    async def answer_in_the_store() -> object:   # as if erased between the command's look and its answer
+        store = await open_messages(db)
+        try:
+            return await store.answer_question(number, lambda q: _mt("", q.sender, "Da tiep nhan", MessageType.PUSH),
+                                               by="Lan", now=NOW, lease=60)
+        finally:
+            await store.close()
+
+    assert asyncio.run(answer_in_the_store()) is None
+    assert query(db, "SELECT count(*) FROM mt_messages WHERE text LIKE '%Da tiep nhan%'")[0][0] == 0
+
+
+def test_the_console_refuses_to_answer_a_question_whose_asker_was_erased(console_db):
+    import re
+
+    from smsgw.retention import erase_phone
+    from test_console import logged_in
+    from test_console_questions import send, sink_and_gateway, wait_for
+    from test_gateway import OWNER
+
+    async def scenario():
+        async with sink_and_gateway(console_db) as (client, received, _):
+            await send(client, "h1", "BH HOI Xin hoi ve the BHYT")
+            await wait_for(lambda: len(received) == 1)
+            number = re.search(r"Q[0-9]+", received[0]["text"]).group(0)
+            done = await asyncio.to_thread(erase_phone, console_db, parse_config({"retention": {"hash_key": KEY}}),
+                                           OWNER)
+            assert done["questions"] == 1
+            token = await logged_in(client, "sam")
+            refused = await client.post(f"/console/questions/{number}/answer", data={"csrf": token, "text": "Da nhan"})
+            assert refused.status == 409 and "số điện thoại của người hỏi đã bị xoá" in await refused.text()
+            await asyncio.sleep(0.3)
+            assert len(received) == 1
+
+    asyncio.run(scenario())

@@ -31,7 +31,7 @@ from ..gateway import ADAPTERS, CONFIG, INTAKE, OUTBOX, STORE
 from ..ledger import month_bounds
 from ..phones import mask
 from ..satisfaction import SATISFIED, SERVICE, TARGETS
-from ..store import PendingMT
+from ..store import PendingMT, erased_phone
 from ..working_hours import QuestionsConfig
 from .auth import Role
 from .overview import current_month
@@ -113,6 +113,9 @@ async def answer(request: web.Request) -> web.Response:
     asked = await app[CONSOLE_STORE].question(number)
     if asked is None:
         return await _page(request, error=f"Không có câu hỏi {number}.", status=404)
+    if erased_phone(asked.sender):
+        return await _page(request, status=409, error=f"{number}: số điện thoại của người hỏi đã bị xoá theo thời hạn "
+                                                      "lưu trữ: không gửi được câu trả lời.")
     if asked.carrier not in app[ADAPTERS]:
         return await _page(request, status=409, error=f"{number} đến qua nhà mạng {asked.carrier}, không có trong cấu "
                                                       "hình của cổng này: không gửi được câu trả lời.")

@@ -17,7 +17,8 @@ The embedded SQLite backend, one records database file:
     files.py            whether the database files are still the ones opened, and writable
     sqlite_reports.py   `SqliteReports`: the reading queries, returning rows
     sqlite_retention.py `SqliteRetention`: personal data pruned by age, exported and erased by phone
-                        (its interface: retention.py, `PersonalData`)
+                        (its interface: retention.py, `PersonalData`; the conversation and API
+                        tables' steps, both backends: retention_tables.py)
     backup.py           `backup_sqlite`: a consistent copy of the file while the gateway writes
 
 The PostgreSQL backend, one database shared by any number of gateways (CONTRACT section 10):
@@ -51,6 +52,7 @@ from .records import DOSSIER_RESULTS, DOSSIER_STATUSES, SCHEMES, Card, Dossier, 
 from .sqlite_messages import SqliteMessageStore
 from .sqlite_records import CardRow, DossierRow, PaidUpRow, PeriodRow, PersonRow, SqliteStore
 from .retention import KeyMismatch, PersonalData, PruneRunning, phone_hash
+from .retention_tables import erased_phone
 from .schema import CURRENT as SCHEMA_VERSION
 from .schema import OutdatedSchema, is_postgres, migrate, require_current
 from .schema import shown as schema_shown
@@ -60,7 +62,7 @@ from .sqlite_retention import SqliteRetention
 __all__ = [
     "Account", "AuditEntry", "ConsoleStore", "MessageRow", "open_console", "QueueRow", "ROLES", "Session",
     "backup_database", "BillingRow", "Effect", "Question", "StaffAnswer", "Card", "CardRow", "DatabaseRefused",
-    "Dossier", "DossierChange", "DOSSIER_RESULTS", "DOSSIER_STATUSES", "DossierRow", "explain", "Guard",
+    "Dossier", "DossierChange", "erased_phone", "DOSSIER_RESULTS", "DOSSIER_STATUSES", "DossierRow", "explain", "Guard",
     "MESSAGE_LANE", "NOTICE_LANE", "REPLY_LANE", "is_postgres", "KeyMismatch", "MessageReports", "MessageStore",
     "migrate", "MTState", "Notice", "open_messages", "open_personal_data", "open_records", "open_reports",
     "OutdatedSchema", "PaidUpRow", "PendingMT", "Period", "PeriodRow", "Person", "PersonalData", "PersonRow",

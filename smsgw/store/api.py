@@ -16,7 +16,7 @@ Tables (schema step `API_STEP`, the same on both backends; `api_tables_sqlite`/`
     opt_outs        phones that sent BH TC (SHARED-INTERFACES §1), read here
 
 Personal data: `api_messages.recipient` is replaced by its keyed hash by the retention's prune
-(once the message is no longer queued) and by `smsgw data erase` (SQLite: sqlite_retention.py);
+(once the message is no longer queued) and by `smsgw data erase` (retention_tables.py);
 the text is only in mt_messages, pruned there.
 
 Status changes are made by the database itself: a trigger on mt_messages maps the outbox's and

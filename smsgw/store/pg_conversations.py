@@ -14,6 +14,7 @@ import asyncpg
 from ..phones import mask
 from ..wire import OutboundMessage
 from .messages import RATED_WITHIN, REPLY_LANE, Effect, Question, StaffAnswer
+from .retention_tables import erased_phone
 
 QUESTION_PREFIX = "Q"
 _QUESTION_COLUMNS = "number, mo_id, carrier, sender, text, asked_at, faq_id, answered_by, answered_at, answer"
@@ -72,6 +73,8 @@ async def answer_question(conn: asyncpg.Connection, number: str, word: Callable[
     question = _question(row)
     if question.answered_by is not None:
         return StaffAnswer(question, None)
+    if erased_phone(question.sender):   # erased by the retention since the caller looked: no one to send to
+        return None
     mt = word(question)
     await conn.execute(insert_mt, *mt_values(mt), 0, "pending", now, now, lease_until, owner, REPLY_LANE, None)
     await conn.execute(

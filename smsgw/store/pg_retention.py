@@ -30,6 +30,7 @@ import asyncpg
 from .errors import DatabaseRefused, StoreError
 from .pg_pool import connect_once
 from .retention import PersonalData, phone_hash, resolve_key
+from .retention_tables import pg_erase, pg_export, pg_prune_steps
 from .schema import CURRENT, OutdatedSchema, pg_version, shown
 from .sqlite_tables import iso_time
 
@@ -72,7 +73,8 @@ _PRUNE_STEPS = (
      " (SELECT kind, target, occasion FROM notices WHERE length(target) <> 64 AND created_at < $1"
      " ORDER BY created_at LIMIT $2)"),
 )
-_USES_PADS = {"billing_rows", "mt_messages", "notices"}
+_PRUNE_STEPS += pg_prune_steps(_hashed)   # API messages, questions, ratings (retention_tables.py)
+_USES_PADS = {"billing_rows", "mt_messages", "notices", *(table for table, _, _ in pg_prune_steps(_hashed))}
 
 
 class PgRetention(PersonalData):
@@ -155,8 +157,9 @@ class PgRetention(PersonalData):
                 notices = await self._conn.fetch(
                     "SELECT kind, target, occasion, mt_id, created_at FROM notices WHERE mt_id IN"
                     " (SELECT id FROM mt_messages WHERE recipient IN ($1, $2)) ORDER BY created_at", phone, hashed)
+                more = await pg_export(self._conn, phone, hashed)
             return {"phone": phone, "phone_hash": hashed, "mo_messages": _dicts(mos), "mt_messages": _dicts(mts),
-                    "billing_rows": _dicts(billing), "notices": _dicts(notices)}
+                    "billing_rows": _dicts(billing), "notices": _dicts(notices), **more}
 
         return self._run(read())
 
@@ -176,8 +179,9 @@ class PgRetention(PersonalData):
                                          " WHERE recipient = $1 AND status <> 'pending'", phone, hashed)
                 pending = await conn.fetchval("SELECT count(*) FROM mt_messages WHERE recipient = $1", phone)
                 mos = await conn.execute("UPDATE mo_messages SET sender = '', text = '' WHERE sender = $1", phone)
+                more = await pg_erase(conn, phone, hashed)
             return {"mo_messages": _count(mos), "mt_messages": _count(mts), "billing_rows": _count(billing),
-                    "notices": _count(notices), "mt_pending_kept": pending}
+                    "notices": _count(notices), "mt_pending_kept": pending, **more}
 
         return self._run(erase())
 

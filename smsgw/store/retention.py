@@ -8,6 +8,8 @@ What is personal in the message tables, and what erasing it leaves:
                                                     reconciliation with the carrier)
     notices       target (a card or BHXH number) -> its keyed hash (a notice is still queued once)
 
+The conversation and API tables (questions, ratings, opt_outs, api_messages, ...): retention_tables.py.
+
 The keyed hash of a phone is HMAC-SHA256 over the normalised MSISDN (`84912345678`, UTF-8)
 with the retention key, in lower-case hex (64 characters): `phone_hash`. The key is the
 config's `[retention] hash_key`, or when none is given a random one made at the first prune and

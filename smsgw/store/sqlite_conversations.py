@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from ..phones import mask
 from ..wire import OutboundMessage
 from .messages import RATED_WITHIN, Effect, Question, StaffAnswer
+from .retention_tables import erased_phone
 
 QUESTION_PREFIX = "Q"
 _QUESTION_COLUMNS = ("number, mo_id, carrier, sender, text, asked_at, faq_id, answered_by, answered_at, answer")
@@ -77,6 +78,8 @@ def answer_question(conn: sqlite3.Connection, number: str, word: Callable[[Quest
     question = _question(row)
     if question.answered_by is not None:
         return StaffAnswer(question, None)
+    if erased_phone(question.sender):   # erased by the retention since the caller looked: no one to send to
+        return None
     mt = word(question)
     insert_mt(conn, mt, now, lease_until)
     conn.execute(

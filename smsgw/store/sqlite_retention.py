@@ -28,6 +28,7 @@ import sqlite3
 from typing import Any
 
 from .retention import HASH_LENGTH, PersonalData, phone_hash, resolve_key
+from .retention_tables import SQLITE_PRUNE_STEPS, sqlite_erase, sqlite_export
 from .sqlite_tables import connect, iso_time
 
 
@@ -98,10 +99,11 @@ class SqliteRetention(PersonalData):
             api = _dicts(conn.execute(
                 "SELECT id, key_name, recipient, class, status, batch_id, created_at, updated_at FROM api_messages"
                 " WHERE recipient IN (?, ?) ORDER BY created_at", (phone, hashed))) if _has_api(conn) else []
+            conversations = sqlite_export(conn, phone, hashed)
         finally:
             conn.execute("COMMIT")
         return {"phone": phone, "phone_hash": hashed, "mo_messages": mos, "mt_messages": mts,
-                "billing_rows": billing, "notices": notices, "api_messages": api}
+                "billing_rows": billing, "notices": notices, "api_messages": api, **conversations}
 
     def erase_phone(self, phone: str, key: bytes) -> dict[str, int]:
         hashed = phone_hash(key, phone)
@@ -121,7 +123,7 @@ class SqliteRetention(PersonalData):
             api = conn.execute("UPDATE api_messages SET recipient = ? WHERE recipient = ? AND status != 'queued'",
                                (hashed, phone)).rowcount if _has_api(conn) else 0
             return {"mo_messages": mos, "mt_messages": mts, "billing_rows": billing, "notices": len(notices),
-                    "api_messages": api, "mt_pending_kept": pending}
+                    "api_messages": api, "mt_pending_kept": pending, **sqlite_erase(conn, phone, hashed)}
 
         done = self._write(run)
         self._checkpoint()
@@ -198,7 +200,7 @@ _PRUNE_STEPS = (
     ("notices", _pick_notices, "UPDATE notices SET target = ? WHERE rowid = ? AND length(target) != 64"),
     ("api_messages", _pick_api_messages,
      "UPDATE api_messages SET recipient = ? WHERE rowid = ? AND length(recipient) != 64"),
-)
+) + SQLITE_PRUNE_STEPS   # questions, ratings (retention_tables.py)
 
 
 def _dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
