@@ -9,6 +9,7 @@
     messages.py    search, one citizen's conversation, a number revealed (admin, audited)
     questions.py   the open questions and their answers (staff, audited); satisfaction
     reading.py     understanding, billing (CSV export: admin, audited), carriers
+    sending.py     notices and batches: API batches' progress, notices by kind, opt-outs, holds
     simulator.py   type as a phone, see what the carrier would get back (test traffic)
     admin.py       accounts and the audit log (admin)
     templates/, static/   Jinja2 templates; one stylesheet and one small script, nothing external
@@ -40,7 +41,7 @@ log = get_logger(component="console")
 
 
 def add_console(app: web.Application, config: Config, db_path: str) -> None:
-    from . import admin, messages, overview, questions, reading, sessions, simulator
+    from . import admin, messages, overview, questions, reading, sending, sessions, simulator
 
     env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(_HERE / "templates"), autoescape=True,
                                undefined=jinja2.StrictUndefined)
@@ -59,7 +60,7 @@ def add_console(app: web.Application, config: Config, db_path: str) -> None:
     app[DAILY] = DailyCounts()
     app.cleanup_ctx.append(console_store)
     app.router.add_static(f"{PREFIX}/static/", _HERE / "static", append_version=False)
-    for module in (sessions, overview, messages, questions, reading, simulator, admin):
+    for module in (sessions, overview, messages, questions, reading, sending, simulator, admin):
         app.router.add_routes(module.routes)
 
 
