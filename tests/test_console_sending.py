@@ -76,6 +76,7 @@ def test_a_batch_sent_through_the_api_shows_its_progress_and_the_opted_out_count
             assert row[6:] == ["0", "2", "0", "0", "0", "1", "0"]   # queued sent delivered failed expired opted_out; held
             assert 'value="3"' in section(text, f"batch-{batch_id}", "</progress>")
             assert section(text, "opted-out", "</span>").endswith(">1")
+            assert section(text, "batches-waiting", "</span>").endswith(">0")
             no_phone_in(text)
 
     run(scenario())
@@ -116,6 +117,7 @@ def test_a_notice_and_a_batch_made_in_the_quiet_hours_show_as_held_until_their_e
             assert [row[:3] for row in holds[1:]] == [["generic", "2 · thông báo, lô", "3"]]
             assert holds[1][3].startswith(release) and holds[1][4] == release
             assert section(text, "held-total", "</span>").endswith(">3")
+            assert section(text, "batches-waiting", "</span>").endswith(">1")
             batch = cells(section(text, f"batch-{batch_id}", "</tr>"))
             assert batch[6] == "2" and batch[-1] == f"2 (tới {release})"   # queued, all held
             card = section(text, "notices-card_expiry", "</figure>")

@@ -43,7 +43,8 @@ async def sending(request: web.Request) -> web.Response:
     store, daily, now = request.app[CONSOLE_STORE], request.app[DAILY], time.time()
     batches = [{"batch": batch, "done": sum(n for status, n in batch.counts.items() if status != "queued"),
                 "statuses": [(STATUS_LABELS[status], batch.counts.get(status, 0)) for status in STATUSES],
-                "class_label": CLASS_LABELS.get(batch.message_class, batch.message_class)}
+                "class_label": CLASS_LABELS.get(batch.message_class, batch.message_class),
+                "waiting": batch.counts.get("queued", 0) > 0}
                for batch in await store.latest_batches(now)]
     today = daily.today()
     first = today - NOTICE_DAYS + 1
