@@ -9,6 +9,7 @@
     messages.py    search, one citizen's conversation, a number revealed (admin, audited)
     questions.py   the open questions and their answers (staff, audited); satisfaction
     reading.py     understanding, billing (CSV export: admin, audited), carriers
+    corrections.py corrections taken up, one whole day at a time (the understanding page)
     sending.py     notices and batches: API batches' progress, notices by kind, opt-outs, holds
     simulator.py   type as a phone, see what the carrier would get back (test traffic)
     admin.py       accounts and the audit log (admin)
@@ -33,6 +34,7 @@ from ..logs import get_logger
 
 from ..config import Config
 from ..store import open_console
+from .corrections import warm as warm_corrections
 from .daily import DailyCounts, warm
 from .web import CONSOLE_DB, CONSOLE_STORE, DAILY, PREFIX
 
@@ -50,7 +52,7 @@ def add_console(app: web.Application, config: Config, db_path: str) -> None:
     async def console_store(app: web.Application) -> AsyncIterator[None]:
         store = await open_console(db_path)
         app[CONSOLE_STORE] = store
-        warming = asyncio.create_task(_warm(store, app[DAILY]), name="smsgw-console-warm")
+        warming = asyncio.create_task(_warm(store, app[DAILY], frozenset(config.routes)), name="smsgw-console-warm")
         yield
         warming.cancel()
         await asyncio.gather(warming, return_exceptions=True)
@@ -64,9 +66,10 @@ def add_console(app: web.Application, config: Config, db_path: str) -> None:
         app.router.add_routes(module.routes)
 
 
-async def _warm(store, daily: DailyCounts) -> None:
+async def _warm(store, daily: DailyCounts, routes: frozenset[str]) -> None:
     """The days' counts, in the background at start (a failure only means the first page counts them)."""
     try:
         await warm(store, daily)
+        await warm_corrections(store, daily, routes=routes)
     except (Unavailable, OSError) as exc:
         log.warning("console: the days' counts not prepared at start", reason=str(exc))
