@@ -4,7 +4,8 @@ the notices per kind and outcome, the opted-out phones, and what the outbox hold
 `SendingReads` is the interface (a part of `ConsoleStore`); `SqlSendingReads` its statements,
 written once for both backends (`?` placeholders, console_sql.py numbers them for PostgreSQL),
 run through the console store's `_fetch`. Every statement reads a bounded range of an index
-(`SENDING_INDEXES`, schema step "console sending") and returns counts, never a phone number.
+(`SENDING_INDEXES`, schema step "console sending"; the held MTs through the outbox's
+`mt_messages_held`) and returns counts, never a phone number.
 """
 
 from __future__ import annotations
@@ -19,12 +20,9 @@ LATEST_BATCHES = 20   # the batches a page lists, newest first
 # The indexes these reads go through (both backends; schema.py's step "console sending"):
 #   api_batches_created   the latest batches
 #   notices_console       a day's notices, covering kind and MT id
-#   mt_messages_holds     the held MTs (pending with a not_before), covering carrier and lane
 SENDING_INDEXES = """
 CREATE INDEX IF NOT EXISTS api_batches_created ON api_batches (created_at);
 CREATE INDEX IF NOT EXISTS notices_console ON notices (created_at, kind, mt_id);
-CREATE INDEX IF NOT EXISTS mt_messages_holds ON mt_messages (not_before, carrier, lane)
-    WHERE status = 'pending' AND not_before IS NOT NULL;
 """
 
 # A notice's outcome, from its MT: `held` (pending, not before a time still to come), `queued`
