@@ -41,8 +41,8 @@ class BatchProgress:
     created_at: float
     total: int
     counts: dict[str, int] = field(default_factory=dict)   # API status -> messages
-    held: int = 0                                          # queued, held by a not_before to come
-    released_at: float | None = None                       # the earliest of those holds' ends
+    held: int = 0                                          # of the queued, held by a not_before to come
+    released_at: float | None = None                       # when those are released (one hold a batch)
 
 
 @dataclass(frozen=True)
@@ -92,15 +92,20 @@ class SqlSendingReads(SendingReads):
                 f"SELECT batch_id, status, count(*) FROM api_messages WHERE batch_id IN ({marks})"
                 " GROUP BY batch_id, status", ids):
             counts.setdefault(batch_id, {})[status] = count
-        held: dict[str, tuple[int, float]] = {}
-        for batch_id, count, first in await self._fetch(
-                "SELECT a.batch_id, count(*), min(m.not_before) FROM api_messages AS a"
-                " JOIN mt_messages AS m ON m.id = a.id"
-                f" WHERE a.batch_id IN ({marks}) AND a.status = 'queued' AND m.status = 'pending'"
-                " AND m.not_before > ? GROUP BY a.batch_id", (*ids, now)):
-            held[batch_id] = (count, first)
+        # A batch's messages share one hold (its send_at or the quiet hours at the request: one
+        # `not_before` for all, api_messages.py), so one queued message's MT says whether the
+        # batch's queued messages are held: one look-up per batch, not one per message.
+        waiting = [batch_id for batch_id in ids if counts.get(batch_id, {}).get("queued")]
+        holds: dict[str, float] = {}
+        if waiting:
+            rows = await self._fetch(
+                "SELECT b.id, (SELECT m.not_before FROM api_messages AS a JOIN mt_messages AS m ON m.id = a.id"
+                " WHERE a.batch_id = b.id AND a.status = 'queued' AND m.status = 'pending' LIMIT 1)"
+                f" FROM api_batches AS b WHERE b.id IN ({', '.join('?' for _ in waiting)})", waiting)
+            holds = {batch_id: until for batch_id, until in rows if until is not None and until > now}
         return [BatchProgress(batch_id, key_name, message_class, created_at, total, counts.get(batch_id, {}),
-                              *held.get(batch_id, (0, None)))
+                              counts.get(batch_id, {}).get("queued", 0) if batch_id in holds else 0,
+                              holds.get(batch_id))
                 for batch_id, key_name, message_class, created_at, total in batches]
 
     async def notice_outcomes(self, since: float, until: float, now: float) -> list[tuple[str, str, int]]:
