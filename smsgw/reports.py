@@ -88,18 +88,26 @@ def understanding(reader: MessageReports, since: float | None = None,
     report = count_outcomes(Understanding(), reader.mo_outcomes(since))
     for _, rows in groupby(reader.misunderstood_texts(since, TAKE_UP_WINDOW), key=lambda row: row[0]):
         rows = list(rows)
-        _, taken_at, text, _ = rows[0]
-        report.shapes[shape(text)] += 1
-        day = datetime.fromtimestamp(taken_at, VIETNAM).date()
-        error = parse(text, today=day, routes=routes)
-        correction = quoted_correction(error) if isinstance(error, ParseError) else None
-        if correction is None:
-            continue
-        report.corrections_offered += 1
-        corrected = parse(correction, today=day)
-        if any(following is not None and parse(following, today=day) == corrected for *_, following in rows):
-            report.corrections_taken += 1
+        report.shapes[shape(rows[0][2])] += 1
+        taken = taken_up(rows, routes)
+        if taken is not None:
+            report.corrections_offered += 1
+            report.corrections_taken += taken
     return report
+
+
+def taken_up(rows: list[tuple[str, float, str, str | None]], routes: frozenset[str] = frozenset()) -> bool | None:
+    """Whether the correction the reply to one MO not understood quoted was taken up; None when
+    its reply offered none. `rows`: (MO id, taken at, text, a following text) of that MO, as
+    `misunderstood_texts` gives them."""
+    _, taken_at, text, _ = rows[0]
+    day = datetime.fromtimestamp(taken_at, VIETNAM).date()
+    error = parse(text, today=day, routes=routes)
+    correction = quoted_correction(error) if isinstance(error, ParseError) else None
+    if correction is None:
+        return None
+    corrected = parse(correction, today=day)
+    return any(following is not None and parse(following, today=day) == corrected for *_, following in rows)
 
 
 def format_understanding(report: Understanding, *, since: str | None = None, top: int = 20) -> str:

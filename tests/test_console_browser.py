@@ -172,7 +172,7 @@ def test_log_in_and_every_page_renders_without_console_errors(served, browser, t
     wait_for(browser, "#share")
     assert browser.find_element(By.CSS_SELECTOR, ".who").text == "ana (Quản trị)"
     links = [a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "header nav a")]
-    assert len(links) == 10
+    assert len(links) == 11
     for link in links:
         browser.get(link)
         wait_for(browser, "main h1")
@@ -271,7 +271,8 @@ def test_keyboard_only_login_and_a_360_pixel_screen(served, browser, tmp_path):
     active.send_keys("sam", Keys.TAB)
     browser.switch_to.active_element.send_keys(PASSWORD, Keys.ENTER)
     wait_for(browser, "#share")
-    for path in ("/console/", "/console/messages", "/console/simulator", "/console/carriers", "/console/billing"):
+    for path in ("/console/", "/console/messages", "/console/simulator", "/console/carriers", "/console/billing",
+                 "/console/sending"):
         browser.get(f"{served}{path}")
         wait_for(browser, "main h1")
         width = browser.execute_script("return document.documentElement.scrollWidth")

@@ -9,6 +9,8 @@
     messages.py    search, one citizen's conversation, a number revealed (admin, audited)
     questions.py   the open questions and their answers (staff, audited); satisfaction
     reading.py     understanding, billing (CSV export: admin, audited), carriers
+    corrections.py corrections taken up, one whole day at a time (the understanding page)
+    sending.py     notices and batches: API batches' progress, notices by kind, opt-outs, holds
     simulator.py   type as a phone, see what the carrier would get back (test traffic)
     admin.py       accounts and the audit log (admin)
     templates/, static/   Jinja2 templates; one stylesheet and one small script, nothing external
@@ -32,6 +34,7 @@ from ..logs import get_logger
 
 from ..config import Config
 from ..store import open_console
+from .corrections import warm as warm_corrections
 from .daily import DailyCounts, warm
 from .web import CONSOLE_DB, CONSOLE_STORE, DAILY, PREFIX
 
@@ -41,7 +44,7 @@ WARM_STOP_SECONDS = 10.0   # at shutdown, for the query under way in the backgro
 
 
 def add_console(app: web.Application, config: Config, db_path: str) -> None:
-    from . import admin, messages, overview, questions, reading, sessions, simulator
+    from . import admin, messages, overview, questions, reading, sending, sessions, simulator
 
     env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(_HERE / "templates"), autoescape=True,
                                undefined=jinja2.StrictUndefined)
@@ -51,7 +54,8 @@ def add_console(app: web.Application, config: Config, db_path: str) -> None:
         store = await open_console(db_path)
         app[CONSOLE_STORE] = store
         stop = asyncio.Event()
-        warming = asyncio.create_task(_warm(store, app[DAILY], stop), name="smsgw-console-warm")
+        warming = asyncio.create_task(_warm(store, app[DAILY], stop, frozenset(config.routes)),
+                                      name="smsgw-console-warm")
         yield
         stop.set()   # it ends after its current query: a query cancelled midway could leave a connection behind
         try:
@@ -65,13 +69,15 @@ def add_console(app: web.Application, config: Config, db_path: str) -> None:
     app[DAILY] = DailyCounts()
     app.cleanup_ctx.append(console_store)
     app.router.add_static(f"{PREFIX}/static/", _HERE / "static", append_version=False)
-    for module in (sessions, overview, messages, questions, reading, simulator, admin):
+    for module in (sessions, overview, messages, questions, reading, sending, simulator, admin):
         app.router.add_routes(module.routes)
 
 
-async def _warm(store, daily: DailyCounts, stop: asyncio.Event) -> None:
+async def _warm(store, daily: DailyCounts, stop: asyncio.Event, routes: frozenset[str]) -> None:
     """The days' counts, in the background at start (a failure only means the first page counts them)."""
     try:
         await warm(store, daily, stop)
+        if not stop.is_set():
+            await warm_corrections(store, daily, routes=routes)
     except (Unavailable, OSError) as exc:
         log.warning("console: the days' counts not prepared at start", reason=str(exc))

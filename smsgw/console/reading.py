@@ -2,8 +2,8 @@
 
 - understanding: the share understood and errors by kind today, over 7 or 30 days (whole Vietnam
   days; reports.py's counting, daily.py's kept days), and the shapes (reports.shape: digits as
-  9) of the latest 2,000 MOs not understood.
-  Corrections taken up need every failing text parsed again: `smsgw report understanding`.
+  9) of the latest 2,000 MOs not understood, and the corrections taken up over the whole days
+  of the window (corrections.py).
 - billing: a month per carrier and billing outcome; its CSV (ledger.py's export) for admins,
   written to the audit log.
 - carriers: per configured carrier its mode and `tps`, the rate this gateway sends at now, the
@@ -24,6 +24,7 @@ from ..ledger import export_csv, month_bounds
 from ..reports import Understanding, count_outcomes, shape
 from ..store import open_reports
 from .auth import Role
+from .corrections import corrections as corrections_of
 from .daily import DAY, day_number, day_start, outcomes
 from .daily import billing as billing_of_days
 from .overview import MESSAGE_TYPE_LABELS, MT_OUTCOMES, current_month
@@ -52,10 +53,11 @@ async def understanding(request: web.Request) -> web.Response:
     if role_of(request).may(Role.STAFF):   # a shape keeps the words: they may hold a name
         shapes.update(shape(text) for text in await store.misunderstood_texts(day_start(first), SHAPE_SAMPLE))
     errors = sorted(report.errors.items(), key=lambda item: (-item[1], item[0]))
+    taken = await corrections_of(store, daily, first, today, routes=frozenset(request.app[CONFIG].routes))
     return render(request, "understanding.html", {
         "title": "Mức độ hiểu tin nhắn", "windows": WINDOWS, "days": days, "report": report, "errors": errors,
         "shapes": sorted(shapes.items(), key=lambda item: (-item[1], item[0]))[:TOP_SHAPES],
-        "sample": sum(shapes.values()), "shapes_shown": role_of(request).may(Role.STAFF)})
+        "sample": sum(shapes.values()), "shapes_shown": role_of(request).may(Role.STAFF), "corrections": taken})
 
 
 def _month(request: web.Request, given: str | None) -> tuple[str, tuple[float, float]] | None:

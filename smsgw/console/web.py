@@ -47,6 +47,7 @@ NAV = (   # (path, label, role needed)
     ("/console/satisfaction", "Hài lòng", Role.VIEWER),
     ("/console/understanding", "Mức độ hiểu", Role.VIEWER),
     ("/console/billing", "Cước", Role.VIEWER),
+    ("/console/sending", "Thông báo, lô tin", Role.VIEWER),
     ("/console/carriers", "Nhà mạng", Role.VIEWER),
     ("/console/simulator", "Thử tin nhắn", Role.STAFF),
     ("/console/accounts", "Tài khoản", Role.ADMIN),

@@ -14,6 +14,8 @@ import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .console_corrections import CorrectionReads
+from .console_sending import SendingReads
 from .messages import Question
 
 ROLES = ("viewer", "staff", "admin")   # each may do what the ones before it may
@@ -69,7 +71,7 @@ class QueueRow:
     oldest: float | None     # Unix seconds the oldest pending MT was stored
 
 
-class ConsoleStore(abc.ABC):
+class ConsoleStore(SendingReads, CorrectionReads, abc.ABC):
     """Accounts, sessions, audit, and the console's reading queries; every method one short transaction."""
 
     @abc.abstractmethod

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from .console import MAX_ROWS, Account, AuditEntry, ConsoleStore, MessageRow, QueueRow, Session
+from .console_corrections import SqlCorrectionReads
+from .console_sending import SqlSendingReads
 from .messages import NOT_TEST_RATING, REAL_TRAFFIC, Question
 from .sqlite_conversations import QUESTION_PREFIX
 
@@ -28,7 +30,7 @@ def numbered(query: str) -> str:
     return re.sub(r"\?", lambda _: f"${next(count)}", query)
 
 
-class SqlConsoleStore(ConsoleStore):
+class SqlConsoleStore(SqlSendingReads, SqlCorrectionReads, ConsoleStore):
     """`ConsoleStore` over `_fetch` (rows of one statement) and `_write` (statements in one transaction)."""
 
     # floor((time + offset) / bucket) as an integer, in the backend's SQL

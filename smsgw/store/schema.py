@@ -17,13 +17,14 @@ import os
 import sqlite3
 from pathlib import Path
 
+from .console_sending import SENDING_INDEXES
 from .console_tables import PG_CONSOLE_STEP, SQLITE_CONSOLE_STEP, statements
 from .dossier_changes import PG_TABLE as DOSSIER_CHANGES_PG
 from .dossier_changes import SQLITE_TABLE as DOSSIER_CHANGES_SQLITE
 from .errors import StoreError
 from .retention_tables import KEPT_INDEXES as CONVERSATION_KEPT_INDEXES
 
-CURRENT = 8
+CURRENT = 9
 _MIGRATE_LOCK = 0x736D7367   # "smsg": pg_advisory_xact_lock key of a migration
 
 _VERSION_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY,"
@@ -119,9 +120,16 @@ def _sqlite_step_conversation_retention(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _sqlite_console_sending_step(conn: sqlite3.Connection) -> None:
+    """The console's "notices and batches" page: its indexes (console_sending.py)."""
+    for statement in statements(SENDING_INDEXES):
+        conn.execute(statement)
+
+
 _SQLITE_STEPS = {1: _sqlite_step_1, 2: _sqlite_step_notices, 3: _sqlite_step_api,
                  4: _sqlite_step_conversations, 5: _sqlite_step_faq, 6: _sqlite_step_retention,
-                 7: _sqlite_console_step, 8: _sqlite_step_conversation_retention}
+                 7: _sqlite_console_step, 8: _sqlite_step_conversation_retention,
+                 9: _sqlite_console_sending_step}
 
 
 def sqlite_version(conn: sqlite3.Connection) -> int:
@@ -266,7 +274,8 @@ CREATE INDEX IF NOT EXISTS ratings_at ON ratings (rated_at);
 CREATE TABLE IF NOT EXISTS opt_outs (phone TEXT PRIMARY KEY, since DOUBLE PRECISION NOT NULL);
 """
 _PG_STEPS = {1: _PG_STEP_1, 2: _PG_STEP_NOTICES, 3: _pg_step_api, 4: _PG_STEP_CONVERSATIONS,
-             5: FAQ_STEP["postgresql"], 6: _PG_STEP_RETENTION, 7: PG_CONSOLE_STEP, 8: CONVERSATION_KEPT_INDEXES}
+             5: FAQ_STEP["postgresql"], 6: _PG_STEP_RETENTION, 7: PG_CONSOLE_STEP, 8: CONVERSATION_KEPT_INDEXES,
+             9: SENDING_INDEXES}
 
 
 async def pg_version(conn) -> int:
