@@ -76,6 +76,12 @@ async def stop(process: asyncio.subprocess.Process) -> None:
         await asyncio.wait_for(process.wait(), timeout=30)
 
 
+async def kill_left(process: asyncio.subprocess.Process | None) -> None:
+    if process is not None and process.returncode is None:
+        process.kill()
+        await asyncio.wait_for(process.wait(), timeout=30)
+
+
 def write_config(path, sink_url: str) -> None:
     path.write_text("[carriers.generic]\n"
                     f'secret = "{SECRET}"\nmode = "async"\nmt_url = "{sink_url}"\n'
@@ -102,23 +108,27 @@ def test_an_answer_racing_a_restart_of_serve_reaches_the_carrier_once(tmp_path, 
         async with TestServer(sink.app, host="127.0.0.1", port=0) as server:
             write_config(config, str(server.make_url("/mt")))
             with open(tmp_path / "serve.log", "wb") as stderr:
-                process, numbers = await asked(records_db, config, stderr, sink, 3)
-                for delay, number in zip((0.0, 0.05, 0.2), numbers):
-                    answering = asyncio.create_task(smsgw("questions", "answer", number, ANSWER, "--by", "lan",
-                                                          "--db", records_db, "--config", str(config)))
-                    await asyncio.sleep(delay)
-                    await stop(process)                        # the restart races the answer
-                    process, _ = await start_server(records_db, config, stderr)
-                    code, out, err = await answering
-                    assert code == 0, err
-                    assert out.startswith(f"{number} answered by lan: 1 SMS to generic, sent"), out
-                await until(lambda: len(sink.answers()) >= 3)
-                await asyncio.sleep(3.0)                       # two leases: a second send would be here by now
-                await stop(process)
-                again = await smsgw("questions", "answer", numbers[0], "other", "--db", records_db,
-                                    "--config", str(config))
-                listed = await smsgw("questions", "list", "--db", records_db)
-                opened = await smsgw("questions", "list", "--open", "--db", records_db)
+                process = None
+                try:
+                    process, numbers = await asked(records_db, config, stderr, sink, 3)
+                    for delay, number in zip((0.0, 0.05, 0.2), numbers):
+                        answering = asyncio.create_task(smsgw("questions", "answer", number, ANSWER, "--by", "lan",
+                                                              "--db", records_db, "--config", str(config)))
+                        await asyncio.sleep(delay)
+                        await stop(process)                        # the restart races the answer
+                        process, _ = await start_server(records_db, config, stderr)
+                        code, out, err = await answering
+                        assert code == 0, err
+                        assert out.startswith(f"{number} answered by lan: 1 SMS to generic, sent"), out
+                    await until(lambda: len(sink.answers()) >= 3)
+                    await asyncio.sleep(3.0)                       # two leases: a second send would be here by now
+                    await stop(process)
+                    again = await smsgw("questions", "answer", numbers[0], "other", "--db", records_db,
+                                        "--config", str(config))
+                    listed = await smsgw("questions", "list", "--db", records_db)
+                    opened = await smsgw("questions", "list", "--open", "--db", records_db)
+                finally:   # a failed assertion must not leave a gateway running
+                    await kill_left(process)
         return sink, numbers, again, listed, opened
 
     sink, numbers, again, listed, opened = asyncio.run(run())
@@ -143,17 +153,21 @@ def test_an_answer_the_carrier_refuses_for_now_is_delivered_by_the_gateway(tmp_p
         async with TestServer(sink.app, host="127.0.0.1", port=0) as server:
             write_config(config, str(server.make_url("/mt")))
             with open(tmp_path / "serve.log", "wb") as stderr:
-                process, (number,) = await asked(records_db, config, stderr, sink, 1)
-                sink.refuse_answers = True
-                code, out, err = await smsgw("questions", "answer", number, ANSWER, "--db", records_db,
-                                             "--config", str(config))
-                assert code == 0 and ", pending (the gateway's outbox retries it)" in out, (out, err)
-                sink.refuse_answers = False
-                # the running gateway takes it: PostgreSQL at once (the hand-over notifies), SQLite
-                # within handover.LEFT_OVER_INTERVAL
-                await until(lambda: len(sink.answers()) == 1)
-                await asyncio.sleep(1.0)
-                await stop(process)
+                process = None
+                try:
+                    process, (number,) = await asked(records_db, config, stderr, sink, 1)
+                    sink.refuse_answers = True
+                    code, out, err = await smsgw("questions", "answer", number, ANSWER, "--db", records_db,
+                                                 "--config", str(config))
+                    assert code == 0 and ", pending (the gateway's outbox retries it)" in out, (out, err)
+                    sink.refuse_answers = False
+                    # the running gateway takes it: PostgreSQL at once (the hand-over notifies), SQLite
+                    # within handover.LEFT_OVER_INTERVAL
+                    await until(lambda: len(sink.answers()) == 1)
+                    await asyncio.sleep(1.0)
+                    await stop(process)
+                finally:   # a failed assertion must not leave a gateway running
+                    await kill_left(process)
         return sink
 
     sink = asyncio.run(run())
