@@ -166,20 +166,44 @@ def _too_many(retry_after: float) -> web.Response:
     return refuse(429, f"over this key's rate: try again in {seconds} s", {"Retry-After": str(seconds)})
 
 
+async def _accept(request: web.Request, parse: Callable[[web.Request, bytes, ApiKey, float], Any]) -> tuple:
+    """The key, the Idempotency-Key, the body and what `parse` makes of it; Refusal when any is wrong."""
+    key = await _key(request)
+    idempotency_key = _idempotency_key(request)
+    body = await _body(request)
+    return key, idempotency_key, body, await parse(request, body, key, time.time())
+
+
+def _not_taken(mismatch: bool, first_id: str, retry_after: float | None) -> web.Response | None:
+    """The answer to a request the store did not take: its Idempotency-Key reused, or over the key's rate."""
+    if mismatch:
+        return _reused(first_id)
+    if retry_after is not None:
+        return _too_many(retry_after)
+    return None
+
+
+async def _one_message(request: web.Request, body: bytes, key: ApiKey, now: float) -> Any:
+    return message_from_json(_json(body), key, request.app[API_CONFIG], now)
+
+
+async def _batch_messages(request: web.Request, body: bytes, key: ApiKey, now: float) -> Any:
+    config = request.app[API_CONFIG]
+    if request.content_type == "text/csv":
+        return await asyncio.to_thread(batch_from_csv, body, dict(request.query), key, config, now)
+    return await asyncio.to_thread(lambda: batch_from_json(_json(body), key, config, now))
+
+
 async def post_message(request: web.Request) -> web.Response:
     try:
-        key = await _key(request)
-        idempotency_key = _idempotency_key(request)
-        body = await _body(request)
-        new = message_from_json(_json(body), key, request.app[API_CONFIG], time.time())
+        key, idempotency_key, body, new = await _accept(request, _one_message)
     except Refusal as refusal:
         return refusal.response()
     taken = await request.app[API_STORE].store_message(key, idempotency_key, new, now=time.time(),
                                                        lease=_lease(request), request_hash=_digest(request, body))
-    if taken.mismatch:
-        return _reused(taken.message.id)
-    if taken.retry_after is not None:
-        return _too_many(taken.retry_after)
+    refused = _not_taken(taken.mismatch, taken.message.id if taken.message else "", taken.retry_after)
+    if refused is not None:
+        return refused
     if taken.pending is not None:
         _outbox_add(request, [taken.pending], {new.mt.id: new.expires_at})
     message = taken.message
@@ -202,22 +226,14 @@ async def get_message(request: web.Request) -> web.Response:
 
 async def post_batch(request: web.Request) -> web.Response:
     try:
-        key = await _key(request)
-        idempotency_key = _idempotency_key(request)
-        body = await _body(request)
-        config, now = request.app[API_CONFIG], time.time()
-        if request.content_type == "text/csv":
-            messages = await asyncio.to_thread(batch_from_csv, body, dict(request.query), key, config, now)
-        else:
-            messages = await asyncio.to_thread(lambda: batch_from_json(_json(body), key, config, now))
+        key, idempotency_key, body, messages = await _accept(request, _batch_messages)
     except Refusal as refusal:
         return refusal.response()
     taken = await request.app[API_STORE].store_batch(key, idempotency_key, new_id(), messages, now=time.time(),
                                                      lease=_lease(request), request_hash=_digest(request, body))
-    if taken.mismatch:
-        return _reused(taken.batch_id)
-    if taken.retry_after is not None:
-        return _too_many(taken.retry_after)
+    refused = _not_taken(taken.mismatch, taken.batch_id, taken.retry_after)
+    if refused is not None:
+        return refused
     expiries = {new.mt.id: new.expires_at for new in messages} if taken.created else {}
     for start in range(0, len(taken.pending), OUTBOX_CHUNK):   # the loop serves others between chunks
         _outbox_add(request, taken.pending[start:start + OUTBOX_CHUNK], expiries)

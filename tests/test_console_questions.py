@@ -60,12 +60,17 @@ async def wait_for(predicate, seconds: float = 10.0) -> None:
         await asyncio.sleep(0.05)
 
 
+async def ask(client: TestClient, received: list, carrier_id: str, text: str) -> str:
+    """Send `BH HOI ...` and wait for its acknowledgment: the question's number."""
+    await send(client, carrier_id, text)
+    await wait_for(lambda: len(received) == 1)
+    return re.search(r"Q[0-9]+", received[0]["text"]).group(0)
+
+
 def test_staff_answer_an_open_question_and_the_sms_reaches_the_carrier_once(console_db):
     async def scenario():
         async with sink_and_gateway(console_db) as (client, received, arrived):
-            await send(client, "h1", "BH HOI Tôi muốn hỏi về thẻ BHYT của con tôi")
-            await wait_for(lambda: len(received) == 1)   # the acknowledgment with the question's number
-            number = re.search(r"Q[0-9]+", received[0]["text"]).group(0)
+            number = await ask(client, received, "h1", "BH HOI Tôi muốn hỏi về thẻ BHYT của con tôi")
             token = await logged_in(client, "sam")
             page = await (await client.get("/console/questions")).text()
             assert f'id="question-{number}"' in page and "thẻ BHYT của con tôi" in page and OWNER not in page
@@ -95,9 +100,7 @@ def test_staff_answer_an_open_question_and_the_sms_reaches_the_carrier_once(cons
 def test_a_viewer_cannot_answer_and_sees_no_question_text(console_db):
     async def scenario():
         async with sink_and_gateway(console_db) as (client, received, _):
-            await send(client, "h1", "BH HOI Nguyen Van A hoi ve so 0110129425")
-            await wait_for(lambda: len(received) == 1)
-            number = re.search(r"Q[0-9]+", received[0]["text"]).group(0)
+            number = await ask(client, received, "h1", "BH HOI Nguyen Van A hoi ve so 0110129425")
             token = await logged_in(client, "vic")
             page = await (await client.get("/console/questions")).text()
             assert f'id="question-{number}"' in page and "<textarea" not in page
@@ -114,9 +117,7 @@ def test_a_viewer_cannot_answer_and_sees_no_question_text(console_db):
 def test_bad_answers_are_refused_with_the_reason(console_db):
     async def scenario():
         async with sink_and_gateway(console_db) as (client, received, _):
-            await send(client, "h1", "BH HOI Xin hỏi")
-            await wait_for(lambda: len(received) == 1)
-            number = re.search(r"Q[0-9]+", received[0]["text"]).group(0)
+            number = await ask(client, received, "h1", "BH HOI Xin hỏi")
             token = await logged_in(client, "sam")
             empty = await client.post(f"/console/questions/{number}/answer", data={"csrf": token, "text": "  \n "})
             assert empty.status == 400 and "đang trống" in await empty.text()

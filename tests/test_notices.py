@@ -83,14 +83,19 @@ async def start_sinks(stack: AsyncExitStack, **statuses: int) -> tuple[dict[str,
     return sinks, servers
 
 
+async def records_and_carriers(stack: AsyncExitStack, db, **statuses: int) -> tuple[dict[str, Sink], object]:
+    """The records of `make_records` in `db`, a sink per carrier answering its status, and their config."""
+    await make_records(db)
+    sinks, servers = await start_sinks(stack, **statuses)
+    return sinks, config_for(sinks, servers)
+
+
 def test_card_expiry_notices_go_once_each_to_the_carrier_of_each_number(tmp_path):
     db = tmp_path / "records.db"
 
     async def run():
-        await make_records(db)
         async with AsyncExitStack() as stack:
-            sinks, servers = await start_sinks(stack, viettel=200, vinaphone=200, mobifone=200)
-            config = config_for(sinks, servers)
+            sinks, config = await records_and_carriers(stack, db, viettel=200, vinaphone=200, mobifone=200)
             first = await notify(CARD_EXPIRY, str(db), config, today=TODAY, days=30, progress=False)
             again = await notify(CARD_EXPIRY, str(db), config, today=TODAY, days=30, progress=False)
             return sinks, first, again
@@ -119,10 +124,8 @@ def test_a_notice_the_carrier_refuses_stays_pending_and_the_gateway_delivers_it(
     db = tmp_path / "records.db"
 
     async def run():
-        await make_records(db)
         async with AsyncExitStack() as stack:
-            sinks, servers = await start_sinks(stack, viettel=503, vinaphone=200, mobifone=200)
-            config = config_for(sinks, servers)
+            sinks, config = await records_and_carriers(stack, db, viettel=503, vinaphone=200, mobifone=200)
             summary = await notify(CARD_EXPIRY, str(db), config, today=TODAY, days=30, progress=False)
             assert (summary.sent, summary.pending, summary.failed) == (2, 1, 0)
             (refused,) = sinks["viettel"].received
@@ -148,10 +151,8 @@ def test_payment_reminders_go_to_participants_paid_up_to_this_month_once_per_per
     db = tmp_path / "records.db"
 
     async def run():
-        await make_records(db)
         async with AsyncExitStack() as stack:
-            sinks, servers = await start_sinks(stack, viettel=200, vinaphone=200, mobifone=200)
-            config = config_for(sinks, servers)
+            sinks, config = await records_and_carriers(stack, db, viettel=200, vinaphone=200, mobifone=200)
             first = await notify(PAYMENT_REMINDER, str(db), config, today=TODAY, progress=False)
             later = await notify(PAYMENT_REMINDER, str(db), config, today=date(2026, 11, 28), progress=False)
             december = await notify(PAYMENT_REMINDER, str(db), config, today=date(2026, 12, 1), progress=False)
@@ -173,10 +174,8 @@ def test_with_unicode_the_notice_keeps_its_diacritics(tmp_path):
     db = tmp_path / "records.db"
 
     async def run():
-        await make_records(db)
         async with AsyncExitStack() as stack:
-            sinks, servers = await start_sinks(stack, viettel=200)
-            config = config_for(sinks, servers)
+            sinks, config = await records_and_carriers(stack, db, viettel=200)
             config = type(config)(**{**config.__dict__, "unicode": True})
             await notify(CARD_EXPIRY, str(db), config, today=TODAY, days=30, progress=False)
             return sinks["viettel"].received

@@ -4,16 +4,19 @@ a staff answer reaches the carrier exactly once, also when it races a restart of
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import signal
 import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import BinaryIO
 
 import aiohttp
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestServer
-from test_crash import start_server
+from test_crash import Carrier, start_server
 from test_gateway import OWNER, SECRET, mo_body, records_db  # noqa: F401 (a fixture)
 
 from smsgw.adapters.generic import sign
@@ -23,25 +26,16 @@ pytestmark = pytest.mark.slow
 ANSWER = "Ban mang CCCD den dai ly thu BHXH gan nha de lam lai so."
 
 
-class Sink:
+class Sink(Carrier):
     """The carrier's MT endpoint: keeps every attempt; refuses the answers while `refuse_answers`."""
 
     def __init__(self) -> None:
+        super().__init__()
+        self.flaky = False
         self.refuse_answers = False
-        self.attempts: list[dict] = []
-        self.accepted: list[dict] = []
-        self.app = web.Application()
-        self.app.router.add_post("/mt", self.receive)
 
-    async def receive(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        assert request.headers["X-Smsgw-Signature"] == sign(SECRET, body)
-        mt = json.loads(body)
-        self.attempts.append(mt)
-        if self.refuse_answers and mt["text"].startswith("Tra loi"):
-            return web.Response(status=503)
-        self.accepted.append(mt)
-        return web.Response(status=200)
+    def refuses(self, mt: dict) -> bool:
+        return self.refuse_answers and mt["text"].startswith("Tra loi")
 
     def answers(self, accepted: bool = True) -> list[dict]:
         return [mt for mt in (self.accepted if accepted else self.attempts) if mt["text"].startswith("Tra loi")]
@@ -99,36 +93,43 @@ async def asked(db: str, config, stderr, sink: Sink, count: int) -> tuple[asynci
     return process, numbers
 
 
+@contextlib.asynccontextmanager
+async def carrier_and_config(tmp_path) -> AsyncIterator[tuple[Sink, Path, BinaryIO]]:
+    """A carrier sink on 127.0.0.1, a gateway config sending to it, and the file for serve's log."""
+    sink = Sink()
+    config = tmp_path / "smsgw.toml"
+    async with TestServer(sink.app, host="127.0.0.1", port=0) as server:
+        write_config(config, str(server.make_url("/mt")))
+        with open(tmp_path / "serve.log", "wb") as stderr:
+            yield sink, config, stderr
+
+
 def test_an_answer_racing_a_restart_of_serve_reaches_the_carrier_once(tmp_path, records_db, monkeypatch):
     monkeypatch.setenv("SMSGW_LEASE_SECONDS", "2")   # PostgreSQL: a taken-over lease would show within the test
 
     async def run():
-        sink = Sink()
-        config = tmp_path / "smsgw.toml"
-        async with TestServer(sink.app, host="127.0.0.1", port=0) as server:
-            write_config(config, str(server.make_url("/mt")))
-            with open(tmp_path / "serve.log", "wb") as stderr:
-                process = None
-                try:
-                    process, numbers = await asked(records_db, config, stderr, sink, 3)
-                    for delay, number in zip((0.0, 0.05, 0.2), numbers):
-                        answering = asyncio.create_task(smsgw("questions", "answer", number, ANSWER, "--by", "lan",
-                                                              "--db", records_db, "--config", str(config)))
-                        await asyncio.sleep(delay)
-                        await stop(process)                        # the restart races the answer
-                        process, _ = await start_server(records_db, config, stderr)
-                        code, out, err = await answering
-                        assert code == 0, err
-                        assert out.startswith(f"{number} answered by lan: 1 SMS to generic, sent"), out
-                    await until(lambda: len(sink.answers()) >= 3)
-                    await asyncio.sleep(3.0)                       # two leases: a second send would be here by now
-                    await stop(process)
-                    again = await smsgw("questions", "answer", numbers[0], "other", "--db", records_db,
-                                        "--config", str(config))
-                    listed = await smsgw("questions", "list", "--db", records_db)
-                    opened = await smsgw("questions", "list", "--open", "--db", records_db)
-                finally:   # a failed assertion must not leave a gateway running
-                    await kill_left(process)
+        async with carrier_and_config(tmp_path) as (sink, config, stderr):
+            process = None
+            try:
+                process, numbers = await asked(records_db, config, stderr, sink, 3)
+                for delay, number in zip((0.0, 0.05, 0.2), numbers):
+                    answering = asyncio.create_task(smsgw("questions", "answer", number, ANSWER, "--by", "lan",
+                                                          "--db", records_db, "--config", str(config)))
+                    await asyncio.sleep(delay)
+                    await stop(process)                        # the restart races the answer
+                    process, _ = await start_server(records_db, config, stderr)
+                    code, out, err = await answering
+                    assert code == 0, err
+                    assert out.startswith(f"{number} answered by lan: 1 SMS to generic, sent"), out
+                await until(lambda: len(sink.answers()) >= 3)
+                await asyncio.sleep(3.0)                       # two leases: a second send would be here by now
+                await stop(process)
+                again = await smsgw("questions", "answer", numbers[0], "other", "--db", records_db,
+                                    "--config", str(config))
+                listed = await smsgw("questions", "list", "--db", records_db)
+                opened = await smsgw("questions", "list", "--open", "--db", records_db)
+            finally:   # a failed assertion must not leave a gateway running
+                await kill_left(process)
         return sink, numbers, again, listed, opened
 
     sink, numbers, again, listed, opened = asyncio.run(run())
@@ -148,26 +149,22 @@ def test_an_answer_the_carrier_refuses_for_now_is_delivered_by_the_gateway(tmp_p
     monkeypatch.setenv("SMSGW_LEASE_SECONDS", "2")
 
     async def run():
-        sink = Sink()
-        config = tmp_path / "smsgw.toml"
-        async with TestServer(sink.app, host="127.0.0.1", port=0) as server:
-            write_config(config, str(server.make_url("/mt")))
-            with open(tmp_path / "serve.log", "wb") as stderr:
-                process = None
-                try:
-                    process, (number,) = await asked(records_db, config, stderr, sink, 1)
-                    sink.refuse_answers = True
-                    code, out, err = await smsgw("questions", "answer", number, ANSWER, "--db", records_db,
-                                                 "--config", str(config))
-                    assert code == 0 and ", pending (the gateway's outbox retries it)" in out, (out, err)
-                    sink.refuse_answers = False
-                    # the running gateway takes it: PostgreSQL at once (the hand-over notifies), SQLite
-                    # within handover.LEFT_OVER_INTERVAL
-                    await until(lambda: len(sink.answers()) == 1)
-                    await asyncio.sleep(1.0)
-                    await stop(process)
-                finally:   # a failed assertion must not leave a gateway running
-                    await kill_left(process)
+        async with carrier_and_config(tmp_path) as (sink, config, stderr):
+            process = None
+            try:
+                process, (number,) = await asked(records_db, config, stderr, sink, 1)
+                sink.refuse_answers = True
+                code, out, err = await smsgw("questions", "answer", number, ANSWER, "--db", records_db,
+                                             "--config", str(config))
+                assert code == 0 and ", pending (the gateway's outbox retries it)" in out, (out, err)
+                sink.refuse_answers = False
+                # the running gateway takes it: PostgreSQL at once (the hand-over notifies), SQLite
+                # within handover.LEFT_OVER_INTERVAL
+                await until(lambda: len(sink.answers()) == 1)
+                await asyncio.sleep(1.0)
+                await stop(process)
+            finally:   # a failed assertion must not leave a gateway running
+                await kill_left(process)
         return sink
 
     sink = asyncio.run(run())
