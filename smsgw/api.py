@@ -46,6 +46,7 @@ API_CONFIG = web.AppKey("api_config", Config)
 # needs no store round trip for them; any other MT without MO (stored by another process, retried,
 # a notice) is checked in the store.
 EXPIRIES = web.AppKey("api_expiries", dict)
+CALLBACKS = web.AppKey("api_callbacks", CallbackSender)
 
 log = get_logger(component="api")
 
@@ -63,6 +64,14 @@ def add_api(app: web.Application, config: Config, store_of: Callable[[], Any], o
         outbox = outbox_of()
         outbox.screen = _screen(store, app[EXPIRIES])
         sender = CallbackSender(store)
+        app[CALLBACKS] = sender
+        heard = outbox.on_outcome
+
+        def on_outcome(outcome: str) -> None:   # an MT's status moved: maybe an API message's
+            heard(outcome)
+            sender.wake()
+
+        outbox.on_outcome = on_outcome
         sender.start()
         yield
         await sender.stop()
@@ -206,6 +215,8 @@ async def post_message(request: web.Request) -> web.Response:
         return refused
     if taken.pending is not None:
         _outbox_add(request, [taken.pending], {new.mt.id: new.expires_at})
+    if taken.created:
+        request.app[CALLBACKS].wake()   # its first callback ("queued") is in the store now
     message = taken.message
     log.info("api message", key=key.name, id=message.id, to=mask(message.to), message_class=message.message_class,
              status=message.status, created=taken.created)
@@ -238,6 +249,8 @@ async def post_batch(request: web.Request) -> web.Response:
     for start in range(0, len(taken.pending), OUTBOX_CHUNK):   # the loop serves others between chunks
         _outbox_add(request, taken.pending[start:start + OUTBOX_CHUNK], expiries)
         await asyncio.sleep(0)
+    if taken.created:
+        request.app[CALLBACKS].wake()
     log.info("api batch", key=key.name, id=taken.batch_id, recipients=len(messages), created=taken.created)
     return web.json_response({"id": taken.batch_id}, status=202 if taken.created else 200)
 

@@ -1,7 +1,7 @@
 """The API's status callbacks (CONTRACT §8): every status a message takes, POSTed to its callback_url.
 
 The queue is in the store (`api_callbacks`, filled in the transactions that change a status:
-store/api.py), so callbacks survive restarts. `CallbackSender` polls it: it claims the first
+store/api.py), so callbacks survive restarts. `CallbackSender` reads it: it claims the first
 undelivered callback of each message that is due (for `LEASE` seconds, so that another gateway
 on the same PostgreSQL database does not send it at the same time), POSTs the body
 `{"id", "to", "class", "status", "updated_at"}` signed `X-Smsgw-Signature` (hex HMAC-SHA256 of
@@ -9,6 +9,11 @@ the body with the key's callback secret, as carriers sign for us: CONTRACT §5),
 done on a 2xx; anything else is retried with back-off (outbox.backoff, from RETRY_INITIAL up to
 RETRY_MAX). A message's next status is sent only once the one before it was taken: in order,
 at least once (a 2xx lost in a crash is sent again).
+
+The queue is read again at once after a round that sent something, `POLL` seconds after
+`wake()` (the API stored a message, or the outbox recorded an MT's outcome: a status may have
+changed), and otherwise every `IDLE_POLL` seconds (a delivery report, a retry coming due,
+another gateway's change): an idle gateway reads it every few seconds, not five times a second.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from .logs import get_logger
 from .outbox import backoff
 from .store.api import ApiStore, Callback
 
-POLL = 0.2            # seconds between looks at the queue when it had nothing due
+POLL = 0.2            # seconds at least between two looks at the queue that found nothing due
+IDLE_POLL = 2.0       # seconds at most between two looks at the queue when nothing wakes the sender
 LEASE = 30.0          # seconds a claimed callback stays this gateway's
 TIMEOUT = 10.0        # seconds for the receiver to answer
 RETRY_INITIAL = 1.0
@@ -48,6 +54,11 @@ class CallbackSender:
         self.store = store
         self._task: asyncio.Task | None = None
         self._stopping = asyncio.Event()
+        self._woken = asyncio.Event()
+
+    def wake(self) -> None:
+        """A status may have changed: look at the queue within `POLL` seconds."""
+        self._woken.set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="smsgw-api-callbacks")
@@ -57,6 +68,7 @@ class CallbackSender:
         if self._task is None:
             return
         self._stopping.set()
+        self._woken.set()
         try:
             await asyncio.wait_for(asyncio.shield(self._task), grace)
         except TimeoutError:
@@ -68,6 +80,7 @@ class CallbackSender:
         timeout = aiohttp.ClientTimeout(total=TIMEOUT)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while not self._stopping.is_set():
+                self._woken.clear()
                 try:
                     due = await self.store.due_callbacks(time.time(), LEASE, BATCH)
                 except asyncio.CancelledError:
@@ -78,10 +91,18 @@ class CallbackSender:
                 if due:
                     await asyncio.gather(*(self._send(session, callback) for callback in due))
                 else:
-                    try:
-                        await asyncio.wait_for(self._stopping.wait(), POLL)
-                    except TimeoutError:
-                        pass
+                    await self._idle()
+
+    async def _idle(self) -> None:
+        """Wait `POLL` seconds, then until woken (a wake during the last look counts), stopped or
+        `IDLE_POLL` seconds have passed."""
+        for event, seconds in ((self._stopping, POLL), (self._woken, IDLE_POLL - POLL)):
+            if self._stopping.is_set():
+                return
+            try:
+                await asyncio.wait_for(event.wait(), seconds)
+            except TimeoutError:
+                pass
 
     async def _send(self, session: aiohttp.ClientSession, callback: Callback) -> None:
         body = callback_body(callback)

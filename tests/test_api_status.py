@@ -135,3 +135,38 @@ def test_quiet_hours_hold_a_notice_until_their_end_but_never_a_one_time_code(api
             assert (lane, held) == (1, pytest.approx(quiet_hours(span).held_until(time.time()), abs=1))
 
     asyncio.run(run())
+
+
+def test_an_idle_callback_sender_leaves_the_store_alone_until_woken(monkeypatch):
+    """An idle gateway does not read the callback queue five times a second (on SQLite each read is a
+    turn of the single writer); a status change (`wake`) has it read at once."""
+    monkeypatch.setattr(api_callbacks, "POLL", 0.05)
+    monkeypatch.setattr(api_callbacks, "IDLE_POLL", 5.0)
+
+    class EmptyQueue:
+        reads = 0
+
+        async def due_callbacks(self, now, lease, limit):
+            self.reads += 1
+            return []
+
+    async def run():
+        queue = EmptyQueue()
+        sender = api_callbacks.CallbackSender(queue)
+        sender.start()
+        await asyncio.sleep(1.0)
+        idle_reads = queue.reads
+        sender.wake()
+        await asyncio.wait_for(_until(lambda: queue.reads > idle_reads), 2.0)
+        started = time.monotonic()
+        await sender.stop()
+        return idle_reads, time.monotonic() - started
+
+    idle_reads, stopping = asyncio.run(run())
+    assert idle_reads == 1   # the first look; before: one every 0.2 s
+    assert stopping < 2.0    # stop does not wait out IDLE_POLL
+
+
+async def _until(predicate) -> None:
+    while not predicate():
+        await asyncio.sleep(0.01)
