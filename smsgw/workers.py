@@ -9,7 +9,10 @@ that reaches another worker gets the first answer), and WAL lets one write at a 
 also resumes the MTs left pending by a previous run; every worker delivers the MTs it stores.
 On PostgreSQL every worker is a gateway like any other: each one claims MTs free to take.
 If a worker dies, the supervisor stops the others and exits non-zero: a process manager
-(systemd, Kubernetes) restarts the whole gateway, and the pending MTs resume.
+(systemd, Kubernetes) restarts the whole gateway, and the pending MTs resume. If the supervisor
+itself dies (SIGKILL, OOM killer), Linux sends each worker SIGTERM (PR_SET_PDEATHSIG, set in the
+worker before it runs smsgw): the workers stop as on a SIGTERM of the supervisor, instead of
+keeping the port for a gateway that a process manager starts again.
 
 /metrics counts every worker whichever one is scraped: the supervisor makes a directory of its
 own for this run (under $RUNTIME_DIRECTORY when systemd gives one, else the temporary folder),
@@ -19,6 +22,7 @@ Being new, it holds nothing of an earlier run: the counters start at 0 with the 
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import shutil
@@ -27,6 +31,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -100,7 +105,7 @@ def supervise(argv: list[str], *, host: str, port: int, workers: int) -> int:
         for index in range(workers):
             children.append(subprocess.Popen(
                 [sys.executable, "-m", "smsgw", "serve", *argv, "--port", str(port), "--worker", f"{index}/{workers}"],
-                stdout=subprocess.PIPE, text=True, env=environment))
+                stdout=subprocess.PIPE, text=True, env=environment, preexec_fn=_stop_with(os.getpid())))
         url = _wait_listening(children)
         if url is None:
             stop(signal.SIGTERM, None)
@@ -120,6 +125,26 @@ def supervise(argv: list[str], *, host: str, port: int, workers: int) -> int:
                 child.kill()
                 child.wait()
         shutil.rmtree(shared, ignore_errors=True)
+
+
+_PR_SET_PDEATHSIG = 1   # <linux/prctl.h>
+
+
+def _stop_with(supervisor: int) -> Callable[[], None] | None:
+    """In the worker between fork and exec: SIGTERM when the supervisor dies (None where Linux's
+    prctl is not there). The flag outlives exec; a supervisor already gone stops it at once."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+
+    def stop_with_supervisor() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != supervisor:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return stop_with_supervisor
 
 
 def _wait_listening(children: list[subprocess.Popen]) -> str | None:

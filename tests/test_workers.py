@@ -147,3 +147,56 @@ def test_on_postgresql_every_worker_claims_mts_on_sqlite_worker_0_only(monkeypat
     for index in range(3):
         workers.serve_worker(parse_config({}), db_path=db, host="127.0.0.1", port=8079, index=index, count=3)
     assert started == resuming
+
+
+def _children(pid: int) -> set[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as listing:
+        return {int(child) for child in listing.read().split()}
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"   # a zombie has stopped
+    except FileNotFoundError:
+        return True
+
+
+def test_workers_stop_when_their_supervisor_is_killed(tmp_path):
+    """SIGKILL of the supervisor (no chance to forward anything): its workers stop by themselves and
+    the port is free for the gateway a process manager starts again."""
+    db, config = tmp_path / "records.db", tmp_path / "smsgw.toml"
+    config.write_text(f'[carriers.generic]\nsecret = "{SECRET}"\nmode = "sync"\n')
+
+    async def run():
+        await make_records(db)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "smsgw", "serve", "--db", str(db), "--config", str(config), "--port", "0",
+            "--workers", "2", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+        workers: set[int] = set()
+        try:
+            line = (await asyncio.wait_for(process.stdout.readline(), timeout=20)).decode()
+            port = int(line.split()[3].rsplit(":", 1)[1])
+            workers = _children(process.pid)
+            assert len(workers) == 2
+            process.kill()
+            await process.wait()
+            for _ in range(300):   # 30 s at most
+                if all(_gone(pid) for pid in workers):
+                    break
+                await asyncio.sleep(0.1)
+            stopped = {pid for pid in workers if _gone(pid)}
+            refused = False
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+            except ConnectionRefusedError:
+                refused = True
+            return workers, stopped, refused
+        finally:
+            for pid in workers:
+                if not _gone(pid):
+                    os.kill(pid, signal.SIGKILL)
+
+    workers, stopped, refused = asyncio.run(run())
+    assert stopped == workers and refused
