@@ -1,4 +1,4 @@
-"""`smsgw questions list|answer`: the citizens' questions (BH HOI, CONTRACT §7) and staff's answers.
+"""`smsgw questions list|answer|close`: the citizens' questions (BH HOI, CONTRACT §7) and staff's answers.
 
 `questions answer Q123 TEXT` stores the answer in one transaction with the question's answered
 state: a lane-0 MT, message_type 3 (a free push), to the asker through the carrier the question
@@ -12,6 +12,10 @@ release notifies them); on SQLite the running gateway takes it within seconds (h
 at its next start. A second answer is refused, naming who answered and when.
 
 The answer invites a rating (`BH DG <1-5>`) when the invitation fits in the answer's SMS parts.
+
+`questions close Q123` ends a question without sending anything (one that needs no answer, was
+answered by telephone, or whose asker's number the retention erased): it leaves the open list,
+counts as handled by that staff member, and cannot be answered afterwards, nor rated.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ def _at(unix: float | None) -> str:
 
 
 def _state(question) -> str:
+    if question.answered_by is not None and question.answer is None:
+        return f"closed by {question.answered_by} at {_at(question.answered_at)}, no SMS"
     if question.answered_by is not None:
         return f"answered by {question.answered_by} at {_at(question.answered_at)}"
     if question.faq_id is not None:
@@ -137,9 +143,11 @@ async def _answer(db: str, config, number: str, text: str, by: str):
         known = {question.number: question for question in await store.questions()}
         if number not in known:
             raise UserError(f"no question {number} in {store.path}")
+        if known[number].answered_by is not None:
+            raise UserError(already(known[number]))
         if erased_phone(known[number].sender):
             raise UserError(f"{number}: its asker's number was erased ([retention] days, or smsgw data erase): "
-                            "the answer cannot be sent")
+                            "the answer cannot be sent (smsgw questions close ends it)")
         carrier = config.carriers.get(known[number].carrier)
         if carrier is None:
             raise UserError(f"{number} came by carrier {known[number].carrier!r}, which the configuration "
@@ -150,10 +158,8 @@ async def _answer(db: str, config, number: str, text: str, by: str):
                                              lease=store.lease_seconds or ANSWER_LEASE)
         if stored is None:
             raise UserError(f"no question {number} in {store.path}")
-        if stored.mt is None:
-            question = stored.question
-            raise UserError(f"{number} was answered already by {question.answered_by} at "
-                            f"{_at(question.answered_at)} (Vietnam time)")
+        if stored.refused:
+            raise UserError(already(stored.question))
         adapters = {carrier.name: load_adapter(carrier, shortcode=config.shortcode)}
         async with aiohttp.ClientSession() as session:
             outcome = await deliver_once(store, stored.mt, adapters, session)
@@ -162,6 +168,34 @@ async def _answer(db: str, config, number: str, text: str, by: str):
         return outcome, stored.question, stored.mt
     finally:
         await store.close()
+
+
+def already(question) -> str:
+    """Why a question cannot be answered or closed again: who did it and when."""
+    done = "closed" if question.answer is None else "answered"
+    return f"{question.number} was {done} already by {question.answered_by} at {_at(question.answered_at)} (Vietnam time)"
+
+
+def cmd_questions_close(args: argparse.Namespace) -> int:
+    from .store import open_messages
+
+    async def run():
+        store = await open_messages(args.db)
+        try:
+            return store.path, await store.answer_question(number, lambda question: None, by=by, now=time.time(),
+                                                           lease=0.0)
+        finally:
+            await store.close()
+
+    database_path(args.db)
+    number, by = args.number.upper(), args.by or getpass.getuser()
+    path, stored = asyncio.run(run())
+    if stored is None:
+        raise UserError(f"no question {number} in {path}")
+    if stored.refused:
+        raise UserError(already(stored.question))
+    print(f"{stored.question.number} closed by {by}, no SMS sent")
+    return 0
 
 
 def add_questions_commands(sub: argparse._SubParsersAction, *, db_help: str, config_help: str) -> None:
@@ -182,3 +216,9 @@ def add_questions_commands(sub: argparse._SubParsersAction, *, db_help: str, con
     p.add_argument("--db", required=True, metavar="PATH", help=db_help + "; the gateway's messages are in it")
     p.add_argument("--config", metavar="FILE", help=config_help + "; its carriers deliver the answer")
     p.set_defaults(func=cmd_questions_answer)
+    p = questions_sub.add_parser("close", help="end a question without sending anything (it needs no answer, "
+                                               "was answered otherwise, or its asker's number was erased)")
+    p.add_argument("number", metavar="Q123", help="the question's number")
+    p.add_argument("--by", metavar="NAME", help="who closes it (default: the user running the command)")
+    p.add_argument("--db", required=True, metavar="PATH", help=db_help + "; the gateway's messages are in it")
+    p.set_defaults(func=cmd_questions_close)

@@ -114,6 +114,36 @@ def test_a_viewer_cannot_answer_and_sees_no_question_text(console_db):
     asyncio.run(scenario())
 
 
+def test_staff_close_a_question_without_an_sms_viewers_cannot(console_db):
+    async def scenario():
+        async with sink_and_gateway(console_db) as (client, received, _):
+            number = await ask(client, received, "h1", "BH HOI Tôi đã gọi tổng đài rồi, cảm ơn")
+            token = await logged_in(client, "vic")
+            page = await (await client.get("/console/questions")).text()
+            assert f"/console/questions/{number}/close" not in page
+            refused = await client.post(f"/console/questions/{number}/close", data={"csrf": token})
+            assert refused.status == 403
+            token = await logged_in(client, "sam")
+            page = await (await client.get("/console/questions")).text()
+            assert f'action="/console/questions/{number}/close"' in page
+            no_token = await client.post(f"/console/questions/{number}/close", data={})
+            assert no_token.status == 403
+            closed = await client.post(f"/console/questions/{number}/close", data={"csrf": token},
+                                       allow_redirects=False)
+            assert closed.status == 303 and closed.headers["Location"] == f"/console/questions?closed={number}"
+            page = await (await client.get(closed.headers["Location"])).text()
+            assert f'id="question-{number}"' not in page and f"Đã đóng {number}" in page
+            assert re.search(rf"<td>{number}</td>.*\(đóng, không gửi tin\).*<td>sam</td>", page, re.S)
+            again = await client.post(f"/console/questions/{number}/answer", data={"csrf": token, "text": "Có"})
+            assert again.status == 409 and f"{number} đã được sam đóng lúc" in await again.text()
+            await logged_in(client, "ana")
+            assert f"đóng {number}, không gửi tin" in await (await client.get("/console/audit")).text()
+            await asyncio.sleep(0.3)
+            assert len(received) == 1   # the acknowledgment only: nothing sent on closing
+
+    asyncio.run(scenario())
+
+
 def test_bad_answers_are_refused_with_the_reason(console_db):
     async def scenario():
         async with sink_and_gateway(console_db) as (client, received, _):

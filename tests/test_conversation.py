@@ -465,23 +465,34 @@ def test_taking_the_question_as_typed_stays_linear_however_much_invisible_text_c
     assert long_ones == [len(text)] and len(lengths) < 20   # the message once; then short prefixes
 
 
+async def asked(store, text: str = "?") -> str:
+    """A question stored as the gateway stores a BH HOI from OWNER; its number."""
+    import time
+
+    from smsgw.billing import MessageType
+    from smsgw.store import Effect
+    from smsgw.wire import InboundMessage, OutboundMessage
+
+    inbound = InboundMessage("generic", "q1", OWNER, "8079", f"BH HOI {text}", datetime.now(VIETNAM))
+    stored = await store.store_mo(
+        inbound, mo_id="mo-q1", mode="sync", command="HOI", error=None, replies=[], now=time.time(),
+        effect=Effect("question", text=text, numbered=lambda number: [OutboundMessage(
+            "ack", "mo-q1", "q1", "generic", "8079", OWNER, f"so {number}", "gsm7", 1, MessageType.CHARGED)]))
+    return stored.replies[0].text.split()[-1]
+
+
 def test_two_answers_at_once_are_one_answer_and_one_refusal(db):
     """Two staff members answering the same question at the same moment (two stores, as two
     `questions answer` processes): one MT stored, the other refused naming the first."""
     import time
 
     from smsgw.billing import MessageType
-    from smsgw.store import Effect, open_messages
-    from smsgw.wire import InboundMessage, OutboundMessage
+    from smsgw.store import open_messages
+    from smsgw.wire import OutboundMessage
 
     async def run():
         asker = await open_messages(db)
-        inbound = InboundMessage("generic", "q1", OWNER, "8079", "BH HOI ?", datetime.now(VIETNAM))
-        stored = await asker.store_mo(
-            inbound, mo_id="mo-q1", mode="sync", command="HOI", error=None, replies=[], now=time.time(),
-            effect=Effect("question", text="?", numbered=lambda number: [OutboundMessage(
-                "ack", "mo-q1", "q1", "generic", "8079", OWNER, f"so {number}", "gsm7", 1, MessageType.CHARGED)]))
-        number = stored.replies[0].text.split()[-1]
+        number = await asked(asker)
         stores = [await open_messages(db) for _ in range(2)]
         try:
             def word(by):
@@ -525,3 +536,47 @@ def test_config_check_shows_the_questions_table_in_force():
     assert effective_tables(config)["questions"] == {"days": ["mon", "sat"], "hours": "08:00-17:00",
                                                      "holidays": ["2027-01-01"]}
     assert '[questions]\ndays = ["mon", "sat"]\nhours = "08:00-17:00"\nholidays = ["2027-01-01"]' in render_toml(config)
+
+
+def test_staff_close_a_question_without_an_sms_and_it_cannot_be_answered_after(db):
+    """`smsgw questions close`: the question leaves the open list, nothing is sent or billed, and
+    a later answer or close is refused naming who closed it."""
+    import subprocess
+    import sys
+
+    from smsgw.store import open_messages
+
+    async def ask() -> str:
+        store = await open_messages(db)
+        try:
+            return await asked(store, "Cảm ơn, tôi đã được giải đáp qua điện thoại")
+        finally:
+            await store.close()
+
+    def smsgw(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "smsgw", "questions", *args, "--db", db],
+                              capture_output=True, text=True, timeout=60)
+
+    async def stored():
+        store = await open_messages(db)
+        try:
+            return await store.questions(), await store.billing()
+        finally:
+            await store.close()
+
+    number = asyncio.run(ask())
+    closed = smsgw("close", number.lower(), "--by", "lan")
+    assert closed.returncode == 0 and closed.stdout == f"{number} closed by lan, no SMS sent\n", closed.stderr
+    again = smsgw("close", number, "--by", "minh")
+    answered = smsgw("answer", number, "Da giai dap", "--by", "minh")
+    refusal = rf"smsgw: {number} was closed already by lan at \d{{4}}-\d\d-\d\d \d\d:\d\d \(Vietnam time\)\n"
+    assert again.returncode == 1 and re.fullmatch(refusal, again.stderr), again.stderr
+    assert answered.returncode == 1 and re.fullmatch(refusal, answered.stderr), answered.stderr
+    unknown = smsgw("close", "Q999999999")
+    assert unknown.returncode == 1 and unknown.stderr.startswith("smsgw: no question Q999999999 in ")
+    listed, opened = smsgw("list"), smsgw("list", "--open")
+    assert re.search(rf"^{number}\t.*\tclosed by lan at [^\t]+, no SMS\t", listed.stdout, re.M), listed.stdout
+    assert opened.stdout == "" and opened.stderr == "questions: 0 open\n"
+    questions, billing = asyncio.run(stored())
+    assert [(q.answered_by, q.answer) for q in questions] == [("lan", None)]
+    assert [(row.kind, row.mt_id) for row in billing] == [("charge", "ack")]   # the acknowledgment only

@@ -7,7 +7,9 @@
   unless `unicode`, the rating invitation when it fits), in characters, encoding and SMS parts,
   exactly as gsm.py counts it (console.js); and who answered what, latest first. The answer goes
   through `MessageStore.answer_question` (once: a second answer is refused naming who answered
-  and when) and the gateway's own outbox, to the carrier the question came by; audited.
+  and when) and the gateway's own outbox, to the carrier the question came by; audited. Staff may
+  instead close a question without sending anything (it needs no answer, was answered by
+  telephone, or its asker's number was erased): the same call, no SMS; audited.
 - satisfaction: a month's ratings, the mean and the index (share of 4 and 5) against the agency's
   targets (satisfaction.TARGETS), what was rated, and the comments (staff and admins only: a
   comment may name a person).
@@ -75,7 +77,8 @@ def _suggestions(request: web.Request, text: str) -> list[tuple[str, str]]:
     return [(entry.id, entry.answer) for entry, _score in faq.suggest(text, SUGGESTIONS)]
 
 
-async def _page(request: web.Request, *, error: str = "", status: int = 200, done: str = "") -> web.Response:
+async def _page(request: web.Request, *, error: str = "", status: int = 200, done: str = "",
+                closed: str = "") -> web.Response:
     store, config, now = request.app[CONSOLE_STORE], request.app[CONFIG], time.time()
     staff = role_of(request).may(Role.STAFF)
     open_questions = [{
@@ -86,17 +89,19 @@ async def _page(request: web.Request, *, error: str = "", status: int = 200, don
         "counting": counting(q.number, config.unicode),
     } for q in await store.open_questions()]
     answered = [{"number": q.number, "phone": mask(q.sender), "by": q.answered_by, "at": q.answered_at,
-                 "text": q.text if staff else HIDDEN, "answer": q.answer if staff else HIDDEN}
+                 "text": q.text if staff else HIDDEN, "closed": q.answer is None,
+                 "answer": q.answer if staff else HIDDEN}
                 for q in await store.answered_questions()]
     return render(request, "questions.html", {"title": "Câu hỏi của người dân", "open": open_questions,
                                               "answered": answered, "error": error, "done": done,
+                                              "closed": closed,
                                               "max_answer": MAX_ANSWER}, status=status)
 
 
 @routes.get(f"{PREFIX}/questions")
 @page()
 async def questions(request: web.Request) -> web.Response:
-    return await _page(request, done=request.query.get("done", "")[:24])
+    return await _page(request, done=request.query.get("done", "")[:24], closed=request.query.get("closed", "")[:24])
 
 
 @routes.post(PREFIX + "/questions/{number}/answer")
@@ -124,14 +129,32 @@ async def answer(request: web.Request) -> web.Response:
                                          now=time.time(), lease=store.lease_seconds or ANSWER_LEASE)
     if stored is None:
         return await _page(request, error=f"Không có câu hỏi {number}.", status=404)
-    if stored.mt is None:
-        when = datetime.fromtimestamp(stored.question.answered_at or 0, VIETNAM).strftime("%H:%M %d/%m/%Y")
-        return await _page(request, status=409,
-                           error=f"{number} đã được {stored.question.answered_by} trả lời lúc {when}.")
+    if stored.refused:
+        return await _page(request, status=409, error=_already(stored.question))
     now = time.time()
     app[OUTBOX].add(PendingMT(stored.mt, 0, now, now))   # this gateway sends it, through its carrier
     await audit(request, "answer", f"trả lời {number} ({stored.mt.segments} tin SMS qua {stored.mt.carrier})")
     return redirect(f"{PREFIX}/questions?done={number}")
+
+
+def _already(question) -> str:
+    when = datetime.fromtimestamp(question.answered_at or 0, VIETNAM).strftime("%H:%M %d/%m/%Y")
+    done = "đóng" if question.answer is None else "trả lời"
+    return f"{question.number} đã được {question.answered_by} {done} lúc {when}."
+
+
+@routes.post(PREFIX + "/questions/{number}/close")
+@page(Role.STAFF)
+async def close(request: web.Request) -> web.Response:
+    number = request.match_info["number"].upper()
+    stored = await request.app[STORE].answer_question(number, lambda question: None, by=visitor(request).name,
+                                                      now=time.time(), lease=0.0)
+    if stored is None:
+        return await _page(request, error=f"Không có câu hỏi {number}.", status=404)
+    if stored.refused:
+        return await _page(request, status=409, error=_already(stored.question))
+    await audit(request, "close", f"đóng {number}, không gửi tin")
+    return redirect(f"{PREFIX}/questions?closed={number}")
 
 
 @routes.get(f"{PREFIX}/satisfaction")

@@ -13,8 +13,7 @@ from typing import Any
 from .console import MAX_ROWS, Account, AuditEntry, ConsoleStore, MessageRow, QueueRow, Session
 from .console_corrections import SqlCorrectionReads
 from .console_sending import SqlSendingReads
-from .messages import NOT_TEST_RATING, REAL_TRAFFIC, Question
-from .sqlite_conversations import QUESTION_PREFIX
+from .messages import NOT_TEST_RATING, QUESTION_COLUMNS, REAL_TRAFFIC, Question, question_digits, question_of
 
 _ACCOUNT = "name, role, password_hash, failed_logins, locked_until, created_at"
 _PHONES = "(guard IS NULL OR guard NOT IN ('short_code', 'alphanumeric'))"
@@ -188,21 +187,21 @@ class SqlConsoleStore(SqlSendingReads, SqlCorrectionReads, ConsoleStore):
 
     # -- questions and ratings --------------------------------------------------------------
     async def open_questions(self, limit: int = MAX_ROWS) -> list[Question]:
-        rows = await self._fetch(f"SELECT {_QUESTION} FROM questions WHERE answered_by IS NULL AND faq_id IS NULL"
+        rows = await self._fetch(f"SELECT {QUESTION_COLUMNS} FROM questions WHERE answered_by IS NULL AND faq_id IS NULL"
                                  f" AND {REAL_TRAFFIC} ORDER BY number LIMIT ?", (min(limit, MAX_ROWS),))
-        return [_question(row) for row in rows]
+        return [question_of(row) for row in rows]
 
     async def question(self, number: str) -> Question | None:
-        digits = number[len(QUESTION_PREFIX):] if number.upper().startswith(QUESTION_PREFIX) else number
-        if not digits.isdigit() or len(digits) > 18:
+        digits = question_digits(number)
+        if digits is None:
             return None
-        rows = await self._fetch(f"SELECT {_QUESTION} FROM questions WHERE number = ?", (int(digits),))
-        return _question(rows[0]) if rows else None
+        rows = await self._fetch(f"SELECT {QUESTION_COLUMNS} FROM questions WHERE number = ?", (digits,))
+        return question_of(rows[0]) if rows else None
 
     async def answered_questions(self, limit: int = 50) -> list[Question]:
-        rows = await self._fetch(f"SELECT {_QUESTION} FROM questions WHERE answered_by IS NOT NULL"
+        rows = await self._fetch(f"SELECT {QUESTION_COLUMNS} FROM questions WHERE answered_by IS NOT NULL"
                                  " ORDER BY answered_at DESC LIMIT ?", (min(limit, MAX_ROWS),))
-        return [_question(row) for row in rows]
+        return [question_of(row) for row in rows]
 
     async def rating_counts(self, start: float, end: float) -> list[tuple[int, str | None, int]]:
         return sorted(await self._fetch(
@@ -218,13 +217,8 @@ class SqlConsoleStore(SqlSendingReads, SqlCorrectionReads, ConsoleStore):
             " ORDER BY r.rated_at DESC LIMIT ?", (start, end, min(limit, MAX_ROWS)))
 
 
-_QUESTION = "number, mo_id, carrier, sender, text, asked_at, faq_id, answered_by, answered_at, answer"
 # the MO a rating rated (its command; none: the service); ratings sent from the simulator left out
 _RATINGS_JOIN = f"LEFT JOIN mo_messages AS m ON m.id = r.rated_mo_id WHERE {NOT_TEST_RATING} AND"
-
-
-def _question(row: Sequence[Any]) -> Question:
-    return Question(f"{QUESTION_PREFIX}{row[0]}", *row[1:])
 
 
 _MO_ROW = "id, coalesce(taken_at, 0), carrier, sender, text, status, command, error, guard"

@@ -20,7 +20,7 @@ import abc
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..billing import MessageType
 from ..wire import DeliveryReport, DeliveryState, InboundMessage, OutboundMessage
@@ -198,12 +198,33 @@ class Question:
     answer: str | None
 
 
+QUESTION_PREFIX = "Q"
+QUESTION_COLUMNS = "number, mo_id, carrier, sender, text, asked_at, faq_id, answered_by, answered_at, answer"
+
+
+def question_digits(number: str) -> int | None:
+    """The stored number of question `number` ("Q12", "q12" or "12"); None when it cannot be one."""
+    digits = number[len(QUESTION_PREFIX):] if number.upper().startswith(QUESTION_PREFIX) else number
+    return int(digits) if digits.isdigit() and len(digits) <= 18 else None
+
+
+def question_of(row: Sequence[Any]) -> Question:
+    """A `Question` from a row of QUESTION_COLUMNS."""
+    return Question(f"{QUESTION_PREFIX}{row[0]}", *row[1:])
+
+
 @dataclass(frozen=True)
 class StaffAnswer:
-    """What `MessageStore.answer_question` did: the MT stored, or who answered before and when."""
+    """What `MessageStore.answer_question` did: the MT stored, the question closed without one, or
+    who answered (or closed it) before and when."""
 
     question: Question
-    mt: OutboundMessage | None     # None: refused, answered before (question.answered_by, answered_at)
+    mt: OutboundMessage | None     # None: closed now (`closed`), or refused: answered before
+    closed: bool = False           # closed now without an SMS (`word` gave None)
+
+    @property
+    def refused(self) -> bool:
+        return self.mt is None and not self.closed
 
 
 class MessageStore(abc.ABC):
@@ -263,7 +284,10 @@ class MessageStore(abc.ABC):
         """Store a staff answer to question `number` (None: no such question) in one transaction
         with the question's answered state: the MT `word(question)` pending, leased to this
         process for `lease` seconds (its sender delivers it; a gateway takes it once the lease
-        has run out), with its push billing row. Refused (`mt` None) when staff answered before."""
+        has run out), with its push billing row. Refused (`refused`) when staff answered or closed
+        it before. `word` returning None closes the question without an SMS (`closed`): answered
+        by staff, no answer text (a question needing none, or whose asker's number was erased);
+        None when the asker's number was erased and `word` gave an MT."""
 
     @abc.abstractmethod
     async def opted_out(self, phones: Sequence[str]) -> set[str]:

@@ -13,16 +13,15 @@ import asyncpg
 
 from ..phones import mask
 from ..wire import OutboundMessage
-from .messages import RATED_WITHIN, REPLY_LANE, Effect, Question, StaffAnswer
+from .messages import (QUESTION_COLUMNS, QUESTION_PREFIX, RATED_WITHIN, REPLY_LANE, Effect, Question, StaffAnswer,
+                       question_digits, question_of)
 from .retention_tables import erased_phone
-
-QUESTION_PREFIX = "Q"
-_QUESTION_COLUMNS = "number, mo_id, carrier, sender, text, asked_at, faq_id, answered_by, answered_at, answer"
 _RATED = (
     "SELECT mo_id FROM ("
     " SELECT id AS mo_id, taken_at AS at FROM mo_messages WHERE sender = $1 AND guard IS NULL"
     "  AND taken_at > $2 AND id != $3 AND error IS NULL AND command IN ('QT', 'HS', 'THE', 'HOI')"
     " UNION ALL SELECT mo_id, answered_at FROM questions WHERE sender = $1 AND answered_at > $2"
+    "  AND answer IS NOT NULL"
     ") AS answered ORDER BY at DESC LIMIT 1")
 
 
@@ -55,36 +54,35 @@ async def opted_out(conn: asyncpg.Connection, phones: Sequence[str]) -> set[str]
 
 async def questions(conn: asyncpg.Connection, open_only: bool) -> list[Question]:
     where = " WHERE answered_by IS NULL AND faq_id IS NULL" if open_only else ""
-    return [_question(row) for row in await conn.fetch(
-        f"SELECT {_QUESTION_COLUMNS} FROM questions{where} ORDER BY number")]
+    return [question_of(row) for row in await conn.fetch(
+        f"SELECT {QUESTION_COLUMNS} FROM questions{where} ORDER BY number")]
 
 
-async def answer_question(conn: asyncpg.Connection, number: str, word: Callable[[Question], OutboundMessage], *,
-                          by: str, now: float, lease_until: float, owner: str, insert_mt: str,
-                          mt_values: Callable[[OutboundMessage], tuple], at: str) -> StaffAnswer | None:
-    """The staff answer stored with the question's answered state; the row locked (FOR UPDATE)
-    so that two answers at once are one answer and one refusal."""
-    digits = number[len(QUESTION_PREFIX):] if number.upper().startswith(QUESTION_PREFIX) else number
-    if not digits.isdigit() or len(digits) > 18:
-        return None
-    row = await conn.fetchrow(f"SELECT {_QUESTION_COLUMNS} FROM questions WHERE number = $1 FOR UPDATE", int(digits))
+async def answer_question(conn: asyncpg.Connection, number: str,
+                          word: Callable[[Question], OutboundMessage | None], *, by: str, now: float,
+                          lease_until: float, owner: str, insert_mt: str, mt_values: Callable[[OutboundMessage], tuple],
+                          at: str) -> StaffAnswer | None:
+    """The staff answer stored with the question's answered state, or the question closed; the row
+    locked (FOR UPDATE) so that two answers at once are one answer and one refusal."""
+    digits = question_digits(number)
+    row = None if digits is None else await conn.fetchrow(
+        f"SELECT {QUESTION_COLUMNS} FROM questions WHERE number = $1 FOR UPDATE", digits)
     if row is None:
         return None
-    question = _question(row)
+    question = question_of(row)
     if question.answered_by is not None:
         return StaffAnswer(question, None)
+    mt = word(question)
+    if mt is None:
+        await conn.execute("UPDATE questions SET answered_by = $1, answered_at = $2 WHERE number = $3", by, now, digits)
+        return StaffAnswer(question, None, closed=True)
     if erased_phone(question.sender):   # erased by the retention since the caller looked: no one to send to
         return None
-    mt = word(question)
     await conn.execute(insert_mt, *mt_values(mt), 0, "pending", now, now, lease_until, owner, REPLY_LANE, None)
     await conn.execute(
         "INSERT INTO billing_rows (kind, carrier, mo_id, mt_id, msisdn, amount_vnd, message_type, at)"
         " VALUES ('push', $1, $2, $3, $4, 0, $5, $6)", mt.carrier, mt.mo_id, mt.id, mask(mt.to),
         int(mt.message_type), at)
     await conn.execute("UPDATE questions SET answer = $1, answered_by = $2, answered_at = $3, answer_mt_id = $4"
-                       " WHERE number = $5", mt.text, by, now, mt.id, int(digits))
+                       " WHERE number = $5", mt.text, by, now, mt.id, digits)
     return StaffAnswer(question, mt)
-
-
-def _question(row: Sequence) -> Question:
-    return Question(f"{QUESTION_PREFIX}{row[0]}", *row[1:])

@@ -12,18 +12,17 @@ from collections.abc import Callable, Sequence
 
 from ..phones import mask
 from ..wire import OutboundMessage
-from .messages import RATED_WITHIN, Effect, Question, StaffAnswer
+from .messages import (QUESTION_COLUMNS, QUESTION_PREFIX, RATED_WITHIN, Effect, Question, StaffAnswer,
+                       question_digits, question_of)
 from .retention_tables import erased_phone
-
-QUESTION_PREFIX = "Q"
-_QUESTION_COLUMNS = ("number, mo_id, carrier, sender, text, asked_at, faq_id, answered_by, answered_at, answer")
 # The phone's last answered MO: a lookup or a question understood and answered as usual, or a
-# question staff answered, within RATED_WITHIN; the latest of them.
+# question staff answered (not one closed without an answer), within RATED_WITHIN; the latest of them.
 _RATED = (
     "SELECT mo_id FROM ("
     " SELECT id AS mo_id, taken_at AS at FROM mo_messages WHERE sender = :sender AND guard IS NULL"
     "  AND taken_at > :since AND id != :mo_id AND error IS NULL AND command IN ('QT', 'HS', 'THE', 'HOI')"
     " UNION ALL SELECT mo_id, answered_at FROM questions WHERE sender = :sender AND answered_at > :since"
+    "  AND answer IS NOT NULL"
     ") ORDER BY at DESC LIMIT 1")
 
 
@@ -61,34 +60,33 @@ def opted_out(conn: sqlite3.Connection, phones: Sequence[str]) -> set[str]:
 
 def questions(conn: sqlite3.Connection, open_only: bool) -> list[Question]:
     where = " WHERE answered_by IS NULL AND faq_id IS NULL" if open_only else ""
-    return [_question(row) for row in conn.execute(
-        f"SELECT {_QUESTION_COLUMNS} FROM questions{where} ORDER BY number")]
+    return [question_of(row) for row in conn.execute(
+        f"SELECT {QUESTION_COLUMNS} FROM questions{where} ORDER BY number")]
 
 
-def answer_question(conn: sqlite3.Connection, number: str, word: Callable[[Question], OutboundMessage], *,
+def answer_question(conn: sqlite3.Connection, number: str, word: Callable[[Question], OutboundMessage | None], *,
                     by: str, now: float, lease_until: float, insert_mt: Callable[..., None],
                     at: str) -> StaffAnswer | None:
-    """The staff answer stored with the question's answered state (see MessageStore.answer_question)."""
-    digits = number[len(QUESTION_PREFIX):] if number.upper().startswith(QUESTION_PREFIX) else number
-    if not digits.isdigit() or len(digits) > 18:
-        return None
-    row = conn.execute(f"SELECT {_QUESTION_COLUMNS} FROM questions WHERE number = ?", (int(digits),)).fetchone()
+    """The staff answer stored with the question's answered state, or the question closed
+    (see MessageStore.answer_question)."""
+    digits = question_digits(number)
+    row = None if digits is None else conn.execute(
+        f"SELECT {QUESTION_COLUMNS} FROM questions WHERE number = ?", (digits,)).fetchone()
     if row is None:
         return None
-    question = _question(row)
+    question = question_of(row)
     if question.answered_by is not None:
         return StaffAnswer(question, None)
+    mt = word(question)
+    if mt is None:
+        conn.execute("UPDATE questions SET answered_by = ?, answered_at = ? WHERE number = ?", (by, now, digits))
+        return StaffAnswer(question, None, closed=True)
     if erased_phone(question.sender):   # erased by the retention since the caller looked: no one to send to
         return None
-    mt = word(question)
     insert_mt(conn, mt, now, lease_until)
     conn.execute(
         "INSERT INTO billing_rows (kind, carrier, mo_id, mt_id, msisdn, amount_vnd, message_type, at)"
         " VALUES ('push', ?, ?, ?, ?, 0, ?, ?)", (mt.carrier, mt.mo_id, mt.id, mask(mt.to), int(mt.message_type), at))
     conn.execute("UPDATE questions SET answer = ?, answered_by = ?, answered_at = ?, answer_mt_id = ? WHERE number = ?",
-                 (mt.text, by, now, mt.id, int(digits)))
+                 (mt.text, by, now, mt.id, digits))
     return StaffAnswer(question, mt)
-
-
-def _question(row: Sequence) -> Question:
-    return Question(f"{QUESTION_PREFIX}{row[0]}", *row[1:])
