@@ -5,7 +5,7 @@ What each table keeps once its rows are older than `[retention] days`, or erased
     questions      sender -> its keyed hash; text -> ''; answer -> '' (NULL stays NULL). The row
                    stays, countable (number, carrier, times, faq_id, who answered: staff's name).
                    An open question erased cannot be answered (`erased_phone`): the CLI and the
-                   console refuse, naming the retention.
+                   console refuse, naming the retention; staff close it (`questions close`).
     ratings        sender -> its keyed hash; comment -> '' (NULL stays NULL). The rating, what it
                    rated and when stay: the satisfaction report counts them.
     api_messages   recipient -> its keyed hash, once no longer `queued` (a queued one is still the
