@@ -31,8 +31,8 @@ def add_faq_commands(sub: argparse._SubParsersAction, *, db_help: str) -> None:
                         "separated by |, the first is the one staff see")
     p.add_argument("--examples", metavar="EXAMPLES",
                    help="CSV id,question, UTF-8: citizens' questions (from the HOI log) labelled with the entry "
-                        "that answers them; each counts as one more way to ask its entry. Without it the "
-                        "stored FAQ has no examples")
+                        "that answers them; each counts as one more way to ask its entry (default: none, "
+                        "the stored FAQ has no examples)")
     p.add_argument("--db", required=True, metavar="PATH",
                    help=db_help + "; created if missing (its folder must exist); the schema is migrated first")
     p.set_defaults(func=cmd_faq_import)
