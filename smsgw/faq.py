@@ -19,6 +19,11 @@ question says (`bhxh`, `duoc ko`); and, for `WORD_WEIGHT` of it, rapidfuzz's tok
 against the closest phrasing, a word-level score that a question reordering an entry's words or
 adding a few of its own (`bo em`, `thang sau`) keeps.
 
+Examples (`FaqExample`, `smsgw faq import --examples`): citizens' questions that staff labelled
+with the entry answering them. Each is one more phrasing of its entry for both rankings, weighed
+`EXAMPLE_WEIGHT` (a written phrasing outweighs a mislabelled example), and its words are the
+entry's own for the topic-word rule: how citizens actually write becomes what the entry knows.
+
 The thresholds were chosen on the tuning halves of fixtures/faq/questions*.csv only (each
 question's half is stored in the file); `python bench/faq.py` reports the held-out halves as the
 honest figures.
