@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from smsgw import faq as faq_module
 from smsgw.cli import main
@@ -85,6 +87,21 @@ def test_a_bad_examples_file_is_refused_with_file_line_and_reason(tmp_path, cont
     with pytest.raises(FaqImportError) as refused:
         Faq.from_csv(faq_file, examples)
     assert str(refused.value).startswith(f"{examples}:{line}: {reason}"), str(refused.value)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=300)
+       | st.text(alphabet="id,question\n\"mat-the xyz\r", max_size=120).map(lambda body: f"id,question\n{body}".encode()))
+def test_any_examples_file_loads_or_is_refused_with_a_line(tmp_path, content):
+    faq_file = write(tmp_path, HEADER + LOST_CARD)
+    examples = tmp_path / "any.csv"
+    examples.write_bytes(content)
+    try:
+        faq = Faq.from_csv(faq_file, examples)
+    except FaqImportError as refused:
+        assert str(refused).startswith(f"{examples}:") and refused.reason
+    else:
+        assert all(example.id == "mat-the" and example.question for example in faq.examples)
 
 
 def test_a_missing_examples_file_is_refused(tmp_path):
