@@ -1,4 +1,4 @@
-"""`smsgw faq import FILE --db DB`: the agency's FAQ, checked whole, replacing the stored one."""
+"""`smsgw faq import FILE [--examples EXAMPLES] --db DB`: the agency's FAQ, checked whole, replacing the stored one."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ def cmd_faq_import(args: argparse.Namespace) -> int:
     from .store.schema import shown
 
     database_path(args.db, create=True)
-    faq = asyncio.run(import_faq(args.file, args.db))   # FaqImportError: main says "import refused, nothing loaded"
-    print(f"imported into {shown(args.db)}: {len(faq.entries)} FAQ entries (the previous FAQ replaced)",
-          file=sys.stderr)
+    faq = asyncio.run(import_faq(args.file, args.db, args.examples))   # FaqImportError: "import refused, nothing loaded"
+    print(f"imported into {shown(args.db)}: {len(faq.entries)} FAQ entries, {len(faq.examples)} examples "
+          f"(the previous FAQ and its examples replaced)", file=sys.stderr)
     return 0
 
 
@@ -29,6 +29,10 @@ def add_faq_commands(sub: argparse._SubParsersAction, *, db_help: str) -> None:
     p.add_argument("file", metavar="FILE",
                    help="CSV id,question,answer, UTF-8 with diacritics; `question` may list other phrasings "
                         "separated by |, the first is the one staff see")
+    p.add_argument("--examples", metavar="EXAMPLES",
+                   help="CSV id,question, UTF-8: citizens' questions (from the HOI log) labelled with the entry "
+                        "that answers them; each counts as one more way to ask its entry (default: none, "
+                        "the stored FAQ has no examples)")
     p.add_argument("--db", required=True, metavar="PATH",
                    help=db_help + "; created if missing (its folder must exist); the schema is migrated first")
     p.set_defaults(func=cmd_faq_import)

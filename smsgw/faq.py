@@ -19,6 +19,11 @@ question says (`bhxh`, `duoc ko`); and, for `WORD_WEIGHT` of it, rapidfuzz's tok
 against the closest phrasing, a word-level score that a question reordering an entry's words or
 adding a few of its own (`bo em`, `thang sau`) keeps.
 
+Examples (`FaqExample`, `smsgw faq import --examples`): citizens' questions that staff labelled
+with the entry answering them. Each is one more phrasing of its entry for both rankings, weighed
+`EXAMPLE_WEIGHT` (a written phrasing outweighs a mislabelled example), and its words are the
+entry's own for the topic-word rule: how citizens actually write becomes what the entry knows.
+
 The thresholds were chosen on the tuning halves of fixtures/faq/questions*.csv only (each
 question's half is stored in the file); `python bench/faq.py` reports the held-out halves as the
 honest figures.
@@ -30,6 +35,7 @@ import hashlib
 import os
 import re
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -44,6 +50,7 @@ MIN_MARGIN = 0.05     # over the runner-up
 ANSWER_WEIGHT = 0.15  # share of the answer's similarity in the character score
 WORD_WEIGHT = 0.3     # share of the word-level score (rapidfuzz token_set_ratio) in an entry's score
 MAX_UNKNOWN = 0       # topic words of the question that the best entry may leave unspoken of
+EXAMPLE_WEIGHT = 0.85   # an example's similarity counts this much against a hand-written phrasing's
 SUGGEST_MIN_SCORE = 0.2   # below this an entry has nothing to do with the question: not shown to staff
 
 # Citizen shorthand, spelled-out names and plain synonyms, folded, to one form on both sides.
@@ -113,6 +120,14 @@ class FaqEntry:
 
 
 @dataclass(frozen=True)
+class FaqExample:
+    """A citizen's question that staff said entry `id` answers (from the HOI log): one more way
+    people ask it. It ranks like the entry's phrasings and its words count as the entry's own."""
+    id: str
+    question: str
+
+
+@dataclass(frozen=True)
 class Match:
     entry: FaqEntry | None   # the best entry, None when nothing in the question is in the FAQ
     score: float             # its similarity, 0 to 1
@@ -136,6 +151,27 @@ _FAQ_FILE = CsvFile("faq.csv", ("id", "question", "answer"), _entry, (
 ))
 
 
+def _example(fields: dict[str, str]) -> tuple:
+    return tuple(text(fields[name], name, required=True) for name in ("id", "question"))
+
+
+_EXAMPLES_FILE = CsvFile("examples.csv", ("id", "question"), _example, ())
+
+
+def read_examples(path: str | os.PathLike[str], entries: Sequence[FaqEntry]) -> list[FaqExample]:
+    """The examples of `path` (CSV `id,question`), every `id` an entry of `entries`;
+    FaqImportError on the first bad line."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FaqImportError(path, None, "no such file")
+    known = {entry.id for entry in entries}
+    rows, lines = _read(path, _EXAMPLES_FILE)
+    for (entry_id, _), line in zip(rows, lines):
+        if entry_id not in known:
+            raise FaqImportError(path, line, f"id {entry_id!r} is not an entry of the FAQ")
+    return [FaqExample(*row) for row in rows]
+
+
 def _read(path: str, spec: CsvFile) -> tuple[list[tuple], list[int]]:
     """Every row of a whole file and its line; FaqImportError on the first bad line."""
     try:
@@ -148,35 +184,49 @@ def _read(path: str, spec: CsvFile) -> tuple[list[tuple], list[int]]:
 
 
 class Faq:
-    """The entries of one FAQ file, indexed for `match` and `suggest`."""
+    """The entries of one FAQ file and the labelled examples of its entries, indexed for `match`
+    and `suggest`."""
 
-    def __init__(self, entries: list[FaqEntry]) -> None:
+    def __init__(self, entries: list[FaqEntry], examples: Sequence[FaqExample] = ()) -> None:
         if not entries:
             raise ValueError("an FAQ needs at least one entry")
         self.entries = tuple(entries)
+        self.examples = tuple(examples)
+        index = {entry.id: position for position, entry in enumerate(entries)}
+        by_entry: list[list[str]] = [list(entry.phrasings) for entry in entries]
+        for example in self.examples:
+            if example.id not in index:
+                raise ValueError(f"example of an unknown entry: {example.id!r}")
+            by_entry[index[example.id]].append(example.question)
         self._vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True,
                                            lowercase=False, dtype=np.float64)
-        phrasings = [normalize(text) for entry in entries for text in entry.phrasings]
+        phrasings = [normalize(text) for texts in by_entry for text in texts]
         answers = [normalize(entry.answer) for entry in entries]
         self._vectorizer.fit(phrasings + answers)
         self._phrasings = self._vectorizer.transform(phrasings).T.tocsr()
         self._phrasing_texts = phrasings
         self._answers = self._vectorizer.transform(answers).T.tocsr()
-        # Where each entry's phrasings start among all phrasings (an entry scores its best one).
-        self._starts = np.cumsum([0] + [len(entry.phrasings) for entry in entries[:-1]])
-        # Every word each entry uses, in its phrasings or its answer (`unknown_words`).
-        self._words = [set(" ".join(map(normalize, (*entry.phrasings, entry.answer))).split()) for entry in entries]
+        # Where each entry's phrasings (then its examples) start among all of them: an entry scores its best one.
+        self._starts = np.cumsum([0] + [len(texts) for texts in by_entry[:-1]])
+        self._weights = np.array([1.0 if k < len(entry.phrasings) else EXAMPLE_WEIGHT
+                                  for texts, entry in zip(by_entry, entries) for k in range(len(texts))])
+        # Every word each entry uses, in its phrasings, its examples or its answer (`unknown_words`).
+        self._words = [set(" ".join(map(normalize, (*texts, entry.answer))).split())
+                       for texts, entry in zip(by_entry, entries)]
 
     @classmethod
-    def from_csv(cls, path: str | os.PathLike[str]) -> Faq:
-        """Read and check a whole file (CSV `id,question,answer`, UTF-8); FaqImportError on the first bad line."""
+    def from_csv(cls, path: str | os.PathLike[str], examples: str | os.PathLike[str] | None = None) -> Faq:
+        """Read and check a whole file (CSV `id,question,answer`, UTF-8) and, when given, a file of
+        examples (CSV `id,question`: a citizen's question and the entry that answers it);
+        FaqImportError on the first bad line of either."""
         path = os.fspath(path)
         if not os.path.isfile(path):
             raise FaqImportError(path, None, "no such file")
         rows, _ = _read(path, _FAQ_FILE)
         if not rows:
             raise FaqImportError(path, None, "no entries: expected rows id,question,answer after the header")
-        return cls([FaqEntry(*row) for row in rows])
+        entries = [FaqEntry(*row) for row in rows]
+        return cls(entries, read_examples(examples, entries) if examples is not None else ())
 
     def scores(self, question: str) -> np.ndarray:
         """Each entry's similarity to `question`, in entry order, 0 to 1: the character score
@@ -184,7 +234,7 @@ class Faq:
         word score (`WORD_WEIGHT`)."""
         folded = normalize(question)
         vector = self._vectorizer.transform([folded])
-        by_question = np.maximum.reduceat((vector @ self._phrasings).toarray()[0], self._starts)
+        by_question = np.maximum.reduceat((vector @ self._phrasings).toarray()[0] * self._weights, self._starts)
         by_answer = (vector @ self._answers).toarray()[0]
         by_chars = (1 - ANSWER_WEIGHT) * by_question + ANSWER_WEIGHT * by_answer
         return (1 - WORD_WEIGHT) * by_chars + WORD_WEIGHT * self._word_scores(folded)
@@ -199,7 +249,7 @@ class Faq:
             return np.zeros(len(self.entries))
         by_phrasing = process.cdist([folded], self._phrasing_texts, scorer=fuzz.token_set_ratio,
                                     dtype=np.float64, workers=1)[0] / 100.0
-        return np.maximum.reduceat(by_phrasing, self._starts)
+        return np.maximum.reduceat(by_phrasing * self._weights, self._starts)
 
     def unknown_words(self, question: str, index: int) -> tuple[str, ...]:
         """The words of `question` that say what it is about (not `FUNCTION_WORDS`, not numbers)
@@ -215,21 +265,13 @@ class Faq:
         """The best entry for `question`, confident when it may be sent without a person reading it:
         close enough, clearly ahead of the runner-up, and asking about nothing the entry does not
         speak of (at most `max_unknown` such words)."""
-        scores = self.scores(question)
-        order = np.argsort(-scores, kind="stable")
-        if scores[order[0]] <= 0.0:
-            return Match(None, 0.0, False)
-        # The entries that speak of everything the question asks, closest first: the best of
-        # them answers when close enough and clearly ahead of the next one.
+        return self.rank(question).decide(min_score=min_score, min_margin=min_margin, max_unknown=max_unknown)
+
+    def rank(self, question: str) -> Ranking:
+        """`question` against every entry: what `match` decides from, for any thresholds."""
         topic = _topic_words(question)
-        covering = [int(i) for i in order if scores[i] > 0.0 and len(self._unknown(topic, int(i))) <= max_unknown]
-        if not covering:
-            top = int(order[0])
-            return Match(self.entries[top], float(scores[top]), False, self._unknown(topic, top))
-        best = float(scores[covering[0]])
-        runner_up = float(scores[covering[1]]) if len(covering) > 1 else 0.0
-        confident = best >= min_score and best - runner_up >= min_margin
-        return Match(self.entries[covering[0]], best, confident, self._unknown(topic, covering[0]))
+        return Ranking(self.entries, self.scores(question),
+                       tuple(self._unknown(topic, index) for index in range(len(self.entries))))
 
     def suggest(self, question: str, k: int = 3) -> list[tuple[FaqEntry, float]]:
         """Up to `k` entries closest to `question`, best first, for a staff member to pick from
@@ -237,6 +279,32 @@ class Faq:
         scores = self.scores(question)
         order = np.argsort(-scores, kind="stable")[:max(k, 0)]
         return [(self.entries[i], float(scores[i])) for i in order if scores[i] >= SUGGEST_MIN_SCORE]
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """One question scored against every entry (`Faq.rank`), with the topic words each entry never uses."""
+    entries: tuple[FaqEntry, ...]
+    scores: np.ndarray
+    unknown: tuple[tuple[str, ...], ...]   # per entry, in entry order
+
+    def decide(self, *, min_score: float = MIN_SCORE, min_margin: float = MIN_MARGIN,
+               max_unknown: int = MAX_UNKNOWN) -> Match:
+        """The `Match` these thresholds give (see `Faq.match`)."""
+        scores = self.scores
+        order = np.argsort(-scores, kind="stable")
+        if scores[order[0]] <= 0.0:
+            return Match(None, 0.0, False)
+        # The entries that speak of everything the question asks, closest first: the best of
+        # them answers when close enough and clearly ahead of the next one.
+        covering = [int(i) for i in order if scores[i] > 0.0 and len(self.unknown[i]) <= max_unknown]
+        if not covering:
+            top = int(order[0])
+            return Match(self.entries[top], float(scores[top]), False, self.unknown[top])
+        best = float(scores[covering[0]])
+        runner_up = float(scores[covering[1]]) if len(covering) > 1 else 0.0
+        confident = best >= min_score and best - runner_up >= min_margin
+        return Match(self.entries[covering[0]], best, confident, self.unknown[covering[0]])
 
 
 # -- the labelled questions ---------------------------------------------------------------
@@ -311,9 +379,14 @@ class Figures:
 
 def evaluate(faq: Faq, labelled: list[LabelledQuestion], **thresholds: float | int) -> Figures:
     """Match every labelled question (`thresholds`: `min_score`, `min_margin`, `max_unknown` to try others)."""
+    return evaluate_ranked([(item, faq.rank(item.question)) for item in labelled], **thresholds)
+
+
+def evaluate_ranked(ranked: Sequence[tuple[LabelledQuestion, Ranking]], **thresholds: float | int) -> Figures:
+    """`evaluate` over questions already ranked (each by the index it is to be judged with)."""
     wrong = auto_answered = to_staff = 0
-    for item in labelled:
-        match = faq.match(item.question, **thresholds)
+    for item, ranking in ranked:
+        match = ranking.decide(**thresholds)
         answered_id = match.entry.id if match.confident and match.entry is not None else None
         if answered_id is None:
             to_staff += item.expected_id is None
@@ -321,5 +394,5 @@ def evaluate(faq: Faq, labelled: list[LabelledQuestion], **thresholds: float | i
             auto_answered += 1
         else:
             wrong += 1
-    answerable = sum(item.expected_id is not None for item in labelled)
-    return Figures(len(labelled), answerable, wrong, auto_answered, to_staff)
+    answerable = sum(item.expected_id is not None for item, _ in ranked)
+    return Figures(len(ranked), answerable, wrong, auto_answered, to_staff)

@@ -24,7 +24,7 @@ from .dossier_changes import SQLITE_TABLE as DOSSIER_CHANGES_SQLITE
 from .errors import StoreError
 from .retention_tables import KEPT_INDEXES as CONVERSATION_KEPT_INDEXES
 
-CURRENT = 9
+CURRENT = 10
 _MIGRATE_LOCK = 0x736D7367   # "smsg": pg_advisory_xact_lock key of a migration
 
 _VERSION_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY,"
@@ -64,6 +64,15 @@ FAQ_STEP = {
                   " question TEXT NOT NULL, answer TEXT NOT NULL, imported_at DOUBLE PRECISION NOT NULL)",
 }
 
+# The FAQ's examples (`smsgw faq import FILE --examples EXAMPLES`, store/faq_entries.py): citizens'
+# questions labelled with the entry that answers them, in file order, replaced with the FAQ.
+FAQ_EXAMPLES_STEP = {
+    "sqlite": "CREATE TABLE IF NOT EXISTS faq_examples (position INTEGER PRIMARY KEY, id TEXT NOT NULL,"
+              " question TEXT NOT NULL, imported_at REAL NOT NULL)",
+    "postgresql": "CREATE TABLE IF NOT EXISTS faq_examples (position INTEGER PRIMARY KEY, id TEXT NOT NULL,"
+                  " question TEXT NOT NULL, imported_at DOUBLE PRECISION NOT NULL)",
+}
+
 
 # -- SQLite ----------------------------------------------------------------------------------
 
@@ -83,6 +92,10 @@ def _sqlite_step_retention(conn: sqlite3.Connection) -> None:
 
 def _sqlite_step_faq(conn: sqlite3.Connection) -> None:
     conn.execute(FAQ_STEP["sqlite"])
+
+
+def _sqlite_step_faq_examples(conn: sqlite3.Connection) -> None:
+    conn.execute(FAQ_EXAMPLES_STEP["sqlite"])
 
 
 def _sqlite_step_notices(conn: sqlite3.Connection) -> None:
@@ -129,7 +142,7 @@ def _sqlite_console_sending_step(conn: sqlite3.Connection) -> None:
 _SQLITE_STEPS = {1: _sqlite_step_1, 2: _sqlite_step_notices, 3: _sqlite_step_api,
                  4: _sqlite_step_conversations, 5: _sqlite_step_faq, 6: _sqlite_step_retention,
                  7: _sqlite_console_step, 8: _sqlite_step_conversation_retention,
-                 9: _sqlite_console_sending_step}
+                 9: _sqlite_console_sending_step, 10: _sqlite_step_faq_examples}
 
 
 def sqlite_version(conn: sqlite3.Connection) -> int:
@@ -275,7 +288,7 @@ CREATE TABLE IF NOT EXISTS opt_outs (phone TEXT PRIMARY KEY, since DOUBLE PRECIS
 """
 _PG_STEPS = {1: _PG_STEP_1, 2: _PG_STEP_NOTICES, 3: _pg_step_api, 4: _PG_STEP_CONVERSATIONS,
              5: FAQ_STEP["postgresql"], 6: _PG_STEP_RETENTION, 7: PG_CONSOLE_STEP, 8: CONVERSATION_KEPT_INDEXES,
-             9: SENDING_INDEXES}
+             9: SENDING_INDEXES, 10: FAQ_EXAMPLES_STEP["postgresql"]}
 
 
 async def pg_version(conn) -> int:

@@ -1,0 +1,205 @@
+"""FAQ examples: citizens' questions that staff labelled with the entry answering them
+(`smsgw faq import FILE --examples EXAMPLES`), as more ways to ask that entry."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from smsgw import faq as faq_module
+from smsgw.cli import main
+from smsgw.faq import Faq, FaqEntry, FaqExample, FaqImportError, read_examples, read_labelled
+from smsgw.faq_store import load_faq
+
+from test_faq_import import HEADER, LOST_CARD, PENSION, run, write
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures" / "faq"
+RENEWAL = FaqEntry("gia-han", "Gia hạn thẻ BHYT hộ gia đình ở đâu?", "Tại đại lý thu BHXH hoặc qua VssID.")
+LOST = FaqEntry("mat-the", "Mất thẻ BHYT thì làm thế nào?", "Nộp tờ khai TK1-TS tại cơ quan BHXH.")
+# "ông nội" (grandfather): a word neither entry uses, as citizens write it.
+GRANDFATHER = "the bhyt cua ong noi em het han thi gia han o dau"
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_faq", ROOT / "bench" / "faq.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# -- the matcher ------------------------------------------------------------------------
+
+
+def test_an_example_teaches_its_entry_a_word_citizens_use():
+    plain = Faq([RENEWAL, LOST]).match(GRANDFATHER)
+    assert (plain.entry.id, plain.confident, plain.unknown) == ("gia-han", False, ("noi",))
+    taught = Faq([RENEWAL, LOST], [FaqExample("gia-han", "the bhyt cua ong noi het han gia han o dau")])
+    match = taught.match(GRANDFATHER)
+    assert (match.entry.id, match.confident, match.unknown) == ("gia-han", True, ())
+    assert taught.unknown_words(GRANDFATHER, 0) == ()
+    # The word is that entry's only: the other entry still does not speak of it.
+    assert taught.unknown_words("ong noi mat the bhyt", 1) == ("noi",)
+
+
+def test_a_hand_written_phrasing_outweighs_a_mislabelled_example(monkeypatch):
+    # The example (labelled with the expiry entry) has the same text as the lost-card entry's own
+    # phrasing: the phrasing wins, since an example weighs EXAMPLE_WEIGHT (< 1) of a phrasing.
+    expiry = FaqEntry("het-han", "Thẻ BHYT hết hạn thì sao?", "Tại đại lý thu.")
+    lost = FaqEntry("mat-the", "Mất thẻ BHYT thì làm thế nào?", "Tại cơ quan BHXH.")
+    examples = [FaqExample("het-han", "mat the bhyt thi lam the nao")]
+    assert Faq([expiry, lost], examples).match("mat the bhyt thi lam the nao").entry.id == "mat-the"
+    monkeypatch.setattr(faq_module, "EXAMPLE_WEIGHT", 1.0)
+    assert Faq([expiry, lost], examples).match("mat the bhyt thi lam the nao").entry.id == "het-han"
+
+
+def test_examples_rank_for_suggestions_too():
+    faq = Faq([LOST, RENEWAL], [FaqExample("gia-han", "nha em muon dong tiep bao hiem cho ca nha")])
+    assert [entry.id for entry, _ in faq.suggest("muon dong tiep bao hiem cho ca nha", 1)] == ["gia-han"]
+
+
+def test_an_example_of_an_unknown_entry_is_refused():
+    with pytest.raises(ValueError, match="unknown entry: 'khong-co'"):
+        Faq([RENEWAL], [FaqExample("khong-co", "hoi gi do")])
+
+
+# -- the examples file ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("content", "line", "reason"), [
+    ("question\nhoi gi\n", 1, "missing column 'id'"),
+    ("id,question,answer\n", 1, "unknown column 'answer'"),
+    ("id,question\nmat-the,mat the roi\nkhong-co,hoi gi\n", 3, "id 'khong-co' is not an entry of the FAQ"),
+    ("id,question\nmat-the,\n", 2, "question is empty"),
+    ("id,question\n,mat the roi\n", 2, "id is empty"),
+    ("id,question\nmat-the\n", 2, "expected 2 fields, found 1"),
+    ("", 1, "empty file"),
+])
+def test_a_bad_examples_file_is_refused_with_file_line_and_reason(tmp_path, content, line, reason):
+    faq_file = write(tmp_path, HEADER + LOST_CARD)
+    examples = write(tmp_path, content, "examples.csv")
+    with pytest.raises(FaqImportError) as refused:
+        Faq.from_csv(faq_file, examples)
+    assert str(refused.value).startswith(f"{examples}:{line}: {reason}"), str(refused.value)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=300)
+       | st.text(alphabet="id,question\n\"mat-the xyz\r", max_size=120).map(lambda body: f"id,question\n{body}".encode()))
+def test_any_examples_file_loads_or_is_refused_with_a_line(tmp_path, content):
+    faq_file = write(tmp_path, HEADER + LOST_CARD)
+    examples = tmp_path / "any.csv"
+    examples.write_bytes(content)
+    try:
+        faq = Faq.from_csv(faq_file, examples)
+    except FaqImportError as refused:
+        assert str(refused).startswith(f"{examples}:") and refused.reason
+    else:
+        assert all(example.id == "mat-the" and example.question for example in faq.examples)
+
+
+def test_a_missing_examples_file_is_refused(tmp_path):
+    with pytest.raises(FaqImportError, match="absent.csv: no such file"):
+        Faq.from_csv(write(tmp_path, HEADER + LOST_CARD), tmp_path / "absent.csv")
+
+
+def test_the_shipped_examples_are_the_answerable_tuning_half_questions_only():
+    # Held-out questions must never be examples: the held-out figures of bench/faq.py count.
+    faq = Faq.from_csv(FIXTURES / "faq.csv")
+    examples = read_examples(FIXTURES / "examples.csv", faq.entries)
+    labelled = [item for path in sorted(FIXTURES.glob("questions*.csv")) for item in read_labelled(path, faq)]
+    tuning = sorted((item.expected_id, item.question) for item in labelled
+                    if item.half == "tune" and item.expected_id is not None)
+    assert sorted((example.id, example.question) for example in examples) == tuning
+    assert len(examples) >= 200
+
+
+# -- stored with the FAQ ----------------------------------------------------------------
+
+
+def faq_import(path: Path, db: str, capsys, examples: Path | None = None) -> tuple[int, str]:
+    code = main(["faq", "import", str(path), "--db", db, *(["--examples", str(examples)] if examples else [])])
+    return code, capsys.readouterr().err
+
+
+def test_examples_are_stored_and_replaced_with_the_faq(db, tmp_path, capsys):
+    faq_file = write(tmp_path, HEADER + PENSION + LOST_CARD)
+    examples = write(tmp_path, "id,question\nmat-the,the bhyt cua ong noi bi mat\nluong-huu,may tuoi dc nhan luong huu\n",
+                     "examples.csv")
+    code, err = faq_import(faq_file, db, capsys, examples)
+    assert (code, "2 FAQ entries, 2 examples" in err) == (0, True), err
+    loaded = run(load_faq(db))
+    assert loaded.examples == (FaqExample("mat-the", "the bhyt cua ong noi bi mat"),
+                               FaqExample("luong-huu", "may tuoi dc nhan luong huu"))
+    assert loaded.match("ong noi em mat the bhyt").entry.id == "mat-the"
+    assert loaded.unknown_words("ong noi em mat the bhyt", 1) == ()
+
+    # A bad examples file changes nothing stored: not the FAQ, not its examples.
+    bad = write(tmp_path, "id,question\nmat-the,lam lai the\nthe-tre-em,tre em\n", "bad.csv")
+    code, err = faq_import(write(tmp_path, HEADER + LOST_CARD, "other.csv"), db, capsys, bad)
+    assert (code, err) == (1, f"smsgw: import refused, nothing loaded: {bad}:3: "
+                              "id 'the-tre-em' is not an entry of the FAQ\n")
+    assert run(load_faq(db)).examples == loaded.examples and len(run(load_faq(db)).entries) == 2
+
+    # An import without --examples replaces the FAQ as a whole: no examples are left.
+    code, err = faq_import(faq_file, db, capsys)
+    assert (code, "2 FAQ entries, 0 examples" in err) == (0, True), err
+    assert run(load_faq(db)).examples == ()
+
+
+def test_the_command_imports_the_shipped_faq_with_its_examples(tmp_path):
+    db = tmp_path / "smsgw.db"
+    done = subprocess.run([sys.executable, "-m", "smsgw", "faq", "import", str(FIXTURES / "faq.csv"),
+                           "--examples", str(FIXTURES / "examples.csv"), "--db", str(db)],
+                          capture_output=True, text=True, encoding="utf-8", timeout=120)
+    examples = len(read_examples(FIXTURES / "examples.csv", Faq.from_csv(FIXTURES / "faq.csv").entries))
+    assert (done.returncode, done.stdout) == (0, "")
+    assert done.stderr == (f"imported into {db}: 41 FAQ entries, {examples} examples "
+                           "(the previous FAQ and its examples replaced)\n")
+    bad = subprocess.run([sys.executable, "-m", "smsgw", "faq", "import", str(FIXTURES / "faq.csv"),
+                          "--examples", str(FIXTURES / "faq.csv"), "--db", str(db)],
+                         capture_output=True, text=True, encoding="utf-8", timeout=120)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert bad.stderr == (f"smsgw: import refused, nothing loaded: {FIXTURES / 'faq.csv'}:1: unknown column "
+                          "'answer': expected the columns id,question in any order\n")
+
+
+# -- the benchmark's protocol -----------------------------------------------------------
+
+
+def test_the_bench_never_scores_a_question_against_itself():
+    bench = _bench()
+    taught = Faq([RENEWAL, LOST], [FaqExample("gia-han", GRANDFATHER.upper() + "?")])
+    question = faq_module.LabelledQuestion(GRANDFATHER, "gia-han", "tune")
+    assert taught.match(GRANDFATHER).confident   # its own example teaches it "noi"
+    [(_, ranking)] = bench.rank_left_out(taught, [question])
+    assert ranking.decide().unknown == ("noi",) and not ranking.decide().confident
+
+
+def test_held_out_figures_with_the_shipped_examples_do_not_fall_below_their_measured_ones():
+    # Measured once for this design (/work/notes/s3/faq3.md): rounds 1-4's held-out halves, 312
+    # questions: 2 wrong (0.6%, target <= 2%), all 92 unanswerable to staff, 138 of 220
+    # answerable auto-answered (62.7%: the 70% target is MISSED). Round 5 (held out whole): 0
+    # wrong, all 52 to staff, 85 of 108 (78.7%). Floors against a silent regression, not a claim
+    # that the targets are met.
+    bench = _bench()
+    plain = Faq.from_csv(FIXTURES / "faq.csv")
+    faq = Faq(list(plain.entries), read_examples(FIXTURES / "examples.csv", plain.entries))
+
+    def held_out(round_5: bool):
+        questions = [item for path in sorted(FIXTURES.glob("questions*.csv"))
+                     if (path.name == "questions-round5.csv") == round_5
+                     for item in read_labelled(path, faq) if item.half == "test"]
+        return faq_module.evaluate_ranked(bench.rank_left_out(faq, questions))
+
+    earlier, round_5 = held_out(False), held_out(True)
+    assert (earlier.questions, earlier.answerable, round_5.questions, round_5.answerable) == (312, 220, 160, 108)
+    assert earlier.wrong <= 2 and round_5.wrong == 0
+    assert earlier.to_staff >= 92 and round_5.to_staff >= 52
+    assert earlier.auto_answered >= 138 and round_5.auto_answered >= 85
