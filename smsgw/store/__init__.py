@@ -31,7 +31,7 @@ The PostgreSQL backend, one database shared by any number of gateways (CONTRACT 
 
 Both:
     schema.py           the numbered schema steps and `schema_version` (`smsgw db migrate`)
-    faq_entries.py      the stored FAQ (`smsgw faq import`), replaced whole by each import
+    faq_entries.py      the stored FAQ and its examples (`smsgw faq import`), replaced whole by each import
 
 The `open_*` functions take the `--db` value and pick the backend: a `postgresql://` URL is a
 PostgreSQL database, anything else an SQLite file. Creating a store (`db seed`, `db import`:
