@@ -51,11 +51,13 @@ def seed_postgres(server, persons: int, seed: int) -> dict:
     server.drop(DATABASE)
     server.execute(f'CREATE DATABASE "{DATABASE}"')
     try:
+        wal = server.counters(DATABASE)["wal_bytes"]
         figures = seed_once(server.url(DATABASE), persons, seed, server)
+        wal = server.counters(DATABASE)["wal_bytes"] - wal
         ((size,),) = server.fetch("SELECT pg_database_size($1)", DATABASE)
     finally:
         server.drop(DATABASE)
-    return figures | {"size": size}
+    return figures | {"size": size, "wal": wal}
 
 
 def main() -> None:
@@ -80,10 +82,11 @@ def main() -> None:
                 times.setdefault(backend, []).append(figures["seconds"])
                 where = (f"  server CPU {figures['server_cpu']:.1f} s" if "server_cpu" in figures
                          else "  server CPU not measured (not on this machine)" if backend == "PostgreSQL" else "")
+                wal = f" (WAL written {figures['wal'] / 2**20:,.0f} MiB)" if "wal" in figures else ""
                 print(f"{backend:10s} run {run}: {figures['summary']}", flush=True)
                 print(f"{backend:10s} run {run}: persons {args.persons:,}  seconds {figures['seconds']:.1f}  persons/s"
                       f" {args.persons / figures['seconds']:,.0f}  this process CPU {figures['client_cpu']:.1f} s"
-                      f"{where}  size {figures['size'] / 2**20:,.0f} MiB  load {os.getloadavg()[0]:.1f}", flush=True)
+                      f"{where}  size {figures['size'] / 2**20:,.0f} MiB{wal}  load {os.getloadavg()[0]:.1f}", flush=True)
     for backend, seconds in times.items():
         print(f"median {statistics.median(seconds):.1f} s for {args.persons:,} persons on {backend}"
               f" ({', '.join(f'{t:.1f}' for t in seconds)}); target: 1,000,000 persons in < 120 s")
