@@ -8,11 +8,14 @@ before the first run and measured in turn (the order turns every round, round 0 
 
     sqlite   one gateway on SQLite           gateway on core 1; wrk on core 0
     pg       one gateway on PostgreSQL       gateway on core 1; PostgreSQL and wrk on core 0
+    pg x1    the same gateway                gateway on core 1; PostgreSQL and wrk on both cores
     pg x2    two gateways, one database      a gateway on each core; PostgreSQL and two wrk
                                              (half the connections each) on both cores
     bare     the bare aiohttp app            on core 1; wrk on core 0
 
-On 2 cores, two gateways cannot add a core: `pg x2` can only use what `pg` leaves idle on core 0.
+`pg` against `sqlite` is the backend alone changed (the same layout); `pg x2` against `pg x1`
+the second gateway alone (PostgreSQL and wrk free to run on both cores in both). On 2 cores, two
+gateways cannot add a core: `pg x2` can only use what `pg x1` leaves idle.
 So each run prints, beside requests/s, the CPU per MO of each tier (the gateways' processes,
 PostgreSQL's: the postmaster and all it started, from /proc, and wrk's, which includes its
 start-up: reading the run's 200,000 pre-signed requests), the transactions (xact_commit: reads
@@ -38,7 +41,7 @@ from e2e import Bench, cpu_seconds, signed_bodies, start, stop, wrk_result, wrk_
 from pgserver import PgServer, postgres_server
 
 GATEWAY_CORE, LOAD_CORE, BOTH = "1", "0", "0,1"
-SETUPS = ("sqlite", "pg", "pg x2", "bare")
+SETUPS = ("sqlite", "pg", "pg x1", "pg x2", "bare")
 
 
 def run(tmp: Path, db: Path, messages: list[tuple[str, str]], args: argparse.Namespace) -> None:
@@ -88,20 +91,22 @@ class PgBench(Bench):
             for database in ("smsgw_bench_pg1", "smsgw_bench_pg2"):
                 self.server.copy(self.template, database)
                 self.databases.append(database)
+            pg = started(self.pg_gateway("smsgw_bench_pg1", GATEWAY_CORE))
+            # name: (gateways, their database, PostgreSQL's cores, wrk's cores)
             setups = {
-                "sqlite": ([started(self.smsgw("sqlite", 1, GATEWAY_CORE))], None),
-                "pg": ([started(self.pg_gateway("smsgw_bench_pg1", GATEWAY_CORE))], "smsgw_bench_pg1"),
+                "sqlite": ([started(self.smsgw("sqlite", 1, GATEWAY_CORE))], None, LOAD_CORE, LOAD_CORE),
+                "pg": ([pg], "smsgw_bench_pg1", LOAD_CORE, LOAD_CORE),
+                "pg x1": ([pg], "smsgw_bench_pg1", BOTH, BOTH),
                 "pg x2": ([started(self.pg_gateway("smsgw_bench_pg2", core)) for core in (LOAD_CORE, GATEWAY_CORE)],
-                          "smsgw_bench_pg2"),
+                          "smsgw_bench_pg2", BOTH, BOTH),
                 "bare": ([started(start([sys.executable, str(Path(__file__).with_name("e2e.py")), "--bare-server"],
-                                        GATEWAY_CORE))], None),
+                                        GATEWAY_CORE))], None, LOAD_CORE, LOAD_CORE),
             }
             self.server.execute("CHECKPOINT")
             for round_ in range(self.args.runs + 1):
                 turn = round_ % len(SETUPS)
                 for name in SETUPS[turn:] + SETUPS[:turn]:
-                    gateways, database = setups[name]
-                    self.measure(name, gateways, database, round_)
+                    self.measure(name, *setups[name], round_)
         finally:
             for process, _ in processes:
                 stop(process)
@@ -110,10 +115,9 @@ class PgBench(Bench):
         self.report()
 
     def measure(self, name: str, gateways: list[tuple[subprocess.Popen, str]], database: str | None,
-                round_: int) -> None:
+                postgres_cores: str, wrk_cores: str, round_: int) -> None:
         """One closed-loop run of a set-up: wrk against each of its gateways at once."""
-        two = len(gateways) > 1
-        self.server.pin(BOTH if two else LOAD_CORE)
+        self.server.pin(postgres_cores)
         bodies = []
         for n, _ in enumerate(gateways):
             bodies.append(self.tmp / f"{name.replace(' ', '')}-{n}.tsv")
@@ -127,7 +131,7 @@ class PgBench(Bench):
         host = host_cpu()
         connections = self.args.connections // len(gateways)
         runs = [wrk_start(url, self.script, path, duration=self.args.duration, connections=connections,
-                          cores=BOTH if two else LOAD_CORE, threads=1)
+                          cores=wrk_cores, threads=1)
                 for (_, url), path in zip(gateways, bodies)]
         results = [wrk_result(process) for process in runs]
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -157,16 +161,18 @@ class PgBench(Bench):
         print("\nmedians" + (f" of {self.args.runs} runs" if self.args.runs > 1 else "") + ":")
         for name in SETUPS:
             print(f"{name:6s} {describe({key: self.median(name, key) for key in self.results[name][0]})}")
-        sqlite, pg, pg2, bare = (self.median(n, "rate") for n in SETUPS)
+        rate = {n: self.median(n, "rate") for n in SETUPS}
         gw = {n: self.median(n, "gateway") for n in SETUPS}
-        print(f"requests/s: pg / sqlite {pg / sqlite:.2f}, pg x2 / pg {pg2 / pg:.2f}, sqlite / bare {sqlite / bare:.2f},"
-              f" pg / bare {pg / bare:.2f}")
-        print(f"gateway CPU per MO: pg / sqlite {gw['pg'] / gw['sqlite']:.2f} (target <= 1), pg x2 / pg"
-              f" {gw['pg x2'] / gw['pg']:.2f}")
+        print(f"requests/s: pg / sqlite {rate['pg'] / rate['sqlite']:.2f}, pg x2 / pg x1 {rate['pg x2'] / rate['pg x1']:.2f}"
+              f" (pg x2 / pg {rate['pg x2'] / rate['pg']:.2f}), sqlite / bare {rate['sqlite'] / rate['bare']:.2f},"
+              f" pg / bare {rate['pg'] / rate['bare']:.2f}")
+        print(f"gateway CPU per MO: pg / sqlite {gw['pg'] / gw['sqlite']:.2f} (target <= 1), pg x2 / pg x1"
+              f" {gw['pg x2'] / gw['pg x1']:.2f}")
         if "postgres" in self.results["pg"][0]:
-            totals = {n: self.median(n, "gateway") + self.median(n, "postgres") for n in ("pg", "pg x2")}
-            print(f"gateway + PostgreSQL CPU per MO: pg {totals['pg']:,.0f} us, pg x2 {totals['pg x2']:,.0f} us"
-                  f" (x{totals['pg x2'] / totals['pg']:.2f}); sqlite's gateway alone {gw['sqlite']:,.0f} us")
+            totals = {n: self.median(n, "gateway") + self.median(n, "postgres") for n in ("pg", "pg x1", "pg x2")}
+            print("gateway + PostgreSQL CPU per MO: " + ", ".join(f"{n} {t:,.0f} us" for n, t in totals.items())
+                  + f" (pg x2 / pg x1 {totals['pg x2'] / totals['pg x1']:.2f}); sqlite's gateway alone"
+                  f" {gw['sqlite']:,.0f} us (pg / sqlite {totals['pg'] / gw['sqlite']:.2f})")
             self.estimate()
         else:
             print("PostgreSQL's CPU: not measured (the server is not on this machine)")
