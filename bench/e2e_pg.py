@@ -3,7 +3,7 @@ gateway beside two, in one run, with the CPU of each tier per MO.
 
 The same 1M-person records (the same seed gives the same persons) on both backends: the SQLite
 file of bench/.cache/, and on the server a database seeded once (`smsgw_bench_records_N`, kept
-on a server given by URL, like the cache) copied for each gateway. Four set-ups, all started
+on a server given by URL, like the cache) copied for each gateway. Five set-ups, all started
 before the first run and measured in turn (the order turns every round, round 0 warms up):
 
     sqlite   one gateway on SQLite           gateway on core 1; wrk on core 0
@@ -16,14 +16,16 @@ before the first run and measured in turn (the order turns every round, round 0 
 `pg` against `sqlite` is the backend alone changed (the same layout); `pg x2` against `pg x1`
 the second gateway alone (PostgreSQL and wrk free to run on both cores in both). On 2 cores, two
 gateways cannot add a core: `pg x2` can only use what `pg x1` leaves idle.
-So each run prints, beside requests/s, the CPU per MO of each tier (the gateways' processes,
-PostgreSQL's: the postmaster and all it started, from /proc, and wrk's, which includes its
-start-up: reading the run's 200,000 pre-signed requests), the transactions (xact_commit: reads
-too), WAL syncs and WAL bytes per MO (pg_stat_database, pg_stat_wal), and the load average; the end prints the
-medians, the ratios, and what N gateways with a database on M cores would reach from the
-measured CPU per MO (a model: see the printed assumptions). Only a throwaway cluster (`--db pg`)
-is pinned to cores; a server given by URL stays where it runs (and its CPU is read only when
-it runs on this machine).
+
+So each run prints, beside requests/s, the CPU per MO of each tier (the gateways' processes;
+PostgreSQL's: the postmaster and all it started, from /proc; wrk's, which includes its start-up:
+reading the run's 200,000 pre-signed requests), the transactions (xact_commit: reads too), WAL
+syncs and WAL bytes per MO (pg_stat_database, pg_stat_wal), the share of the machine's CPU that
+was busy (every process: the host is shared) and the load average. The end prints the medians,
+the ratios, and what N gateway cores with a database on M cores would reach from the measured
+CPU per MO (a model: rate = min(N x gateway, M x database)). Only a throwaway cluster
+(`--db pg`) is pinned to cores; a server given by URL stays where it runs (and its CPU is read
+only when it runs on this machine).
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import time

@@ -115,13 +115,19 @@ def _local_postmaster(url: str) -> int | None:
     host = urlsplit(url).hostname or "localhost"
     if host not in ("localhost", "127.0.0.1", "::1") and not host.startswith("/"):
         return None
-    try:
-        ((backend,),) = asyncio.run(_fetch(url, "SELECT pg_backend_pid()"))
-        stat = Path(f"/proc/{backend}/stat").read_text()
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
+    return asyncio.run(_parent_of_backend(url))
+
+
+async def _parent_of_backend(url: str) -> int | None:
+    connection = await asyncpg.connect(url, timeout=10)
+    try:                                   # read while connected: the backend ends with the connection
+        backend = await connection.fetchval("SELECT pg_backend_pid()")
+        parent = int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
         return parent if Path(f"/proc/{parent}/comm").read_text().strip() in ("postgres", "postmaster") else None
     except (OSError, ValueError):
         return None
+    finally:
+        await connection.close()
 
 
 @contextmanager
