@@ -303,6 +303,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.bare_server:
         return run_bare_server()
+    if args.db and args.workers != 1:
+        parser.error("--db compares one and two gateways itself: leave out --workers")
 
     db = seeded_store(args.persons)
     rng = random.Random(8079)

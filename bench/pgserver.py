@@ -28,6 +28,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from smsgw.store.schema import shown
+
 ROOT = Path(__file__).resolve().parent.parent
 THROWAWAY = "pg"
 # A throwaway cluster's settings beyond tests/pgcluster.py's (fsync, synchronous_commit on):
@@ -133,8 +135,15 @@ async def _parent_of_backend(url: str) -> int | None:
 @contextmanager
 def postgres_server(spec: str) -> Iterator[PgServer]:
     """The server of `--db SPEC`: a postgresql:// URL as it is, or `pg`: a throwaway cluster."""
+    if not is_postgres_spec(spec):
+        raise SystemExit(f"--db {spec!r}: a postgresql://USER@HOST:PORT/DB URL, or pg for a throwaway cluster")
     if spec != THROWAWAY:
-        yield PgServer(spec)
+        try:
+            server = PgServer(spec)
+            server.fetch("SELECT 1")               # a server on another host is reached here first
+        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
+            raise SystemExit(f"--db {shown(spec)}: cannot connect ({type(exc).__name__}: {exc})") from None
+        yield server
         return
     sys.path.insert(0, str(ROOT / "tests"))
     from pgcluster import Cluster, find_binaries, temp_root
