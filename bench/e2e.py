@@ -1,7 +1,7 @@
 """End-to-end sync webhook: signed generic MOs against `smsgw serve`, beside a bare aiohttp app.
 
     python bench/e2e.py [--persons 1000000] [--duration 10] [--runs 3] [--connections 64]
-                        [--workers 1]
+                        [--workers 1 | --db postgresql://...|pg]
 
 The records store (N persons, seeded once and cached under bench/.cache/) answers a realistic
 mix: QT with and without a period, THE by card and by person, HS, help, and malformed messages,
@@ -24,6 +24,10 @@ With `--workers N`: N workers (sharing the port) and one worker run at the same 
 store of its own, and wrk (on both cores) measures them in turn, N then one, one then N ...:
 a drift of the shared host falls on both sides of each pair. The median of the pairs' ratios
 is the scaling figure.
+
+With `--db postgresql://...` (an existing server; the user needs CREATEDB) or `--db pg` (a
+throwaway cluster started here): SQLite against PostgreSQL and two gateways against one on
+PostgreSQL, in one run, with the CPU per MO of the gateways, PostgreSQL and wrk: bench/e2e_pg.py.
 
 Targets (issue 6): ratio >= 0.5; p99 <= 25 ms at half rate; 2 workers >= 1.7x one.
 """
@@ -149,12 +153,19 @@ def start(args: list[str], core: str) -> tuple[subprocess.Popen, str]:
     return process, match.group(0)
 
 
-def wrk(url: str, script: Path, bodies: Path, *, duration: int, connections: int, cores: str) -> dict:
-    result = subprocess.run(
-        ["taskset", "-c", cores, "wrk", "-t", str(len(cores.split(","))), "-c", str(connections),
+def wrk_start(url: str, script: Path, bodies: Path, *, duration: int, connections: int, cores: str,
+              threads: int | None = None) -> subprocess.Popen:
+    """wrk on `cores` (one thread per core unless `threads`), running until `wrk_result`."""
+    return subprocess.Popen(
+        ["taskset", "-c", cores, "wrk", "-t", str(threads or len(cores.split(","))), "-c", str(connections),
          "-d", f"{duration}s", "--latency", "-s", str(script), url, "--", str(bodies)],
-        capture_output=True, text=True, check=True)
-    out = result.stdout
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wrk_result(process: subprocess.Popen) -> dict:
+    out, err = process.communicate()
+    if process.returncode:
+        raise SystemExit(f"wrk exited {process.returncode}: {err.strip()}")
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     lat = {p: _ms(re.search(rf"\s{p}%\s+([\d.]+\w+)", out).group(1)) for p in ("50", "99")}
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -163,9 +174,15 @@ def wrk(url: str, script: Path, bodies: Path, *, duration: int, connections: int
             "requests": requests}
 
 
-def cpu_seconds(pid: int) -> float:
+def wrk(url: str, script: Path, bodies: Path, *, duration: int, connections: int, cores: str) -> dict:
+    return wrk_result(wrk_start(url, script, bodies, duration=duration, connections=connections, cores=cores))
+
+
+def cpu_seconds(pid: int, *, reaped: bool = False) -> float:
     """User + system CPU of a server and its worker processes so far. Unlike requests/s, CPU per
-    request leaves out the time the host gives to others (steal): it is the steadier figure."""
+    request leaves out the time the host gives to others (steal): it is the steadier figure.
+    With `reaped`, also that of the children which ended and were waited for (a PostgreSQL
+    postmaster's backends and autovacuum workers that came and went)."""
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0.0
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -175,6 +192,8 @@ def cpu_seconds(pid: int) -> float:
             continue
         if stat.parent.name == str(pid) or fields[1] == str(pid):   # fields[1]: the parent's pid
             total += (int(fields[11]) + int(fields[12])) / ticks
+            if reaped and stat.parent.name == str(pid):
+                total += (int(fields[13]) + int(fields[14])) / ticks   # cutime, cstime
     return total
 
 
@@ -278,14 +297,22 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--db", metavar="postgresql://...|pg",
+                        help="also on PostgreSQL: one gateway against SQLite, two against one (bench/e2e_pg.py)")
     parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_server:
         return run_bare_server()
+    if args.db and args.workers != 1:
+        parser.error("--db compares one and two gateways itself: leave out --workers")
 
     db = seeded_store(args.persons)
     rng = random.Random(8079)
     with tempfile.TemporaryDirectory(prefix="smsgw-e2e-") as tmp:
+        if args.db:
+            from e2e_pg import run
+
+            return run(Path(tmp), db, message_mix(db, 200_000, rng), args)
         bench = Bench(Path(tmp), db, message_mix(db, 200_000, rng), args)
         if args.workers == 1:
             bench.one_worker()
