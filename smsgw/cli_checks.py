@@ -138,7 +138,7 @@ def open_message_store(path: str):
     try:
         return open_reports(path)
     except DatabaseRefused as exc:
-        return _refuse("--db", path, exc.reason)
+        return _refuse("--db", exc.path, exc.reason)
 
 
 def listen_address(host: str, port: int, *, shared: bool) -> None:
@@ -190,7 +190,9 @@ def describe_failure(exc: BaseException, args: argparse.Namespace) -> str:
     db = getattr(args, "db", None)
     trouble = _database_trouble(db, exc)
     if trouble is not None:
-        return f"--db {db}: {trouble}"
+        from .store.schema import shown
+
+        return f"--db {shown(db)}: {trouble}"
     if isinstance(exc, UnicodeError):
         return f"text that is not valid UTF-8: {exc}"
     if isinstance(exc, OSError):

@@ -519,3 +519,28 @@ def test_replay_url_refuses_a_carrier_that_is_not_generic(tmp_path):
                    "--carrier", "kannel")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith("smsgw: --carrier kannel: replay --url sends the generic carrier's signed JSON")
+
+
+UNREACHABLE_WITH_PASSWORD = "postgresql://smsgw:s3cret-pw@127.0.0.1:9/smsgw"   # port 9 (discard): refused
+
+
+@pytest.mark.parametrize("command", [
+    "db seed --persons 1", "db migrate", "db import fixtures/records", "db prune", "billing summary --month 2026-11",
+    "billing export --month 2026-11", "report understanding", "report satisfaction --month 2026-11",
+    "data export --phone 0912345678", "data erase --phone 0912345678", "notify card-expiry --days 30",
+    "faq import fixtures/faq/faq.csv", "api-keys create k1", "questions list", "questions close Q1",
+])
+def test_a_database_url_never_shows_its_password(command, capfd):
+    """A `--db` URL with a password that cannot be reached: a refusal naming the URL, password masked."""
+    from smsgw import cli
+
+    argv = [*command.split(), "--db", UNREACHABLE_WITH_PASSWORD]
+    try:
+        status = cli.main(argv)
+    except SystemExit as exit_:
+        status = exit_.code
+    out, err = capfd.readouterr()
+    assert status == 1, err
+    assert "s3cret-pw" not in out + err
+    assert err.rstrip("\n").rpartition("\n")[2].startswith(("smsgw: --db postgresql://smsgw:***@127.0.0.1:9/smsgw: ",
+                                                             "smsgw: postgresql://smsgw:***@127.0.0.1:9/smsgw: ")), err

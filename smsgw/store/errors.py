@@ -50,3 +50,9 @@ class DatabaseRefused(StoreError):
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
+
+    @classmethod
+    def of(cls, path: str, error: StoreError) -> "DatabaseRefused":
+        """`error` (which may begin `--db PATH: `, as pg_pool's do) as the refusal of `path`."""
+        reason, prefix = str(error), f"--db {path}: "
+        return cls(path, reason[len(prefix):] if reason.startswith(prefix) else reason)

@@ -47,7 +47,7 @@ class PgReports:
             return cls(loop, loop.run_until_complete(connect_once(url)))
         except StoreError as exc:
             loop.close()
-            raise DatabaseRefused(shown(url), str(exc)) from exc
+            raise DatabaseRefused.of(shown(url), exc) from exc
 
     def close(self) -> None:
         try:

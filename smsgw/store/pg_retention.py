@@ -92,7 +92,7 @@ class PgRetention(PersonalData):
             conn = loop.run_until_complete(connect_once(url))
         except StoreError as exc:
             loop.close()
-            raise DatabaseRefused(shown(url), str(exc)) from exc
+            raise DatabaseRefused.of(shown(url), exc) from exc
         try:
             version = loop.run_until_complete(pg_version(conn))
             if version < CURRENT:
