@@ -61,6 +61,8 @@ def cmd_db_seed(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     summary = asyncio.run(seed_database(args.db, args.persons, args.seed))
     elapsed = time.perf_counter() - started
+    from .store.schema import shown
+
     print(f"seeded {shown(args.db)}: {summary} in {elapsed:.1f} s", file=sys.stderr)
     return 0
 
@@ -72,6 +74,8 @@ def cmd_db_import(args: argparse.Namespace) -> int:
         raise UserError(f"{args.directory}: not a directory (it holds persons.csv and the other CSV files)")
     database_path(args.db, create=True)
     summary = asyncio.run(import_directory(args.directory, args.db))   # ImportFailed: main says "refused"
+    from .store.schema import shown
+
     print(f"imported into {shown(args.db)}: {summary}", file=sys.stderr)
     return 0
 
