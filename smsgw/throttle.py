@@ -12,16 +12,27 @@ gets at most `burst + tps * T` SMS, plus the excess of one oversized MT.
 
 `Throttle.measured` is the rate sent over the last `window` seconds, exported in /metrics next
 to the configured limit (`smsgw_mt_rate` and `smsgw_mt_rate_limit`).
+
+Gateways sharing a message store (`store.shared`: PostgreSQL) share each carrier's bucket too
+(`SharedThrottle`, through the store's `pacing()`: store/pg_pacing.py): one round trip to the
+database per MT granted, none for a carrier without `tps`. Its `measured` stays this gateway's
+own sent rate; the carrier gets the sum of the gateways', at most `tps`. The outbox asks either
+kind through `acquire`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any, Protocol
+
+from .logs import get_logger
 
 Clock = Callable[[], float]
 _EPSILON = 1e-9
+log = get_logger(component="throttle")
 
 
 class TokenBucket:
@@ -85,6 +96,10 @@ class Throttle:
         self._bucket = TokenBucket(tps, clock=clock) if tps is not None else None
         self._meter = RateMeter(window=window, clock=clock)
 
+    async def acquire(self, parts: int = 1) -> float:
+        """`take`, as the outbox asks every throttle (a `SharedThrottle` asks the database)."""
+        return self.take(parts)
+
     def take(self, parts: int = 1) -> float:
         """0 when an MT of `parts` SMS may go now (it is counted as sent), else the seconds to wait."""
         wait = self._bucket.take(parts) if self._bucket is not None else 0.0
@@ -96,3 +111,81 @@ class Throttle:
     def measured(self) -> float:
         """SMS per second sent over the last `window` seconds."""
         return self._meter.rate()
+
+
+class Pacing(Protocol):
+    """A shared store's carrier pacing (store/pg_pacing.PgPacing)."""
+
+    async def take(self, carrier: str, *, cost: float, rate: float, burst: float) -> Any: ...
+
+
+class SharedThrottle:
+    """One carrier's MT pacing shared by every gateway on the store: the bucket lives in the database.
+
+    `acquire` asks the database for the MT about to go (never ahead: the slot goes to the head of
+    the queue as it is when the slot comes, lanes first); a refusal's wait is kept, and asking
+    again before it ends answers from it without a round trip. While the database cannot be
+    reached (or takes over `timeout` seconds) the MT waits `retry` seconds and asks again.
+    """
+
+    def __init__(self, carrier: str, tps: float, pacing: Pacing, *, window: float = 10.0, retry: float = 1.0,
+                 timeout: float = 2.0, clock: Clock = time.monotonic) -> None:
+        if tps <= 0:
+            raise ValueError("tps must be positive")
+        self.carrier = carrier
+        self.limit = tps
+        self.burst = max(1.0, tps)   # one second's worth, as TokenBucket
+        self.pacing = pacing
+        self.retry = retry
+        self.timeout = timeout
+        self.clock = clock
+        self._meter = RateMeter(window=window, clock=clock)
+        self._not_before = 0.0        # refused until then (this process's monotonic clock)
+        self._failing = False
+        self._others: set[float] = set()   # other rates seen in the shared row, each logged once
+
+    async def acquire(self, parts: int = 1) -> float:
+        """0 when an MT of `parts` SMS may go now (it is counted as sent), else the seconds to wait."""
+        now = self.clock()
+        if now < self._not_before:
+            return self._not_before - now
+        try:
+            answer = await asyncio.wait_for(
+                self.pacing.take(self.carrier, cost=float(parts), rate=self.limit, burst=self.burst), self.timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:   # the database unreachable or slow: the MT waits and asks again
+            if not self._failing:
+                log.warning("mt pacing unavailable, sends wait", carrier=self.carrier, retry_s=self.retry,
+                            error=str(exc) or type(exc).__name__)
+            self._failing = True
+            self._not_before = self.clock() + self.retry
+            return self.retry
+        if self._failing:
+            log.info("mt pacing available again", carrier=self.carrier)
+            self._failing = False
+        self._notice_rate(answer.rate)
+        if answer.wait > 0:
+            self._not_before = self.clock() + answer.wait
+            return answer.wait
+        self._meter.record(parts)
+        return 0.0
+
+    @property
+    def measured(self) -> float:
+        """SMS per second this gateway sent over the last `window` seconds (not the other gateways')."""
+        return self._meter.rate()
+
+    def _notice_rate(self, rate: float) -> None:
+        if abs(rate - self.limit) > _EPSILON and rate not in self._others:
+            self._others.add(rate)
+            log.warning("mt pacing: another gateway paces this carrier at another tps", carrier=self.carrier,
+                        tps=self.limit, other_tps=rate)
+
+
+def throttle_for(store: object, carrier: str, tps: float | None) -> Throttle | SharedThrottle:
+    """The throttle of `carrier` for an outbox on `store`: shared through the store's `pacing()`
+    when gateways share the store and the carrier has a `tps`, else this process's own."""
+    if tps is not None and getattr(store, "shared", False):
+        return SharedThrottle(carrier, tps, store.pacing())   # type: ignore[attr-defined]
+    return Throttle(tps)
