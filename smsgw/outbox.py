@@ -343,7 +343,9 @@ class Outbox:
                 self._lost.discard(pending.mt.id)
             else:
                 throttle = self.throttles.get(carrier)
-                wait = await throttle.acquire(max(1, pending.mt.segments)) if throttle is not None else 0.0
+                # the MTs behind it that could start now may be paced with it (one round trip)
+                ahead = min(len(queue), self.concurrency - len(self._sending)) - 1
+                wait = await throttle.acquire(max(1, pending.mt.segments), ahead=ahead) if throttle is not None else 0.0
                 if wait > 0:   # its next MT takes the next token, whatever arrives meanwhile in a lower lane
                     throttled = wait if throttled is None else min(throttled, wait)
                     continue

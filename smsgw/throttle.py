@@ -96,7 +96,7 @@ class Throttle:
         self._bucket = TokenBucket(tps, clock=clock) if tps is not None else None
         self._meter = RateMeter(window=window, clock=clock)
 
-    async def acquire(self, parts: int = 1) -> float:
+    async def acquire(self, parts: int = 1, *, ahead: int = 0) -> float:
         """`take`, as the outbox asks every throttle (a `SharedThrottle` asks the database)."""
         return self.take(parts)
 
@@ -116,20 +116,23 @@ class Throttle:
 class Pacing(Protocol):
     """A shared store's carrier pacing (store/pg_pacing.PgPacing)."""
 
-    async def take(self, carrier: str, *, cost: float, rate: float, burst: float) -> Any: ...
+    async def take(self, carrier: str, *, need: float, want: float, rate: float, burst: float) -> Any: ...
 
 
 class SharedThrottle:
     """One carrier's MT pacing shared by every gateway on the store: the bucket lives in the database.
 
-    `acquire` asks the database for the MT about to go (never ahead: the slot goes to the head of
-    the queue as it is when the slot comes, lanes first); a refusal's wait is kept, and asking
-    again before it ends answers from it without a round trip. While the database cannot be
-    reached (or takes over `timeout` seconds) the MT waits `retry` seconds and asks again.
+    `acquire` asks the database for the MT about to go, and for the few queued behind it (`ahead`
+    parts, at most `batch`) when the bucket holds them now: never a slot in the future, so the
+    next slot still goes to the head of the queue as it is then, lanes first. Parts granted beyond
+    the MT are this gateway's credit for the next MTs, for `hold` seconds (then dropped: the
+    carrier gets less, never more). A refusal's wait is kept, and asking again before it ends
+    answers from it without a round trip. While the database cannot be reached (or takes over
+    `timeout` seconds) the MT waits `retry` seconds and asks again.
     """
 
     def __init__(self, carrier: str, tps: float, pacing: Pacing, *, window: float = 10.0, retry: float = 1.0,
-                 timeout: float = 2.0, clock: Clock = time.monotonic) -> None:
+                 timeout: float = 2.0, batch: int = 32, hold: float = 0.05, clock: Clock = time.monotonic) -> None:
         if tps <= 0:
             raise ValueError("tps must be positive")
         self.carrier = carrier
@@ -138,20 +141,31 @@ class SharedThrottle:
         self.pacing = pacing
         self.retry = retry
         self.timeout = timeout
+        self.batch = batch
+        self.hold = hold
         self.clock = clock
         self._meter = RateMeter(window=window, clock=clock)
         self._not_before = 0.0        # refused until then (this process's monotonic clock)
+        self._credit = 0.0            # parts granted and not yet sent, until `_credit_until`
+        self._credit_until = 0.0
         self._failing = False
         self._others: set[float] = set()   # other rates seen in the shared row, each logged once
 
-    async def acquire(self, parts: int = 1) -> float:
-        """0 when an MT of `parts` SMS may go now (it is counted as sent), else the seconds to wait."""
+    async def acquire(self, parts: int = 1, *, ahead: int = 0) -> float:
+        """0 when an MT of `parts` SMS may go now (it is counted as sent), else the seconds to
+        wait; `ahead`: the parts of the MTs queued behind it, which may be granted with it."""
         now = self.clock()
+        if now < self._credit_until and self._credit + _EPSILON >= parts:
+            self._credit -= parts
+            self._meter.record(parts)
+            return 0.0
         if now < self._not_before:
             return self._not_before - now
+        self._credit = 0.0
         try:
-            answer = await asyncio.wait_for(
-                self.pacing.take(self.carrier, cost=float(parts), rate=self.limit, burst=self.burst), self.timeout)
+            answer = await asyncio.wait_for(self.pacing.take(
+                self.carrier, need=float(parts), want=float(parts + min(ahead, self.batch)), rate=self.limit,
+                burst=self.burst), self.timeout)
         except asyncio.CancelledError:
             raise
         except Exception as exc:   # the database unreachable or slow: the MT waits and asks again
@@ -165,9 +179,11 @@ class SharedThrottle:
             log.info("mt pacing available again", carrier=self.carrier)
             self._failing = False
         self._notice_rate(answer.rate)
-        if answer.wait > 0:
+        if answer.granted <= 0:
             self._not_before = self.clock() + answer.wait
             return answer.wait
+        self._credit = answer.granted - parts
+        self._credit_until = self.clock() + self.hold
         self._meter.record(parts)
         return 0.0
 

@@ -48,16 +48,16 @@ def test_two_gateways_share_one_bucket_of_one_seconds_burst(pg_database):
         one, two = stores = await gateways(pg_database)
         try:
             pace_one, pace_two = one.pacing(), two.pacing()
-            granted = [await pace_one.take("viettel", cost=1, rate=10, burst=10) for _ in range(6)]
-            granted += [await pace_two.take("viettel", cost=1, rate=10, burst=10) for _ in range(4)]
-            assert [answer.wait for answer in granted] == [0.0] * 10
-            refused = await pace_two.take("viettel", cost=1, rate=10, burst=10)
+            granted = [await pace_one.take("viettel", need=1, want=1, rate=10, burst=10) for _ in range(6)]
+            granted += [await pace_two.take("viettel", need=1, want=1, rate=10, burst=10) for _ in range(4)]
+            assert [(answer.granted, answer.wait) for answer in granted] == [(1.0, 0.0)] * 10
+            refused = await pace_two.take("viettel", need=1, want=1, rate=10, burst=10)
             assert 0.0 < refused.wait <= 0.1 + 0.05     # the next slot, a tenth of a second away
-            assert (await pace_one.take("viettel", cost=1, rate=10, burst=10)).wait > 0.0
+            assert (await pace_one.take("viettel", need=1, want=1, rate=10, burst=10)).wait > 0.0
             # another carrier has a bucket of its own
-            assert (await pace_one.take("mobifone", cost=1, rate=10, burst=10)).wait == 0.0
+            assert (await pace_one.take("mobifone", need=1, want=1, rate=10, burst=10)).wait == 0.0
             await asyncio.sleep(refused.wait + 0.01)
-            assert (await pace_one.take("viettel", cost=1, rate=10, burst=10)).wait == 0.0
+            assert (await pace_one.take("viettel", need=1, want=1, rate=10, burst=10)).wait == 0.0
         finally:
             await close(stores)
 
@@ -68,11 +68,60 @@ def test_an_mt_of_more_parts_than_the_bucket_goes_when_it_is_full_and_leaves_a_d
     async def go():
         one, two = stores = await gateways(pg_database)
         try:
-            assert (await one.pacing().take("vina", cost=4, rate=2, burst=2)).wait == 0.0   # 4 parts, bucket of 2
-            debt = await two.pacing().take("vina", cost=1, rate=2, burst=2)
+            assert (await one.pacing().take("vina", need=4, want=4, rate=2, burst=2)).wait == 0.0   # 4 parts, bucket of 2
+            debt = await two.pacing().take("vina", need=1, want=1, rate=2, burst=2)
             assert 1.5 - 0.1 <= debt.wait <= 1.5 + 0.05   # 2 s of line, 0.5 s of bucket left for one part
         finally:
             await close(stores)
+
+    run(go())
+
+
+def test_a_gateway_with_mts_queued_gets_what_the_bucket_holds_now_and_never_a_future_slot(pg_database):
+    async def go():
+        one, two = stores = await gateways(pg_database)
+        try:
+            first = await one.pacing().take("viettel", need=1, want=32, rate=10, burst=10)
+            emptied = time.monotonic()
+            assert (first.granted, first.wait) == (10.0, 0.0)          # the whole bucket, not 32
+            refused = await two.pacing().take("viettel", need=1, want=32, rate=10, burst=10)
+            assert refused.granted == 0.0 and 0.0 < refused.wait <= 0.15
+            await asyncio.sleep(0.35)                                   # 3 parts' worth come back
+            later = await two.pacing().take("viettel", need=1, want=32, rate=10, burst=10)
+            assert 3.0 <= later.granted <= 10 * (time.monotonic() - emptied) + 1   # what came back since, no more
+        finally:
+            await close(stores)
+
+    run(go())
+
+
+class Counted:
+    """A pacing that counts its round trips to the database."""
+
+    def __init__(self, pacing) -> None:
+        self.pacing = pacing
+        self.trips = 0
+
+    async def take(self, carrier: str, **kwargs):
+        self.trips += 1
+        return await self.pacing.take(carrier, **kwargs)
+
+
+def test_mts_queued_behind_are_paced_with_one_round_trip_and_credit_not_used_soon_is_dropped(pg_database):
+    async def go():
+        store, = await gateways(pg_database, 1)
+        try:
+            counted = Counted(store.pacing())
+            throttle = SharedThrottle("viettel", 100, counted, hold=0.5)
+            assert [await throttle.acquire(1, ahead=9 - n) for n in range(10)] == [0.0] * 10
+            assert counted.trips == 1
+            assert throttle.measured == pytest.approx(1.0)     # 10 SMS over the 10 s window
+            dropped = SharedThrottle("vina", 100, counted, hold=0.1)
+            assert await dropped.acquire(1, ahead=9) == 0.0 and counted.trips == 2
+            await asyncio.sleep(0.2)
+            assert await dropped.acquire(1) == 0.0 and counted.trips == 3   # the 9 left were not kept
+        finally:
+            await close([store])
 
     run(go())
 
@@ -90,7 +139,7 @@ def test_concurrent_reservations_of_two_gateways_never_exceed_the_rate(pg_databa
                 assert isinstance(throttle, SharedThrottle)
                 deadline = time.monotonic() + seconds
                 while time.monotonic() < deadline:
-                    wait = await throttle.acquire(1)
+                    wait = await throttle.acquire(1, ahead=4)
                     if wait == 0.0:
                         granted.append(time.monotonic())
                     else:
@@ -115,8 +164,8 @@ def test_a_gateway_configured_with_another_tps_is_noticed_and_the_higher_rate_bo
     async def go():
         one, two = stores = await gateways(pg_database)
         try:
-            assert (await one.pacing().take("gtel", cost=1, rate=5, burst=5)).rate == 5
-            seen = await two.pacing().take("gtel", cost=1, rate=1, burst=1)   # refused: 0.2 s of line taken
+            assert (await one.pacing().take("gtel", need=1, want=1, rate=5, burst=5)).rate == 5
+            seen = await two.pacing().take("gtel", need=1, want=1, rate=1, burst=1)   # refused: 0.2 s of line taken
             assert seen.wait > 0 and seen.rate == 5
         finally:
             await close(stores)

@@ -279,9 +279,11 @@ CREATE INDEX IF NOT EXISTS ratings_at ON ratings (rated_at);
 CREATE TABLE IF NOT EXISTS opt_outs (phone TEXT PRIMARY KEY, since DOUBLE PRECISION NOT NULL);
 """
 # The carriers' MT pacing shared by the gateways of one database (pg_pacing.py): one row per carrier.
-_PG_STEP_PACING = ("CREATE TABLE IF NOT EXISTS carrier_pacing (carrier TEXT PRIMARY KEY,"
+# UNLOGGED: a take commits without waiting for a WAL flush (5-7x faster measured); after a crash
+# or a failover the table is empty and each carrier's bucket starts full.
+_PG_STEP_PACING = ("CREATE UNLOGGED TABLE IF NOT EXISTS carrier_pacing (carrier TEXT PRIMARY KEY,"
                    " free_at DOUBLE PRECISION NOT NULL, rate DOUBLE PRECISION NOT NULL,"
-                   " checked_at DOUBLE PRECISION NOT NULL, granted BOOLEAN NOT NULL)")
+                   " checked_at DOUBLE PRECISION NOT NULL, granted DOUBLE PRECISION NOT NULL)")
 _PG_STEPS = {1: _PG_STEP_1, 2: _PG_STEP_NOTICES, 3: _pg_step_api, 4: _PG_STEP_CONVERSATIONS,
              5: FAQ_STEP["postgresql"], 6: _PG_STEP_RETENTION, 7: PG_CONSOLE_STEP, 8: CONVERSATION_KEPT_INDEXES,
              9: SENDING_INDEXES, 10: _PG_STEP_PACING}
