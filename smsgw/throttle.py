@@ -13,11 +13,12 @@ gets at most `burst + tps * T` SMS, plus the excess of one oversized MT.
 `Throttle.measured` is the rate sent over the last `window` seconds, exported in /metrics next
 to the configured limit (`smsgw_mt_rate` and `smsgw_mt_rate_limit`).
 
-Gateways sharing a message store (`store.shared`: PostgreSQL) share each carrier's bucket too
-(`SharedThrottle`, through the store's `pacing()`: store/pg_pacing.py): one round trip to the
-database per MT granted, none for a carrier without `tps`. Its `measured` stays this gateway's
-own sent rate; the carrier gets the sum of the gateways', at most `tps`. The outbox asks either
-kind through `acquire`.
+Every process sending from one message store shares each carrier's bucket (`SharedThrottle`,
+through the store's `pacing()`, store/pacing.py): the gateways on one PostgreSQL database, the
+workers of `smsgw serve --workers N` and a `smsgw notify` run on one SQLite file. One round trip
+to the database for the MT about to go and the few queued behind it; none for a carrier without
+`tps`. Its `measured` stays this process's own sent rate; the carrier gets the sum of the
+processes', at most `tps`. The outbox asks either kind through `acquire`.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ class Throttle:
 
 
 class Pacing(Protocol):
-    """A shared store's carrier pacing (store/pg_pacing.PgPacing)."""
+    """A store's shared carrier pacing (store/pg_pacing.PgPacing, store/sqlite_pacing.SqlitePacing)."""
 
     async def take(self, carrier: str, *, need: float, want: float, rate: float, burst: float) -> Any: ...
 
@@ -201,7 +202,8 @@ class SharedThrottle:
 
 def throttle_for(store: object, carrier: str, tps: float | None) -> Throttle | SharedThrottle:
     """The throttle of `carrier` for an outbox on `store`: shared through the store's `pacing()`
-    when gateways share the store and the carrier has a `tps`, else this process's own."""
-    if tps is not None and getattr(store, "shared", False):
-        return SharedThrottle(carrier, tps, store.pacing())   # type: ignore[attr-defined]
+    (both backends have one) when the carrier has a `tps`, else this process's own."""
+    pacing = getattr(store, "pacing", None)
+    if tps is not None and pacing is not None:
+        return SharedThrottle(carrier, tps, pacing())
     return Throttle(tps)

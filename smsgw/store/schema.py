@@ -127,8 +127,10 @@ def _sqlite_console_sending_step(conn: sqlite3.Connection) -> None:
 
 
 def _sqlite_step_pacing(conn: sqlite3.Connection) -> None:
-    """The carriers' shared MT pacing (PostgreSQL's `carrier_pacing`, pg_pacing.py): nothing on
-    SQLite, whose gateway paces its carriers in its own process (throttle.py)."""
+    """The carriers' MT pacing shared by the processes sending from the file (sqlite_pacing.py)."""
+    from .sqlite_pacing import SQLITE_TABLE
+
+    conn.execute(SQLITE_TABLE)
 
 
 _SQLITE_STEPS = {1: _sqlite_step_1, 2: _sqlite_step_notices, 3: _sqlite_step_api,

@@ -1,8 +1,11 @@
-"""Each carrier's `tps` shared by the gateways of one PostgreSQL database (store/pg_pacing.py,
-throttle.SharedThrottle): the bucket in `carrier_pacing`, against a real server (tests/pgcluster.py).
+"""Each carrier's `tps` shared by every process sending from one database (store/pacing.py's rule,
+store/pg_pacing.py, store/sqlite_pacing.py, throttle.SharedThrottle), on both backends: a real
+PostgreSQL server (tests/pgcluster.py) and a real SQLite file.
 
-Two message stores (each its own pool) stand for two gateways. The end-to-end check, two real
-`smsgw serve` processes and an MT sink timing what it receives, is in tests/test_pg_tps.py.
+Two message stores on one database (each its own pool, or its own writer on the file) stand for
+two gateways. The end-to-end check, real `smsgw serve` processes and an MT sink timing what it
+receives, is tests/test_shared_tps.py. Rates here are slow (a token a second or half-second), so
+that a slow machine's round trips do not refill the bucket between the asks.
 """
 
 from __future__ import annotations
@@ -22,9 +25,9 @@ def run(coroutine, seconds: float = 60):
     return asyncio.run(asyncio.wait_for(coroutine, timeout=seconds))
 
 
-async def gateways(url: str, count: int = 2) -> list:
-    await migrate(url)
-    return [await open_messages(url) for _ in range(count)]
+async def gateways(db: str, count: int = 2) -> list:
+    await migrate(db)
+    return [await open_messages(db) for _ in range(count)]
 
 
 async def close(stores) -> None:
@@ -43,52 +46,55 @@ def most_in_any_window(times: list[float], width: float) -> int:
     return most
 
 
-def test_two_gateways_share_one_bucket_of_one_seconds_burst(pg_database):
+def test_two_gateways_share_one_bucket(db):
     async def go():
-        one, two = stores = await gateways(pg_database)
+        one, two = stores = await gateways(db)
         try:
             pace_one, pace_two = one.pacing(), two.pacing()
-            granted = [await pace_one.take("viettel", need=1, want=1, rate=10, burst=10) for _ in range(6)]
-            granted += [await pace_two.take("viettel", need=1, want=1, rate=10, burst=10) for _ in range(4)]
+            started = time.monotonic()
+            granted = [await pace_one.take("viettel", need=1, want=1, rate=1, burst=10) for _ in range(6)]
+            granted += [await pace_two.take("viettel", need=1, want=1, rate=1, burst=10) for _ in range(4)]
             assert [(answer.granted, answer.wait) for answer in granted] == [(1.0, 0.0)] * 10
-            refused = await pace_two.take("viettel", need=1, want=1, rate=10, burst=10)
-            assert 0.0 < refused.wait <= 0.1 + 0.05     # the next slot, a tenth of a second away
-            assert (await pace_one.take("viettel", need=1, want=1, rate=10, burst=10)).wait > 0.0
+            refused = await pace_two.take("viettel", need=1, want=1, rate=1, burst=10)
+            if time.monotonic() - started < 0.9:   # else a token came back meanwhile (a very slow machine)
+                assert refused.granted == 0.0 and 0.0 < refused.wait <= 1.0   # the next slot, within a second
+                assert (await pace_one.take("viettel", need=1, want=1, rate=1, burst=10)).granted == 0.0
             # another carrier has a bucket of its own
-            assert (await pace_one.take("mobifone", need=1, want=1, rate=10, burst=10)).wait == 0.0
+            assert (await pace_one.take("mobifone", need=1, want=1, rate=1, burst=10)).granted == 1.0
             await asyncio.sleep(refused.wait + 0.01)
-            assert (await pace_one.take("viettel", need=1, want=1, rate=10, burst=10)).wait == 0.0
+            assert (await pace_one.take("viettel", need=1, want=1, rate=1, burst=10)).granted == 1.0
         finally:
             await close(stores)
 
     run(go())
 
 
-def test_an_mt_of_more_parts_than_the_bucket_goes_when_it_is_full_and_leaves_a_debt(pg_database):
+def test_an_mt_of_more_parts_than_the_bucket_goes_when_it_is_full_and_leaves_a_debt(db):
     async def go():
-        one, two = stores = await gateways(pg_database)
+        one, two = stores = await gateways(db)
         try:
-            assert (await one.pacing().take("vina", need=4, want=4, rate=2, burst=2)).wait == 0.0   # 4 parts, bucket of 2
-            debt = await two.pacing().take("vina", need=1, want=1, rate=2, burst=2)
-            assert 1.5 - 0.1 <= debt.wait <= 1.5 + 0.05   # 2 s of line, 0.5 s of bucket left for one part
+            taken = await one.pacing().take("vina", need=4, want=4, rate=1, burst=2)   # 4 parts, a bucket of 2
+            assert (taken.granted, taken.wait) == (4.0, 0.0)
+            debt = await two.pacing().take("vina", need=1, want=1, rate=1, burst=2)
+            assert debt.granted == 0.0 and 3.0 - 0.5 <= debt.wait <= 3.0   # 4 s of line, 1 s of bucket for one part
         finally:
             await close(stores)
 
     run(go())
 
 
-def test_a_gateway_with_mts_queued_gets_what_the_bucket_holds_now_and_never_a_future_slot(pg_database):
+def test_a_gateway_with_mts_queued_gets_what_the_bucket_holds_now_and_never_a_future_slot(db):
     async def go():
-        one, two = stores = await gateways(pg_database)
+        one, two = stores = await gateways(db)
         try:
-            first = await one.pacing().take("viettel", need=1, want=32, rate=10, burst=10)
+            first = await one.pacing().take("viettel", need=1, want=32, rate=2, burst=10)
             emptied = time.monotonic()
             assert (first.granted, first.wait) == (10.0, 0.0)          # the whole bucket, not 32
-            refused = await two.pacing().take("viettel", need=1, want=32, rate=10, burst=10)
-            assert refused.granted == 0.0 and 0.0 < refused.wait <= 0.15
-            await asyncio.sleep(0.35)                                   # 3 parts' worth come back
-            later = await two.pacing().take("viettel", need=1, want=32, rate=10, burst=10)
-            assert 3.0 <= later.granted <= 10 * (time.monotonic() - emptied) + 1   # what came back since, no more
+            refused = await two.pacing().take("viettel", need=1, want=32, rate=2, burst=10)
+            assert refused.granted == 0.0 and 0.0 < refused.wait <= 0.5
+            await asyncio.sleep(1.1)                                    # 2 parts' worth come back
+            later = await two.pacing().take("viettel", need=1, want=32, rate=2, burst=10)
+            assert 2.0 <= later.granted <= 2 * (time.monotonic() - emptied) + 1   # what came back, no more
         finally:
             await close(stores)
 
@@ -107,12 +113,12 @@ class Counted:
         return await self.pacing.take(carrier, **kwargs)
 
 
-def test_mts_queued_behind_are_paced_with_one_round_trip_and_credit_not_used_soon_is_dropped(pg_database):
+def test_mts_queued_behind_are_paced_with_one_round_trip_and_credit_not_used_soon_is_dropped(db):
     async def go():
-        store, = await gateways(pg_database, 1)
+        store, = await gateways(db, 1)
         try:
             counted = Counted(store.pacing())
-            throttle = SharedThrottle("viettel", 100, counted, hold=0.5)
+            throttle = SharedThrottle("viettel", 100, counted, hold=5.0)
             assert [await throttle.acquire(1, ahead=9 - n) for n in range(10)] == [0.0] * 10
             assert counted.trips == 1
             assert throttle.measured == pytest.approx(1.0)     # 10 SMS over the 10 s window
@@ -126,11 +132,11 @@ def test_mts_queued_behind_are_paced_with_one_round_trip_and_credit_not_used_soo
     run(go())
 
 
-def test_concurrent_reservations_of_two_gateways_never_exceed_the_rate(pg_database):
+def test_concurrent_reservations_of_two_gateways_never_exceed_the_rate(db):
     tps, seconds = 40.0, 3.0
 
     async def go():
-        stores = await gateways(pg_database)
+        stores = await gateways(db)
         try:
             granted: list[float] = []
 
@@ -154,19 +160,19 @@ def test_concurrent_reservations_of_two_gateways_never_exceed_the_rate(pg_databa
         # over the whole run: at most the burst plus tps a second, and not far below it
         assert len(granted) <= burst + tps * elapsed
         assert len(granted) >= burst + tps * (seconds - 0.5) * 0.8
-        # over any one second (seen here, a round trip after the grant: 50 ms of slack)
-        assert most_in_any_window(granted, 1.0) <= burst + tps * 1.05 + 1
+        # over any one second (seen here, a round trip after the grant, credit held up to 50 ms)
+        assert most_in_any_window(granted, 1.0) <= burst + tps * 1.1 + 1
 
     run(go())
 
 
-def test_a_gateway_configured_with_another_tps_is_noticed_and_the_higher_rate_bounds_the_carrier(pg_database):
+def test_a_gateway_configured_with_another_tps_is_noticed(db):
     async def go():
-        one, two = stores = await gateways(pg_database)
+        one, two = stores = await gateways(db)
         try:
-            assert (await one.pacing().take("gtel", need=1, want=1, rate=5, burst=5)).rate == 5
-            seen = await two.pacing().take("gtel", need=1, want=1, rate=1, burst=1)   # refused: 0.2 s of line taken
-            assert seen.wait > 0 and seen.rate == 5
+            assert (await one.pacing().take("gtel", need=1, want=1, rate=0.5, burst=1)).rate == 0.5
+            seen = await two.pacing().take("gtel", need=1, want=1, rate=2, burst=2)   # 2 s of line taken: refused
+            assert seen.granted == 0.0 and seen.rate == 0.5
         finally:
             await close(stores)
 
@@ -200,19 +206,30 @@ def test_a_shared_throttle_waits_while_the_database_is_down_and_paces_again_when
     run(go(), 90)
 
 
-def test_without_tps_or_on_sqlite_the_throttle_is_this_processs_own(pg_database, tmp_path):
+def test_a_shared_throttle_waits_while_the_sqlite_file_refuses_writes(tmp_path):
+    async def go():
+        store, = await gateways(str(tmp_path / "smsgw.db"), 1)
+        throttle = SharedThrottle("viettel", 5, store.pacing(), retry=0.5)
+        assert await throttle.acquire(1) == 0.0
+        await store.close()                                      # its writer refuses every operation now
+        assert await throttle.acquire(1) == 0.5                  # no crash: the MT waits, asks again
+
+    run(go())
+
+
+def test_without_tps_the_throttle_is_this_processs_own_with_no_round_trip(pg_database, tmp_path):
     async def go():
         pg, = await gateways(pg_database, 1)
         sqlite = await open_messages(str(tmp_path / "smsgw.db"))
         try:
             assert isinstance(throttle_for(pg, "viettel", 20), SharedThrottle)
+            assert isinstance(throttle_for(sqlite, "viettel", 20), SharedThrottle)
             unlimited = throttle_for(pg, "viettel", None)
             assert isinstance(unlimited, Throttle) and unlimited.limit is None
-            own = throttle_for(sqlite, "viettel", 20)
-            assert isinstance(own, Throttle) and own.limit == 20
+            assert isinstance(throttle_for(object(), "viettel", 20), Throttle)   # a store without pacing
             connection = await asyncpg.connect(pg_database, timeout=10)
             try:
-                await unlimited.acquire(1)
+                assert await unlimited.acquire(1) == 0.0
                 assert await connection.fetchval("SELECT count(*) FROM carrier_pacing") == 0   # no round trip
             finally:
                 await connection.close()
