@@ -57,7 +57,7 @@ from .logs import get_logger
 from .store import PendingMT
 from .metrics import Metrics
 from .phones import mask
-from .throttle import Throttle
+from .throttle import throttle_for
 
 log = get_logger(component="outbox")
 
@@ -129,7 +129,7 @@ class Outbox:
         self.clock = clock
         self.jitter = jitter
         self.tick = tick
-        self.throttles = {name: Throttle(adapter.config.tps) for name, adapter in adapters.items()}
+        self.throttles = {name: throttle_for(store, name, adapter.config.tps) for name, adapter in adapters.items()}
         for name, throttle in self.throttles.items():
             metrics.track_mt_rate(name, lambda throttle=throttle: throttle.measured, throttle.limit)
         self._timers: list[_Timer] = []
@@ -303,10 +303,11 @@ class Outbox:
 
     async def _run(self) -> None:
         while not self._stopping:
+            # cleared first: a wake-up while a shared throttle asks the database is kept
+            self._wakeup.clear()
             now = self.clock()
             self._release(now)
-            throttled = self._start_sends()
-            self._wakeup.clear()
+            throttled = await self._start_sends()
             timeout = self.tick
             if len(self._sending) < self.concurrency:   # else a send ending wakes it
                 if self._timers:
@@ -328,7 +329,7 @@ class Outbox:
             queue = self._ready.setdefault(pending.mt.carrier, [])
             heapq.heappush(queue, _Ready(pending.lane, pending.created_at, next(self._order), pending))
 
-    def _start_sends(self) -> float | None:
+    async def _start_sends(self) -> float | None:
         """Start the sends the carriers' buckets allow, one carrier after the other, each one's
         queue in order (lane, then age); the shortest wait of a throttled carrier, or None."""
         throttled: float | None = None
@@ -342,7 +343,9 @@ class Outbox:
                 self._lost.discard(pending.mt.id)
             else:
                 throttle = self.throttles.get(carrier)
-                wait = throttle.take(max(1, pending.mt.segments)) if throttle is not None else 0.0
+                # the MTs behind it that could start now may be paced with it (one round trip)
+                ahead = min(len(queue), self.concurrency - len(self._sending)) - 1
+                wait = await throttle.acquire(max(1, pending.mt.segments), ahead=ahead) if throttle is not None else 0.0
                 if wait > 0:   # its next MT takes the next token, whatever arrives meanwhile in a lower lane
                     throttled = wait if throttled is None else min(throttled, wait)
                     continue

@@ -12,16 +12,28 @@ gets at most `burst + tps * T` SMS, plus the excess of one oversized MT.
 
 `Throttle.measured` is the rate sent over the last `window` seconds, exported in /metrics next
 to the configured limit (`smsgw_mt_rate` and `smsgw_mt_rate_limit`).
+
+Every process sending from one message store shares each carrier's bucket (`SharedThrottle`,
+through the store's `pacing()`, store/pacing.py): the gateways on one PostgreSQL database, the
+workers of `smsgw serve --workers N` and a `smsgw notify` run on one SQLite file. One round trip
+to the database for the MT about to go and the few queued behind it; none for a carrier without
+`tps`. Its `measured` stays this process's own sent rate; the carrier gets the sum of the
+processes', at most `tps`. The outbox asks either kind through `acquire`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any, Protocol
+
+from .logs import get_logger
 
 Clock = Callable[[], float]
 _EPSILON = 1e-9
+log = get_logger(component="throttle")
 
 
 class TokenBucket:
@@ -85,6 +97,10 @@ class Throttle:
         self._bucket = TokenBucket(tps, clock=clock) if tps is not None else None
         self._meter = RateMeter(window=window, clock=clock)
 
+    async def acquire(self, parts: int = 1, *, ahead: int = 0) -> float:
+        """`take`, as the outbox asks every throttle (a `SharedThrottle` asks the database)."""
+        return self.take(parts)
+
     def take(self, parts: int = 1) -> float:
         """0 when an MT of `parts` SMS may go now (it is counted as sent), else the seconds to wait."""
         wait = self._bucket.take(parts) if self._bucket is not None else 0.0
@@ -96,3 +112,98 @@ class Throttle:
     def measured(self) -> float:
         """SMS per second sent over the last `window` seconds."""
         return self._meter.rate()
+
+
+class Pacing(Protocol):
+    """A store's shared carrier pacing (store/pg_pacing.PgPacing, store/sqlite_pacing.SqlitePacing)."""
+
+    async def take(self, carrier: str, *, need: float, want: float, rate: float, burst: float) -> Any: ...
+
+
+class SharedThrottle:
+    """One carrier's MT pacing shared by every gateway on the store: the bucket lives in the database.
+
+    `acquire` asks the database for the MT about to go, and for the few queued behind it (`ahead`
+    parts, at most `batch`) when the bucket holds them now: never a slot in the future, so the
+    next slot still goes to the head of the queue as it is then, lanes first. Parts granted beyond
+    the MT are this gateway's credit for the next MTs, for `hold` seconds (then dropped: the
+    carrier gets less, never more). A refusal's wait is kept, and asking again before it ends
+    answers from it without a round trip. While the database cannot be reached (or takes over
+    `timeout` seconds) the MT waits `retry` seconds and asks again.
+    """
+
+    def __init__(self, carrier: str, tps: float, pacing: Pacing, *, window: float = 10.0, retry: float = 1.0,
+                 timeout: float = 2.0, batch: int = 32, hold: float = 0.05, clock: Clock = time.monotonic) -> None:
+        if tps <= 0:
+            raise ValueError("tps must be positive")
+        self.carrier = carrier
+        self.limit = tps
+        self.burst = max(1.0, tps)   # one second's worth, as TokenBucket
+        self.pacing = pacing
+        self.retry = retry
+        self.timeout = timeout
+        self.batch = batch
+        self.hold = hold
+        self.clock = clock
+        self._meter = RateMeter(window=window, clock=clock)
+        self._not_before = 0.0        # refused until then (this process's monotonic clock)
+        self._credit = 0.0            # parts granted and not yet sent, until `_credit_until`
+        self._credit_until = 0.0
+        self._failing = False
+        self._others: set[float] = set()   # other rates seen in the shared row, each logged once
+
+    async def acquire(self, parts: int = 1, *, ahead: int = 0) -> float:
+        """0 when an MT of `parts` SMS may go now (it is counted as sent), else the seconds to
+        wait; `ahead`: the parts of the MTs queued behind it, which may be granted with it."""
+        now = self.clock()
+        if now < self._credit_until and self._credit + _EPSILON >= parts:
+            self._credit -= parts
+            self._meter.record(parts)
+            return 0.0
+        if now < self._not_before:
+            return self._not_before - now
+        self._credit = 0.0
+        try:
+            answer = await asyncio.wait_for(self.pacing.take(
+                self.carrier, need=float(parts), want=float(parts + min(ahead, self.batch)), rate=self.limit,
+                burst=self.burst), self.timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:   # the database unreachable or slow: the MT waits and asks again
+            if not self._failing:
+                log.warning("mt pacing unavailable, sends wait", carrier=self.carrier, retry_s=self.retry,
+                            error=str(exc) or type(exc).__name__)
+            self._failing = True
+            self._not_before = self.clock() + self.retry
+            return self.retry
+        if self._failing:
+            log.info("mt pacing available again", carrier=self.carrier)
+            self._failing = False
+        self._notice_rate(answer.rate)
+        if answer.granted <= 0:
+            self._not_before = self.clock() + answer.wait
+            return answer.wait
+        self._credit = answer.granted - parts
+        self._credit_until = self.clock() + self.hold
+        self._meter.record(parts)
+        return 0.0
+
+    @property
+    def measured(self) -> float:
+        """SMS per second this gateway sent over the last `window` seconds (not the other gateways')."""
+        return self._meter.rate()
+
+    def _notice_rate(self, rate: float) -> None:
+        if abs(rate - self.limit) > _EPSILON and rate not in self._others:
+            self._others.add(rate)
+            log.warning("mt pacing: another gateway paces this carrier at another tps", carrier=self.carrier,
+                        tps=self.limit, other_tps=rate)
+
+
+def throttle_for(store: object, carrier: str, tps: float | None) -> Throttle | SharedThrottle:
+    """The throttle of `carrier` for an outbox on `store`: shared through the store's `pacing()`
+    (both backends have one) when the carrier has a `tps`, else this process's own."""
+    pacing = getattr(store, "pacing", None)
+    if tps is not None and pacing is not None:
+        return SharedThrottle(carrier, tps, pacing())
+    return Throttle(tps)

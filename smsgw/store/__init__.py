@@ -20,11 +20,13 @@ The embedded SQLite backend, one records database file:
                         (its interface: retention.py, `PersonalData`; the conversation and API
                         tables' steps, both backends: retention_tables.py)
     backup.py           `backup_sqlite`: a consistent copy of the file while the gateway writes
+    sqlite_pacing.py    `SqlitePacing`: each carrier's `tps` shared by the processes on the file
 
 The PostgreSQL backend, one database shared by any number of gateways (CONTRACT section 10):
     pg_pool.py          the asyncpg pool, and its connection errors as `Unavailable`
     pg_records.py       `PgRecordStore`: the records lookups, COPY for seed and import
     pg_messages.py      `PgMessageStore`: the message operations, one short transaction each
+    pg_pacing.py        `PgPacing`: each carrier's `tps` shared by the gateways, one statement a take
     pg_reports.py       `PgReports`: the reading queries, returning rows
     pg_retention.py     `PgRetention`: personal data pruned by age (one pruner at a time), exported
                         and erased by phone
@@ -32,6 +34,7 @@ The PostgreSQL backend, one database shared by any number of gateways (CONTRACT 
 Both:
     schema.py           the numbered schema steps and `schema_version` (`smsgw db migrate`)
     faq_entries.py      the stored FAQ and its examples (`smsgw faq import`), replaced whole by each import
+    pacing.py           the shared MT pacing's rule (a GCRA row per carrier) and its `Reservation`
 
 The `open_*` functions take the `--db` value and pick the backend: a `postgresql://` URL is a
 PostgreSQL database, anything else an SQLite file. Creating a store (`db seed`, `db import`:

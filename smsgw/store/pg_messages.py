@@ -35,6 +35,7 @@ from ..wire import DeliveryReport, DeliveryState, InboundMessage, OutboundMessag
 from . import pg_conversations
 from .messages import (BillingRow, Effect, Guard, MessageStore, MTState, Notice, PendingMT, Question, Screening,
                        SenderHistory, StaffAnswer, StoredMO, stored_statuses)
+from .pg_pacing import PgPacing
 from .pg_pool import CONNECT_TIMEOUT, connection, create_pool, is_connection_error, transaction, unreachable
 from .errors import StoreError
 from .schema import shown
@@ -99,6 +100,10 @@ class PgMessageStore(MessageStore):
     @property
     def refusal(self) -> str | None:
         return None   # an unreachable database fails each operation with Unavailable (pg_pool.py)
+
+    def pacing(self) -> PgPacing:
+        """The carriers' MT pacing shared by the gateways on this database (pg_pacing.py)."""
+        return PgPacing(self._pool)
 
     async def close(self) -> None:
         self._closed = True

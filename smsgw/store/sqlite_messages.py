@@ -18,6 +18,7 @@ from ..wire import DeliveryReport, DeliveryState, InboundMessage, OutboundMessag
 from . import sqlite_conversations
 from .messages import (BillingRow, Effect, Guard, MessageStore, MTState, Notice, PendingMT, Question, Screening,
                        SenderHistory, StaffAnswer, StoredMO, stored_statuses)
+from .sqlite_pacing import SqlitePacing
 from .sqlite_tables import iso_time as _iso
 from .writer import GroupCommitWriter
 
@@ -51,6 +52,10 @@ class SqliteMessageStore(MessageStore):
     @property
     def refusal(self) -> str | None:
         return self._writer.refusal
+
+    def pacing(self) -> SqlitePacing:
+        """The carriers' MT pacing shared by the processes sending from this file (sqlite_pacing.py)."""
+        return SqlitePacing(self._submit)
 
     async def close(self) -> None:
         await self._writer.close()
