@@ -21,6 +21,7 @@ Across gateways:
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -82,6 +83,8 @@ class PgMessageStore(MessageStore):
         self._pool = pool
         self._closed = False
         self._listener: asyncpg.Connection | None = None
+        self._to_mark: list[tuple[str, asyncio.Future[None]]] = []   # MTs sent, for the next `_mark_batches`
+        self._marker: asyncio.Task[None] | None = None
         self.owner = new_id()   # names this gateway's leases
 
     @classmethod
@@ -102,6 +105,8 @@ class PgMessageStore(MessageStore):
 
     async def close(self) -> None:
         self._closed = True
+        if self._marker is not None:   # the sends recorded before the pool closes
+            await asyncio.gather(self._marker, return_exceptions=True)
         await self.unwatch()
         await self._pool.close()
 
@@ -231,15 +236,32 @@ class PgMessageStore(MessageStore):
                 for row in rows]
 
     async def mark_sent(self, mt_id: str) -> None:
-        # one statement (one round trip): the second UPDATE sees the table as it was before the first,
-        # hence `id != $1` in place of this MT's new status
-        async with connection(self._pool) as conn:
-            await conn.execute(
-                "WITH mt AS (UPDATE mt_messages SET status = 'sent', next_attempt_at = NULL, last_error = NULL,"
-                " lease_until = NULL WHERE id = $1 AND status = 'pending' RETURNING mo_id)"
-                " UPDATE mo_messages SET status = 'sent' WHERE status = 'queued' AND id = (SELECT mo_id FROM mt)"
-                " AND NOT EXISTS (SELECT 1 FROM mt_messages WHERE mo_id = mo_messages.id AND status = 'pending'"
-                " AND id != $1)", mt_id)
+        """Mark `mt_id` sent (and its MO, once its last MT is): returns once committed.
+
+        The MTs whose sends end while an UPDATE is under way are marked together by the next one,
+        one statement for all (as SQLite's writer commits them in one transaction): one round
+        trip per batch, not per MT.
+        """
+        done = asyncio.get_running_loop().create_future()
+        self._to_mark.append((mt_id, done))
+        if self._marker is None or self._marker.done():
+            self._marker = asyncio.create_task(self._mark_batches(), name="smsgw-mark-sent")
+        await done
+
+    async def _mark_batches(self) -> None:
+        while self._to_mark:
+            batch, self._to_mark = self._to_mark, []
+            try:
+                async with connection(self._pool) as conn:
+                    await conn.execute(_MARK_SENT, [mt_id for mt_id, _ in batch])
+            except Exception as exc:   # each caller sees the failure (the outbox keeps its MT pending)
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
 
     async def schedule_retry(self, mt_id: str, *, attempts: int, next_attempt_at: float, error: str) -> None:
         async with transaction(self._pool) as conn:
@@ -346,6 +368,15 @@ async def _load_mo(conn: asyncpg.Connection, carrier: str, carrier_id: str) -> S
     return StoredMO(mo_id, carrier, carrier_id, mode, status, command, error,
                     tuple(_mt(mt) for mt in mts), created=False, guard=guard)
 
+
+# MTs sent, $1 their ids; an MO moves to sent with its last pending MT. One statement: the second
+# UPDATE sees the table as it was before the first, hence `id <> ALL($1)` in place of the MTs' new status.
+_MARK_SENT = (
+    "WITH mt AS (UPDATE mt_messages SET status = 'sent', next_attempt_at = NULL, last_error = NULL,"
+    " lease_until = NULL WHERE id = ANY($1::text[]) AND status = 'pending' RETURNING mo_id)"
+    " UPDATE mo_messages SET status = 'sent' WHERE status = 'queued' AND id IN (SELECT mo_id FROM mt)"
+    " AND NOT EXISTS (SELECT 1 FROM mt_messages WHERE mo_id = mo_messages.id AND status = 'pending'"
+    " AND id <> ALL($1::text[]))")
 
 _INSERT_MO = (
     "INSERT INTO mo_messages (id, carrier, carrier_id, sender, recipient, text, received_at, mode, command, error,"
