@@ -90,7 +90,7 @@ class Pool:
         """A connection for one operation: `put` it back when the operation succeeded, else `give_back`."""
         while self._idle:
             conn = self._idle.pop()
-            if not conn.is_closed():
+            if not broken(conn):
                 return conn
             await self.give_back(conn)
         async with asyncio.timeout(ACQUIRE_TIMEOUT):
@@ -120,7 +120,7 @@ class Pool:
                 raise
             if conn is None:          # a connection went back to asyncpg's pool: room to take one
                 continue
-            if not conn.is_closed():
+            if not broken(conn):
                 return conn
             await self.give_back(conn)
 
@@ -131,7 +131,8 @@ class Pool:
 
     async def give_back(self, conn: asyncpg.Connection) -> None:
         """Return a connection to asyncpg's pool, which rolls back what was left open, waits for a
-        cancelled statement and drops a broken connection (the next `take` connects again)."""
+        cancelled statement and drops a broken connection (the next `take` connects again); one
+        asyncpg took back by itself when it closed is only counted out."""
         self._taken -= 1
         try:
             await self._pool.release(conn)
@@ -171,6 +172,15 @@ def _refused(url: str, exc: BaseException) -> BaseException:
     return exc
 
 
+def broken(conn: asyncpg.Connection) -> bool:
+    """Whether a connection taken from asyncpg's pool was closed: when its connection closes
+    (the server gone), asyncpg returns it to its pool by itself and its proxy answers nothing."""
+    try:
+        return conn.is_closed()
+    except asyncpg.InterfaceError:   # "released back to the pool"
+        return True
+
+
 class connection:
     """`async with connection(pool) as conn`: a pooled connection for one operation; Unavailable
     when the database cannot be reached, or the store was closed (as SQLite's writer says: a
@@ -196,7 +206,7 @@ class connection:
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         traceback: object) -> None:
         conn = self._conn
-        if exc is None and not conn.is_in_transaction() and not conn.is_closed() and not self._pool.is_closing():
+        if exc is None and not broken(conn) and not conn.is_in_transaction() and not self._pool.is_closing():
             self._pool.put(conn)
             return
         try:
