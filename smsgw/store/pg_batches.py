@@ -21,23 +21,26 @@ Result = TypeVar("Result")
 class Batches(Generic[Item, Result]):
     """`await batches.add(item)`: `run(items)` of the batch it went in, one result (or exception) per item."""
 
-    def __init__(self, run: Callable[[list[Item]], Awaitable[Sequence[Result | BaseException]]], name: str) -> None:
+    def __init__(self, run: Callable[[list[Item]], Awaitable[Sequence[Result | BaseException]]], name: str,
+                 *, parallel: int = 1) -> None:
         self._run = run
         self._name = name
+        self._parallel = parallel
         self._queued: list[tuple[Item, asyncio.Future[Result]]] = []
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def add(self, item: Item) -> Result:
         done: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._queued.append((item, done))
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._batches(), name=self._name)
+        if len(self._tasks) >= self._parallel:   # (a task done has left its loop: it takes nothing more)
+            self._tasks = {task for task in self._tasks if not task.done()}
+        if len(self._tasks) < self._parallel:
+            self._tasks.add(asyncio.create_task(self._batches(), name=self._name))
         return await done
 
     async def finished(self) -> None:
         """When the batches queued so far are done (before the pool closes)."""
-        if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _batches(self) -> None:
         while self._queued:

@@ -51,6 +51,9 @@ LEASE_SECONDS = 60.0
 LEASE_VARIABLE = "SMSGW_LEASE_SECONDS"
 # The channel on which a gateway tells the others that MTs are claimable now (LISTEN/NOTIFY).
 CHANNEL = "smsgw_outbox"
+# UPDATEs marking MTs sent under way at once (each for the sends that ended meanwhile): the
+# outbox's sends wait for theirs, so one slow commit does not hold every send slot.
+MARKING = 4
 
 
 def lease_seconds() -> float:
@@ -84,7 +87,7 @@ class PgMessageStore(MessageStore):
         self._closed = False
         self._listener: asyncpg.Connection | None = None
         self._stores: Batches[_MO, bool] = Batches(self._store_together, "smsgw-store-mos")
-        self._marks: Batches[str, None] = Batches(self._mark_together, "smsgw-mark-sent")
+        self._marks: Batches[str, None] = Batches(self._mark_together, "smsgw-mark-sent", parallel=MARKING)
         self.owner = new_id()   # names this gateway's leases
 
     @classmethod
