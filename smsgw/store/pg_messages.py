@@ -1,8 +1,9 @@
 """The message store on PostgreSQL: `MessageStore`'s operations for any number of gateways on one database.
 
 The tables are made by schema.py (`smsgw db migrate`). Each operation is one short transaction
-on a pooled asyncpg connection (pg_pool.py), on the event loop; there is no group commit: the
-server commits the transactions of many connections together by itself.
+on a pooled asyncpg connection (pg_pool.py), on the event loop. The MOs with nothing to decide on
+the sender's history, and the MTs marked sent, that arrive while a statement is under way go
+together in the next one (group commit, pg_batches.py): one round trip for many.
 
 Across gateways:
 - one answer and one charge per (carrier, id): the MO's INSERT ... ON CONFLICT DO NOTHING on
@@ -93,8 +94,8 @@ class PgMessageStore(MessageStore):
     @classmethod
     async def open(cls, url: str, *, on_batch: Callable[[int], None] | None = None,
                    on_commit: Callable[[float], None] | None = None) -> "PgMessageStore":
-        """`on_batch`/`on_commit` see each stored MO's transaction, as SQLite's writer reports its
-        batches: a batch of 1 (no group commit here) and its time, BEGIN to COMMIT."""
+        """`on_batch`/`on_commit` see each statement storing MOs, as SQLite's writer reports its
+        batches: how many MOs it stored and its time (a screened MO's transaction: 1)."""
         lease = lease_seconds()
         return cls(await create_pool(url), url, lease=lease, on_batch=on_batch, on_commit=on_commit)
 
