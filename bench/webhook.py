@@ -1,7 +1,7 @@
 """Webhook throughput: signed generic MOs against a running `smsgw serve`, beside a bare aiohttp app.
 
     python bench/webhook.py [--requests 5000] [--concurrency 64] [--mode sync|async] [--persons 1000]
-                            [--db postgresql://...]
+                            [--db postgresql://...] [--gateway-core N]
 
 Seeds a records database in a temporary directory, starts `smsgw serve --port 0` and a bare
 aiohttp app (one handler reading the body and answering a small JSON; it is also the carrier's
@@ -10,7 +10,9 @@ the same signed MOs to both from this process, and prints requests/s, p50 and p9
 each and the ratio smsgw / bare. Every MO is new (no duplicates) and asks `BH QT` about a seeded
 person from its registered phone, so each one is parsed, looked up, answered and committed.
 `--db URL` runs the gateway on an empty PostgreSQL database instead (seeded and migrated by
-`smsgw db seed`); the gateway process's own CPU per MO is printed either way.
+`smsgw db seed`); the gateway process's own CPU per MO (user and system) is printed either way.
+`--gateway-core N` pins the gateway to core N and this load generator and the bare app to the
+other cores, so that runs compare (see `pin_apart`).
 """
 
 from __future__ import annotations
@@ -100,10 +102,36 @@ async def drained(url: str) -> None:
             await asyncio.sleep(0.05)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds used so far by process `pid` (Linux /proc)."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds used so far by process `pid` (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / os.sysconf("SC_CLK_TCK"), int(fields[12]) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_mo(before: tuple[float, float], after: tuple[float, float], requests: int) -> str:
+    """The CPU used between two `cpu_seconds` readings, per request, in µs: total (user + system)."""
+    user, system = ((a - b) / requests * 1e6 for a, b in zip(after, before))
+    return f"{user + system:6.0f} us/MO (user {user:.0f}, system {system:.0f})"
+
+
+def pin_apart(gateway: int, core: int, *others: int) -> str:
+    """Pin the gateway (every thread) to `core`, this load generator and the `others` to the other cores.
+
+    The gateway pins itself to one core (workers.pin_to_one_core: pid parity); unpinned, the load
+    generator and the bare app land on that core in some runs and not in others, and the
+    gateway's CPU per MO moves with them (CPU time on a shared core costs more: caches, and the
+    hypervisor's accounting): pinned apart, runs compare. A PostgreSQL server on this machine
+    is best pinned away from `core` too (taskset -a -p on its processes).
+    """
+    rest = set(os.sched_getaffinity(0)) - {core}
+    if not rest:
+        raise SystemExit(f"--gateway-core {core}: another core is needed for the load generator")
+    for thread in os.listdir(f"/proc/{gateway}/task"):
+        os.sched_setaffinity(int(thread), {core})
+    for pid in (os.getpid(), *others):
+        for thread in os.listdir(f"/proc/{pid}/task"):
+            os.sched_setaffinity(int(thread), rest)
+    return f"       gateway pinned to core {core}; load generator and bare app to {sorted(rest)}"
 
 
 def describe(name: str, rate: float, latencies: list[float], statuses: dict) -> str:
@@ -127,6 +155,8 @@ async def main(args: argparse.Namespace) -> None:
                           "[protection]\nlookups_per_hour = 0\nrepeat_limit = 0\n")
         smsgw, smsgw_url = await start("-m", "smsgw", "serve", "--db", str(db), "--config", str(config),
                                        "--port", "0")
+        if args.gateway_core is not None:
+            print(pin_apart(smsgw.pid, args.gateway_core, bare.pid))
         try:
             await load(smsgw_url, requests=min(500, args.requests), concurrency=args.concurrency, tag="warm")
             await load(bare_url, requests=min(500, args.requests), concurrency=args.concurrency, tag="warm")
@@ -137,7 +167,7 @@ async def main(args: argparse.Namespace) -> None:
                 results[name] = await load(url, requests=args.requests, concurrency=args.concurrency, tag="run")
                 print(describe(name, *results[name]))
                 if name == "smsgw":
-                    print(f"       gateway CPU {(cpu_seconds(smsgw.pid) - cpu) / args.requests * 1e6:6.0f} us/MO"
+                    print(f"       gateway CPU {cpu_per_mo(cpu, cpu_seconds(smsgw.pid), args.requests)}"
                           f" (the smsgw serve process alone; --db {'PostgreSQL' if args.db else 'SQLite'})")
                 if name == "smsgw" and args.mode == "async":
                     await drained(smsgw_url)   # every MT delivered to the sink (the bare app's /mt)
@@ -159,6 +189,8 @@ if __name__ == "__main__":
     parser.add_argument("--mode", choices=("sync", "async"), default="sync")
     parser.add_argument("--persons", type=int, default=1000)
     parser.add_argument("--db", help="an empty PostgreSQL database (postgresql://...) instead of a temporary SQLite file")
+    parser.add_argument("--gateway-core", type=int,
+                        help="pin the gateway to this core, the load generator and the bare app to the others")
     parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.bare_server:

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import aiohttp
 import pytest
 
+from smsgw.errors import Unavailable
 from smsgw.metrics import Metrics
 from smsgw.outbox import Outbox
 from smsgw.store import StoreError, open_messages
@@ -167,6 +168,51 @@ def test_an_mo_of_two_mts_is_sent_once_both_are_and_charged_for_each(pg_database
         await store.mark_sent(replies[0].id)   # a repeat changes nothing
         assert (await store.find_mo("generic", "c-2")).status == "sent"
         assert {(await store.mt_state(mt.id)).status for mt in replies} == {"sent"}
+        await store.close()
+
+    run(go())
+
+
+def test_mts_sent_at_the_same_moment_are_marked_together_each_mo_sent_with_its_last_mt(pg_database):
+    """Sends ending together are recorded by one UPDATE (pg_messages.mark_sent): an MO moves to
+    sent only when every one of its MTs is, whether its MTs are in one batch or in several."""
+    async def go():
+        await migrate(pg_database)
+        store = await open_messages(pg_database)
+        mts = {}
+        for name, parts in (("both", 2), ("half", 2), ("single", 1)):
+            mts[name] = [reply(name, f"c-{name}") for _ in range(parts)]
+            await store.store_mo(inbound(f"c-{name}"), mo_id=name, mode="async", command="QT", error=None,
+                                 replies=mts[name], now=time.time())
+        together = [*mts["both"], mts["half"][0], *mts["single"]]
+        await asyncio.gather(*(store.mark_sent(mt.id) for mt in together))
+        assert {name: (await store.find_mo("generic", f"c-{name}")).status for name in mts} == \
+            {"both": "sent", "half": "queued", "single": "sent"}
+        assert [(await store.mt_state(mt.id)).status for mt in mts["half"]] == ["sent", "pending"]
+        await asyncio.gather(store.mark_sent(mts["half"][1].id), store.mark_sent(mts["both"][0].id))   # a repeat: no change
+        assert (await store.find_mo("generic", "c-half")).status == "sent"
+        assert {(await store.mt_state(mt.id)).status for mt in together} == {"sent"}
+        await store.close()
+
+    run(go())
+
+
+def test_mts_sent_while_the_database_is_down_stay_pending_and_each_send_hears_it(pg_cluster, pg_database):
+    async def go():
+        await migrate(pg_database)
+        store = await open_messages(pg_database)
+        mts = [reply("down", "c-down") for _ in range(3)]
+        await store.store_mo(inbound("c-down"), mo_id="down", mode="async", command="QT", error=None,
+                             replies=mts, now=time.time())
+        pg_cluster.stop()
+        try:
+            outcomes = await asyncio.gather(*(store.mark_sent(mt.id) for mt in mts), return_exceptions=True)
+            assert all(isinstance(outcome, Unavailable) for outcome in outcomes), outcomes
+        finally:
+            pg_cluster.start()
+        assert {(await store.mt_state(mt.id)).status for mt in mts} == {"pending"}
+        await asyncio.gather(*(store.mark_sent(mt.id) for mt in mts))   # service resumes by itself
+        assert (await store.find_mo("generic", "c-down")).status == "sent"
         await store.close()
 
     run(go())

@@ -8,6 +8,7 @@ without PostgreSQL's server programs.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import pytest
 
 from smsgw.errors import Unavailable
 from smsgw.store import Guard, Screening, open_messages, open_records
+from smsgw.store.pg_pool import ACQUIRE_TIMEOUT, POOL_SIZE, connection
 from smsgw.store.schema import CURRENT, current_version, migrate
 from test_messages import PHONE, inbound, reply, store_one
 
@@ -43,6 +45,42 @@ def test_a_duplicate_storm_on_two_gateways_answers_and_charges_each_id_once(pg_d
         assert len(rows) == 40 and len({row.mo_id for row in rows}) == 40
         await one.close()
         await two.close()
+
+    run(go())
+
+
+def test_mos_stored_at_the_same_moment_go_together_and_one_the_server_refuses_fails_alone(pg_database):
+    """MOs arriving while a statement is under way are stored by the next one together (group
+    commit, pg_batches.py): each with its own MTs and charge; an MO the server refuses (a NUL
+    character in its text) fails alone, the others of its batch are stored."""
+    async def go():
+        await migrate(pg_database)
+        batches: list[int] = []
+        store = await open_messages(pg_database, on_batch=batches.append)
+
+        def mo(carrier_id: str, text: str = "BH QT 0110129425"):
+            mo_id = str(uuid.uuid4())
+            replies = [reply(mo_id, carrier_id), reply(mo_id, carrier_id)]
+            return store.store_mo(dataclasses.replace(inbound(carrier_id), text=text), mo_id=mo_id, mode="async", command="QT",
+                                  error=None, replies=replies, now=time.time())
+
+        ids = [f"together-{n}" for n in range(40)]
+        stored = await asyncio.gather(*(mo(carrier_id) for carrier_id in ids[:30]))
+        assert max(batches) > 1, f"every MO in a statement of its own: {batches}"
+        *others, refused = await asyncio.gather(*(mo(carrier_id) for carrier_id in ids[30:]), mo("refused", "BH \x00"),
+                                                return_exceptions=True)
+        assert isinstance(refused, Exception) and not isinstance(refused, Unavailable), refused
+        stored += others
+        assert all(result.created and result.status == "queued" for result in stored)
+        for result in stored:
+            found = await store.find_mo("generic", result.carrier_id)
+            assert (found.mo_id, found.replies) == (result.mo_id, result.replies)
+            assert [row.mt_id for row in await store.billing(result.mo_id)] == [mt.id for mt in result.replies]
+        assert await store.find_mo("generic", "refused") is None
+        again = await asyncio.gather(*(mo(carrier_id) for carrier_id in ids[:5]))
+        assert [(result.created, result.mo_id) for result in again] == [(False, result.mo_id) for result in stored[:5]]
+        assert len(await store.billing()) == 80
+        await store.close()
 
     run(go())
 
@@ -131,6 +169,50 @@ def test_while_the_database_is_down_nothing_is_acknowledged_and_service_resumes(
         assert await store.find_mo("generic", "during") is None, "an MO refused with 503 was stored"
         after = await store_one(store, "after", mode="sync")
         assert after.created and (await store.find_mo("generic", "before")).mo_id == before.mo_id
+        await store.close()
+
+    run(go())
+
+
+def test_connections_kept_idle_across_a_database_restart_are_replaced_and_none_is_lost(pg_cluster, pg_database):
+    """The store keeps its connections between operations (pg_pool.Pool): after the server
+    restarts, every one of them is found closed and replaced, the operations fail with
+    Unavailable only (never another error), and the pool's whole size is usable again."""
+    async def go():
+        await migrate(pg_database)
+        store = await open_messages(pg_database)
+
+        async def all_connections_at_once() -> None:
+            """POOL_SIZE operations each holding a connection until all hold one (a lost one never comes)."""
+            barrier = asyncio.Barrier(POOL_SIZE)
+
+            async def hold() -> None:
+                async with connection(store._pool) as conn:
+                    await conn.fetchval("SELECT 1")
+                    await asyncio.wait_for(barrier.wait(), ACQUIRE_TIMEOUT / 2)
+
+            await asyncio.gather(*(hold() for _ in range(POOL_SIZE)))
+
+        await all_connections_at_once()   # every connection of the pool made, then idle
+        await asyncio.to_thread(pg_cluster.stop, "immediate")
+        await asyncio.to_thread(pg_cluster.start)
+        failures: list[BaseException] = []
+
+        async def until_stored(carrier_id: str) -> None:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    await store_one(store, carrier_id, mode="sync")
+                    return
+                except Exception as exc:
+                    failures.append(exc)
+                    assert time.monotonic() < deadline, f"{carrier_id} not stored after the restart: {exc!r}"
+                    await asyncio.sleep(0.05)
+
+        await asyncio.gather(*(until_stored(f"again-{n}") for n in range(4 * POOL_SIZE)))
+        assert all(isinstance(failure, Unavailable) and "released" not in str(failure) for failure in failures), \
+            failures
+        await all_connections_at_once()
         await store.close()
 
     run(go())

@@ -1,8 +1,9 @@
 """The message store on PostgreSQL: `MessageStore`'s operations for any number of gateways on one database.
 
 The tables are made by schema.py (`smsgw db migrate`). Each operation is one short transaction
-on a pooled asyncpg connection (pg_pool.py), on the event loop; there is no group commit: the
-server commits the transactions of many connections together by itself.
+on a pooled asyncpg connection (pg_pool.py), on the event loop. The MOs with nothing to decide on
+the sender's history, and the MTs marked sent, that arrive while a statement is under way go
+together in the next one (group commit, pg_batches.py): one round trip for many.
 
 Across gateways:
 - one answer and one charge per (carrier, id): the MO's INSERT ... ON CONFLICT DO NOTHING on
@@ -24,7 +25,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
@@ -35,6 +36,7 @@ from ..wire import DeliveryReport, DeliveryState, InboundMessage, OutboundMessag
 from . import pg_conversations
 from .messages import (BillingRow, Effect, Guard, MessageStore, MTState, Notice, PendingMT, Question, Screening,
                        SenderHistory, StaffAnswer, StoredMO, stored_statuses)
+from .pg_batches import Batches
 from .pg_pacing import PgPacing
 from .pg_pool import CONNECT_TIMEOUT, connection, create_pool, is_connection_error, transaction, unreachable
 from .errors import StoreError
@@ -51,6 +53,9 @@ LEASE_SECONDS = 60.0
 LEASE_VARIABLE = "SMSGW_LEASE_SECONDS"
 # The channel on which a gateway tells the others that MTs are claimable now (LISTEN/NOTIFY).
 CHANNEL = "smsgw_outbox"
+# UPDATEs marking MTs sent under way at once (each for the sends that ended meanwhile): the
+# outbox's sends wait for theirs, so one slow commit does not hold every send slot.
+MARKING = 4
 
 
 def lease_seconds() -> float:
@@ -83,13 +88,15 @@ class PgMessageStore(MessageStore):
         self._pool = pool
         self._closed = False
         self._listener: asyncpg.Connection | None = None
+        self._stores: Batches[_MO, bool] = Batches(self._store_together, "smsgw-store-mos")
+        self._marks: Batches[str, None] = Batches(self._mark_together, "smsgw-mark-sent", parallel=MARKING)
         self.owner = new_id()   # names this gateway's leases
 
     @classmethod
     async def open(cls, url: str, *, on_batch: Callable[[int], None] | None = None,
                    on_commit: Callable[[float], None] | None = None) -> "PgMessageStore":
-        """`on_batch`/`on_commit` see each stored MO's transaction, as SQLite's writer reports its
-        batches: a batch of 1 (no group commit here) and its time, BEGIN to COMMIT."""
+        """`on_batch`/`on_commit` see each statement storing MOs, as SQLite's writer reports its
+        batches: how many MOs it stored and its time (a screened MO's transaction: 1)."""
         lease = lease_seconds()
         return cls(await create_pool(url), url, lease=lease, on_batch=on_batch, on_commit=on_commit)
 
@@ -107,6 +114,8 @@ class PgMessageStore(MessageStore):
 
     async def close(self) -> None:
         self._closed = True
+        for batches in (self._stores, self._marks):   # what was queued, written before the pool closes
+            await batches.finished()
         await self.unwatch()
         await self._pool.close()
 
@@ -114,18 +123,6 @@ class PgMessageStore(MessageStore):
                        error: str | None, replies: Sequence[OutboundMessage], now: float,
                        guard: Guard | None = None, screening: Screening | None = None,
                        effect: Effect | None = None) -> StoredMO:
-        started = time.perf_counter()
-        stored = await self._store_mo(inbound, mo_id=mo_id, mode=mode, command=command, error=error,
-                                      replies=replies, now=now, guard=guard, screening=screening, effect=effect)
-        if self._on_batch is not None:
-            self._on_batch(1)
-        if self._on_commit is not None:
-            self._on_commit(time.perf_counter() - started)
-        return stored
-
-    async def _store_mo(self, inbound: InboundMessage, *, mo_id: str, mode: str, command: str | None,
-                        error: str | None, replies: Sequence[OutboundMessage], now: float,
-                        guard: Guard | None, screening: Screening | None, effect: Effect | None) -> StoredMO:
         status, mt_status = stored_statuses(mode, guard, replies)
         mo = (mo_id, inbound.carrier, inbound.carrier_id, inbound.sender, inbound.to, inbound.text,
               inbound.received_at.isoformat(), mode, command, error, status, now, guard.value if guard else None)
@@ -133,13 +130,47 @@ class PgMessageStore(MessageStore):
         outbox = (mt_status, now, now if queued else None, now + self.lease_seconds if queued else None,
                   self.owner if queued else None, _iso(now))
         if effect is None and (screening is None or guard is not None):
-            # one statement, one round trip: the MO, its MTs and their charges, or nothing when the id is known
+            # nothing to decide on the sender's history: with the MOs stored at the same moment, in one statement
+            if await self._stores.add(_MO(mo, replies, outbox)):
+                return StoredMO(mo_id, inbound.carrier, inbound.carrier_id, mode, status if replies else "withheld",
+                                command, error, tuple(replies), created=True, guard=guard.value if guard else None)
             async with connection(self._pool) as conn:
-                if await conn.fetchval(_STORE_MO, *mo, *_mt_arrays(replies), *outbox):
-                    return StoredMO(mo_id, inbound.carrier, inbound.carrier_id, mode,
-                                    status if replies else "withheld", command, error, tuple(replies),
-                                    created=True, guard=guard.value if guard else None)
                 return await _load_mo(conn, inbound.carrier, inbound.carrier_id)
+        started = time.perf_counter()
+        stored = await self._store_screened(inbound, mo, status, outbox, replies=replies, guard=guard,
+                                            screening=screening, effect=effect)
+        if self._on_batch is not None:
+            self._on_batch(1)
+        if self._on_commit is not None:
+            self._on_commit(time.perf_counter() - started)
+        return stored
+
+    async def _store_together(self, batch: list[_MO]) -> list[bool | BaseException]:
+        """Store the MOs of `batch` (each with its MTs and charges) in one statement: for each,
+        whether it was inserted (False: its (carrier, id) was known). They go in (carrier, id)
+        order, so that two gateways' batches wait for each other's keys in one order, never in a
+        cycle; a batch failing on the server (not the connection) is stored again one MO at a time."""
+        started = time.perf_counter()
+        ordered = sorted(batch, key=lambda item: (item.mo[1], item.mo[2]))
+        mos = tuple(list(column) for column in zip(*(item.mo for item in ordered)))
+        mts = _mt_arrays([(mt, seq, item.outbox) for item in ordered for seq, mt in enumerate(item.replies)])
+        try:
+            async with connection(self._pool) as conn:
+                inserted = {row[0] for row in await conn.fetch(_STORE_MOS, *mos, *mts)}
+        except asyncpg.PostgresError as exc:
+            if len(batch) == 1:
+                return [exc]
+            return [result for item in batch for result in await self._store_together([item])]
+        if self._on_batch is not None:
+            self._on_batch(len(batch))
+        if self._on_commit is not None:
+            self._on_commit(time.perf_counter() - started)
+        return [item.mo[0] in inserted for item in batch]
+
+    async def _store_screened(self, inbound: InboundMessage, mo: tuple[Any, ...], status: str, outbox: tuple[Any, ...],
+                              *, replies: Sequence[OutboundMessage], guard: Guard | None,
+                              screening: Screening | None, effect: Effect | None) -> StoredMO:
+        mo_id, mode, command, error, now = mo[0], mo[7], mo[8], mo[9], mo[11]
         async with transaction(self._pool) as conn:
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", inbound.sender)
             decided = guard
@@ -166,7 +197,7 @@ class PgMessageStore(MessageStore):
                 if number is not None and effect.numbered is not None:
                     sent = list(effect.numbered(number))
             if sent:
-                await conn.execute(_STORE_MTS, *_mt_arrays(sent), *outbox)
+                await conn.execute(_STORE_MTS, *_mt_arrays([(mt, seq, outbox) for seq, mt in enumerate(sent)]))
             return StoredMO(mo_id, inbound.carrier, inbound.carrier_id, mode, status if sent else "withheld",
                             command, error, tuple(sent), created=True, guard=decided.value if decided else None)
 
@@ -236,15 +267,14 @@ class PgMessageStore(MessageStore):
                 for row in rows]
 
     async def mark_sent(self, mt_id: str) -> None:
-        # one statement (one round trip): the second UPDATE sees the table as it was before the first,
-        # hence `id != $1` in place of this MT's new status
+        """Mark `mt_id` sent (and its MO, once its last MT is): returns once committed. The MTs
+        whose sends end while an UPDATE is under way are marked together by the next one."""
+        await self._marks.add(mt_id)
+
+    async def _mark_together(self, mt_ids: list[str]) -> list[None]:
         async with connection(self._pool) as conn:
-            await conn.execute(
-                "WITH mt AS (UPDATE mt_messages SET status = 'sent', next_attempt_at = NULL, last_error = NULL,"
-                " lease_until = NULL WHERE id = $1 AND status = 'pending' RETURNING mo_id)"
-                " UPDATE mo_messages SET status = 'sent' WHERE status = 'queued' AND id = (SELECT mo_id FROM mt)"
-                " AND NOT EXISTS (SELECT 1 FROM mt_messages WHERE mo_id = mo_messages.id AND status = 'pending'"
-                " AND id != $1)", mt_id)
+            await conn.execute(_MARK_SENT, mt_ids)
+        return [None] * len(mt_ids)
 
     async def schedule_retry(self, mt_id: str, *, attempts: int, next_attempt_at: float, error: str) -> None:
         async with transaction(self._pool) as conn:
@@ -352,34 +382,48 @@ async def _load_mo(conn: asyncpg.Connection, carrier: str, carrier_id: str) -> S
                     tuple(_mt(mt) for mt in mts), created=False, guard=guard)
 
 
+# MTs sent, $1 their ids; an MO moves to sent with its last pending MT. One statement: the second
+# UPDATE sees the table as it was before the first, hence `id <> ALL($1)` in place of the MTs' new status.
+_MARK_SENT = (
+    "WITH mt AS (UPDATE mt_messages SET status = 'sent', next_attempt_at = NULL, last_error = NULL,"
+    " lease_until = NULL WHERE id = ANY($1::text[]) AND status = 'pending' RETURNING mo_id)"
+    " UPDATE mo_messages SET status = 'sent' WHERE status = 'queued' AND id IN (SELECT mo_id FROM mt)"
+    " AND NOT EXISTS (SELECT 1 FROM mt_messages WHERE mo_id = mo_messages.id AND status = 'pending'"
+    " AND id <> ALL($1::text[]))")
+
 _INSERT_MO = (
     "INSERT INTO mo_messages (id, carrier, carrier_id, sender, recipient, text, received_at, mode, command, error,"
     " status, taken_at, guard) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
     " ON CONFLICT (carrier, carrier_id) DO NOTHING RETURNING id")
 
 
+_MT_ROW = ("id text, mo_id text, in_reply_to text, carrier text, sender text, recipient text, text text, encoding text,"
+           " segments int, message_type int, msisdn text, amount int, seq int, status text, created_at float8,"
+           " next_attempt_at float8, lease_until float8, lease_owner text, at text")
+
+
 def _mts_from(first: int, condition: str = "") -> str:
-    """The data-modifying CTEs inserting MTs and their charge rows from the arrays at $first.. (see _mt_arrays)."""
-    p = [f"${first + n}" for n in range(20)]
-    arrays = (f"unnest({p[0]}::text[], {p[1]}::text[], {p[2]}::text[], {p[3]}::text[], {p[4]}::text[],"
-              f" {p[5]}::text[], {p[6]}::text[], {p[7]}::text[], {p[8]}::int[], {p[9]}::int[], {p[10]}::text[],"
-              f" {p[11]}::int[]) WITH ORDINALITY AS m(id, mo_id, in_reply_to, carrier, sender, recipient, text,"
-              " encoding, segments, message_type, msisdn, amount, seq)")
-    status, created, next_at, lease, owner, at = p[12:18]
-    return (f"mts AS (INSERT INTO mt_messages ({_MT_COLUMNS}, seq, status, created_at, next_attempt_at, lease_until,"
-            " lease_owner)"
-            f" SELECT id, mo_id, in_reply_to, carrier, sender, recipient, text, encoding, segments, message_type,"
-            f" seq - 1, {status}, {created}, {next_at}::float8, {lease}::float8, {owner}::text"
-            f" FROM {arrays} {condition}),"
+    """The CTEs inserting MTs and their charge rows from the arrays at $first.. (see _mt_arrays)."""
+    names = [column.split()[0] for column in _MT_ROW.split(", ")]
+    arrays = ", ".join(f"${first + n}::{column.split()[1]}[]" for n, column in enumerate(_MT_ROW.split(", ")))
+    return (f"m AS (SELECT * FROM unnest({arrays}) WITH ORDINALITY AS m({', '.join(names)}, n) {condition}),"
+            f" mts AS (INSERT INTO mt_messages ({_MT_COLUMNS}, seq, status, created_at, next_attempt_at, lease_until,"
+            f" lease_owner) SELECT {_MT_COLUMNS}, seq, status, created_at, next_attempt_at, lease_until, lease_owner"
+            " FROM m),"
             " charges AS (INSERT INTO billing_rows (kind, carrier, mo_id, mt_id, msisdn, amount_vnd, message_type, at)"
-            f" SELECT 'charge', carrier, mo_id, id, msisdn, amount, message_type, {at} FROM {arrays} {condition}"
-            " ORDER BY seq)")
+            " SELECT 'charge', carrier, mo_id, id, msisdn, amount, message_type, at FROM m ORDER BY n)")
 
 
-# the MO, its MTs and charges in one statement: the MTs only when the MO was inserted
-_STORE_MO = (f"WITH mo AS ({_INSERT_MO}), {_mts_from(14, 'WHERE EXISTS (SELECT 1 FROM mo)')}"
-             " SELECT EXISTS (SELECT 1 FROM mo)")
+# MOs (arrays $1..$13, the columns of _INSERT_MO), their MTs and charges in one statement: the MTs of
+# the MOs inserted, whose ids it returns (an MO whose (carrier, id) is known is left as it is)
+_STORE_MOS = (
+    "WITH mo AS (INSERT INTO mo_messages (id, carrier, carrier_id, sender, recipient, text, received_at, mode,"
+    " command, error, status, taken_at, guard) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
+    " $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::float8[],"
+    " $13::text[]) ON CONFLICT (carrier, carrier_id) DO NOTHING RETURNING id),"
+    f" {_mts_from(14, 'WHERE mo_id IN (SELECT id FROM mo)')} SELECT id FROM mo")
 _STORE_MTS = f"WITH {_mts_from(1)} SELECT 1"
+
 
 # The MO, and the sender's recent MOs before it, as the SQLite store counts them (sqlite_messages.py).
 # $14 an hour ago, $15 the cap, $16 the rate-limit guard, $17 a minute ago.
@@ -396,11 +440,20 @@ _STORE_MO_WITH_HISTORY = (
 )
 
 
-def _mt_arrays(mts: Sequence[OutboundMessage]) -> tuple[list[Any], ...]:
-    """The MTs' columns as arrays (unnest in _mts_from), with each one's masked phone and charge."""
-    columns: tuple[list[Any], ...] = tuple([] for _ in range(12))
-    for mt in mts:
-        for column, value in zip(columns, (*_mt_values(mt), mask(mt.to), mt.billing.amount_vnd)):
+class _MO(NamedTuple):
+    """An MO for `_store_together`: the values of _INSERT_MO, its MTs, and their outbox values (see `_mt_arrays`)."""
+
+    mo: tuple[Any, ...]
+    replies: Sequence[OutboundMessage]
+    outbox: tuple[Any, ...]
+
+
+def _mt_arrays(mts: Sequence[tuple[OutboundMessage, int, tuple[Any, ...]]]) -> tuple[list[Any], ...]:
+    """(MT, its seq, its outbox values: status, created, next attempt, lease, owner, charge time) as
+    the arrays of _MT_ROW, with each one's masked phone and charge."""
+    columns: tuple[list[Any], ...] = tuple([] for _ in range(19))
+    for mt, seq, outbox in mts:
+        for column, value in zip(columns, (*_mt_values(mt), mask(mt.to), mt.billing.amount_vnd, seq, *outbox)):
             column.append(value)
     return columns
 

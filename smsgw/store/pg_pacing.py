@@ -14,10 +14,9 @@ bucket starts full, so the carrier may get one more burst then.
 
 from __future__ import annotations
 
-import asyncpg
 
 from .pacing import Reservation, wait_after_refusal
-from .pg_pool import connection
+from .pg_pool import Pool, connection
 
 # $1 carrier, $2 rate, $3 burst, $4 need (the parts of the MT about to go), $5 want (>= need).
 # Granted: when the backlog leaves room for `need`, the whole tokens the bucket holds now, between
@@ -41,7 +40,7 @@ RETURNING granted, free_at - checked_at, rate
 class PgPacing:
     """The `carrier_pacing` rows of a database, through the message store's pool."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: Pool) -> None:
         self._pool = pool
 
     async def take(self, carrier: str, *, need: float, want: float, rate: float, burst: float) -> Reservation:

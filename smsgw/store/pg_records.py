@@ -19,6 +19,7 @@ import asyncpg
 from ..commands import Month
 from .dossier_changes import PgDossierChanges
 from .errors import StoreError
+from .pg_batches import Batches
 from .pg_pool import connection, create_pool
 from .records import Card, Dossier, Period, Person, RecordStore
 from .schema import shown
@@ -35,6 +36,9 @@ _DATE_COLUMNS = {"persons": (3,), "cards": (2, 3), "dossiers": (3,), "paid_up": 
 _CONFLICT = {"persons": "(ssn)", "periods": "", "cards": "(card_no)", "dossiers": "(dossier_code)",
              "paid_up": "(ssn)"}
 
+# Lookups under way at once (each for the MOs that arrived meanwhile, see `_lookup`).
+LOOKING_UP = 2
+
 _PERSON_COLUMNS = "persons.ssn, persons.personal_id, persons.full_name, persons.date_of_birth, persons.phone"
 _PERSON = f"SELECT {_PERSON_COLUMNS} FROM persons"
 _CARD = "SELECT card_no, ssn, valid_from, valid_to, hospital FROM cards"
@@ -47,6 +51,7 @@ class PgRecordStore(PgDossierChanges, RecordStore):
         self._pool = pool
         self.path = shown(url)
         self._tx: asyncpg.Connection | None = None   # the connection of `transaction`, while one is open
+        self._lookups: dict[str, Batches[str, list[tuple]]] = {}   # per query (see `_lookup`)
         self._bulk = False
 
     @classmethod
@@ -68,33 +73,53 @@ class PgRecordStore(PgDossierChanges, RecordStore):
         async with connection(self._pool) as conn:
             return await conn.fetch(query, *args)
 
+    async def _lookup(self, query: str, key: str) -> list[tuple]:
+        """The rows of `query` for `key` (its only parameter, $1): the lookups of the MOs answered
+        at the same moment go in one statement (group lookup, pg_batches.py), one round trip for
+        all. Inside `transaction` (an import), on its connection."""
+        if self._tx is not None:
+            return [tuple(row) for row in await self._tx.fetch(query, key)]
+        batches = self._lookups.get(query)
+        if batches is None:
+            together = _for_each_key(query)
+
+            async def run(keys: list[str]) -> list[list[tuple]]:
+                found: list[list[tuple]] = [[] for _ in keys]
+                async with connection(self._pool) as conn:
+                    for row in await conn.fetch(together, keys):
+                        found[row[0] - 1].append(tuple(row)[1:-1])
+                return found
+
+            batches = self._lookups[query] = Batches(run, "smsgw-records-lookup", parallel=LOOKING_UP)
+        return await batches.add(key)
+
     # -- lookups (RecordStore) -------------------------------------------------------------
 
     async def person_by_ssn(self, ssn: str) -> Person | None:
-        rows = await self._fetch(f"{_PERSON} WHERE ssn = $1", ssn)
+        rows = await self._lookup(f"{_PERSON} WHERE ssn = $1", ssn)
         return _person(rows[0]) if rows else None
 
     async def person_by_personal_id(self, personal_id: str) -> Person | None:
-        rows = await self._fetch(f"{_PERSON} WHERE personal_id = $1", personal_id)
+        rows = await self._lookup(f"{_PERSON} WHERE personal_id = $1", personal_id)
         return _person(rows[0]) if rows else None
 
     async def periods(self, ssn: str) -> list[Period]:
-        rows = await self._fetch("SELECT ssn, scheme, employer, from_month, to_month FROM periods WHERE ssn = $1"
+        rows = await self._lookup("SELECT ssn, scheme, employer, from_month, to_month FROM periods WHERE ssn = $1"
                                  " ORDER BY scheme, from_month, to_month, employer", ssn)
         return [Period(s, scheme, employer, Month.from_index(start), Month.from_index(end))
                 for s, scheme, employer, start, end in rows]
 
     async def card(self, card_no: str) -> Card | None:
-        rows = await self._fetch(f"{_CARD} WHERE card_no = $1", card_no.upper())
+        rows = await self._lookup(f"{_CARD} WHERE card_no = $1", card_no.upper())
         return _card(rows[0]) if rows else None
 
     async def latest_card(self, ssn: str) -> Card | None:
-        rows = await self._fetch(f"{_CARD} WHERE ssn = $1 ORDER BY valid_to DESC, valid_from DESC, card_no DESC"
+        rows = await self._lookup(f"{_CARD} WHERE ssn = $1 ORDER BY valid_to DESC, valid_from DESC, card_no DESC"
                                  " LIMIT 1", ssn)
         return _card(rows[0]) if rows else None
 
     async def dossier(self, code: str) -> Dossier | None:
-        rows = await self._fetch("SELECT dossier_code, ssn, status, updated_at FROM dossiers WHERE dossier_code = $1",
+        rows = await self._lookup("SELECT dossier_code, ssn, status, updated_at FROM dossiers WHERE dossier_code = $1",
                                  code.upper())
         return Dossier(*rows[0]) if rows else None
 
@@ -102,7 +127,7 @@ class PgRecordStore(PgDossierChanges, RecordStore):
 
     async def person_with_periods(self, id: str, *, personal_id: bool = False) -> tuple[Person, list[Period]] | None:
         key = "personal_id" if personal_id else "ssn"
-        rows = await self._fetch(
+        rows = await self._lookup(
             f"SELECT {_PERSON_COLUMNS}, r.scheme, r.employer, r.from_month, r.to_month FROM persons"
             f" LEFT JOIN periods AS r ON r.ssn = persons.ssn WHERE persons.{key} = $1", id)
         if not rows:
@@ -114,7 +139,7 @@ class PgRecordStore(PgDossierChanges, RecordStore):
 
     async def person_with_latest_card(self, id: str, *, personal_id: bool = False) -> tuple[Person, Card | None] | None:
         key = "personal_id" if personal_id else "ssn"
-        rows = await self._fetch(
+        rows = await self._lookup(
             f"SELECT {_PERSON_COLUMNS}, c.card_no, c.ssn, c.valid_from, c.valid_to, c.hospital FROM persons"
             " LEFT JOIN LATERAL (SELECT * FROM cards WHERE cards.ssn = persons.ssn"
             " ORDER BY valid_to DESC, valid_from DESC, card_no DESC LIMIT 1) AS c ON true"
@@ -125,7 +150,7 @@ class PgRecordStore(PgDossierChanges, RecordStore):
         return _person(row[:5]), (_card(row[5:]) if row[5] is not None else None)
 
     async def card_with_holder(self, card_no: str) -> tuple[Card, Person | None] | None:
-        rows = await self._fetch(
+        rows = await self._lookup(
             f"SELECT c.card_no, c.ssn, c.valid_from, c.valid_to, c.hospital, {_PERSON_COLUMNS} FROM cards AS c"
             " LEFT JOIN persons ON persons.ssn = c.ssn WHERE c.card_no = $1", card_no.upper())
         if not rows:
@@ -226,6 +251,14 @@ class PgRecordStore(PgDossierChanges, RecordStore):
             "SELECT EXISTS (SELECT 1 FROM persons) OR EXISTS (SELECT 1 FROM periods)"
             " OR EXISTS (SELECT 1 FROM cards) OR EXISTS (SELECT 1 FROM dossiers) OR EXISTS (SELECT 1 FROM paid_up)")
         return not rows[0][0]
+
+
+def _for_each_key(query: str) -> str:
+    """`query` (one parameter, $1) run for each key of the array $1, its rows in order: (the key's
+    position from 1, the query's columns, their order)."""
+    inner = query.replace("$1", "k.key")
+    return ("SELECT k.n, q.* FROM unnest($1::text[]) WITH ORDINALITY AS k(key, n) CROSS JOIN LATERAL"
+            f" (SELECT s.*, row_number() OVER () AS r FROM ({inner}) AS s) AS q ORDER BY k.n, q.r")
 
 
 def _typed(table: str, rows: Sequence[tuple]) -> list[tuple]:
