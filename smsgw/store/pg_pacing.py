@@ -14,7 +14,6 @@ bucket starts full, so the carrier may get one more burst then.
 
 from __future__ import annotations
 
-
 from .pacing import Reservation, wait_after_refusal
 from .pg_pool import Pool, connection
 
