@@ -72,10 +72,17 @@ STORE = web.AppKey("store", MessageStore)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 OUTBOX = web.AppKey("outbox", Outbox)
 INTAKE = web.AppKey("intake", Intake)
+# MT sends under way at once. A send's slot is held until its MT is recorded sent: on SQLite that
+# commit is in this process; on PostgreSQL it is a WAL flush in another process, so more slots
+# keep the carriers busy meanwhile (bench/webhook.py --mode async: 753-1,257 MT/s with 32 slots,
+# 1,755-2,183 with 256, SQLite 1,803-2,053 with 32, interleaved). aiohttp's connector still opens
+# at most 100 connections; the carriers' `tps` paces them either way.
+MT_CONCURRENCY = 32
+MT_CONCURRENCY_SHARED = 256
 
 
 def create_app(config: Config, *, db_path: str, service_factory: Callable[[], Any] | None = None,
-               adapters: dict[str, CarrierAdapter] | None = None, mt_concurrency: int = 32,
+               adapters: dict[str, CarrierAdapter] | None = None, mt_concurrency: int | None = None,
                batch_delay: float = 0.0, resume_pending: bool = True, prune_daily: bool = False,
                first_prune_within: float | None = None, clock: Callable[[], float] = time.time,
                outbox_tick: float = 60.0, faq: Any = None) -> web.Application:
@@ -87,7 +94,8 @@ def create_app(config: Config, *, db_path: str, service_factory: Callable[[], An
     runs the retention's daily prune (retention.py) beside the gateway: worker 0 only. `clock` is
     the outbox's time (held MTs, quiet hours) and `outbox_tick` its longest sleep (outbox.py):
     tests move the one and shorten the other. `faq` (a faq.Faq)
-    answers the questions (BH HOI) it matches with confidence.
+    answers the questions (BH HOI) it matches with confidence. `mt_concurrency`: MT sends under
+    way at once; by default `MT_CONCURRENCY`, or `MT_CONCURRENCY_SHARED` on a shared store.
     """
     app = web.Application(client_max_size=MAX_BODY, middlewares=[_observe])
     app[CONFIG] = config
@@ -105,7 +113,8 @@ def create_app(config: Config, *, db_path: str, service_factory: Callable[[], An
                                         on_batch=app[METRICS].commit_batch.observe,
                                         on_commit=app[METRICS].commit_seconds.observe)
             stack.push_async_callback(store.close)
-            outbox = Outbox(store, app[ADAPTERS], session, app[METRICS], concurrency=mt_concurrency, clock=clock,
+            sends = mt_concurrency or (MT_CONCURRENCY_SHARED if getattr(store, "shared", False) else MT_CONCURRENCY)
+            outbox = Outbox(store, app[ADAPTERS], session, app[METRICS], concurrency=sends, clock=clock,
                             tick=outbox_tick)
             await outbox.start(resume=resume_pending)
             stack.push_async_callback(outbox.stop)
