@@ -23,7 +23,9 @@ The embedded SQLite backend, one records database file:
     sqlite_pacing.py    `SqlitePacing`: each carrier's `tps` shared by the processes on the file
 
 The PostgreSQL backend, one database shared by any number of gateways (CONTRACT section 10):
-    pg_pool.py          the asyncpg pool, and its connection errors as `Unavailable`
+    pg_pool.py          the asyncpg pool (connections kept between operations), and its connection
+                        errors as `Unavailable`
+    pg_batches.py       group commit: operations arriving together go in one statement
     pg_records.py       `PgRecordStore`: the records lookups, COPY for seed and import
     pg_messages.py      `PgMessageStore`: the message operations, one short transaction each
     pg_pacing.py        `PgPacing`: each carrier's `tps` shared by the gateways, one statement a take
@@ -100,9 +102,9 @@ async def open_messages(db: str, *, batch_delay: float = 0.0, max_batch: int = 5
                         on_batch: Callable[[int], None] | None = None,
                         on_commit: Callable[[float], None] | None = None) -> MessageStore:
     """The message store at `db` (`--db`): on SQLite its tables created when missing (see
-    SqliteMessageStore.open); on PostgreSQL a pool on the migrated database (no group commit:
-    `batch_delay` and `max_batch` apply to SQLite's writer only; `on_batch`/`on_commit` see each
-    stored MO's transaction on both)."""
+    SqliteMessageStore.open); on PostgreSQL a pool on the migrated database, the MOs arriving
+    together stored in one statement (pg_batches.py; `batch_delay` and `max_batch` apply to
+    SQLite's writer only; `on_batch`/`on_commit` see each stored batch on both)."""
     if is_postgres(db):
         from .pg_messages import PgMessageStore
 
