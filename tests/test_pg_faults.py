@@ -43,9 +43,11 @@ async def seed(url: str) -> None:
     await store.close()
 
 
-def write_config(path: Path, mt_url: str) -> Path:
+def write_config(path: Path, mt_url: str, carrier: str = "") -> Path:
+    """The generic carrier in async mode posting to `mt_url` (`carrier`: more of its settings),
+    protection off."""
     path.write_text("[carriers.generic]\n"
-                    f'secret = "{SECRET}"\nmode = "async"\nmt_url = "{mt_url}"\n'
+                    f'secret = "{SECRET}"\nmode = "async"\nmt_url = "{mt_url}"\n{carrier}'
                     "retry_initial = 0.05\nretry_max = 0.2\n"
                     "[protection]\nlookups_per_hour = 0\nrepeat_limit = 0\n")
     return path

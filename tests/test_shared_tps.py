@@ -21,8 +21,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from test_crash import Carrier, start_server
-from test_gateway import SECRET
 from test_pg_faults import Burst, delivered, run, seed, stop
+from test_pg_faults import write_config as write_faults_config
 from test_pacing import most_in_any_window
 
 pytestmark = pytest.mark.slow
@@ -46,11 +46,7 @@ class TimedSink(Carrier):
 
 
 def write_config(path: Path, mt_url: str) -> Path:
-    path.write_text("[carriers.generic]\n"
-                    f'secret = "{SECRET}"\nmode = "async"\nmt_url = "{mt_url}"\ntps = {TPS}\n'
-                    "retry_initial = 0.05\nretry_max = 0.2\n"
-                    "[protection]\nlookups_per_hour = 0\nrepeat_limit = 0\n")
-    return path
+    return write_faults_config(path, mt_url, f"tps = {TPS}\n")
 
 
 async def start_workers(db: str, config: Path, stderr) -> tuple[asyncio.subprocess.Process, str]:
