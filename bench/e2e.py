@@ -91,6 +91,9 @@ def fresh_copy(db: Path, directory: Path) -> Path:
     for leftover in directory.glob("records.db*"):
         leftover.unlink()
     shutil.copyfile(db, copy)
+    # a store cached by an older smsgw gets this one's schema (serve refuses an older one)
+    subprocess.run([sys.executable, "-m", "smsgw", "db", "migrate", "--db", str(copy)], check=True,
+                   stderr=subprocess.DEVNULL)
     with copy.open("rb") as fh:   # written back before the server starts: no writeback under its fsyncs
         os.fsync(fh.fileno())
     return copy
