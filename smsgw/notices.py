@@ -163,6 +163,8 @@ async def queue_dossier_results(records: SqliteStore, store: MessageStore, confi
     the notices stored now that may go at once (see `queue`)."""
     changes = await records.unsettled_dossier_changes()
     summary.selection = "dossier changes to a result status"
+    if not changes:   # the gateway's run every 30 s: no write transaction for nothing
+        return []
     drafts, settled, changed = [], [], {}
     for change in changes:
         summary.selected += 1
