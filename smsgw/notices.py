@@ -206,6 +206,8 @@ async def queue(store: MessageStore, notices: Sequence[Notice], summary: NoticeS
                 now: float | None = None) -> list[PendingMT]:
     """Store the notices not stored before; the ones stored now that may go at once, as pending
     MTs (the ones held for the quiet hours are counted in the summary, left to the gateway's outbox)."""
+    if not notices:   # nothing to store: no store round trip (the SQLite writer's turn) for nothing
+        return []
     now = time.time() if now is None else now
     stopped = await store.opted_out([notice.mt.to for notice in notices])
     summary.opted_out += sum(1 for notice in notices if notice.mt.to in stopped)
