@@ -20,13 +20,15 @@ from .wording import check_gsm7, check_one_sms, folded, value, word
 if TYPE_CHECKING:
     from .language import ParseError
 
+# The help and the reply to an unknown command name BH HOI beside the lookups: a citizen who
+# writes a question after BH ("BH cho hoi ...") learns how to send it to staff.
 _HELP = (
-    "Tra cứu BHXH, soạn tin gửi 8079: BH QT <mã số BHXH> xem quá trình đóng; "
-    "BH THE <mã thẻ BHYT> xem hạn thẻ; BH HS <mã hồ sơ> xem hồ sơ. VD: BH QT 0110129425"
+    "Soạn tin gửi 8079: BH QT <mã số BHXH> quá trình đóng; BH THE <mã thẻ BHYT> hạn thẻ; "
+    "BH HS <mã hồ sơ> hồ sơ; BH HOI <câu hỏi> hỏi cán bộ. VD: BH QT 0110129425"
 )
 _UNKNOWN_COMMAND = (
-    "Sai lệnh. Soạn BH QT <mã số BHXH> (quá trình đóng), BH THE <mã thẻ BHYT> (hạn thẻ) "
-    "hoặc BH HS <mã hồ sơ> gửi 8079. VD: BH QT 0110129425"
+    "Sai lệnh. Soạn BH QT <mã số BHXH> (quá trình đóng), BH THE <mã thẻ BHYT> (hạn thẻ), "
+    "BH HS <mã hồ sơ> hoặc BH HOI <câu hỏi> gửi 8079. VD: BH QT 0110129425"
 )
 _QT_RANGE_EXAMPLE = "VD: BH QT 0110129425 012016 122017"
 
@@ -129,7 +131,7 @@ TEMPLATES = (
 
 
 def help_text(*, unicode: bool = False) -> str:
-    """Usage of QT, THE and HS on short code 8079; one GSM-7 SMS in the default form."""
+    """Usage of QT, THE, HS and HOI on short code 8079; one GSM-7 SMS in the default form."""
     return word(_HELP, unicode)
 
 
