@@ -54,7 +54,7 @@ import structlog
 from .carrier import CarrierAdapter
 from .errors import DeliveryError, PermanentDeliveryError
 from .logs import get_logger
-from .store import PendingMT
+from .store import REPLY_LANE, PendingMT
 from .metrics import Metrics
 from .phones import mask
 from .throttle import throttle_for
@@ -134,6 +134,7 @@ class Outbox:
             metrics.track_mt_rate(name, lambda throttle=throttle: throttle.measured, throttle.limit)
         self._timers: list[_Timer] = []
         self._ready: dict[str, list[_Ready]] = {}     # carrier -> its MTs due now (a heap)
+        self._urgent: collections.Counter[str] = collections.Counter()   # carrier -> its replies in `_ready`
         self._order = itertools.count()
         self._sending: set[asyncio.Task] = set()
         self._wakeup = asyncio.Event()
@@ -233,6 +234,7 @@ class Outbox:
             log.warning("outbox hand-over failed, its leases will run out", pending=len(held), error=str(exc))
         self._timers.clear()
         self._ready.clear()
+        self._urgent.clear()
 
     def _held(self) -> set[str]:
         return {item.mt.id for item in self._queued()} - self._lost | set(self._flying.values())
@@ -328,6 +330,8 @@ class Outbox:
                 continue
             queue = self._ready.setdefault(pending.mt.carrier, [])
             heapq.heappush(queue, _Ready(pending.lane, pending.created_at, next(self._order), pending))
+            if pending.lane == REPLY_LANE:
+                self._urgent[pending.mt.carrier] += 1
 
     async def _start_sends(self) -> float | None:
         """Start the sends the carriers' buckets allow, one carrier after the other, each one's
@@ -338,18 +342,22 @@ class Outbox:
             carrier = carriers.popleft()
             queue = self._ready[carrier]
             pending = queue[0].pending
+            urgent = pending.lane == REPLY_LANE
             if pending.mt.id in self._lost:
-                heapq.heappop(queue)
+                self._pop(carrier, queue)
                 self._lost.discard(pending.mt.id)
             else:
                 throttle = self.throttles.get(carrier)
-                # the MTs behind it that could start now may be paced with it (one round trip)
-                ahead = min(len(queue), self.concurrency - len(self._sending)) - 1
-                wait = await throttle.acquire(max(1, pending.mt.segments), ahead=ahead) if throttle is not None else 0.0
+                # the MTs of its kind behind it that could start now may be paced with it (one round
+                # trip); a reply's take never books slots for the notices behind it
+                behind = (self._urgent[carrier] if urgent else len(queue)) - 1
+                ahead = min(behind, self.concurrency - len(self._sending) - 1)
+                wait = (await throttle.acquire(max(1, pending.mt.segments), ahead=ahead, urgent=urgent)
+                        if throttle is not None else 0.0)
                 if wait > 0:   # its next MT takes the next token, whatever arrives meanwhile in a lower lane
                     throttled = wait if throttled is None else min(throttled, wait)
                     continue
-                heapq.heappop(queue)
+                self._pop(carrier, queue)
                 task = asyncio.create_task(self._deliver(pending))
                 self._sending.add(task)
                 self._flying[task] = pending.mt.id
@@ -359,6 +367,10 @@ class Outbox:
             else:
                 del self._ready[carrier]
         return throttled
+
+    def _pop(self, carrier: str, queue: list[_Ready]) -> None:
+        if heapq.heappop(queue).lane == REPLY_LANE:
+            self._urgent[carrier] -= 1
 
     def _finished(self, task: asyncio.Task) -> None:
         self._sending.discard(task)

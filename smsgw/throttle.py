@@ -24,6 +24,7 @@ processes', at most `tps`. The outbox asks either kind through `acquire`.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -97,8 +98,9 @@ class Throttle:
         self._bucket = TokenBucket(tps, clock=clock) if tps is not None else None
         self._meter = RateMeter(window=window, clock=clock)
 
-    async def acquire(self, parts: int = 1, *, ahead: int = 0) -> float:
-        """`take`, as the outbox asks every throttle (a `SharedThrottle` asks the database)."""
+    async def acquire(self, parts: int = 1, *, ahead: int = 0, urgent: bool = True) -> float:
+        """`take`, as the outbox asks every throttle (a `SharedThrottle` asks the database); this
+        process's queue already puts replies first, so `urgent` changes nothing here."""
         return self.take(parts)
 
     def take(self, parts: int = 1) -> float:
@@ -127,7 +129,15 @@ class SharedThrottle:
     parts, at most `batch`) when the bucket holds them now: never a slot in the future, so the
     next slot still goes to the head of the queue as it is then, lanes first. Parts granted beyond
     the MT are this gateway's credit for the next MTs, for `hold` seconds (then dropped: the
-    carrier gets less, never more). A refusal's wait is kept, and asking again before it ends
+    carrier gets less, never more).
+
+    Replies first across gateways (CONTRACT §8): an MT that is not `urgent` (a notice, an API
+    message that is not a one-time code) may book the carrier's line only up to `burst - reserve`
+    parts ahead, half the bucket (none below 2 tps). The rest of the bucket is left to replies and
+    one-time codes, whichever gateway has them: one finds its slot free at once, however many
+    notices the other gateways are sending. The carrier's rate is the same (notices alone still
+    get `tps`); only a campaign's first burst is halved. Credit from a reply's take is never
+    spent on a notice (the outbox asks for the replies behind a reply only). A refusal's wait is kept, and asking again before it ends
     answers from it without a round trip. While the database cannot be reached (or takes over
     `timeout` seconds) the MT waits `retry` seconds and asks again.
     """
@@ -139,6 +149,7 @@ class SharedThrottle:
         self.carrier = carrier
         self.limit = tps
         self.burst = max(1.0, tps)   # one second's worth, as TokenBucket
+        self.reserve = float(math.floor(self.burst / 2)) if self.burst >= 2 else 0.0   # for urgent MTs only
         self.pacing = pacing
         self.retry = retry
         self.timeout = timeout
@@ -149,24 +160,29 @@ class SharedThrottle:
         self._not_before = 0.0        # refused until then (this process's monotonic clock)
         self._credit = 0.0            # parts granted and not yet sent, until `_credit_until`
         self._credit_until = 0.0
+        self._credit_urgent = False   # the credit came from an urgent take: notices may not spend it
+        self._refused_bulk = False    # `_not_before` was a notice's refusal: a reply asks anyway
         self._failing = False
         self._others: set[float] = set()   # other rates seen in the shared row, each logged once
 
-    async def acquire(self, parts: int = 1, *, ahead: int = 0) -> float:
+    async def acquire(self, parts: int = 1, *, ahead: int = 0, urgent: bool = True) -> float:
         """0 when an MT of `parts` SMS may go now (it is counted as sent), else the seconds to
-        wait; `ahead`: the parts of the MTs queued behind it, which may be granted with it."""
+        wait; `ahead`: the parts of the MTs queued behind it, which may be granted with it;
+        `urgent`: a reply or a one-time code (the whole bucket), else a notice (all but the reserve)."""
         now = self.clock()
-        if now < self._credit_until and self._credit + _EPSILON >= parts:
+        if (now < self._credit_until and self._credit + _EPSILON >= parts
+                and (urgent or not self._credit_urgent)):
             self._credit -= parts
             self._meter.record(parts)
             return 0.0
-        if now < self._not_before:
+        if now < self._not_before and not (urgent and self._refused_bulk):
             return self._not_before - now
         self._credit = 0.0
+        burst = self.burst if urgent else self.burst - self.reserve
         try:
             answer = await asyncio.wait_for(self.pacing.take(
                 self.carrier, need=float(parts), want=float(parts + min(ahead, self.batch)), rate=self.limit,
-                burst=self.burst), self.timeout)
+                burst=burst), self.timeout)
         except asyncio.CancelledError:
             raise
         except Exception as exc:   # the database unreachable or slow: the MT waits and asks again
@@ -175,6 +191,7 @@ class SharedThrottle:
                             error=str(exc) or type(exc).__name__)
             self._failing = True
             self._not_before = self.clock() + self.retry
+            self._refused_bulk = False
             return self.retry
         if self._failing:
             log.info("mt pacing available again", carrier=self.carrier)
@@ -182,8 +199,11 @@ class SharedThrottle:
         self._notice_rate(answer.rate)
         if answer.granted <= 0:
             self._not_before = self.clock() + answer.wait
+            self._refused_bulk = not urgent
             return answer.wait
+        self._refused_bulk = False
         self._credit = answer.granted - parts
+        self._credit_urgent = urgent
         self._credit_until = self.clock() + self.hold
         self._meter.record(parts)
         return 0.0

@@ -59,6 +59,37 @@ def test_an_otp_queued_behind_a_10000_message_campaign_goes_in_the_next_send_slo
     asyncio.run(run())
 
 
+def test_an_otp_sent_by_one_gateway_is_not_held_behind_another_gateways_campaign(api_db):
+    """Two gateways on one database share the carrier's `tps` (store/pacing.py): while one sends
+    a campaign at that rate, a one-time code posted to the other goes at once, not after a race
+    with the campaign for each freed slot (CONTRACT §8: "on every carrier")."""
+    tps = 5   # a slot every 200 ms: what goes between the OTP and its arrival is countable
+
+    async def run():
+        async with carrier_sink() as sink, \
+                api_gateway(api_db, sink, carrier={"tps": tps}) as (campaigns, headers, _), \
+                api_gateway(api_db, sink, carrier={"tps": tps}, make_key=False) as (codes, _, _):
+            response = await campaigns.post("/api/v1/batches", data=io.BytesIO(campaign(200)),
+                                            headers={**headers, "Content-Type": "application/json"})
+            assert response.status == 202
+            await sink.wait_for(10, timeout=30)   # past the first burst: the campaign keeps the line busy
+            for n in range(3):
+                otp = await (await codes.post("/api/v1/messages", headers=headers, json={
+                    "to": f"098765432{n}", "text": f"OTP 42424{n}", "class": "otp"})).json()
+                before = len(sink.accepted)
+                queued_at = time.monotonic()
+                while not any(mt["id"] == otp["id"] for mt in sink.accepted):
+                    assert time.monotonic() - queued_at < 10, "the OTP is held behind the other gateway's campaign"
+                    await asyncio.sleep(0.005)
+                position = next(i for i, mt in enumerate(sink.accepted) if mt["id"] == otp["id"])
+                # at most the campaign's MT in flight went first: the OTP took a slot the campaign may not book
+                assert position - before <= 1, (n, position, before)
+                await asyncio.sleep(0.5)
+            assert len(sink.accepted) < 200
+
+    asyncio.run(run())
+
+
 def test_sigkill_mid_campaign_then_restart_sends_each_recipient_exactly_one_sms(tmp_path, api_db, monkeypatch):
     monkeypatch.setenv("SMSGW_LEASE_SECONDS", "2")   # the restarted gateway takes the killed one's MTs over (PostgreSQL)
     size = 1_500
