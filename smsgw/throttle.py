@@ -177,7 +177,6 @@ class SharedThrottle:
             return 0.0
         if now < self._not_before and not (urgent and self._refused_bulk):
             return self._not_before - now
-        self._credit = 0.0
         burst = self.burst if urgent else self.burst - self.reserve
         try:
             answer = await asyncio.wait_for(self.pacing.take(

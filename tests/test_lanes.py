@@ -113,7 +113,8 @@ def test_a_reply_behind_ten_thousand_notices_goes_in_the_next_send_slot(tmp_path
             position = carrier.ids().index(stored.mt.id)
             waited = dict(carrier.sent)[stored.mt.id] - added
             await outbox.stop()
-        assert position == sent_before, f"{position - sent_before} notices went first"
+        # at most the notice in flight went first: its slot was being taken when the reply came
+        assert position - sent_before <= 1, f"{position - sent_before} notices went first"
         assert waited < 0.5, f"the reply waited {waited:.3f} s (one send slot: {1 / TPS:.3f} s)"
         # one bucket for both lanes: from any send on, its one-second burst then at most TPS a second
         times = [at for _, at in carrier.sent]

@@ -132,6 +132,36 @@ def test_mts_queued_behind_are_paced_with_one_round_trip_and_credit_not_used_soo
     run(go())
 
 
+def test_notices_leave_half_the_bucket_to_replies_and_never_spend_a_replys_credit(db):
+    async def go():
+        one, two = stores = await gateways(db)
+        try:
+            # 4 tps: a bucket of 4 parts, 2 of them kept for replies; a token back every 0.25 s
+            campaign = SharedThrottle("viettel", 4, Counted(one.pacing()), hold=5.0)
+            replies = SharedThrottle("viettel", 4, Counted(two.pacing()), hold=5.0)
+            started = time.monotonic()
+            # a campaign starting on a full bucket gets half of it, then must wait
+            assert [await campaign.acquire(1, ahead=9, urgent=False) for _ in range(2)] == [0.0] * 2
+            refused = await campaign.acquire(1, ahead=9, urgent=False)
+            # meanwhile another gateway's replies find the other half free at once
+            assert [await replies.acquire(1, ahead=1 - n) for n in range(2)] == [0.0] * 2
+            spent = await replies.acquire(1)
+            if time.monotonic() - started < 0.2:   # else a token came back meanwhile (a very slow machine)
+                assert refused > 0.0 and spent > 0.0   # the bucket is spent: replies wait like anyone
+            # a reply's credit is not a notice's: 4 parts booked for replies, a notice asks the database
+            third = SharedThrottle("mobifone", 4, Counted(one.pacing()), hold=5.0)
+            booked = time.monotonic()
+            assert await third.acquire(1, ahead=3) == 0.0
+            notice = await third.acquire(1, urgent=False)
+            if time.monotonic() - booked < 0.5:
+                assert notice > 0.0   # 1 s of line booked, past half the bucket
+            assert await third.acquire(1) == 0.0   # the next reply spends the credit
+        finally:
+            await close(stores)
+
+    run(go())
+
+
 def test_concurrent_reservations_of_two_gateways_never_exceed_the_rate(db):
     tps, seconds = 40.0, 3.0
 
