@@ -209,7 +209,7 @@ def _string(body: dict, name: str) -> str:
 
 
 def _query_int(value: str, name: str) -> int | str:
-    return int(value) if value.isdigit() and len(value) < 10 else value
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 10 else value
 
 
 def _callback_url(value: Any) -> str | None:

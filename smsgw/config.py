@@ -48,8 +48,8 @@ class GatewayTable(Table):
     @field_validator("shortcode")
     @classmethod
     def _digits(cls, value: str) -> str:
-        if not value.isdigit():
-            raise ValueError(f"must be digits, not {value!r}")
+        if not (value.isascii() and value.isdigit()):
+            raise ValueError(f"must be digits 0-9, not {value!r}")
         return value
 
 

@@ -72,6 +72,20 @@ def test_a_csv_batch_takes_a_to_column_and_one_column_per_placeholder(api_db):
     asyncio.run(run())
 
 
+def test_a_csv_batchs_ttl_in_digits_that_are_not_0_to_9_is_a_400_naming_it(api_db):
+    """'³' and '٣' are digits to Python's str.isdigit; a ttl must be written 0-9 (a 500 before)."""
+    async def run():
+        async with carrier_sink() as sink, api_gateway(api_db, sink) as (client, headers, _):
+            for ttl in ("%C2%B3", "%D9%A3", "-5", "1e3"):   # '³', '٣' (Arabic-Indic three)
+                response = await client.post(f"/api/v1/batches?class=otp&text=OTP+1&ttl={ttl}",
+                                             data=b"to\n0912345678\n", headers={**headers, "Content-Type": "text/csv"})
+                assert response.status == 400, (ttl, await response.text())
+                assert (await response.json())["error"].startswith("ttl"), ttl
+            assert sink.attempts == []
+
+    asyncio.run(run())
+
+
 def test_a_batch_of_100000_with_one_bad_phone_is_refused_whole_with_that_rows_index(api_db):
     async def run():
         recipients = [{"to": f"09{n:08d}", "name": "A"} for n in range(100_000)]

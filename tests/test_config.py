@@ -86,6 +86,7 @@ def test_no_file_means_defaults():
     ('[carriers.t]\nauth = "none"\nnumbers = []\n', "carriers.t.numbers"),
     ('[carriers.t]\nauth = "none"\nnumbers = ["8079x"]\n', "carriers.t.numbers"),
     ('[carriers.t]\nauth = "none"\nnumbers = [8079]\n', "carriers.t.numbers"),
+    ('shortcode = "\u0668\u0660\u0667\u0669"\n', "shortcode"),   # Arabic-Indic digits: str.isdigit, not 0-9
     # the signature's timestamp
     ('[carriers.g]\nsecret = "k"\nrequire_timestamp = "yes"\n', "carriers.g.require_timestamp"),
     ('[carriers.g]\nsecret = "k"\nsignature_window = 0\n', "carriers.g.signature_window"),

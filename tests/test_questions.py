@@ -173,6 +173,13 @@ def test_an_answer_the_carrier_refuses_for_now_is_delivered_by_the_gateway(tmp_p
     assert len(attempts) >= 2 and {mt["id"] for mt in attempts} == {delivered["id"]}
 
 
+def test_a_question_number_is_q_and_digits_0_to_9():
+    from smsgw.store.messages import question_digits
+
+    assert [question_digits(n) for n in ("Q12", "q12", "12")] == [12, 12, 12]
+    assert [question_digits(n) for n in ("Q\u00b3", "Q\u0663", "Q", "Q-1", "Q1.5")] == [None] * 5   # '³', '٣'
+
+
 def test_answer_refusals_name_what_is_wrong(tmp_path):
     db = tmp_path / "records.db"
 

@@ -205,7 +205,7 @@ QUESTION_COLUMNS = "number, mo_id, carrier, sender, text, asked_at, faq_id, answ
 def question_digits(number: str) -> int | None:
     """The stored number of question `number` ("Q12", "q12" or "12"); None when it cannot be one."""
     digits = number[len(QUESTION_PREFIX):] if number.upper().startswith(QUESTION_PREFIX) else number
-    return int(digits) if digits.isdigit() and len(digits) <= 18 else None
+    return int(digits) if digits.isascii() and digits.isdigit() and len(digits) <= 18 else None
 
 
 def question_of(row: Sequence[Any]) -> Question:
