@@ -194,7 +194,8 @@ def test_held_out_figures_with_the_shipped_examples_do_not_fall_below_their_meas
 
     def held_out(round_5: bool):
         questions = [item for path in sorted(FIXTURES.glob("questions*.csv"))
-                     if (path.name == "questions-round5.csv") == round_5
+                     if (path.name == "questions-round5.csv" if round_5
+                         else path.name not in ("questions-round5.csv", "questions-round6.csv"))
                      for item in read_labelled(path, faq) if item.half == "test"]
         return faq_module.evaluate_ranked(bench.rank_left_out(faq, questions))
 
