@@ -147,9 +147,13 @@ def test_examples_are_stored_and_replaced_with_the_faq(db, tmp_path, capsys):
                               "id 'the-tre-em' is not an entry of the FAQ\n")
     assert run(load_faq(db)).examples == loaded.examples and len(run(load_faq(db)).entries) == 2
 
-    # An import without --examples replaces the FAQ as a whole: no examples are left.
+    # An import without --examples keeps the examples of its entries (tests/test_faq_labelling.py);
+    # with --replace-examples none are left.
     code, err = faq_import(faq_file, db, capsys)
-    assert (code, "2 FAQ entries, 0 examples" in err) == (0, True), err
+    assert (code, "2 FAQ entries, 2 examples" in err) == (0, True), err
+    assert run(load_faq(db)).examples == loaded.examples
+    assert main(["faq", "import", str(faq_file), "--db", db, "--replace-examples"]) == 0
+    assert "2 FAQ entries, 0 examples (the previous FAQ and its examples replaced)" in capsys.readouterr().err
     assert run(load_faq(db)).examples == ()
 
 
@@ -160,8 +164,9 @@ def test_the_command_imports_the_shipped_faq_with_its_examples(tmp_path):
                           capture_output=True, text=True, encoding="utf-8", timeout=120)
     examples = len(read_examples(FIXTURES / "examples.csv", Faq.from_csv(FIXTURES / "faq.csv").entries))
     assert (done.returncode, done.stdout) == (0, "")
-    assert done.stderr == (f"imported into {db}: 41 FAQ entries, {examples} examples "
-                           "(the previous FAQ and its examples replaced)\n")
+    assert done.stderr == (f"imported into {db}: 41 FAQ entries, {examples} examples, {examples} of them from "
+                           f"{FIXTURES / 'examples.csv'} (the previous FAQ replaced; its examples kept where their "
+                           "entry id is still in the FAQ: 0 of 0; --replace-examples drops them)\n")
     bad = subprocess.run([sys.executable, "-m", "smsgw", "faq", "import", str(FIXTURES / "faq.csv"),
                           "--examples", str(FIXTURES / "faq.csv"), "--db", str(db)],
                          capture_output=True, text=True, encoding="utf-8", timeout=120)
