@@ -13,6 +13,10 @@ at its next start. A second answer is refused, naming who answered and when.
 
 The answer invites a rating (`BH DG <1-5>`) when the invitation fits in the answer's SMS parts.
 
+`questions answer Q123 --faq ENTRY_ID` answers with that FAQ entry's answer and, in the same
+transaction, stores the question's text as an example of the entry (staff labelling, the way
+the FAQ's coverage grows): the gateway matches it from its next start (`load_faq`).
+
 `questions close Q123` ends a question without sending anything (one that needs no answer, was
 answered by telephone, or whose asker's number the retention erased): it leaves the open list,
 counts as handled by that staff member, and cannot be answered afterwards, nor rated.
@@ -102,19 +106,39 @@ def cmd_questions_answer(args: argparse.Namespace) -> int:
     from .config import load_config
     from .logs import configure_logging
 
+    if (args.text is None) == (args.faq is None):
+        raise UserError("give the answer as TEXT or as --faq ENTRY_ID (one of them)")
     database_path(args.db)
     config = load_config(args.config)
     configure_logging(level=logging.WARNING)   # the line printed is the report; failures are logged
-    text = " ".join(args.text.split())
-    if not text:
-        raise UserError("the answer is empty")
-    if len(text) > MAX_ANSWER:
-        raise UserError(f"the answer has {len(text)} characters, at most {MAX_ANSWER} are sent")
-    by = args.by or getpass.getuser()
-    outcome, question, mt = asyncio.run(_answer(args.db, config, args.number.upper(), text, by))
-    print(f"{question.number} answered by {by}: {mt.segments} SMS to {question.carrier}, {outcome}"
-          + (" (the gateway's outbox retries it)" if outcome == "pending" else ""))
+    number, by = args.number.upper(), args.by or getpass.getuser()
+    text = None if args.text is None else _checked(" ".join(args.text.split()), "the answer")
+    outcome, question, mt = asyncio.run(_answer(args.db, config, number, text, by, args.faq))
+    print(f"{question.number} answered by {by}" + (f" with FAQ entry {args.faq}" if args.faq else "")
+          + f": {mt.segments} SMS to {question.carrier}, {outcome}"
+          + (" (the gateway's outbox retries it)" if outcome == "pending" else "")
+          + (f"; the question is now an example of {args.faq} (the gateway matches it from its next start)"
+             if args.faq else ""))
     return 0 if outcome != "failed" else 1
+
+
+def _checked(text: str, what: str) -> str:
+    if not text:
+        raise UserError(f"{what} is empty")
+    if len(text) > MAX_ANSWER:
+        raise UserError(f"{what} has {len(text)} characters, at most {MAX_ANSWER} are sent")
+    return text
+
+
+async def _faq_answer(db: str, number: str, entry_id: str) -> str:
+    """The answer of the stored FAQ's entry `entry_id`; UserError naming the question when there is none."""
+    from .store.faq_entries import read_faq_entries
+
+    entries, _ = await read_faq_entries(db)
+    answers = {entry[0]: entry[2] for entry in entries}
+    if entry_id not in answers:
+        raise UserError(f"{number}: no FAQ entry {entry_id!r}" + ("" if answers else " (no FAQ imported: smsgw faq import)"))
+    return _checked(" ".join(answers[entry_id].split()), f"FAQ entry {entry_id}'s answer")
 
 
 def answer_message(question, text: str, config):
@@ -132,7 +156,7 @@ def answer_message(question, text: str, config):
                            message_type=MessageType(worded.message_type))
 
 
-async def _answer(db: str, config, number: str, text: str, by: str):
+async def _answer(db: str, config, number: str, text: str | None, by: str, entry_id: str | None = None):
     import aiohttp
 
     from .carrier import load_adapter
@@ -152,12 +176,16 @@ async def _answer(db: str, config, number: str, text: str, by: str):
         if carrier is None:
             raise UserError(f"{number} came by carrier {known[number].carrier!r}, which the configuration "
                             "does not have: the answer could not be sent (give --config)")
+        if entry_id is not None:
+            text = await _faq_answer(db, number, entry_id)
 
         stored = await store.answer_question(number, lambda question: answer_message(question, text, config),
                                              by=by, now=time.time(),
-                                             lease=store.lease_seconds or ANSWER_LEASE)
+                                             lease=store.lease_seconds or ANSWER_LEASE, example_of=entry_id)
         if stored is None:
             raise UserError(f"no question {number} in {store.path}")
+        if stored.no_entry:   # an import removed it since
+            raise UserError(f"{number}: no FAQ entry {entry_id!r}")
         if stored.refused:
             raise UserError(already(stored.question))
         adapters = {carrier.name: load_adapter(carrier, shortcode=config.shortcode)}
@@ -211,7 +239,10 @@ def add_questions_commands(sub: argparse._SubParsersAction, *, db_help: str, con
     p = questions_sub.add_parser("answer", help="send a staff answer to the asker (once), through the carrier "
                                                 "the question came by")
     p.add_argument("number", metavar="Q123", help="the question's number")
-    p.add_argument("text", metavar="TEXT", help="the answer")
+    p.add_argument("text", metavar="TEXT", nargs="?", help="the answer (or --faq)")
+    p.add_argument("--faq", metavar="ENTRY_ID",
+                   help="answer with this FAQ entry's answer instead of TEXT, and keep the question as an example "
+                        "of the entry (the gateway matches it from its next start); default: none, TEXT is sent")
     p.add_argument("--by", metavar="NAME", help="who answers (default: the user running the command)")
     p.add_argument("--db", required=True, metavar="PATH", help=db_help + "; the gateway's messages are in it")
     p.add_argument("--config", metavar="FILE", help=config_help + "; its carriers deliver the answer")

@@ -24,6 +24,17 @@ with the entry answering them. Each is one more phrasing of its entry for both r
 `EXAMPLE_WEIGHT` (a written phrasing outweighs a mislabelled example), and its words are the
 entry's own for the topic-word rule: how citizens actually write becomes what the entry knows.
 
+A second opinion (`AGREE_MIN_SCORE`, `AGREE_MIN_PROBABILITY`): scikit-learn's logistic
+regression over the same character n-grams, trained on every phrasing and example labelled with
+its entry, gives each entry a probability. When its first choice is the entry the similarity
+ranks first among those knowing every topic word, with probability at least
+`AGREE_MIN_PROBABILITY`, a lower similarity (`AGREE_MIN_SCORE`) is enough to answer: two rankers
+of different kinds agreeing is a confidence the similarity alone does not show. The topic-word
+rule still applies to every answer.
+
+Before ranking, `Faq.fold` also writes a number typed onto its word apart ("1lan") and a word the
+FAQ lacks but that is two of its words typed together ("giahan", "thatnghiep") as those words.
+
 The thresholds were chosen on the tuning halves of fixtures/faq/questions*.csv only (each
 question's half is stored in the file); `python bench/faq.py` reports the held-out halves as the
 honest figures.
@@ -41,6 +52,7 @@ from typing import Literal
 import numpy as np
 from rapidfuzz import fuzz, process
 from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
 
 from .gsm import fold
 from .csvfile import BadRow, CsvFile, ImportFailed, read_rows, text
@@ -51,6 +63,9 @@ ANSWER_WEIGHT = 0.15  # share of the answer's similarity in the character score
 WORD_WEIGHT = 0.3     # share of the word-level score (rapidfuzz token_set_ratio) in an entry's score
 MAX_UNKNOWN = 0       # topic words of the question that the best entry may leave unspoken of
 EXAMPLE_WEIGHT = 0.85   # an example's similarity counts this much against a hand-written phrasing's
+AGREE_MIN_SCORE = 0.54        # ... or this close when the classifier agrees (see bench/faq.py --tune)
+AGREE_MIN_PROBABILITY = 0.6   # the classifier's probability of that entry, its first choice
+CLASSIFIER_C = 10.0           # inverse regularisation of the classifier (scikit-learn's C)
 SUGGEST_MIN_SCORE = 0.2   # below this an entry has nothing to do with the question: not shown to staff
 
 # Citizen shorthand, spelled-out names and plain synonyms, folded, to one form on both sides.
@@ -66,6 +81,14 @@ SHORTHAND = {
     "lanh": "nhan", "linh": "nhan", "danh roi": "mat", "that lac": "mat",
     "sms": "tin nhan", "nhan tin": "tin nhan", "online": "truc tuyen", "chet": "qua doi",
     "kham": "kcb", "hu": "hong", "phan tram": "phantram",
+    # The agency's and citizens' abbreviations (its forms and services, common SMS shorthand).
+    "tk1 ts": "tk1ts", "ts": "thai san", "sdt": "so dien thoai", "dt": "dien thoai",
+    "cmnd": "cccd", "cmt": "cccd", "chung minh nhan dan": "cccd", "chung minh thu": "cccd",
+    "tk": "tai khoan", "mk": "mat khau", "tc": "tro cap", "nld": "nguoi lao dong",
+    "hdld": "hop dong lao dong", "tnld": "tai nan lao dong", "bnn": "benh nghe nghiep",
+    "dkkcb": "dang ky kcb", "ve huu": "nghi huu", "co bau": "mang thai", "bau": "mang thai",
+    "app": "ung dung", "ck": "chuyen khoan", "dvvl": "dich vu viec lam", "dvc": "dich vu cong",
+    "vss id": "vssid", "vss": "vssid", "vne id": "vneid", "lm": "lam", "vs": "voi", "r": "roi",
 }
 # Greetings and courtesy words that say nothing about the question.
 FILLER = ("cho em hoi", "cho toi hoi", "cho minh hoi", "cho hoi", "ad oi", "a c oi", "ac oi",
@@ -83,6 +106,7 @@ FUNCTION_WORDS = frozenset("""
 """.split())
 
 _PUNCTUATION = re.compile(r"[^0-9a-z]+")
+_NUMBER_THEN_WORD = re.compile(r"(?<=[0-9])(?=[a-z])")   # "1lan", "3thang": a number typed onto its word
 _SHORTHAND = re.compile(r"\b(" + "|".join(sorted(map(re.escape, SHORTHAND), key=len, reverse=True)) + r")\b")
 _FILLER = re.compile(r"\b(" + "|".join(sorted(map(re.escape, FILLER), key=len, reverse=True)) + r")\b")
 
@@ -93,14 +117,29 @@ class FaqImportError(ImportFailed, ValueError):
 
 def normalize(text: str) -> str:
     """The form both questions and entries are compared in: `Bảo hiểm y tế, hết hạn ko?` -> `bhyt het han khong`."""
-    folded = _PUNCTUATION.sub(" ", fold(text).lower())
+    folded = _NUMBER_THEN_WORD.sub(" ", _PUNCTUATION.sub(" ", fold(text).lower()))
     folded = _SHORTHAND.sub(lambda m: SHORTHAND[m.group(1)], folded)
     return " ".join(_FILLER.sub(" ", folded).split())
 
 
-def _topic_words(question: str) -> list[str]:
-    """The words of a question that say what it is about: not function words, not numbers."""
-    return [word for word in normalize(question).split() if word not in FUNCTION_WORDS and not word.isdigit()]
+def _topic_words(folded: str) -> list[str]:
+    """The words of a normalized question that say what it is about: not function words, not numbers."""
+    return [word for word in folded.split() if word not in FUNCTION_WORDS and not word.isdigit()]
+
+
+def split_joined(folded: str, vocabulary: frozenset[str]) -> str:
+    """`folded` with each word that `vocabulary` lacks but that is two of its words typed
+    together ("giahan", "thatnghiep") written as those two words; other words kept."""
+    words = []
+    for word in folded.split():
+        if word not in vocabulary and len(word) >= 4:
+            splits = [(word[:cut], word[cut:]) for cut in range(2, len(word) - 1)
+                      if word[:cut] in vocabulary and word[cut:] in vocabulary]
+            if splits:   # the most even split: "thatnghiep" -> "that nghiep", not "th atnghiep"
+                words.extend(max(splits, key=lambda parts: min(map(len, parts))))
+                continue
+        words.append(word)
+    return " ".join(words)
 
 
 @dataclass(frozen=True)
@@ -213,6 +252,16 @@ class Faq:
         # Every word each entry uses, in its phrasings, its examples or its answer (`unknown_words`).
         self._words = [set(" ".join(map(normalize, (*texts, entry.answer))).split())
                        for texts, entry in zip(by_entry, entries)]
+        self._vocabulary = frozenset().union(*self._words)
+        # The second opinion: a classifier of the same character n-grams, trained on every
+        # phrasing and example labelled with its entry (`Ranking.probabilities`).
+        labels = [index for index, texts in enumerate(by_entry) for _ in texts]
+        self._classifier = (LogisticRegression(C=CLASSIFIER_C, max_iter=3000).fit(
+            self._vectorizer.transform(phrasings), labels) if len(entries) > 1 else None)
+
+    def fold(self, question: str) -> str:
+        """`question` as it is compared: normalized, words typed together split on the FAQ's words."""
+        return split_joined(normalize(question), self._vocabulary)
 
     @classmethod
     def from_csv(cls, path: str | os.PathLike[str], examples: str | os.PathLike[str] | None = None) -> Faq:
@@ -232,8 +281,12 @@ class Faq:
         """Each entry's similarity to `question`, in entry order, 0 to 1: the character score
         (TF-IDF cosine to its closest phrasing and, weighed less, to its answer) mixed with the
         word score (`WORD_WEIGHT`)."""
-        folded = normalize(question)
-        vector = self._vectorizer.transform([folded])
+        return self._scores(self.fold(question))
+
+    def _scores(self, folded: str) -> np.ndarray:
+        return self._scored(folded, self._vectorizer.transform([folded]))
+
+    def _scored(self, folded: str, vector) -> np.ndarray:
         by_question = np.maximum.reduceat((vector @ self._phrasings).toarray()[0] * self._weights, self._starts)
         by_answer = (vector @ self._answers).toarray()[0]
         by_chars = (1 - ANSWER_WEIGHT) * by_question + ANSWER_WEIGHT * by_answer
@@ -254,24 +307,30 @@ class Faq:
     def unknown_words(self, question: str, index: int) -> tuple[str, ...]:
         """The words of `question` that say what it is about (not `FUNCTION_WORDS`, not numbers)
         and that entry `index` never uses: what the question asks beyond what the entry answers."""
-        return self._unknown(_topic_words(question), index)
+        return self._unknown(_topic_words(self.fold(question)), index)
 
     def _unknown(self, topic_words: list[str], index: int) -> tuple[str, ...]:
         known = self._words[index]
         return tuple(word for word in topic_words if word not in known)
 
     def match(self, question: str, *, min_score: float = MIN_SCORE, min_margin: float = MIN_MARGIN,
-              max_unknown: int = MAX_UNKNOWN) -> Match:
+              max_unknown: int = MAX_UNKNOWN, agree_score: float = AGREE_MIN_SCORE,
+              agree_probability: float = AGREE_MIN_PROBABILITY) -> Match:
         """The best entry for `question`, confident when it may be sent without a person reading it:
         close enough, clearly ahead of the runner-up, and asking about nothing the entry does not
         speak of (at most `max_unknown` such words)."""
-        return self.rank(question).decide(min_score=min_score, min_margin=min_margin, max_unknown=max_unknown)
+        return self.rank(question).decide(min_score=min_score, min_margin=min_margin, max_unknown=max_unknown,
+                                          agree_score=agree_score, agree_probability=agree_probability)
 
     def rank(self, question: str) -> Ranking:
         """`question` against every entry: what `match` decides from, for any thresholds."""
-        topic = _topic_words(question)
-        return Ranking(self.entries, self.scores(question),
-                       tuple(self._unknown(topic, index) for index in range(len(self.entries))))
+        folded = self.fold(question)
+        topic = _topic_words(folded)
+        vector = self._vectorizer.transform([folded])
+        probabilities = (self._classifier.predict_proba(vector)[0] if self._classifier is not None and folded
+                         else np.zeros(len(self.entries)))
+        return Ranking(self.entries, self._scored(folded, vector),
+                       tuple(self._unknown(topic, index) for index in range(len(self.entries))), probabilities)
 
     def suggest(self, question: str, k: int = 3) -> list[tuple[FaqEntry, float]]:
         """Up to `k` entries closest to `question`, best first, for a staff member to pick from
@@ -287,9 +346,11 @@ class Ranking:
     entries: tuple[FaqEntry, ...]
     scores: np.ndarray
     unknown: tuple[tuple[str, ...], ...]   # per entry, in entry order
+    probabilities: np.ndarray   # per entry: the classifier's probability that it answers the question
 
     def decide(self, *, min_score: float = MIN_SCORE, min_margin: float = MIN_MARGIN,
-               max_unknown: int = MAX_UNKNOWN) -> Match:
+               max_unknown: int = MAX_UNKNOWN, agree_score: float = AGREE_MIN_SCORE,
+               agree_probability: float = AGREE_MIN_PROBABILITY) -> Match:
         """The `Match` these thresholds give (see `Faq.match`)."""
         scores = self.scores
         order = np.argsort(-scores, kind="stable")
@@ -303,8 +364,11 @@ class Ranking:
             return Match(self.entries[top], float(scores[top]), False, self.unknown[top])
         best = float(scores[covering[0]])
         runner_up = float(scores[covering[1]]) if len(covering) > 1 else 0.0
-        confident = best >= min_score and best - runner_up >= min_margin
-        return Match(self.entries[covering[0]], best, confident, self.unknown[covering[0]])
+        chosen = covering[0]
+        agreed = (int(np.argmax(self.probabilities)) == chosen and self.probabilities[chosen] >= agree_probability
+                  and best >= agree_score)
+        confident = (best >= min_score and best - runner_up >= min_margin) or agreed
+        return Match(self.entries[chosen], best, confident, self.unknown[chosen])
 
 
 # -- the labelled questions ---------------------------------------------------------------

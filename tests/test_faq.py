@@ -13,6 +13,8 @@ from smsgw.faq import MIN_SCORE, SUGGEST_MIN_SCORE, Faq, FaqImportError, evaluat
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "faq"
 ROUND_5 = "questions-round5.csv"
+ROUND_6 = "questions-round6.csv"
+HELD_OUT_WHOLE = (ROUND_5, ROUND_6)   # written to judge the matcher as it stood: no tuning half
 HEADER = "id,question,answer\n"
 GOOD_ROW = 'mat-the,Mất thẻ BHYT thì làm thế nào?,"Nộp tờ khai TK1-TS tại cơ quan BHXH."\n'
 
@@ -191,15 +193,53 @@ def test_the_answering_entry_is_the_closest_that_knows_every_word(faq):
     assert (match.entry.id, match.unknown, match.confident) == ("om-dau", (), True)
 
 
+def test_the_classifiers_agreement_answers_a_question_the_similarity_alone_leaves_to_staff(faq):
+    # 0.635: under MIN_SCORE, but the classifier's first choice is the same entry (p ~ 0.79).
+    question = "dieu kien nhan luong huu cua nu"
+    ranking = faq.rank(question)
+    match = ranking.decide()
+    assert (match.entry.id, match.confident) == ("huu-tri-dieu-kien", True)
+    assert faq_module.AGREE_MIN_SCORE <= match.score < MIN_SCORE
+    assert faq.entries[int(ranking.probabilities.argmax())].id == "huu-tri-dieu-kien"
+    assert not ranking.decide(agree_score=2.0).confident   # the similarity alone: staff
+    assert not ranking.decide(agree_probability=0.95).confident
+
+
+def test_the_classifiers_agreement_never_answers_a_question_with_a_word_the_entry_never_uses(faq):
+    # The same question about a female teacher: close enough and the classifier agrees, but the
+    # entry never speaks of teachers ("giao vien"): the topic-word rule sends it to staff.
+    ranking = faq.rank("dieu kien nhan luong huu cua nu giao vien")
+    match = ranking.decide()
+    assert match.entry.id == "huu-tri-dieu-kien" and "giao" in match.unknown and not match.confident
+    assert match.score >= faq_module.AGREE_MIN_SCORE
+    assert ranking.probabilities.max() >= faq_module.AGREE_MIN_PROBABILITY
+
+
+def test_words_typed_together_and_numbers_typed_onto_words_are_split(faq):
+    assert faq.fold("giahan the bhyt o dau") == "gia han the bhyt o dau"
+    assert faq.fold("rut bhxh 1lan") == "rut bhxh 1 lan"
+    assert faq.fold("xyzxyz bhyt") == "xyzxyz bhyt"   # two FAQ words or nothing
+    unemployment = [entry.id for entry in faq.entries].index("that-nghiep-muc-huong")
+    assert faq.unknown_words("tro cap thatnghiep duoc huong may thang", unemployment) == ()
+    assert faq.match("tro cap thatnghiep duoc huong may thang").entry.id == "that-nghiep-muc-huong"
+
+
+def test_the_forms_name_is_not_read_as_an_abbreviation(faq):
+    # "TS" alone is citizens' "thai san"; the form TK1-TS stays one word, so that every entry
+    # whose answer names the form does not seem to speak of maternity.
+    assert normalize("Mẫu TK1-TS") == "mau tk1ts" and normalize("nghỉ ts") == "nghi thai san"
+    assert normalize("sdt bhxh") == "so dien thoai bhxh" and normalize("mat cmnd") == "mat cccd"
+
+
 # -- the labelled set ---------------------------------------------------------------------
 
 
 def test_every_labelled_question_has_a_stored_half_and_the_halves_are_not_lopsided(faq):
-    # Rounds 1-4 were split by hash; round 5 was written to judge the matcher as it stood and is
-    # held out whole (no threshold or phrasing may come from it).
+    # Rounds 1-4 were split by hash; rounds 5 and 6 were written to judge the matcher as it stood
+    # and are held out whole (no threshold or phrasing may come from them).
     for path in sorted(FIXTURES.glob("questions*.csv")):
         halves = [item.half for item in read_labelled(path, faq)]
-        if path.name == ROUND_5:
+        if path.name in HELD_OUT_WHOLE:
             assert set(halves) == {"test"} and len(halves) >= 120
         else:
             assert set(halves) == {"tune", "test"}
@@ -223,15 +263,16 @@ def test_tuning_halves_meet_the_targets(faq, every_labelled):
 
 
 def test_held_out_halves_do_not_fall_below_their_measured_figures(faq):
-    # Measured once per commit (see /work/notes/s2/faq2.md). Rounds 1-4's held-out halves, 312
-    # questions: 2 wrong answers (0.6%, target <= 2%), all 92 unanswerable ones to staff (target
-    # >= 95%), 132 of 220 answerable ones auto-answered (60.0%: the coverage target of 70% is
-    # MISSED). Round 5, held out whole and written before this matcher: 0 wrong, all 52 to staff,
-    # 82 of 108 answerable auto-answered (75.9%). These floors keep a change to the matcher from
-    # making any figure worse unnoticed; they do not claim the targets.
+    # The FAQ's phrasings alone (no examples), `python bench/faq.py --no-examples` at 1c6115d
+    # (/work/notes/s4/faq4.md). Rounds 1-4's held-out halves, 312 questions: 2 wrong answers
+    # (0.6%, target <= 2%), all 92 unanswerable ones to staff (target >= 95%), 133 of 220
+    # answerable ones auto-answered (60.5%: the coverage target of 70% is MISSED). Round 5, held
+    # out whole: 0 wrong, all 52 to staff, 82 of 108 answerable auto-answered (75.9%). These
+    # floors keep a change to the matcher from making any figure worse unnoticed; they do not
+    # claim the targets (tests/test_faq_examples.py holds those with the shipped examples).
     def held_out(round_5: bool):
         return evaluate(faq, [item for path in sorted(FIXTURES.glob("questions*.csv"))
-                              if (path.name == ROUND_5) == round_5
+                              if (path.name == ROUND_5 if round_5 else path.name not in HELD_OUT_WHOLE)
                               for item in read_labelled(path, faq) if item.half == "test"])
 
     earlier, round_5 = held_out(False), held_out(True)

@@ -127,7 +127,9 @@ def test_command_line_messages_and_no_traceback(tmp_path):
     good = smsgw("faq", "import", str(SHIPPED), "--db", str(db))
     assert good.returncode == 0 and good.stdout == ""
     entries = len(Faq.from_csv(SHIPPED).entries)
-    assert good.stderr == f"imported into {db}: {entries} FAQ entries, 0 examples (the previous FAQ and its examples replaced)\n"
+    assert good.stderr == (f"imported into {db}: {entries} FAQ entries, 0 examples (the previous FAQ replaced; its "
+                           "examples kept where their entry id is still in the FAQ: 0 of 0; --replace-examples drops "
+                           "them)\n")
     usage = smsgw("faq", "import", str(SHIPPED))
     assert usage.returncode == 2 and "--db" in usage.stderr
 

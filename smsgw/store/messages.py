@@ -221,10 +221,11 @@ class StaffAnswer:
     question: Question
     mt: OutboundMessage | None     # None: closed now (`closed`), or refused: answered before
     closed: bool = False           # closed now without an SMS (`word` gave None)
+    no_entry: bool = False         # nothing stored: the stored FAQ has no entry `example_of`
 
     @property
     def refused(self) -> bool:
-        return self.mt is None and not self.closed
+        return self.mt is None and not self.closed and not self.no_entry
 
 
 class MessageStore(abc.ABC):
@@ -280,14 +281,17 @@ class MessageStore(abc.ABC):
 
     @abc.abstractmethod
     async def answer_question(self, number: str, word: Callable[[Question], OutboundMessage], *, by: str,
-                              now: float, lease: float) -> StaffAnswer | None:
+                              now: float, lease: float, example_of: str | None = None) -> StaffAnswer | None:
         """Store a staff answer to question `number` (None: no such question) in one transaction
         with the question's answered state: the MT `word(question)` pending, leased to this
         process for `lease` seconds (its sender delivers it; a gateway takes it once the lease
         has run out), with its push billing row. Refused (`refused`) when staff answered or closed
         it before. `word` returning None closes the question without an SMS (`closed`): answered
         by staff, no answer text (a question needing none, or whose asker's number was erased);
-        None when the asker's number was erased and `word` gave an MT."""
+        None when the asker's number was erased and `word` gave an MT. `example_of` (an FAQ
+        entry's id, the answer being that entry's): the question's text is stored as an example
+        of that entry in the same transaction; nothing at all is stored (`no_entry`) when the
+        stored FAQ has no such entry."""
 
     @abc.abstractmethod
     async def opted_out(self, phones: Sequence[str]) -> set[str]:

@@ -15,6 +15,7 @@ from ..phones import mask
 from ..wire import OutboundMessage
 from .messages import (QUESTION_COLUMNS, QUESTION_PREFIX, RATED_WITHIN, REPLY_LANE, Effect, Question, StaffAnswer,
                        question_digits, question_of)
+from .faq_entries import pg_append_example, pg_has_entry
 from .retention_tables import erased_phone
 _RATED = (
     "SELECT mo_id FROM ("
@@ -61,7 +62,7 @@ async def questions(conn: asyncpg.Connection, open_only: bool) -> list[Question]
 async def answer_question(conn: asyncpg.Connection, number: str,
                           word: Callable[[Question], OutboundMessage | None], *, by: str, now: float,
                           lease_until: float, owner: str, insert_mt: str, mt_values: Callable[[OutboundMessage], tuple],
-                          at: str) -> StaffAnswer | None:
+                          at: str, example_of: str | None = None) -> StaffAnswer | None:
     """The staff answer stored with the question's answered state, or the question closed; the row
     locked (FOR UPDATE) so that two answers at once are one answer and one refusal."""
     digits = question_digits(number)
@@ -72,6 +73,8 @@ async def answer_question(conn: asyncpg.Connection, number: str,
     question = question_of(row)
     if question.answered_by is not None:
         return StaffAnswer(question, None)
+    if example_of is not None and not await pg_has_entry(conn, example_of):
+        return StaffAnswer(question, None, no_entry=True)
     mt = word(question)
     if mt is None:
         await conn.execute("UPDATE questions SET answered_by = $1, answered_at = $2 WHERE number = $3", by, now, digits)
@@ -85,4 +88,6 @@ async def answer_question(conn: asyncpg.Connection, number: str,
         int(mt.message_type), at)
     await conn.execute("UPDATE questions SET answer = $1, answered_by = $2, answered_at = $3, answer_mt_id = $4"
                        " WHERE number = $5", mt.text, by, now, mt.id, digits)
+    if example_of is not None:
+        await pg_append_example(conn, example_of, question.text, now)
     return StaffAnswer(question, mt)

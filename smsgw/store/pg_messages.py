@@ -233,11 +233,11 @@ class PgMessageStore(MessageStore):
             return await pg_conversations.questions(conn, open_only)
 
     async def answer_question(self, number: str, word: Callable[[Question], OutboundMessage], *, by: str,
-                              now: float, lease: float) -> StaffAnswer | None:
+                              now: float, lease: float, example_of: str | None = None) -> StaffAnswer | None:
         async with transaction(self._pool) as conn:
             return await pg_conversations.answer_question(
                 conn, number, word, by=by, now=now, lease_until=now + lease, owner=self.owner, insert_mt=_INSERT_MT,
-                mt_values=_mt_values, at=_iso(now))
+                mt_values=_mt_values, at=_iso(now), example_of=example_of)
 
     async def opted_out(self, phones: Sequence[str]) -> set[str]:
         async with connection(self._pool) as conn:

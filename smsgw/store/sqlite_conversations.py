@@ -14,6 +14,7 @@ from ..phones import mask
 from ..wire import OutboundMessage
 from .messages import (QUESTION_COLUMNS, QUESTION_PREFIX, RATED_WITHIN, Effect, Question, StaffAnswer,
                        question_digits, question_of)
+from .faq_entries import sqlite_append_example, sqlite_has_entry
 from .retention_tables import erased_phone
 # The phone's last answered MO: a lookup or a question understood and answered as usual, or a
 # question staff answered (not one closed without an answer), within RATED_WITHIN; the latest of them.
@@ -66,7 +67,7 @@ def questions(conn: sqlite3.Connection, open_only: bool) -> list[Question]:
 
 def answer_question(conn: sqlite3.Connection, number: str, word: Callable[[Question], OutboundMessage | None], *,
                     by: str, now: float, lease_until: float, insert_mt: Callable[..., None],
-                    at: str) -> StaffAnswer | None:
+                    at: str, example_of: str | None = None) -> StaffAnswer | None:
     """The staff answer stored with the question's answered state, or the question closed
     (see MessageStore.answer_question)."""
     digits = question_digits(number)
@@ -77,6 +78,8 @@ def answer_question(conn: sqlite3.Connection, number: str, word: Callable[[Quest
     question = question_of(row)
     if question.answered_by is not None:
         return StaffAnswer(question, None)
+    if example_of is not None and not sqlite_has_entry(conn, example_of):
+        return StaffAnswer(question, None, no_entry=True)
     mt = word(question)
     if mt is None:
         conn.execute("UPDATE questions SET answered_by = ?, answered_at = ? WHERE number = ?", (by, now, digits))
@@ -89,4 +92,6 @@ def answer_question(conn: sqlite3.Connection, number: str, word: Callable[[Quest
         " VALUES ('push', ?, ?, ?, ?, 0, ?, ?)", (mt.carrier, mt.mo_id, mt.id, mask(mt.to), int(mt.message_type), at))
     conn.execute("UPDATE questions SET answer = ?, answered_by = ?, answered_at = ?, answer_mt_id = ? WHERE number = ?",
                  (mt.text, by, now, mt.id, digits))
+    if example_of is not None:
+        sqlite_append_example(conn, example_of, question.text, now)
     return StaffAnswer(question, mt)

@@ -139,9 +139,10 @@ class SqliteMessageStore(MessageStore):
         return await self._submit(lambda conn: sqlite_conversations.questions(conn, open_only))
 
     async def answer_question(self, number: str, word: Callable[[Question], OutboundMessage], *, by: str,
-                              now: float, lease: float) -> StaffAnswer | None:
+                              now: float, lease: float, example_of: str | None = None) -> StaffAnswer | None:
         return await self._submit(lambda conn: sqlite_conversations.answer_question(
-            conn, number, word, by=by, now=now, lease_until=now + lease, insert_mt=_insert_pending, at=_iso(now)))
+            conn, number, word, by=by, now=now, lease_until=now + lease, insert_mt=_insert_pending, at=_iso(now),
+            example_of=example_of))
 
     async def release(self, mt_ids: Sequence[str]) -> None:
         """End this process's leases of `mt_ids` (still pending): the gateway takes them (`claim`)."""
