@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from smsgw.answers import QuestionReply
+from smsgw.faq_store import import_faq, load_faq
 from smsgw.gsm import measure
 from smsgw.replies import reply
 
@@ -39,6 +40,7 @@ pytestmark = [
                        reason="chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)"),
 ]
 WAIT = 15.0   # seconds for a page or an element
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class Sink:
@@ -79,11 +81,17 @@ def sink() -> Iterator[Sink]:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory, sink) -> Iterator[str]:
+def served_db(tmp_path_factory) -> Path:
+    """The records database of `served`."""
+    return tmp_path_factory.mktemp("console-serve") / "records.db"
+
+
+@pytest.fixture(scope="module")
+def served(served_db, sink) -> Iterator[str]:
     """A real `smsgw serve` on 127.0.0.1 (carriers `open`, sync, and `net`, async to the sink); its base URL."""
-    root = tmp_path_factory.mktemp("console-serve")
-    db = root / "records.db"
+    root, db = served_db.parent, served_db
     asyncio.run(_prepare(str(db)))
+    asyncio.run(import_faq(ROOT / "fixtures" / "faq" / "faq.csv", str(db)))   # staff see its suggestions
     config = root / "smsgw.toml"
     config.write_text('[carriers.open]\nauth = "none"\nmode = "sync"\n'
                       f'[carriers.net]\nauth = "none"\nmode = "async"\nmt_url = "{sink.url}"\n'
@@ -288,7 +296,7 @@ def test_staff_answer_a_question_and_the_sms_arrives_at_the_carrier(served, sink
     before = len(sink.received)
     request = urllib.request.Request(f"{served}/carriers/net/mo", method="POST", headers={"Content-Type": "application/json"},
                                      data=json.dumps({"id": "hoi-1", "from": OWNER, "to": "8079",
-                                                      "text": "BH HOI Thẻ BHYT của tôi còn hạn không?"}).encode())
+                                                      "text": "BH HOI Bố tôi ở quê muốn hỏi chuyện riêng"}).encode())
     with urllib.request.urlopen(request, timeout=WAIT) as response:
         assert response.status == 202
     number = re.search(r"Q[0-9]+", sink.wait(before + 1)[before]["text"]).group(0)
@@ -307,4 +315,35 @@ def test_staff_answer_a_question_and_the_sms_arrives_at_the_carrier(served, sink
     assert number in wait_for(browser, "#question-done").text
     mt = sink.wait(before + 2)[before + 1]
     assert mt["to"] == OWNER and mt["text"] == sent.text and mt["segments"] == sent.segments
+    assert console_errors(browser) == []
+
+
+def test_staff_answer_with_an_faq_suggestion_and_the_question_becomes_its_example(served, served_db, sink, browser):
+    from selenium.webdriver.common.by import By
+
+    asked = "Mẹ tôi muốn mua bảo hiểm cho cả nhà thì cần những gì?"
+    before = len(sink.received)
+    request = urllib.request.Request(f"{served}/carriers/net/mo", method="POST", headers={"Content-Type": "application/json"},
+                                     data=json.dumps({"id": "hoi-faq", "from": OWNER, "to": "8079",
+                                                      "text": f"BH HOI {asked}"}).encode())
+    with urllib.request.urlopen(request, timeout=WAIT) as response:
+        assert response.status == 202
+    number = re.search(r"Q[0-9]+", sink.wait(before + 1)[before]["text"]).group(0)
+    log_in(browser, served, "sam")
+    wait_for(browser, "#share")
+    browser.get(f"{served}/console/questions")
+    wait_for(browser, f"#answer-{number}")
+    browser.find_element(By.CSS_SELECTOR, f"#question-{number} details summary").click()
+    suggestion = browser.find_element(By.CSS_SELECTOR, f'button[data-fill="answer-{number}"]')
+    entry_id, text = suggestion.get_attribute("data-faq"), suggestion.get_attribute("data-text")
+    suggestion.click()
+    area = browser.find_element(By.ID, f"answer-{number}")
+    assert area.get_attribute("value") == text
+    assert browser.find_element(By.ID, f"answer-{number}-faq").get_attribute("value") == entry_id
+    area.submit()
+    assert f"ví dụ cho mục {entry_id}" in wait_for(browser, "#question-done").text
+    mt = sink.wait(before + 2)[before + 1]
+    assert mt["to"] == OWNER and mt["text"].startswith(f"Tra loi cau hoi {number}: ")
+    assert (entry_id, asked) in [(example.id, example.question)
+                                 for example in asyncio.run(load_faq(str(served_db))).examples]
     assert console_errors(browser) == []

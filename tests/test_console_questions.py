@@ -224,3 +224,46 @@ def test_the_faqs_closest_entries_are_offered_to_staff(console_db):
                 assert "data-fill" not in await (await client.get("/console/questions")).text()
 
     asyncio.run(scenario())
+
+
+def test_an_answer_kept_from_a_suggestion_labels_the_question_with_that_entry(console_db):
+    """Staff who answer with an FAQ suggestion ("Dùng câu này", its text kept, maybe added to)
+    teach the FAQ, as `smsgw questions answer --faq` does; an answer rewritten teaches nothing."""
+    from html import unescape
+
+    from smsgw.faq_store import import_faq, load_faq
+
+    asked = "Mẹ tôi muốn mua bảo hiểm cho cả nhà thì cần những gì?"
+    rewritten = "Bà cần hỏi thêm gì về thẻ của cháu không ạ?"
+
+    async def scenario():
+        faq, _ = await import_faq("fixtures/faq/faq.csv", console_db)
+        assert not faq.match(asked).confident
+        async with sink_and_gateway(console_db) as (client, received, arrived):
+            number = await ask(client, received, "s1", f"BH HOI {asked}")
+            await send(client, "s2", f"BH HOI {rewritten}")
+            await wait_for(lambda: len(received) == 2)
+            other = re.search(r"Q[0-9]+", received[1]["text"]).group(0)
+            token = await logged_in(client, "sam")
+            page = await (await client.get("/console/questions")).text()
+            entry_id, text = re.search(rf'data-fill="answer-{number}" data-text="([^"]*)" data-faq="([^"]*)"',
+                                       page).group(2, 1)
+            assert f'id="answer-{number}-faq"' in page
+            done = await client.post(f"/console/questions/{number}/answer", allow_redirects=False, data={
+                "csrf": token, "faq": entry_id, "text": unescape(text) + " Cảm ơn bà."})
+            assert done.status == 303 and done.headers["Location"].endswith(f"done={number}&example={entry_id}")
+            shown = await (await client.get(done.headers["Location"])).text()
+            assert f"ví dụ cho mục {entry_id}" in shown
+            # the same suggestion's id with an answer of staff's own: no label
+            done = await client.post(f"/console/questions/{other}/answer", allow_redirects=False, data={
+                "csrf": token, "faq": entry_id, "text": "Chúng tôi sẽ gọi lại cho bà."})
+            assert done.status == 303 and "example=" not in done.headers["Location"]
+            await wait_for(lambda: len(received) == 4)
+            await logged_in(client, "ana")
+            audit_page = await (await client.get("/console/audit")).text()
+            assert f"ví dụ cho mục {entry_id}" in audit_page
+        examples = [(example.id, example.question) for example in (await load_faq(console_db)).examples]
+        return entry_id, examples
+
+    entry_id, examples = asyncio.run(scenario())
+    assert examples == [(entry_id, asked)]

@@ -7,7 +7,10 @@
   unless `unicode`, the rating invitation when it fits), in characters, encoding and SMS parts,
   exactly as gsm.py counts it (console.js); and who answered what, latest first. The answer goes
   through `MessageStore.answer_question` (once: a second answer is refused naming who answered
-  and when) and the gateway's own outbox, to the carrier the question came by; audited. Staff may
+  and when) and the gateway's own outbox, to the carrier the question came by; audited. An answer
+  that keeps the text of the FAQ suggestion staff started from ("Dùng câu này") labels the question
+  as an example of that entry, in the answer's transaction, as `smsgw questions answer --faq` does:
+  the gateway matches such a question at once from its next start. Staff may
   instead close a question without sending anything (it needs no answer, was answered by
   telephone, or its asker's number was erased): the same call, no SMS; audited.
 - satisfaction: a month's ratings, the mean and the index (share of 4 and 5) against the agency's
@@ -70,15 +73,30 @@ def counting(number: str, unicode: bool) -> dict[str, str]:
             "fold": "0" if unicode else "1", **alphabets()}
 
 
+def _faq(request: web.Request):
+    """The FAQ the gateway's service matches with (faq.Faq), or None."""
+    return getattr(getattr(getattr(request.app[INTAKE], "service", None), "conversations", None), "faq", None)
+
+
 def _suggestions(request: web.Request, text: str) -> list[tuple[str, str]]:
-    faq = getattr(getattr(getattr(request.app[INTAKE], "service", None), "conversations", None), "faq", None)
+    faq = _faq(request)
     if faq is None:
         return []
     return [(entry.id, entry.answer) for entry, _score in faq.suggest(text, SUGGESTIONS)]
 
 
+def _example_of(request: web.Request, entry_id: str, text: str) -> str | None:
+    """`entry_id` when the answer `text` still holds that entry's answer (staff may add to it):
+    the question is then labelled with the entry; None when it was rewritten or is no entry."""
+    faq = _faq(request)
+    entry = next((entry for entry in faq.entries if entry.id == entry_id), None) if faq is not None else None
+    if entry is None or " ".join(entry.answer.split()) not in text:
+        return None
+    return entry.id
+
+
 async def _page(request: web.Request, *, error: str = "", status: int = 200, done: str = "",
-                closed: str = "") -> web.Response:
+                closed: str = "", labelled: str = "") -> web.Response:
     store, config, now = request.app[CONSOLE_STORE], request.app[CONFIG], time.time()
     staff = role_of(request).may(Role.STAFF)
     open_questions = [{
@@ -94,14 +112,16 @@ async def _page(request: web.Request, *, error: str = "", status: int = 200, don
                 for q in await store.answered_questions()]
     return render(request, "questions.html", {"title": "Câu hỏi của người dân", "open": open_questions,
                                               "answered": answered, "error": error, "done": done,
-                                              "closed": closed,
+                                              "closed": closed, "labelled": labelled,
                                               "max_answer": MAX_ANSWER}, status=status)
 
 
 @routes.get(f"{PREFIX}/questions")
 @page()
 async def questions(request: web.Request) -> web.Response:
-    return await _page(request, done=request.query.get("done", "")[:24], closed=request.query.get("closed", "")[:24])
+    query = request.query
+    return await _page(request, done=query.get("done", "")[:24], closed=query.get("closed", "")[:24],
+                       labelled=query.get("example", "")[:64])
 
 
 @routes.post(PREFIX + "/questions/{number}/answer")
@@ -125,16 +145,22 @@ async def answer(request: web.Request) -> web.Response:
         return await _page(request, status=409, error=f"{number} đến qua nhà mạng {asked.carrier}, không có trong cấu "
                                                       "hình của cổng này: không gửi được câu trả lời.")
     store = app[STORE]
+    example_of = _example_of(request, form(request).get("faq", ""), text)
     stored = await store.answer_question(number, lambda question: answer_message(question, text, config), by=name,
-                                         now=time.time(), lease=store.lease_seconds or ANSWER_LEASE)
+                                         now=time.time(), lease=store.lease_seconds or ANSWER_LEASE,
+                                         example_of=example_of)
     if stored is None:
         return await _page(request, error=f"Không có câu hỏi {number}.", status=404)
+    if stored.no_entry:   # an import removed the entry since the gateway started
+        return await _page(request, status=409, error=f"{number}: mục {example_of} không còn trong bộ câu hỏi "
+                                                      "thường gặp; hãy viết câu trả lời.")
     if stored.refused:
         return await _page(request, status=409, error=_already(stored.question))
     now = time.time()
     app[OUTBOX].add(PendingMT(stored.mt, 0, now, now))   # this gateway sends it, through its carrier
-    await audit(request, "answer", f"trả lời {number} ({stored.mt.segments} tin SMS qua {stored.mt.carrier})")
-    return redirect(f"{PREFIX}/questions?done={number}")
+    labelled = f", ví dụ cho mục {example_of}" if example_of else ""
+    await audit(request, "answer", f"trả lời {number} ({stored.mt.segments} tin SMS qua {stored.mt.carrier}){labelled}")
+    return redirect(f"{PREFIX}/questions?done={number}" + (f"&example={example_of}" if example_of else ""))
 
 
 def _already(question) -> str:

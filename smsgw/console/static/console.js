@@ -82,13 +82,17 @@
   document.addEventListener("DOMContentLoaded", function () {
     var areas = document.querySelectorAll("textarea[data-sms-count]");
     for (var i = 0; i < areas.length; i++) attach(areas[i]);
-    // A button data-fill="ID" data-text="..." puts its text in the textarea ID (an FAQ suggestion).
+    // A button data-fill="ID" data-text="..." puts its text in the textarea ID (an FAQ suggestion),
+    // and its data-faq (the entry's id) in the hidden field ID-faq: an answer keeping that text
+    // labels the question with the entry (console/questions.py).
     var fills = document.querySelectorAll("button[data-fill]");
     for (var j = 0; j < fills.length; j++) {
       fills[j].addEventListener("click", function (event) {
         var target = document.getElementById(event.currentTarget.getAttribute("data-fill"));
         if (!target) return;
         target.value = event.currentTarget.getAttribute("data-text");
+        var entry = document.getElementById(target.id + "-faq");
+        if (entry) entry.value = event.currentTarget.getAttribute("data-faq") || "";
         target.dispatchEvent(new Event("input"));
         target.focus();
       });
