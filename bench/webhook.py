@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -30,6 +31,7 @@ from pathlib import Path
 import aiohttp
 
 from e2e import serve_until_killed
+from e2e import cpu_seconds as tree_cpu_seconds
 from smsgw.adapters.generic import signature_headers
 
 SECRET = "bench-secret"
@@ -108,6 +110,11 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / os.sysconf("SC_CLK_TCK"), int(fields[12]) / os.sysconf("SC_CLK_TCK")
 
 
+def own_cpu_seconds() -> tuple[float, float]:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime, usage.ru_stime
+
+
 def cpu_per_mo(before: tuple[float, float], after: tuple[float, float], requests: int) -> str:
     """The CPU used between two `cpu_seconds` readings, per request, in µs: total (user + system)."""
     user, system = ((a - b) / requests * 1e6 for a, b in zip(after, before))
@@ -134,6 +141,33 @@ def pin_apart(gateway: int, core: int, *others: int) -> str:
     return f"       gateway pinned to core {core}; load generator and bare app to {sorted(rest)}"
 
 
+class Server:
+    """The PostgreSQL server of `--db`, when it runs on this machine: its CPU (the postmaster and
+    every process it started or reaped) and the commits of the bench's database."""
+
+    def __init__(self, url: str, postmaster: int | None) -> None:
+        self.url, self.postmaster = url, postmaster
+
+    @classmethod
+    async def of(cls, url: str) -> "Server":
+        from pgserver import _parent_of_backend
+
+        return cls(url, await _parent_of_backend(url))
+
+    async def reading(self) -> tuple[float, float]:
+        from pgserver import _fetch
+
+        cpu = tree_cpu_seconds(self.postmaster, reaped=True) if self.postmaster else float("nan")
+        (row,) = await _fetch(self.url, "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+        return cpu, float(row[0])
+
+    async def per_mo(self, before: tuple[float, float], requests: int) -> str:
+        await asyncio.sleep(1)   # the server's statistics are flushed at most every second
+        cpu, commits = (after - first for after, first in zip(await self.reading(), before))
+        return (f"PostgreSQL CPU {cpu / requests * 1e6:6.0f} us/MO end to end (every process of the server),"
+                f" {commits / requests:.2f} transactions per MO")
+
+
 def describe(name: str, rate: float, latencies: list[float], statuses: dict) -> str:
     cuts = statistics.quantiles(latencies, n=100)
     return (f"{name:6s} {rate:8,.0f} req/s  p50 {cuts[49] * 1000:6.2f} ms  p99 {cuts[98] * 1000:6.2f} ms"
@@ -157,6 +191,7 @@ async def main(args: argparse.Namespace) -> None:
                                        "--port", "0")
         if args.gateway_core is not None:
             print(pin_apart(smsgw.pid, args.gateway_core, bare.pid))
+        server = await Server.of(args.db) if args.db else None
         try:
             await load(smsgw_url, requests=min(500, args.requests), concurrency=args.concurrency, tag="warm")
             await load(bare_url, requests=min(500, args.requests), concurrency=args.concurrency, tag="warm")
@@ -164,6 +199,8 @@ async def main(args: argparse.Namespace) -> None:
             for name, url in (("smsgw", smsgw_url), ("bare", bare_url)):
                 await drained(smsgw_url)
                 started, cpu = time.perf_counter(), cpu_seconds(smsgw.pid)
+                server_before = await server.reading() if server and name == "smsgw" else None
+                others = cpu_seconds(bare.pid), own_cpu_seconds()
                 results[name] = await load(url, requests=args.requests, concurrency=args.concurrency, tag="run")
                 print(describe(name, *results[name]))
                 if name == "smsgw":
@@ -174,6 +211,12 @@ async def main(args: argparse.Namespace) -> None:
                     elapsed = time.perf_counter() - started
                     print(f"       {args.requests / elapsed:8,.0f} MT/s end to end: {args.requests} MOs accepted and "
                           f"their MTs delivered in {elapsed:.2f} s (target >= 2,000 MT/s)")
+                    print(f"       gateway CPU {cpu_per_mo(cpu, cpu_seconds(smsgw.pid), args.requests)} end to end")
+                    sink, generator = (cpu_per_mo(before, after, args.requests).split(" (")[0].strip()
+                                       for before, after in zip(others, (cpu_seconds(bare.pid), own_cpu_seconds())))
+                    print(f"       the MT sink (bare app) {sink}, this load generator {generator}")
+                    if server_before is not None:
+                        print(f"       {await server.per_mo(server_before, args.requests)}")
             print(f"ratio  smsgw / bare = {results['smsgw'][0] / results['bare'][0]:.2f} "
                   f"({args.requests} requests, {args.concurrency} concurrent, mode {args.mode})")
         finally:

@@ -289,14 +289,14 @@ class PgMessageStore(MessageStore):
         async with transaction(self._pool) as conn:
             rows = await conn.fetch(
                 "UPDATE mt_messages SET lease_until = GREATEST(lease_until, $1) WHERE id = ANY($2::text[])"
-                " AND status = 'pending' AND lease_until >= $3 AND lease_owner = $4 RETURNING id",
+                f" AND {_STILL_PENDING} AND lease_until >= $3 AND lease_owner = $4 RETURNING id",
                 now + self.lease_seconds, list(mt_ids), now, self.owner)
         return {row[0] for row in rows}
 
     async def release(self, mt_ids: Sequence[str]) -> None:
         async with transaction(self._pool) as conn:
             await conn.execute("UPDATE mt_messages SET lease_until = NULL, lease_owner = NULL WHERE"
-                               " id = ANY($1::text[]) AND status = 'pending' AND lease_owner = $2",
+                               f" id = ANY($1::text[]) AND {_STILL_PENDING} AND lease_owner = $2",
                                list(mt_ids), self.owner)
             await conn.execute("SELECT pg_notify($1, '')", CHANNEL)   # delivered at COMMIT
 
@@ -382,13 +382,21 @@ async def _load_mo(conn: asyncpg.Connection, carrier: str, carrier_id: str) -> S
                     tuple(_mt(mt) for mt in mts), created=False, guard=guard)
 
 
+# Whether an MT found by its id or its MO is still pending, written so that the planner cannot
+# answer it from the partial index mt_messages_pending: that index keeps an entry for every MT
+# pending since the table's last VACUUM (an MT sent leaves a dead entry), so that ANDing it with
+# the primary key's few rows reads thousands of entries (measured: marking 16 MTs sent took 3.3
+# ms, 0.5 ms with the rows tested one by one), and the planner, counting live entries only,
+# takes it for a small index.
+_STILL_PENDING = "status || '' = 'pending'"
+
 # MTs sent, $1 their ids; an MO moves to sent with its last pending MT. One statement: the second
 # UPDATE sees the table as it was before the first, hence `id <> ALL($1)` in place of the MTs' new status.
 _MARK_SENT = (
     "WITH mt AS (UPDATE mt_messages SET status = 'sent', next_attempt_at = NULL, last_error = NULL,"
-    " lease_until = NULL WHERE id = ANY($1::text[]) AND status = 'pending' RETURNING mo_id)"
+    f" lease_until = NULL WHERE id = ANY($1::text[]) AND {_STILL_PENDING} RETURNING mo_id)"
     " UPDATE mo_messages SET status = 'sent' WHERE status = 'queued' AND id IN (SELECT mo_id FROM mt)"
-    " AND NOT EXISTS (SELECT 1 FROM mt_messages WHERE mo_id = mo_messages.id AND status = 'pending'"
+    f" AND NOT EXISTS (SELECT 1 FROM mt_messages WHERE mo_id = mo_messages.id AND {_STILL_PENDING}"
     " AND id <> ALL($1::text[]))")
 
 _INSERT_MO = (
