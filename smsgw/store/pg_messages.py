@@ -33,7 +33,7 @@ from ..billing import MessageType
 from ..ids import new_id
 from ..phones import mask
 from ..wire import DeliveryReport, DeliveryState, InboundMessage, OutboundMessage
-from . import pg_conversations
+from . import pg_conversations, pg_screened
 from .messages import (BillingRow, Effect, Guard, MessageStore, MTState, Notice, PendingMT, Question, Screening,
                        SenderHistory, StaffAnswer, StoredMO, stored_statuses)
 from .pg_batches import Batches
@@ -90,6 +90,7 @@ class PgMessageStore(MessageStore):
         self._listener: asyncpg.Connection | None = None
         self._stores: Batches[_MO, bool] = Batches(self._store_together, "smsgw-store-mos")
         self._marks: Batches[str, None] = Batches(self._mark_together, "smsgw-mark-sent", parallel=MARKING)
+        self._screened: Batches[_Screened, StoredMO | None] = Batches(self._screen_together, "smsgw-store-screened")
         self.owner = new_id()   # names this gateway's leases
 
     @classmethod
@@ -114,7 +115,7 @@ class PgMessageStore(MessageStore):
 
     async def close(self) -> None:
         self._closed = True
-        for batches in (self._stores, self._marks):   # what was queued, written before the pool closes
+        for batches in (self._stores, self._screened, self._marks):   # what was queued, written before the pool closes
             await batches.finished()
         await self.unwatch()
         await self._pool.close()
@@ -136,36 +137,61 @@ class PgMessageStore(MessageStore):
                                 command, error, tuple(replies), created=True, guard=guard.value if guard else None)
             async with connection(self._pool) as conn:
                 return await _load_mo(conn, inbound.carrier, inbound.carrier_id)
+        if effect is None:
+            # decided on the sender's history with the screened MOs stored at the same moment
+            stored = await self._screened.add(_Screened(_MO(mo, replies, outbox), screening))
+            if stored is not None:
+                return stored
+            return await self.find_mo(inbound.carrier, inbound.carrier_id)
         started = time.perf_counter()
         stored = await self._store_screened(inbound, mo, status, outbox, replies=replies, guard=guard,
                                             screening=screening, effect=effect)
-        if self._on_batch is not None:
-            self._on_batch(1)
-        if self._on_commit is not None:
-            self._on_commit(time.perf_counter() - started)
+        self._report(1, started)
         return stored
 
     async def _store_together(self, batch: list[_MO]) -> list[bool | BaseException]:
         """Store the MOs of `batch` (each with its MTs and charges) in one statement: for each,
-        whether it was inserted (False: its (carrier, id) was known). They go in (carrier, id)
-        order, so that two gateways' batches wait for each other's keys in one order, never in a
-        cycle; a batch failing on the server (not the connection) is stored again one MO at a time."""
+        whether it was inserted (False: its (carrier, id) was known). A batch failing on the
+        server (not the connection) is stored again one MO at a time."""
         started = time.perf_counter()
-        ordered = sorted(batch, key=lambda item: (item.mo[1], item.mo[2]))
-        mos = tuple(list(column) for column in zip(*(item.mo for item in ordered)))
-        mts = _mt_arrays([(mt, seq, item.outbox) for item in ordered for seq, mt in enumerate(item.replies)])
         try:
             async with connection(self._pool) as conn:
-                inserted = {row[0] for row in await conn.fetch(_STORE_MOS, *mos, *mts)}
+                inserted = await _insert_mos(conn, batch)
         except asyncpg.PostgresError as exc:
             if len(batch) == 1:
                 return [exc]
             return [result for item in batch for result in await self._store_together([item])]
+        self._report(len(batch), started)
+        return [item.mo[0] in inserted for item in batch]
+
+    async def _screen_together(self, batch: list[_Screened]) -> list[StoredMO | None | BaseException]:
+        """Decide and store the screened MOs of `batch` in one transaction (pg_screened.py): for
+        each, what was stored, or None when its (carrier, id) was stored already. A batch failing
+        on the server (not the connection) is stored again one MO at a time."""
+        started = time.perf_counter()
+        candidates = [pg_screened.Candidate(carrier=item.mo.mo[1], carrier_id=item.mo.mo[2], sender=item.mo.mo[3],
+                                            text=item.mo.mo[5], now=item.mo.mo[11], screening=item.screening)
+                      for item in batch]
+        try:
+            async with transaction(self._pool) as conn:
+                await pg_screened.lock(conn, [candidate.sender for candidate in candidates])
+                found = await pg_screened.histories(conn, candidates)
+                decided = [_decided(item, decision) if decision.new else None
+                           for item, decision in zip(batch, pg_screened.decide(candidates, found))]
+                new = [one for one in decided if one is not None]
+                inserted = await _insert_mos(conn, [mo for mo, _ in new]) if new else set()
+        except asyncpg.PostgresError as exc:
+            if len(batch) == 1:
+                return [exc]
+            return [result for item in batch for result in await self._screen_together([item])]
+        self._report(len(batch), started)
+        return [one[1] if one is not None and one[1].mo_id in inserted else None for one in decided]
+
+    def _report(self, stored: int, started: float) -> None:
         if self._on_batch is not None:
-            self._on_batch(len(batch))
+            self._on_batch(stored)
         if self._on_commit is not None:
             self._on_commit(time.perf_counter() - started)
-        return [item.mo[0] in inserted for item in batch]
 
     async def _store_screened(self, inbound: InboundMessage, mo: tuple[Any, ...], status: str, outbox: tuple[Any, ...],
                               *, replies: Sequence[OutboundMessage], guard: Guard | None,
@@ -446,6 +472,35 @@ _STORE_MO_WITH_HISTORY = (
     " + (SELECT count(*) FROM (SELECT 1 FROM mo_messages WHERE sender = $4 AND guard IS NOT NULL"
     "  AND taken_at > $17 AND text = $6 LIMIT $15) AS c)"
 )
+
+
+async def _insert_mos(conn: asyncpg.Connection, items: Sequence[_MO]) -> set[str]:
+    """Insert the MOs (each with its MTs and charges) in one statement; the ids of those inserted.
+    They go in (carrier, id) order, so that two gateways' statements wait for each other's keys in
+    one order, never in a cycle."""
+    ordered = sorted(items, key=lambda item: (item.mo[1], item.mo[2]))
+    mos = tuple(list(column) for column in zip(*(item.mo for item in ordered)))
+    mts = _mt_arrays([(mt, seq, item.outbox) for item in ordered for seq, mt in enumerate(item.replies)])
+    return {row[0] for row in await conn.fetch(_STORE_MOS, *mos, *mts)}
+
+
+def _decided(item: _Screened, decision: pg_screened.Decision) -> tuple[_MO, StoredMO]:
+    """A new screened MO as its guard decided it: replied to as usual, with the polite reply, or
+    withheld; the values to store and what `store_mo` returns."""
+    mo, guard = item.mo.mo, decision.guard
+    sent = [item.screening.instead] if guard is Guard.RATE_LIMITED else [] if guard is not None else item.mo.replies
+    stored = StoredMO(mo[0], mo[1], mo[2], mo[7], mo[10] if sent else "withheld", mo[8], mo[9], tuple(sent),
+                      created=True, guard=guard.value if guard else None)
+    # as the single-MO path stores it: withheld in the table only when a guard took its reply away
+    status = mo[10] if sent or guard is None else "withheld"
+    return _MO((*mo[:10], status, mo[11], stored.guard), sent, item.mo.outbox), stored
+
+
+class _Screened(NamedTuple):
+    """An MO for `_screen_together`: its values as for `_store_together`, and its screening."""
+
+    mo: _MO
+    screening: Screening
 
 
 class _MO(NamedTuple):
