@@ -54,8 +54,12 @@ LEASE_VARIABLE = "SMSGW_LEASE_SECONDS"
 # The channel on which a gateway tells the others that MTs are claimable now (LISTEN/NOTIFY).
 CHANNEL = "smsgw_outbox"
 # UPDATEs marking MTs sent under way at once (each for the sends that ended meanwhile): the
-# outbox's sends wait for theirs, so one slow commit does not hold every send slot.
-MARKING = 4
+# outbox's sends wait for theirs, so one slow commit does not hold every send slot. Each waits
+# MARK_LINGER seconds before taking its batch: a send slot waits that much longer (there are 256,
+# gateway.MT_CONCURRENCY_SHARED), and a batch holds 40-50 MTs instead of 15-20 at 1,000-1,300 MT/s
+# (measured: a third of the statements, the server's CPU per async MO 185-214 -> 148-184 µs).
+MARKING = 2
+MARK_LINGER = 0.01
 
 
 def lease_seconds() -> float:
@@ -89,7 +93,8 @@ class PgMessageStore(MessageStore):
         self._closed = False
         self._listener: asyncpg.Connection | None = None
         self._stores: Batches[_MO, bool] = Batches(self._store_together, "smsgw-store-mos")
-        self._marks: Batches[str, None] = Batches(self._mark_together, "smsgw-mark-sent", parallel=MARKING)
+        self._marks: Batches[str, None] = Batches(self._mark_together, "smsgw-mark-sent", parallel=MARKING,
+                                                   linger=MARK_LINGER)
         self._screened: Batches[_Screened, StoredMO | None] = Batches(self._screen_together, "smsgw-store-screened")
         self.owner = new_id()   # names this gateway's leases
 
