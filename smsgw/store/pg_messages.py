@@ -1,18 +1,19 @@
 """The message store on PostgreSQL: `MessageStore`'s operations for any number of gateways on one database.
 
 The tables are made by schema.py (`smsgw db migrate`). Each operation is one short transaction
-on a pooled asyncpg connection (pg_pool.py), on the event loop. The MOs with nothing to decide on
-the sender's history, and the MTs marked sent, that arrive while a statement is under way go
-together in the next one (group commit, pg_batches.py): one round trip for many.
+on a pooled asyncpg connection (pg_pool.py), on the event loop. The MOs, and the MTs marked
+sent, that arrive while a statement is under way go together in the next one (group commit,
+pg_batches.py): one round trip for many, or one transaction for the MOs that per-phone
+protection screens (pg_screened.py).
 
 Across gateways:
 - one answer and one charge per (carrier, id): the MO's INSERT ... ON CONFLICT DO NOTHING on
   the unique key waits for a concurrent transaction inserting the same key; when that one
   commits, this one inserts nothing and reads the winner's MO and replies (READ COMMITTED: the
   next statement sees the committed rows);
-- per-phone protection: a transaction that decides on a sender's history first takes
-  `pg_advisory_xact_lock(hashtext(sender))`, so the MOs of one phone are counted one at a time
-  whichever gateway takes them;
+- per-phone protection: a transaction that decides on senders' histories first takes
+  `pg_advisory_xact_lock(hashtext(sender))` for each of them (a batch's in key order), so the
+  MOs of one phone are counted one transaction at a time whichever gateway takes them;
 - delivery reports: the MT's row is locked (FOR UPDATE) while the state only moves forward;
 - MTs pending in the outbox: see `pending` (claimed with a lease). A lease names its holder
   (`lease_owner`, this store's `owner`, made at open): renewing, releasing and recording a retry
@@ -56,8 +57,8 @@ CHANNEL = "smsgw_outbox"
 # UPDATEs marking MTs sent under way at once (each for the sends that ended meanwhile): the
 # outbox's sends wait for theirs, so one slow commit does not hold every send slot. Each waits
 # MARK_LINGER seconds before taking its batch: a send slot waits that much longer (there are 256,
-# gateway.MT_CONCURRENCY_SHARED), and a batch holds 40-50 MTs instead of 15-20 at 1,000-1,300 MT/s
-# (measured: a third of the statements, the server's CPU per async MO 185-214 -> 148-184 µs).
+# gateway.MT_CONCURRENCY_SHARED), and a statement marks 24 MTs instead of 15 at 1,000-1,500 MT/s
+# (46 with one under way at a time; the server's CPU per async MO 185-214 -> 138-184 µs).
 MARKING = 2
 MARK_LINGER = 0.01
 
