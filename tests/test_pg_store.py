@@ -17,7 +17,11 @@ import uuid
 
 import pytest
 
+from smsgw.answers import RateLimitedAnswer
+from smsgw.config import ProtectionConfig
 from smsgw.errors import Unavailable
+from smsgw.protection import Protection
+from smsgw.replies import reply as polite_reply
 from smsgw.store import Guard, Screening, open_messages, open_records
 from smsgw.store.pg_pool import ACQUIRE_TIMEOUT, POOL_SIZE, connection
 from smsgw.store.schema import CURRENT, current_version, migrate
@@ -106,6 +110,51 @@ def test_per_phone_protection_is_counted_across_gateways(pg_database):
         results = await asyncio.gather(*(take(one if n % 2 else two, n) for n in range(12)))
         answered = [result for result in results if result.guard is None]
         assert len(answered) == limit, f"{len(answered)} answered across two gateways, the limit is {limit}"
+        await one.close()
+        await two.close()
+
+    run(go())
+
+
+def test_two_gateways_screening_one_phone_in_batches_answer_exactly_the_limit(pg_database):
+    """Screened MOs arriving together are decided in one transaction per batch (pg_screened.py):
+    60 MOs of one phone at once, half on each gateway, every third one sent to the other too (a
+    carrier's retry), with MOs of other phones mixed in: the phone gets exactly
+    its limit of answers and one polite reply, every later MO is withheld, each id is stored and
+    answered once, and the other phones are not counted with it."""
+    limit = 7
+    protection = Protection(ProtectionConfig(lookups_per_hour=limit, repeat_limit=0), polite=polite_reply(RateLimitedAnswer(limit)))
+
+    async def go():
+        await migrate(pg_database)
+        sizes: list[int] = []
+        one, two = (await open_messages(pg_database, on_batch=sizes.append),
+                    await open_messages(pg_database, on_batch=sizes.append))
+
+        async def take(store, n: int, sender: str):
+            carrier_id = f"{sender}-{n}"
+            mo_id = str(uuid.uuid5(uuid.NAMESPACE_URL, carrier_id))   # a retry is the same MO
+            answer = dataclasses.replace(reply(mo_id, carrier_id, mt_id=f"mt-{carrier_id}"), to=sender)
+            message = dataclasses.replace(inbound(carrier_id), sender=sender, text=f"BH QT {n:010d}")
+            return await store.store_mo(message, mo_id=mo_id, mode="async", command="QT", error=None,
+                                        replies=[answer], now=time.time(), screening=protection.screening(answer))
+
+        others = [f"8490000{n:04d}" for n in range(20)]
+        # each MO on one gateway, every third one sent again to the other
+        sends = [(one if n % 2 else two, n) for n in range(60)] + [(two if n % 2 else one, n) for n in range(0, 60, 3)]
+        results = await asyncio.gather(*(take(store, n, PHONE) for store, n in sends),
+                                       *(take(one if n % 2 else two, n, phone) for n, phone in enumerate(others)))
+        assert max(sizes) > 1, f"every screened MO in a transaction of its own: {sizes}"
+        phone = {}
+        for result in results[:len(sends)]:
+            phone.setdefault(result.carrier_id, set()).add((result.mo_id, result.guard, tuple(mt.id for mt in result.replies)))
+        assert all(len(answers) == 1 for answers in phone.values()), "two answers for one carrier id"
+        guards = sorted((guard or "answered" for ((_, guard, _),) in phone.values()))
+        assert guards.count("answered") == limit and guards.count("rate_limited") == 1
+        assert guards.count("over_limit") == 60 - limit - 1
+        assert all(result.guard is None and result.replies for result in results[len(sends):])
+        stored = {row.mt_id for row in await one.billing()}
+        assert len(stored) == limit + 1 + len(others)   # the answers, the polite reply, the other phones'
         await one.close()
         await two.close()
 

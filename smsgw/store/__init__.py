@@ -28,6 +28,7 @@ The PostgreSQL backend, one database shared by any number of gateways (CONTRACT 
     pg_batches.py       group commit: operations arriving together go in one statement
     pg_records.py       `PgRecordStore`: the records lookups, COPY for seed and import
     pg_messages.py      `PgMessageStore`: the message operations, one short transaction each
+    pg_screened.py      the MOs per-phone protection screens, decided together: locks, histories, rule
     pg_pacing.py        `PgPacing`: each carrier's `tps` shared by the gateways, one statement a take
     pg_reports.py       `PgReports`: the reading queries, returning rows
     pg_retention.py     `PgRetention`: personal data pruned by age (one pruner at a time), exported

@@ -22,8 +22,9 @@ class Batches(Generic[Item, Result]):
     """`await batches.add(item)`: `run(items)` of the batch it went in, one result (or exception) per item."""
 
     def __init__(self, run: Callable[[list[Item]], Awaitable[Sequence[Result | BaseException]]], name: str,
-                 *, parallel: int = 1) -> None:
+                 *, parallel: int = 1, linger: float = 0.0) -> None:
         self._run = run
+        self._linger = linger
         self._name = name
         self._parallel = parallel
         self._queued: list[tuple[Item, asyncio.Future[Result]]] = []
@@ -44,6 +45,8 @@ class Batches(Generic[Item, Result]):
 
     async def _batches(self) -> None:
         while self._queued:
+            if self._linger:   # more of them, fewer statements, for operations nobody answers on
+                await asyncio.sleep(self._linger)
             batch, self._queued = self._queued, []
             try:
                 results: Sequence[Result | BaseException] = await self._run([item for item, _ in batch])

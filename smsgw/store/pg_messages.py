@@ -1,18 +1,19 @@
 """The message store on PostgreSQL: `MessageStore`'s operations for any number of gateways on one database.
 
 The tables are made by schema.py (`smsgw db migrate`). Each operation is one short transaction
-on a pooled asyncpg connection (pg_pool.py), on the event loop. The MOs with nothing to decide on
-the sender's history, and the MTs marked sent, that arrive while a statement is under way go
-together in the next one (group commit, pg_batches.py): one round trip for many.
+on a pooled asyncpg connection (pg_pool.py), on the event loop. The MOs, and the MTs marked
+sent, that arrive while a statement is under way go together in the next one (group commit,
+pg_batches.py): one round trip for many, or one transaction for the MOs that per-phone
+protection screens (pg_screened.py).
 
 Across gateways:
 - one answer and one charge per (carrier, id): the MO's INSERT ... ON CONFLICT DO NOTHING on
   the unique key waits for a concurrent transaction inserting the same key; when that one
   commits, this one inserts nothing and reads the winner's MO and replies (READ COMMITTED: the
   next statement sees the committed rows);
-- per-phone protection: a transaction that decides on a sender's history first takes
-  `pg_advisory_xact_lock(hashtext(sender))`, so the MOs of one phone are counted one at a time
-  whichever gateway takes them;
+- per-phone protection: a transaction that decides on senders' histories first takes
+  `pg_advisory_xact_lock(hashtext(sender))` for each of them (a batch's in key order), so the
+  MOs of one phone are counted one transaction at a time whichever gateway takes them;
 - delivery reports: the MT's row is locked (FOR UPDATE) while the state only moves forward;
 - MTs pending in the outbox: see `pending` (claimed with a lease). A lease names its holder
   (`lease_owner`, this store's `owner`, made at open): renewing, releasing and recording a retry
@@ -33,7 +34,7 @@ from ..billing import MessageType
 from ..ids import new_id
 from ..phones import mask
 from ..wire import DeliveryReport, DeliveryState, InboundMessage, OutboundMessage
-from . import pg_conversations
+from . import pg_conversations, pg_screened
 from .messages import (BillingRow, Effect, Guard, MessageStore, MTState, Notice, PendingMT, Question, Screening,
                        SenderHistory, StaffAnswer, StoredMO, stored_statuses)
 from .pg_batches import Batches
@@ -54,8 +55,12 @@ LEASE_VARIABLE = "SMSGW_LEASE_SECONDS"
 # The channel on which a gateway tells the others that MTs are claimable now (LISTEN/NOTIFY).
 CHANNEL = "smsgw_outbox"
 # UPDATEs marking MTs sent under way at once (each for the sends that ended meanwhile): the
-# outbox's sends wait for theirs, so one slow commit does not hold every send slot.
-MARKING = 4
+# outbox's sends wait for theirs, so one slow commit does not hold every send slot. Each waits
+# MARK_LINGER seconds before taking its batch: a send slot waits that much longer (there are 256,
+# gateway.MT_CONCURRENCY_SHARED), and a statement marks 24 MTs instead of 15 at 1,000-1,500 MT/s
+# (46 with one under way at a time; the server's CPU per async MO 185-214 -> 138-184 µs).
+MARKING = 2
+MARK_LINGER = 0.01
 
 
 def lease_seconds() -> float:
@@ -89,7 +94,9 @@ class PgMessageStore(MessageStore):
         self._closed = False
         self._listener: asyncpg.Connection | None = None
         self._stores: Batches[_MO, bool] = Batches(self._store_together, "smsgw-store-mos")
-        self._marks: Batches[str, None] = Batches(self._mark_together, "smsgw-mark-sent", parallel=MARKING)
+        self._marks: Batches[str, None] = Batches(self._mark_together, "smsgw-mark-sent", parallel=MARKING,
+                                                   linger=MARK_LINGER)
+        self._screened: Batches[_Screened, StoredMO | None] = Batches(self._screen_together, "smsgw-store-screened")
         self.owner = new_id()   # names this gateway's leases
 
     @classmethod
@@ -114,7 +121,7 @@ class PgMessageStore(MessageStore):
 
     async def close(self) -> None:
         self._closed = True
-        for batches in (self._stores, self._marks):   # what was queued, written before the pool closes
+        for batches in (self._stores, self._screened, self._marks):   # what was queued, written before the pool closes
             await batches.finished()
         await self.unwatch()
         await self._pool.close()
@@ -136,36 +143,61 @@ class PgMessageStore(MessageStore):
                                 command, error, tuple(replies), created=True, guard=guard.value if guard else None)
             async with connection(self._pool) as conn:
                 return await _load_mo(conn, inbound.carrier, inbound.carrier_id)
+        if effect is None:
+            # decided on the sender's history with the screened MOs stored at the same moment
+            stored = await self._screened.add(_Screened(_MO(mo, replies, outbox), screening))
+            if stored is not None:
+                return stored
+            return await self.find_mo(inbound.carrier, inbound.carrier_id)
         started = time.perf_counter()
         stored = await self._store_screened(inbound, mo, status, outbox, replies=replies, guard=guard,
                                             screening=screening, effect=effect)
-        if self._on_batch is not None:
-            self._on_batch(1)
-        if self._on_commit is not None:
-            self._on_commit(time.perf_counter() - started)
+        self._report(1, started)
         return stored
 
     async def _store_together(self, batch: list[_MO]) -> list[bool | BaseException]:
         """Store the MOs of `batch` (each with its MTs and charges) in one statement: for each,
-        whether it was inserted (False: its (carrier, id) was known). They go in (carrier, id)
-        order, so that two gateways' batches wait for each other's keys in one order, never in a
-        cycle; a batch failing on the server (not the connection) is stored again one MO at a time."""
+        whether it was inserted (False: its (carrier, id) was known). A batch failing on the
+        server (not the connection) is stored again one MO at a time."""
         started = time.perf_counter()
-        ordered = sorted(batch, key=lambda item: (item.mo[1], item.mo[2]))
-        mos = tuple(list(column) for column in zip(*(item.mo for item in ordered)))
-        mts = _mt_arrays([(mt, seq, item.outbox) for item in ordered for seq, mt in enumerate(item.replies)])
         try:
             async with connection(self._pool) as conn:
-                inserted = {row[0] for row in await conn.fetch(_STORE_MOS, *mos, *mts)}
+                inserted = await _insert_mos(conn, batch)
         except asyncpg.PostgresError as exc:
             if len(batch) == 1:
                 return [exc]
             return [result for item in batch for result in await self._store_together([item])]
+        self._report(len(batch), started)
+        return [item.mo[0] in inserted for item in batch]
+
+    async def _screen_together(self, batch: list[_Screened]) -> list[StoredMO | None | BaseException]:
+        """Decide and store the screened MOs of `batch` in one transaction (pg_screened.py): for
+        each, what was stored, or None when its (carrier, id) was stored already. A batch failing
+        on the server (not the connection) is stored again one MO at a time."""
+        started = time.perf_counter()
+        candidates = [pg_screened.Candidate(carrier=item.mo.mo[1], carrier_id=item.mo.mo[2], sender=item.mo.mo[3],
+                                            text=item.mo.mo[5], now=item.mo.mo[11], screening=item.screening)
+                      for item in batch]
+        try:
+            async with transaction(self._pool) as conn:
+                await pg_screened.lock(conn, [candidate.sender for candidate in candidates])
+                found = await pg_screened.histories(conn, candidates)
+                decided = [_decided(item, decision) if decision.new else None
+                           for item, decision in zip(batch, pg_screened.decide(candidates, found))]
+                new = [one for one in decided if one is not None]
+                inserted = await _insert_mos(conn, [mo for mo, _ in new]) if new else set()
+        except asyncpg.PostgresError as exc:
+            if len(batch) == 1:
+                return [exc]
+            return [result for item in batch for result in await self._screen_together([item])]
+        self._report(len(batch), started)
+        return [one[1] if one is not None and one[1].mo_id in inserted else None for one in decided]
+
+    def _report(self, stored: int, started: float) -> None:
         if self._on_batch is not None:
-            self._on_batch(len(batch))
+            self._on_batch(stored)
         if self._on_commit is not None:
             self._on_commit(time.perf_counter() - started)
-        return [item.mo[0] in inserted for item in batch]
 
     async def _store_screened(self, inbound: InboundMessage, mo: tuple[Any, ...], status: str, outbox: tuple[Any, ...],
                               *, replies: Sequence[OutboundMessage], guard: Guard | None,
@@ -289,14 +321,14 @@ class PgMessageStore(MessageStore):
         async with transaction(self._pool) as conn:
             rows = await conn.fetch(
                 "UPDATE mt_messages SET lease_until = GREATEST(lease_until, $1) WHERE id = ANY($2::text[])"
-                " AND status = 'pending' AND lease_until >= $3 AND lease_owner = $4 RETURNING id",
+                f" AND {_STILL_PENDING} AND lease_until >= $3 AND lease_owner = $4 RETURNING id",
                 now + self.lease_seconds, list(mt_ids), now, self.owner)
         return {row[0] for row in rows}
 
     async def release(self, mt_ids: Sequence[str]) -> None:
         async with transaction(self._pool) as conn:
             await conn.execute("UPDATE mt_messages SET lease_until = NULL, lease_owner = NULL WHERE"
-                               " id = ANY($1::text[]) AND status = 'pending' AND lease_owner = $2",
+                               f" id = ANY($1::text[]) AND {_STILL_PENDING} AND lease_owner = $2",
                                list(mt_ids), self.owner)
             await conn.execute("SELECT pg_notify($1, '')", CHANNEL)   # delivered at COMMIT
 
@@ -382,13 +414,21 @@ async def _load_mo(conn: asyncpg.Connection, carrier: str, carrier_id: str) -> S
                     tuple(_mt(mt) for mt in mts), created=False, guard=guard)
 
 
+# Whether an MT found by its id or its MO is still pending, written so that the planner cannot
+# answer it from the partial index mt_messages_pending: that index keeps an entry for every MT
+# pending since the table's last VACUUM (an MT sent leaves a dead entry), so that ANDing it with
+# the primary key's few rows reads thousands of entries (measured: marking 16 MTs sent took 3.3
+# ms, 0.5 ms with the rows tested one by one), and the planner, counting live entries only,
+# takes it for a small index.
+_STILL_PENDING = "status || '' = 'pending'"
+
 # MTs sent, $1 their ids; an MO moves to sent with its last pending MT. One statement: the second
 # UPDATE sees the table as it was before the first, hence `id <> ALL($1)` in place of the MTs' new status.
 _MARK_SENT = (
     "WITH mt AS (UPDATE mt_messages SET status = 'sent', next_attempt_at = NULL, last_error = NULL,"
-    " lease_until = NULL WHERE id = ANY($1::text[]) AND status = 'pending' RETURNING mo_id)"
+    f" lease_until = NULL WHERE id = ANY($1::text[]) AND {_STILL_PENDING} RETURNING mo_id)"
     " UPDATE mo_messages SET status = 'sent' WHERE status = 'queued' AND id IN (SELECT mo_id FROM mt)"
-    " AND NOT EXISTS (SELECT 1 FROM mt_messages WHERE mo_id = mo_messages.id AND status = 'pending'"
+    f" AND NOT EXISTS (SELECT 1 FROM mt_messages WHERE mo_id = mo_messages.id AND {_STILL_PENDING}"
     " AND id <> ALL($1::text[]))")
 
 _INSERT_MO = (
@@ -438,6 +478,35 @@ _STORE_MO_WITH_HISTORY = (
     " + (SELECT count(*) FROM (SELECT 1 FROM mo_messages WHERE sender = $4 AND guard IS NOT NULL"
     "  AND taken_at > $17 AND text = $6 LIMIT $15) AS c)"
 )
+
+
+async def _insert_mos(conn: asyncpg.Connection, items: Sequence[_MO]) -> set[str]:
+    """Insert the MOs (each with its MTs and charges) in one statement; the ids of those inserted.
+    They go in (carrier, id) order, so that two gateways' statements wait for each other's keys in
+    one order, never in a cycle."""
+    ordered = sorted(items, key=lambda item: (item.mo[1], item.mo[2]))
+    mos = tuple(list(column) for column in zip(*(item.mo for item in ordered)))
+    mts = _mt_arrays([(mt, seq, item.outbox) for item in ordered for seq, mt in enumerate(item.replies)])
+    return {row[0] for row in await conn.fetch(_STORE_MOS, *mos, *mts)}
+
+
+def _decided(item: _Screened, decision: pg_screened.Decision) -> tuple[_MO, StoredMO]:
+    """A new screened MO as its guard decided it: replied to as usual, with the polite reply, or
+    withheld; the values to store and what `store_mo` returns."""
+    mo, guard = item.mo.mo, decision.guard
+    sent = [item.screening.instead] if guard is Guard.RATE_LIMITED else [] if guard is not None else item.mo.replies
+    stored = StoredMO(mo[0], mo[1], mo[2], mo[7], mo[10] if sent else "withheld", mo[8], mo[9], tuple(sent),
+                      created=True, guard=guard.value if guard else None)
+    # as the single-MO path stores it: withheld in the table only when a guard took its reply away
+    status = mo[10] if sent or guard is None else "withheld"
+    return _MO((*mo[:10], status, mo[11], stored.guard), sent, item.mo.outbox), stored
+
+
+class _Screened(NamedTuple):
+    """An MO for `_screen_together`: its values as for `_store_together`, and its screening."""
+
+    mo: _MO
+    screening: Screening
 
 
 class _MO(NamedTuple):

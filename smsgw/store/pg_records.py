@@ -56,7 +56,9 @@ class PgRecordStore(PgDossierChanges, RecordStore):
 
     @classmethod
     async def open(cls, url: str) -> PgRecordStore:
-        return cls(await create_pool(url), url)
+        # its tables are loaded before serving (db seed, db import) and do not grow while it serves:
+        # a plan cached once fits them, and the lookups of concurrent MOs are not planned each time
+        return cls(await create_pool(url, generic_plans=True), url)
 
     async def close(self) -> None:
         await self._pool.close()
