@@ -290,20 +290,28 @@ def test_keyboard_only_login_and_a_360_pixel_screen(served, browser, tmp_path):
     assert console_errors(browser) == []
 
 
-def test_staff_answer_a_question_and_the_sms_arrives_at_the_carrier(served, sink, browser):
-    from selenium.webdriver.common.by import By
-
+def asked_and_opened(served: str, sink: Sink, browser, carrier_id: str, question: str) -> tuple[int, str]:
+    """A citizen asks `question` (BH HOI) through carrier `net`; staff member sam opens the
+    questions page. (MTs at the sink before the acknowledgment, the question's number.)"""
     before = len(sink.received)
     request = urllib.request.Request(f"{served}/carriers/net/mo", method="POST", headers={"Content-Type": "application/json"},
-                                     data=json.dumps({"id": "hoi-1", "from": OWNER, "to": "8079",
-                                                      "text": "BH HOI Bố tôi ở quê muốn hỏi chuyện riêng"}).encode())
+                                     data=json.dumps({"id": carrier_id, "from": OWNER, "to": "8079",
+                                                      "text": f"BH HOI {question}"}).encode())
     with urllib.request.urlopen(request, timeout=WAIT) as response:
         assert response.status == 202
     number = re.search(r"Q[0-9]+", sink.wait(before + 1)[before]["text"]).group(0)
     log_in(browser, served, "sam")
     wait_for(browser, "#share")
     browser.get(f"{served}/console/questions")
-    area = wait_for(browser, f"#answer-{number}")
+    wait_for(browser, f"#answer-{number}")
+    return before, number
+
+
+def test_staff_answer_a_question_and_the_sms_arrives_at_the_carrier(served, sink, browser):
+    from selenium.webdriver.common.by import By
+
+    before, number = asked_and_opened(served, sink, browser, "hoi-1", "Bố tôi ở quê muốn hỏi chuyện riêng")
+    area = browser.find_element(By.ID, f"answer-{number}")
     answer = "Thẻ của ông còn hạn đến 31/12/2026 ạ. Cảm ơn ông đã hỏi! " * 3
     area.send_keys(answer)
     sent = reply(QuestionReply(number, " ".join(answer.split()), invite=True))   # what the gateway will send
@@ -322,17 +330,7 @@ def test_staff_answer_with_an_faq_suggestion_and_the_question_becomes_its_exampl
     from selenium.webdriver.common.by import By
 
     asked = "Mẹ tôi muốn mua bảo hiểm cho cả nhà thì cần những gì?"
-    before = len(sink.received)
-    request = urllib.request.Request(f"{served}/carriers/net/mo", method="POST", headers={"Content-Type": "application/json"},
-                                     data=json.dumps({"id": "hoi-faq", "from": OWNER, "to": "8079",
-                                                      "text": f"BH HOI {asked}"}).encode())
-    with urllib.request.urlopen(request, timeout=WAIT) as response:
-        assert response.status == 202
-    number = re.search(r"Q[0-9]+", sink.wait(before + 1)[before]["text"]).group(0)
-    log_in(browser, served, "sam")
-    wait_for(browser, "#share")
-    browser.get(f"{served}/console/questions")
-    wait_for(browser, f"#answer-{number}")
+    before, number = asked_and_opened(served, sink, browser, "hoi-faq", asked)
     browser.find_element(By.CSS_SELECTOR, f"#question-{number} details summary").click()
     suggestion = browser.find_element(By.CSS_SELECTOR, f'button[data-fill="answer-{number}"]')
     entry_id, text = suggestion.get_attribute("data-faq"), suggestion.get_attribute("data-text")
