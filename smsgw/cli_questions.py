@@ -15,7 +15,7 @@ The answer invites a rating (`BH DG <1-5>`) when the invitation fits in the answ
 
 `questions answer Q123 --faq ENTRY_ID` answers with that FAQ entry's answer and, in the same
 transaction, stores the question's text as an example of the entry (staff labelling, the way
-the FAQ's coverage grows): the gateway matches it from its next start (`load_faq`).
+the FAQ's coverage grows): running gateways match with it within a minute (`faq_store.keep_faq_fresh`).
 
 `questions close Q123` ends a question without sending anything (one that needs no answer, was
 answered by telephone, or whose asker's number the retention erased): it leaves the open list,
@@ -117,7 +117,7 @@ def cmd_questions_answer(args: argparse.Namespace) -> int:
     print(f"{question.number} answered by {by}" + (f" with FAQ entry {args.faq}" if args.faq else "")
           + f": {mt.segments} SMS to {question.carrier}, {outcome}"
           + (" (the gateway's outbox retries it)" if outcome == "pending" else "")
-          + (f"; the question is now an example of {args.faq} (the gateway matches it from its next start)"
+          + (f"; the question is now an example of {args.faq} (running gateways match with it within a minute)"
              if args.faq else ""))
     return 0 if outcome != "failed" else 1
 
@@ -242,7 +242,7 @@ def add_questions_commands(sub: argparse._SubParsersAction, *, db_help: str, con
     p.add_argument("text", metavar="TEXT", nargs="?", help="the answer (or --faq)")
     p.add_argument("--faq", metavar="ENTRY_ID",
                    help="answer with this FAQ entry's answer instead of TEXT, and keep the question as an example "
-                        "of the entry (the gateway matches it from its next start); default: none, TEXT is sent")
+                        "of the entry (running gateways match with it within a minute); default: none, TEXT is sent")
     p.add_argument("--by", metavar="NAME", help="who answers (default: the user running the command)")
     p.add_argument("--db", required=True, metavar="PATH", help=db_help + "; the gateway's messages are in it")
     p.add_argument("--config", metavar="FILE", help=config_help + "; its carriers deliver the answer")

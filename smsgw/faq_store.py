@@ -11,13 +11,22 @@ examples file's are added (one stored already, same id and text, not twice); wit
 `--replace-examples` every stored example goes, the file's alone remain. `load_faq` builds the
 matcher from what is stored, or None when nothing was imported (every `BH HOI` question then
 goes to staff).
+
+A running gateway keeps its matcher up to date (`keep_faq_fresh`): every minute it reads the
+stored FAQ again (41 entries and a few hundred examples: one small read), and when an import or
+a staff label (`questions answer --faq`, the console's suggestion) changed it, builds the new
+matcher in a thread and swaps it in; a question matched meanwhile uses the old one. Every gateway
+on a database does the same, so a label reaches all of them within the minute, no restart needed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Callable
 
 from .faq import Faq, FaqEntry, FaqExample
+from .logs import get_logger
 from .store import migrate
 from .store.faq_entries import ExamplesKept, read_faq_entries, replace_faq_entries
 
@@ -37,7 +46,36 @@ async def import_faq(path: str | os.PathLike[str], db: str, examples: str | os.P
     return faq, kept
 
 
+log = get_logger(component="faq")
+REFRESH_SECONDS = 60.0
+
+
+def _built(rows, examples) -> Faq | None:
+    return Faq([FaqEntry(*row) for row in rows], [FaqExample(*row) for row in examples]) if rows else None
+
+
 async def load_faq(db: str) -> Faq | None:
     """The FAQ stored in `db` (`--db`), ready to match; None when none was imported."""
-    rows, examples = await read_faq_entries(db)
-    return Faq([FaqEntry(*row) for row in rows], [FaqExample(*row) for row in examples]) if rows else None
+    return _built(*await read_faq_entries(db))
+
+
+async def keep_faq_fresh(db: str, swap: Callable[[Faq | None], None], stop: asyncio.Event, *,
+                         every: float = REFRESH_SECONDS) -> None:
+    """Until `stop`: every `every` seconds, read the stored FAQ of `db`; when it differs from the
+    last one read (the first read is the baseline: the gateway loaded that one at its start),
+    build its matcher in a thread and hand it to `swap`. A failed read is logged and tried again."""
+    seen = None
+    while True:
+        try:
+            stored = await read_faq_entries(db)
+            if seen is not None and stored != seen:
+                swap(await asyncio.to_thread(_built, *stored))
+                log.info("faq reloaded", entries=len(stored[0]), examples=len(stored[1]))
+            seen = stored
+        except Exception as exc:   # the database unreachable for now: the current matcher stays
+            log.warning("faq not read, the current one stays", error=str(exc) or type(exc).__name__)
+        try:
+            await asyncio.wait_for(stop.wait(), every)
+            return
+        except TimeoutError:
+            pass

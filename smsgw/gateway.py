@@ -85,7 +85,7 @@ def create_app(config: Config, *, db_path: str, service_factory: Callable[[], An
                adapters: dict[str, CarrierAdapter] | None = None, mt_concurrency: int | None = None,
                batch_delay: float = 0.0, resume_pending: bool = True, prune_daily: bool = False,
                first_prune_within: float | None = None, clock: Callable[[], float] = time.time,
-               outbox_tick: float = 60.0, faq: Any = None) -> web.Application:
+               outbox_tick: float = 60.0, faq: Any = None, faq_refresh: float | None = None) -> web.Application:
     """The gateway app. The store, the HTTP client session and the MT workers live in `cleanup_ctx`.
 
     `service_factory()` returns the object answering messages (`await handle(text, sender)` ->
@@ -94,7 +94,8 @@ def create_app(config: Config, *, db_path: str, service_factory: Callable[[], An
     runs the retention's daily prune (retention.py) beside the gateway: worker 0 only. `clock` is
     the outbox's time (held MTs, quiet hours) and `outbox_tick` its longest sleep (outbox.py):
     tests move the one and shorten the other. `faq` (a faq.Faq)
-    answers the questions (BH HOI) it matches with confidence. `mt_concurrency`: MT sends under
+    answers the questions (BH HOI) it matches with confidence; without it the stored FAQ does, read
+    again every `faq_refresh` seconds (faq_store.keep_faq_fresh; default a minute). `mt_concurrency`: MT sends under
     way at once; by default `MT_CONCURRENCY`, or `MT_CONCURRENCY_SHARED` on a shared store.
     """
     app = web.Application(client_max_size=MAX_BODY, middlewares=[_observe])
@@ -126,6 +127,15 @@ def create_app(config: Config, *, db_path: str, service_factory: Callable[[], An
             if resume_pending and not store.shared:   # SQLite's delivering gateway: MTs other processes left
                 left_over = asyncio.create_task(take_left_over(store, outbox), name="smsgw-left-over")
                 stack.push_async_callback(_cancelled, left_over)
+            conversations = getattr(service, "conversations", None)
+            if faq is None and conversations is not None:   # the stored FAQ: staff labels come in as they are made
+                from .faq_store import REFRESH_SECONDS, keep_faq_fresh   # scikit-learn: only where a service runs
+
+                stop_faq = asyncio.Event()
+                faq_task = asyncio.create_task(keep_faq_fresh(
+                    db_path, lambda new: setattr(conversations, "faq", new), stop_faq,
+                    every=REFRESH_SECONDS if faq_refresh is None else faq_refresh), name="smsgw-faq")
+                stack.push_async_callback(_finish, faq_task, stop_faq)
             app[METRICS].track_queue_depth(lambda: outbox.depth)
             app[METRICS].track_oldest_pending(lambda: outbox.oldest_pending_age)
             if app[METRICS].shared:   # several workers: each one's computed gauges written for the others' scrapes

@@ -1,7 +1,8 @@
 """Staff labelling grows the FAQ's coverage, on both backends: `smsgw questions answer Q123 --faq
 ENTRY_ID` answers with the entry's answer and keeps the question as an example of the entry (one
-transaction), so the gateway's next start matches it; `smsgw faq import FILE` keeps the stored
-examples whose entry id is still in the FAQ unless `--replace-examples`."""
+transaction), so the gateways match it; `smsgw faq import FILE` keeps the stored
+examples whose entry id is still in the FAQ unless `--replace-examples`; a running gateway
+matches with the new label within its refresh, without a restart."""
 
 from __future__ import annotations
 
@@ -103,7 +104,7 @@ def test_a_staff_answer_with_an_faq_entry_teaches_the_faq_for_the_next_start(db,
     assert untouched == ((), [])   # refused: nothing stored, nothing sent
     assert answered[0] == 0, answered
     assert answered[1] == (f"{number} answered by lan with FAQ entry mat-the: 1 SMS to net, sent; the question is "
-                           "now an example of mat-the (the gateway matches it from its next start)\n")
+                           "now an example of mat-the (running gateways match with it within a minute)\n")
     assert len(sent) == 1 and fold(LOST_ANSWER) in fold(sent[0]), sent
     assert again[0] == 1 and again[2].startswith(f"smsgw: {number} was answered already by lan at ")
     assert (question.answered_by, question.answer) == ("lan", sent[0])
@@ -174,3 +175,44 @@ def test_an_import_keeps_the_stored_examples_of_entries_still_in_the_faq(db, tmp
     code, err, stored = imported(str(both), "--replace-examples")
     assert (code, stored) == (0, ())
     assert err.endswith(": 2 FAQ entries, 0 examples (the previous FAQ and its examples replaced)\n"), err
+
+
+def test_a_running_gateway_answers_from_a_staff_label_without_a_restart(db, tmp_path):
+    faq_file = write(tmp_path, HEADER + PENSION + LOST_CARD)
+
+    async def ask(client: TestClient, received: list[dict], carrier_id: str, count: int) -> list[str]:
+        response = await client.post("/carriers/net/mo", data=json.dumps(
+            {"id": carrier_id, "from": OWNER, "to": "8079", "text": f"BH HOI {ASKED}"}),
+            headers={"Content-Type": "application/json"})
+        assert response.status == 202
+        for _ in range(500):
+            if len(received) >= count:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)   # anything more would have come by now
+        texts = [mt["text"] for mt in received]
+        received.clear()
+        return texts
+
+    async def scenario():
+        assert (await smsgw("faq", "import", str(faq_file), "--db", db))[0] == 0
+        async with carrier_sink() as (received, mt_url):
+            config = parse_config({"carriers": {"net": {"auth": "none", "mode": "async", "mt_url": mt_url}},
+                                   "protection": NO_LIMITS})
+            app = create_app(config, db_path=db, faq_refresh=0.2)
+            async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
+                before = await ask(client, received, "hoi-1", 1)
+                number = re.search(r"Q[0-9]+", before[0]).group(0)
+                toml = tmp_path / "smsgw.toml"
+                toml.write_text(f'[carriers.net]\nauth = "none"\nmode = "async"\nmt_url = "{mt_url}"\n')
+                answered = await smsgw("questions", "answer", number, "--faq", "mat-the", "--db", db,
+                                       "--config", str(toml))
+                assert answered[0] == 0, answered
+                received.clear()
+                await asyncio.sleep(1.0)   # five refreshes
+                after = await ask(client, received, "hoi-2", 2)
+        return before, after
+
+    before, after = asyncio.run(scenario())
+    assert len(before) == 1   # the acknowledgment alone: the question went to staff
+    assert len(after) == 2 and fold(LOST_ANSWER) in fold(after[1]), after   # answered at once from the label

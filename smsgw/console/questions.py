@@ -10,7 +10,7 @@
   and when) and the gateway's own outbox, to the carrier the question came by; audited. An answer
   that keeps the text of the FAQ suggestion staff started from ("Dùng câu này") labels the question
   as an example of that entry, in the answer's transaction, as `smsgw questions answer --faq` does:
-  the gateway matches such a question at once from its next start. Staff may
+  the gateways match such a question at once within a minute (faq_store.keep_faq_fresh). Staff may
   instead close a question without sending anything (it needs no answer, was answered by
   telephone, or its asker's number was erased): the same call, no SMS; audited.
 - satisfaction: a month's ratings, the mean and the index (share of 4 and 5) against the agency's
