@@ -45,26 +45,29 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass
 from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
 from rapidfuzz import fuzz, process
+from rapidfuzz.distance import OSA
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from .gsm import fold
 from .csvfile import BadRow, CsvFile, ImportFailed, read_rows, text
 
-MIN_SCORE = 0.64      # similarity of the best entry (see bench/faq.py --tune)
-MIN_MARGIN = 0.05     # over the runner-up
+MIN_SCORE = 0.60      # similarity of the best entry (see bench/faq.py --tune)
+MIN_MARGIN = 0.10     # over the runner-up
 ANSWER_WEIGHT = 0.15  # share of the answer's similarity in the character score
 WORD_WEIGHT = 0.3     # share of the word-level score (rapidfuzz token_set_ratio) in an entry's score
 MAX_UNKNOWN = 0       # topic words of the question that the best entry may leave unspoken of
+MAX_ASIDE = 1         # ... not counting up to this many that no entry uses at all (`Faq.rank`)
 EXAMPLE_WEIGHT = 0.85   # an example's similarity counts this much against a hand-written phrasing's
-AGREE_MIN_SCORE = 0.54        # ... or this close when the classifier agrees (see bench/faq.py --tune)
-AGREE_MIN_PROBABILITY = 0.6   # the classifier's probability of that entry, its first choice
+AGREE_MIN_SCORE = 0.50        # ... or this close when the classifier agrees (see bench/faq.py --tune)
+AGREE_MIN_PROBABILITY = 0.4   # the classifier's probability of that entry, its first choice
 CLASSIFIER_C = 10.0           # inverse regularisation of the classifier (scikit-learn's C)
 SUGGEST_MIN_SCORE = 0.2   # below this an entry has nothing to do with the question: not shown to staff
 
@@ -89,10 +92,11 @@ SHORTHAND = {
     "dkkcb": "dang ky kcb", "ve huu": "nghi huu", "co bau": "mang thai", "bau": "mang thai",
     "app": "ung dung", "ck": "chuyen khoan", "dvvl": "dich vu viec lam", "dvc": "dich vu cong",
     "vss id": "vssid", "vss": "vssid", "vne id": "vneid", "lm": "lam", "vs": "voi", "r": "roi",
+    "tctn": "tro cap that nghiep",
 }
 # Greetings and courtesy words that say nothing about the question.
 FILLER = ("cho em hoi", "cho toi hoi", "cho minh hoi", "cho hoi", "ad oi", "a c oi", "ac oi",
-          "admin", "ad", "xin hoi", "vay a", "a", "oi", "nhe", "voi", "giup", "em", "toi", "minh")
+          "admin", "ad", "xin hoi", "vay a", "a", "oi", "nhe", "voi", "giup", "em", "e", "toi", "minh")
 # Words that carry no topic (question words, particles, pronouns, common verbs): a question's
 # other words must all be known to an entry for it to answer at once (see `Faq.match`).
 FUNCTION_WORDS = frozenset("""
@@ -100,7 +104,7 @@ FUNCTION_WORDS = frozenset("""
     nay do day vay chua da dang se phai lam muon biet xin hoi a nhe nha anh chi ban tu trong tren
     sau truoc ra vao bi nhung cac moi mot cai lau sao cung con cach can den lay ve xem thay khac
     me bo be ba ong chau tien phi che do thu tuc tham gia thang nam ngay
-    theo luc them vua xong ha luon nua rat vi tai nen thoi van cu nhanh it nhat het voi
+    theo luc them vua xong ha luon nua rat vi tai nen thoi van cu nhanh it nhat het voi tuan hom
     xa huyen tinh phuong quan
     hiem nguoi phantram
 """.split())
@@ -127,17 +131,43 @@ def _topic_words(folded: str) -> list[str]:
     return [word for word in folded.split() if word not in FUNCTION_WORDS and not word.isdigit()]
 
 
+# One Vietnamese syllable, folded: an onset, one group of vowels, a final consonant. A word that
+# is none ("giahan", "omm", "sna") was typed together or mistyped; one that is ("trach") is a
+# real word the FAQ does not use, and is left as it is.
+_VOWEL = re.compile(r"[aeiouy]")
+_SYLLABLE = re.compile(r"(ngh|ng|nh|ch|gh|gi|kh|ph|qu|th|tr|[bcdghklmnprstvx])?[aeiouy]{1,3}(ch|ng|nh|[cmnpt])?")
+
+
 def split_joined(folded: str, vocabulary: frozenset[str]) -> str:
-    """`folded` with each word that `vocabulary` lacks but that is two of its words typed
-    together ("giahan", "thatnghiep") written as those two words; other words kept."""
+    """`folded` with each word that `vocabulary` lacks, that is no single syllable, but that is
+    two of its words typed together ("giahan", "thatnghiep") written as those two words; other
+    words kept."""
     words = []
     for word in folded.split():
-        if word not in vocabulary and len(word) >= 4:
+        if word not in vocabulary and len(word) >= 4 and not _SYLLABLE.fullmatch(word):
             splits = [(word[:cut], word[cut:]) for cut in range(2, len(word) - 1)
                       if word[:cut] in vocabulary and word[cut:] in vocabulary]
             if splits:   # the most even split: "thatnghiep" -> "that nghiep", not "th atnghiep"
                 words.extend(max(splits, key=lambda parts: min(map(len, parts))))
                 continue
+        words.append(word)
+    return " ".join(words)
+
+
+def correct_typos(folded: str, frequency: Counter[str]) -> str:
+    """`folded` with each word that is no Vietnamese syllable and no word of the FAQ ("omm",
+    "sna", "bhtyt") replaced by the FAQ's word one edit away (rapidfuzz's optimal string
+    alignment distance: a letter dropped, added, changed or two swapped), preferring the same
+    letters swapped, then the same length, then the word the FAQ uses most; kept when there is
+    none. A real word the FAQ does not use ("rang", "chuot") is a syllable and stays unknown."""
+    words = []
+    for word in folded.split():
+        if (len(word) >= 3 and word not in frequency and _VOWEL.search(word)   # "hcm", "gd4": abbreviations
+                and not _SYLLABLE.fullmatch(word)):
+            near = process.extract(word, frequency.keys(), scorer=OSA.distance, score_cutoff=1, limit=None)
+            if near:
+                word = max((choice for choice, _, _ in near), key=lambda choice: (
+                    sorted(choice) == sorted(word), len(choice) == len(word), frequency[choice]))
         words.append(word)
     return " ".join(words)
 
@@ -253,6 +283,7 @@ class Faq:
         self._words = [set(" ".join(map(normalize, (*texts, entry.answer))).split())
                        for texts, entry in zip(by_entry, entries)]
         self._vocabulary = frozenset().union(*self._words)
+        self._frequency = Counter(" ".join([*phrasings, *answers]).split())
         # The second opinion: a classifier of the same character n-grams, trained on every
         # phrasing and example labelled with its entry (`Ranking.probabilities`).
         labels = [index for index, texts in enumerate(by_entry) for _ in texts]
@@ -260,8 +291,9 @@ class Faq:
             self._vectorizer.transform(phrasings), labels) if len(entries) > 1 else None)
 
     def fold(self, question: str) -> str:
-        """`question` as it is compared: normalized, words typed together split on the FAQ's words."""
-        return split_joined(normalize(question), self._vocabulary)
+        """`question` as it is compared: normalized, words typed together split on the FAQ's
+        words, mistyped words (`correct_typos`) corrected."""
+        return correct_typos(split_joined(normalize(question), self._vocabulary), self._frequency)
 
     @classmethod
     def from_csv(cls, path: str | os.PathLike[str], examples: str | os.PathLike[str] | None = None) -> Faq:
@@ -326,6 +358,12 @@ class Faq:
         """`question` against every entry: what `match` decides from, for any thresholds."""
         folded = self.fold(question)
         topic = _topic_words(folded)
+        # A word no entry uses at all ("chuot", "ruong", "lop 8") is a detail of the asker's own
+        # rather than a topic another entry speaks of: up to MAX_ASIDE of them are not held
+        # against any entry. More of them is a question about something the FAQ does not cover.
+        aside = [word for word in topic if word not in self._vocabulary]
+        if len(aside) <= MAX_ASIDE:
+            topic = [word for word in topic if word in self._vocabulary]
         vector = self._vectorizer.transform([folded])
         probabilities = (self._classifier.predict_proba(vector)[0] if self._classifier is not None and folded
                          else np.zeros(len(self.entries)))
