@@ -32,8 +32,15 @@ ranks first among those knowing every topic word, with probability at least
 of different kinds agreeing is a confidence the similarity alone does not show. The topic-word
 rule still applies to every answer.
 
-Before ranking, `Faq.fold` also writes a number typed onto its word apart ("1lan") and a word the
-FAQ lacks but that is two of its words typed together ("giahan", "thatnghiep") as those words.
+Before ranking, `Faq.fold` also writes a number typed onto its word apart ("1lan"), a word the
+FAQ lacks that is no Vietnamese syllable but two of its words typed together ("giahan",
+"thatnghiep") as those words, and a mistyped non-word ("omm", "sna") as the FAQ's word one edit
+away (`correct_typos`, rapidfuzz's optimal string alignment distance). A real syllable the FAQ
+lacks ("rang": teeth) is never corrected or split: corrected, it would become a topic the FAQ knows.
+
+One topic word that no entry uses at all (`MAX_ASIDE`: "chuot", "ruong", "lop 8") is the asker's
+own detail, not held against any entry; two or more are a question the FAQ does not cover. A
+word that another entry uses is never forgiven: it is that entry's topic.
 
 The thresholds were chosen on the tuning halves of fixtures/faq/questions*.csv only (each
 question's half is stored in the file); `python bench/faq.py` reports the held-out halves as the

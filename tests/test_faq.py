@@ -138,7 +138,7 @@ def test_the_word_score_keeps_a_question_with_an_entrys_words_in_its_own_order(f
     assert (match.entry.id, match.confident) == ("gop-so-bhxh", True)
     monkeypatch.setattr(faq_module, "WORD_WEIGHT", 0.0)
     assert faq.match(question).score < MIN_SCORE
-    assert not faq.match(question).confident
+    assert not faq.match(question, agree_score=2.0).confident   # the classifier's agreement left out
 
 
 def test_suggest_ranks_the_closest_entries_for_staff(faq):
@@ -207,13 +207,41 @@ def test_the_classifiers_agreement_answers_a_question_the_similarity_alone_leave
 
 
 def test_the_classifiers_agreement_never_answers_a_question_with_a_word_the_entry_never_uses(faq):
-    # The same question about a female teacher: close enough and the classifier agrees, but the
-    # entry never speaks of teachers ("giao vien"): the topic-word rule sends it to staff.
-    ranking = faq.rank("dieu kien nhan luong huu cua nu giao vien")
+    # The same question about a preschool teacher: close enough and the classifier agrees, but
+    # the entry never speaks of teachers ("giao vien mam non"): the topic-word rule sends it to
+    # staff. (One word that no entry uses at all is forgiven as the asker's own detail, MAX_ASIDE:
+    # "nu giao vien" alone is answered with the general conditions, which do apply to teachers.)
+    ranking = faq.rank("dieu kien nhan luong huu cua nu giao vien mam non")
     match = ranking.decide()
-    assert match.entry.id == "huu-tri-dieu-kien" and "giao" in match.unknown and not match.confident
+    assert match.entry.id.endswith("dieu-kien") and "giao" in match.unknown and not match.confident
     assert match.score >= faq_module.AGREE_MIN_SCORE
     assert ranking.probabilities.max() >= faq_module.AGREE_MIN_PROBABILITY
+
+
+def test_mistyped_words_are_corrected_to_the_faqs_word_and_real_words_are_left_alone(faq):
+    # A typo that makes a non-word is one edit from the word meant: swapped letters first.
+    assert faq.fold("nghi omm co dc bh tra luong ko") == "nghi om co duoc bhxh tra luong khong"
+    assert faq.fold("sinh doi thi nghi thai sna may thang") == "sinh doi thi nghi thai san bao nhieu thang"
+    # A real syllable the FAQ lacks ("rang": teeth) and an abbreviation ("hcm") stay as typed:
+    # corrected, they would become a topic the FAQ knows.
+    assert faq.fold("lam rang su o hcm") == "lam rang su o hcm"
+    # A real word is never split into two FAQ words ("trach" is not "tra ch").
+    assert faq.fold("trach nhiem cua cty") == "trach nhiem cua cty"
+    assert faq.fold("gopso bhxh") == "gop so bhxh"
+
+
+def test_one_word_no_entry_uses_is_the_askers_own_detail_two_are_a_topic_for_staff(faq):
+    renewal = [entry.id for entry in faq.entries].index("gia-han-the-bhyt-hgd")
+    one = faq.rank("the bhyt cua bo em o que het han thi gia han o dau")   # "que": no entry uses it
+    assert one.unknown[renewal] == ()
+    two = faq.rank("the bhyt cua bo em lam ruong o que het han thi gia han o dau")   # "ruong", "que"
+    assert two.unknown[renewal] == ("ruong", "que") and not two.decide().confident
+    # A word another entry uses is never forgiven: it is that entry's topic.
+    assert faq.unknown_words("the bhyt het han thi gia han o dau, that nghiep", renewal) != ()
+
+
+def test_e_is_the_pronoun_em(faq):
+    assert normalize("e muon gia han the bhyt") == normalize("em muon gia han the bhyt") == "muon gia han the bhyt"
 
 
 def test_words_typed_together_and_numbers_typed_onto_words_are_split(faq):
@@ -236,8 +264,8 @@ def test_the_forms_name_is_not_read_as_an_abbreviation(faq):
 
 
 def test_every_labelled_question_has_a_stored_half_and_the_halves_are_not_lopsided(faq):
-    # Rounds 1-4 were split by hash; rounds 5 and 6 were written to judge the matcher as it stood
-    # and are held out whole (no threshold or phrasing may come from them).
+    # Rounds 1-4 and 7 were split by hash; rounds 5, 6 and 8 were written to judge the matcher as
+    # it stood and are held out whole (no threshold or phrasing may come from them).
     for path in sorted(FIXTURES.glob("questions*.csv")):
         halves = [item.half for item in read_labelled(path, faq)]
         if path.name in HELD_OUT_WHOLE:
@@ -264,23 +292,24 @@ def test_tuning_halves_meet_the_targets(faq, every_labelled):
 
 
 def test_held_out_halves_do_not_fall_below_their_measured_figures(faq):
-    # The FAQ's phrasings alone (no examples), `python bench/faq.py --no-examples` at 1c6115d
-    # (/work/notes/s4/faq4.md). Rounds 1-4's held-out halves, 312 questions: 2 wrong answers
-    # (0.6%, target <= 2%), all 92 unanswerable ones to staff (target >= 95%), 133 of 220
-    # answerable ones auto-answered (60.5%: the coverage target of 70% is MISSED). Round 5, held
-    # out whole: 0 wrong, all 52 to staff, 82 of 108 answerable auto-answered (75.9%). These
-    # floors keep a change to the matcher from making any figure worse unnoticed; they do not
-    # claim the targets (tests/test_faq_examples.py holds those with the shipped examples).
+    # The FAQ's phrasings alone (no examples), `python bench/faq.py --no-examples` at look 2
+    # (/work/notes/s5/look2-noexamples.log). The held-out halves of rounds 1-4 and 7, 391
+    # questions: 4 wrong answers (1.0%, target <= 2%), all 118 unanswerable ones to staff (target
+    # >= 95%), 150 of 273 answerable ones auto-answered (54.9%: the coverage target of 70% is
+    # MISSED without the examples). Round 5, held out whole: 0 wrong, all 52 to staff, 85 of 108
+    # (78.7%). These floors keep a change to the matcher from making any figure worse unnoticed;
+    # they do not claim the targets (tests/test_faq_examples.py holds the figures with the
+    # shipped examples).
     def held_out(round_5: bool):
         return evaluate(faq, [item for path in sorted(FIXTURES.glob("questions*.csv"))
                               if (path.name == ROUND_5 if round_5 else path.name not in HELD_OUT_WHOLE)
                               for item in read_labelled(path, faq) if item.half == "test"])
 
     earlier, round_5 = held_out(False), held_out(True)
-    assert (earlier.questions, earlier.answerable, round_5.questions, round_5.answerable) == (312, 220, 160, 108)
-    assert earlier.wrong <= 2 and round_5.wrong == 0
-    assert earlier.to_staff >= 92 and round_5.to_staff >= 52
-    assert earlier.auto_answered >= 132 and round_5.auto_answered >= 82
+    assert (earlier.questions, earlier.answerable, round_5.questions, round_5.answerable) == (391, 273, 160, 108)
+    assert earlier.wrong <= 4 and round_5.wrong == 0
+    assert earlier.to_staff >= 118 and round_5.to_staff >= 52
+    assert earlier.auto_answered >= 147 and round_5.auto_answered >= 83
 
 
 # -- arbitrary text -----------------------------------------------------------------------

@@ -23,8 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures" / "faq"
 RENEWAL = FaqEntry("gia-han", "Gia hạn thẻ BHYT hộ gia đình ở đâu?", "Tại đại lý thu BHXH hoặc qua VssID.")
 LOST = FaqEntry("mat-the", "Mất thẻ BHYT thì làm thế nào?", "Nộp tờ khai TK1-TS tại cơ quan BHXH.")
-# "ông nội" (grandfather): a word neither entry uses, as citizens write it.
-GRANDFATHER = "the bhyt cua ong noi em het han thi gia han o dau"
+# "ông nội ở quê" (grandfather, in the home village): words neither entry uses, as citizens write
+# them (two of them: one alone would be forgiven as the asker's own detail, MAX_ASIDE).
+GRANDFATHER = "the bhyt cua ong noi em o que het han thi gia han o dau"
 
 
 def _bench():
@@ -39,8 +40,8 @@ def _bench():
 
 def test_an_example_teaches_its_entry_a_word_citizens_use():
     plain = Faq([RENEWAL, LOST]).match(GRANDFATHER)
-    assert (plain.entry.id, plain.confident, plain.unknown) == ("gia-han", False, ("noi",))
-    taught = Faq([RENEWAL, LOST], [FaqExample("gia-han", "the bhyt cua ong noi het han gia han o dau")])
+    assert (plain.entry.id, plain.confident, plain.unknown) == ("gia-han", False, ("noi", "que"))
+    taught = Faq([RENEWAL, LOST], [FaqExample("gia-han", "the bhyt cua ong noi o que het han gia han o dau")])
     match = taught.match(GRANDFATHER)
     assert (match.entry.id, match.confident, match.unknown) == ("gia-han", True, ())
     assert taught.unknown_words(GRANDFATHER, 0) == ()
@@ -184,17 +185,18 @@ def test_the_bench_never_scores_a_question_against_itself():
     question = faq_module.LabelledQuestion(GRANDFATHER, "gia-han", "tune")
     assert taught.match(GRANDFATHER).confident   # its own example teaches it "noi"
     [(_, ranking)] = bench.rank_left_out(taught, [question])
-    assert ranking.decide().unknown == ("noi",) and not ranking.decide().confident
+    assert ranking.decide().unknown == ("noi", "que") and not ranking.decide().confident
 
 
 def test_held_out_figures_with_the_shipped_examples_do_not_fall_below_their_measured_ones():
-    # Measured once for this design (`python bench/faq.py` at 1c6115d, /work/notes/s4/faq4.md):
-    # rounds 1-4's held-out halves, 312 questions: 3 wrong (1.0%, target <= 2%), 91 of 92
-    # unanswerable to staff (98.9%), 149 of 220 answerable auto-answered (67.7%: the 70% target
-    # is MISSED). Round 5 (held out whole): 0 wrong, all 52 to staff, 88 of 108 (81.5%). Round 6
-    # (held out whole, written before this design): 2 wrong (1.7%), 38 of 39 to staff, 62 of 82
-    # (75.6%). Floors a little under the measurement, against a silent regression; not a claim
-    # that the targets are met.
+    # Measured once for this design (`python bench/faq.py --tune` at look 2, /work/notes/s5/look2.log):
+    # the held-out halves of rounds 1-4 and 7, 391 questions: 6 wrong (1.5%), 116 of 118
+    # unanswerable to staff, 182 of 273 answerable auto-answered (66.7%); rounds 1-4's alone:
+    # 155 of 220 (70.5%). Round 5 (held out whole): 0 wrong, all 52 to staff, 100 of 108. Round 6:
+    # 1 wrong, all 39 to staff, 71 of 82. Round 8 (held out whole, written by a writer who never
+    # saw the FAQ's wording): 3 wrong (2.0%), all 50 to staff, 60 of 100 (60%: the 70% target is
+    # MISSED there). Floors a little under the measurement, against a silent regression; not a
+    # claim that the targets are met.
     bench = _bench()
     plain = Faq.from_csv(FIXTURES / "faq.csv")
     faq = Faq(list(plain.entries), read_examples(FIXTURES / "examples.csv", plain.entries))
@@ -206,9 +208,10 @@ def test_held_out_figures_with_the_shipped_examples_do_not_fall_below_their_meas
                      for item in read_labelled(path, faq) if item.half == "test"]
         return faq_module.evaluate_ranked(bench.rank_left_out(faq, questions))
 
-    earlier, round_5, round_6 = held_out(), held_out(whole[0]), held_out(whole[1])
-    assert [(figures.questions, figures.answerable) for figures in (earlier, round_5, round_6)] == [
-        (312, 220), (160, 108), (121, 82)]
-    assert earlier.wrong <= 3 and round_5.wrong == 0 and round_6.wrong <= 2
-    assert earlier.to_staff >= 91 and round_5.to_staff >= 52 and round_6.to_staff >= 38
-    assert earlier.auto_answered >= 147 and round_5.auto_answered >= 86 and round_6.auto_answered >= 60
+    halves, round_5, round_6, round_8 = held_out(), held_out(whole[0]), held_out(whole[1]), held_out(whole[2])
+    assert [(figures.questions, figures.answerable) for figures in (halves, round_5, round_6, round_8)] == [
+        (391, 273), (160, 108), (121, 82), (150, 100)]
+    assert halves.wrong <= 6 and round_5.wrong == 0 and round_6.wrong <= 1 and round_8.wrong <= 3
+    assert halves.to_staff >= 116 and round_5.to_staff >= 52 and round_6.to_staff >= 39 and round_8.to_staff >= 49
+    assert (halves.auto_answered >= 178 and round_5.auto_answered >= 97 and round_6.auto_answered >= 68
+            and round_8.auto_answered >= 57)
