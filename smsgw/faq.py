@@ -66,15 +66,15 @@ from sklearn.linear_model import LogisticRegression
 from .gsm import fold
 from .csvfile import BadRow, CsvFile, ImportFailed, read_rows, text
 
-MIN_SCORE = 0.70      # similarity of the best entry (see bench/faq.py --tune)
+MIN_SCORE = 0.72      # similarity of the best entry (see bench/faq.py --tune)
 MIN_MARGIN = 0.05     # over the runner-up
 ANSWER_WEIGHT = 0.15  # share of the answer's similarity in the character score
 WORD_WEIGHT = 0.3     # share of the word-level score (rapidfuzz token_set_ratio) in an entry's score
 MAX_UNKNOWN = 0       # topic words of the question that the best entry may leave unspoken of
 MAX_ASIDE = 1         # ... not counting up to this many that no entry uses at all (`Faq.rank`)
 EXAMPLE_WEIGHT = 0.85   # an example's similarity counts this much against a hand-written phrasing's
-AGREE_MIN_SCORE = 0.54        # ... or this close when the classifier agrees (see bench/faq.py --tune)
-AGREE_MIN_PROBABILITY = 0.5   # the classifier's probability of that entry, its first choice
+AGREE_MIN_SCORE = 0.52        # ... or this close when the classifier agrees (see bench/faq.py --tune)
+AGREE_MIN_PROBABILITY = 0.6   # the classifier's probability of that entry, its first choice
 CLASSIFIER_C = 10.0           # inverse regularisation of the classifier (scikit-learn's C)
 SUGGEST_MIN_SCORE = 0.2   # below this an entry has nothing to do with the question: not shown to staff
 
