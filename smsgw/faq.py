@@ -103,7 +103,7 @@ SHORTHAND = {
 }
 # Greetings and courtesy words that say nothing about the question.
 FILLER = ("cho em hoi", "cho toi hoi", "cho minh hoi", "cho hoi", "ad oi", "a c oi", "ac oi",
-          "admin", "ad", "xin hoi", "vay a", "a", "oi", "nhe", "voi", "giup", "em", "e", "toi", "minh")
+          "admin", "ad", "alo", "xin hoi", "vay a", "a", "oi", "nhe", "voi", "giup", "em", "e", "toi", "minh")
 # Words that carry no topic (question words, particles, pronouns, common verbs): a question's
 # other words must all be known to an entry for it to answer at once (see `Faq.match`).
 FUNCTION_WORDS = frozenset("""

@@ -189,18 +189,18 @@ def test_the_bench_never_scores_a_question_against_itself():
 
 
 def test_held_out_figures_with_the_shipped_examples_do_not_fall_below_their_measured_ones():
-    # Measured once for this design (`python bench/faq.py --tune` at look 2, /work/notes/s5/look2.log):
-    # the held-out halves of rounds 1-4 and 7, 391 questions: 6 wrong (1.5%), 116 of 118
-    # unanswerable to staff, 182 of 273 answerable auto-answered (66.7%); rounds 1-4's alone:
-    # 155 of 220 (70.5%). Round 5 (held out whole): 0 wrong, all 52 to staff, 100 of 108. Round 6:
-    # 1 wrong, all 39 to staff, 71 of 82. Round 8 (held out whole, written by a writer who never
-    # saw the FAQ's wording): 3 wrong (2.0%), all 50 to staff, 60 of 100 (60%: the 70% target is
-    # MISSED there). Floors a little under the measurement, against a silent regression; not a
-    # claim that the targets are met.
+    # Measured once for this design (`python bench/faq.py --tune`, look 3, /work/notes/s5/look3.log):
+    # the held-out halves of rounds 1-4 and 7, 391 questions: 7 wrong (1.8%), 115 of 118
+    # unanswerable to staff, 185 of 273 answerable auto-answered (67.8%; rounds 1-4's halves alone
+    # 156 of 220, 70.9%). Held out whole: round 5: 0 wrong, all 52 to staff, 102 of 108; round 6:
+    # 1 wrong, all 39 to staff, 74 of 82; round 8: 4 wrong (2.7%), 49 of 50 to staff, 66 of 100;
+    # round 9: 2 wrong, 49 of 50 to staff, 43 of 100. Rounds 7-9 were written by writers who never
+    # saw the FAQ's wording: the 70% target is MISSED on them. Floors a little under the
+    # measurement, against a silent regression; not a claim that the targets are met.
     bench = _bench()
     plain = Faq.from_csv(FIXTURES / "faq.csv")
     faq = Faq(list(plain.entries), read_examples(FIXTURES / "examples.csv", plain.entries))
-    whole = ("questions-round5.csv", "questions-round6.csv", "questions-round8.csv")
+    whole = ("questions-round5.csv", "questions-round6.csv", "questions-round8.csv", "questions-round9.csv")
 
     def held_out(*names: str):
         questions = [item for path in sorted(FIXTURES.glob("questions*.csv"))
@@ -208,10 +208,10 @@ def test_held_out_figures_with_the_shipped_examples_do_not_fall_below_their_meas
                      for item in read_labelled(path, faq) if item.half == "test"]
         return faq_module.evaluate_ranked(bench.rank_left_out(faq, questions))
 
-    halves, round_5, round_6, round_8 = held_out(), held_out(whole[0]), held_out(whole[1]), held_out(whole[2])
-    assert [(figures.questions, figures.answerable) for figures in (halves, round_5, round_6, round_8)] == [
-        (391, 273), (160, 108), (121, 82), (150, 100)]
-    assert halves.wrong <= 6 and round_5.wrong == 0 and round_6.wrong <= 1 and round_8.wrong <= 3
-    assert halves.to_staff >= 116 and round_5.to_staff >= 52 and round_6.to_staff >= 39 and round_8.to_staff >= 49
-    assert (halves.auto_answered >= 178 and round_5.auto_answered >= 97 and round_6.auto_answered >= 68
-            and round_8.auto_answered >= 57)
+    halves, *rounds = held_out(), *(held_out(name) for name in whole)
+    assert [(figures.questions, figures.answerable) for figures in (halves, *rounds)] == [
+        (391, 273), (160, 108), (121, 82), (150, 100), (150, 100)]
+    for figures, wrong, to_staff, answered in zip((halves, *rounds), (7, 0, 1, 4, 2), (115, 52, 39, 49, 49),
+                                                  (182, 100, 72, 64, 41)):
+        assert (figures.wrong <= wrong and figures.to_staff >= to_staff
+                and figures.auto_answered >= answered), (figures, wrong, to_staff, answered)
