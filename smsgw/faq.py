@@ -94,16 +94,21 @@ SHORTHAND = {
     # The agency's and citizens' abbreviations (its forms and services, common SMS shorthand).
     "tk1 ts": "tk1ts", "ts": "thai san", "sdt": "so dien thoai", "dt": "dien thoai",
     "cmnd": "cccd", "cmt": "cccd", "chung minh nhan dan": "cccd", "chung minh thu": "cccd",
-    "tk": "tai khoan", "mk": "mat khau", "tc": "tro cap", "nld": "nguoi lao dong",
+    "tk": "tai khoan", "tc": "tro cap", "nld": "nguoi lao dong",
     "hdld": "hop dong lao dong", "tnld": "tai nan lao dong", "bnn": "benh nghe nghiep",
     "dkkcb": "dang ky kcb", "ve huu": "nghi huu", "co bau": "mang thai", "bau": "mang thai",
     "app": "ung dung", "ck": "chuyen khoan", "dvvl": "dich vu viec lam", "dvc": "dich vu cong",
     "vss id": "vssid", "vss": "vssid", "vne id": "vneid", "lm": "lam", "vs": "voi", "r": "roi",
     "tctn": "tro cap that nghiep",
+    # Southern speech and teen-code: "hong"/"hông" is khong (and "hỏng", broken: a function word
+    # either way), "mk" is minh but for a password, "h" is gio.
+    "zay": "vay", "rui": "roi", "coi": "xem", "xai": "dung", "chung nao": "khi nao",
+    "quen mk": "quen mat khau", "doi mk": "doi mat khau", "mk vssid": "mat khau vssid", "mk": "minh",
+    "h": "gio", "bik": "biet", "ms": "moi", "kq": "ket qua", "kqua": "ket qua", "check": "kiem tra",
 }
 # Greetings and courtesy words that say nothing about the question.
 FILLER = ("cho em hoi", "cho toi hoi", "cho minh hoi", "cho hoi", "ad oi", "a c oi", "ac oi",
-          "admin", "ad", "alo", "xin hoi", "vay a", "a", "oi", "nhe", "voi", "giup", "em", "e", "toi", "minh")
+          "admin", "ad", "alo", "xin hoi", "vay a", "a", "oi", "nhe", "voi", "giup", "em", "e", "toi", "tui", "minh", "ak")
 # Words that carry no topic (question words, particles, pronouns, common verbs): a question's
 # other words must all be known to an entry for it to answer at once (see `Faq.match`).
 FUNCTION_WORDS = frozenset("""
@@ -111,7 +116,7 @@ FUNCTION_WORDS = frozenset("""
     nay do day vay chua da dang se phai lam muon biet xin hoi a nhe nha anh chi ban tu trong tren
     sau truoc ra vao bi nhung cac moi mot cai lau sao cung con cach can den lay ve xem thay khac
     me bo be ba ong chau tien phi che do thu tuc tham gia thang nam ngay
-    theo luc them vua xong ha luon nua rat vi tai nen thoi van cu nhanh it nhat het voi tuan hom
+    theo luc them vua xong ha luon nua rat vi tai nen thoi van cu nhanh it nhat het voi tuan hom hong
     xa huyen tinh phuong quan
     hiem nguoi phantram
 """.split())
@@ -128,7 +133,16 @@ class FaqImportError(ImportFailed, ValueError):
 
 def normalize(text: str) -> str:
     """The form both questions and entries are compared in: `Bảo hiểm y tế, hết hạn ko?` -> `bhyt het han khong`."""
-    folded = _NUMBER_THEN_WORD.sub(" ", _PUNCTUATION.sub(" ", fold(text).lower()))
+    return _abbreviated(_plain(text))
+
+
+def _plain(text: str) -> str:
+    """Folded, lower case, punctuation to spaces, a number typed onto its word apart."""
+    return _NUMBER_THEN_WORD.sub(" ", _PUNCTUATION.sub(" ", fold(text).lower()))
+
+
+def _abbreviated(folded: str) -> str:
+    """`folded` with the shorthand in one form (SHORTHAND) and the courtesy words (FILLER) gone."""
     folded = _SHORTHAND.sub(lambda m: SHORTHAND[m.group(1)], folded)
     return " ".join(_FILLER.sub(" ", folded).split())
 
@@ -142,6 +156,7 @@ def _topic_words(folded: str) -> list[str]:
 # is none ("giahan", "omm", "sna") was typed together or mistyped; one that is ("trach") is a
 # real word the FAQ does not use, and is left as it is.
 _VOWEL = re.compile(r"[aeiouy]")
+_DOUBLED = re.compile(r"([a-z])\1")
 _SYLLABLE = re.compile(r"(ngh|ng|nh|ch|gh|gi|kh|ph|qu|th|tr|[bcdghklmnprstvx])?[aeiouy]{1,3}(ch|ng|nh|[cmnpt])?")
 
 
@@ -151,7 +166,7 @@ def split_joined(folded: str, vocabulary: frozenset[str]) -> str:
     words kept."""
     words = []
     for word in folded.split():
-        if word not in vocabulary and len(word) >= 4 and not _SYLLABLE.fullmatch(word):
+        if word not in vocabulary and len(word) >= 4 and word.isalpha() and not _SYLLABLE.fullmatch(word):
             splits = [(word[:cut], word[cut:]) for cut in range(2, len(word) - 1)
                       if word[:cut] in vocabulary and word[cut:] in vocabulary]
             if splits:   # the most even split: "thatnghiep" -> "that nghiep", not "th atnghiep"
@@ -169,7 +184,10 @@ def correct_typos(folded: str, frequency: Counter[str]) -> str:
     none. A real word the FAQ does not use ("rang", "chuot") is a syllable and stays unknown."""
     words = []
     for word in folded.split():
-        if (len(word) >= 3 and word not in frequency and _VOWEL.search(word)   # "hcm", "gd4": abbreviations
+        single = _DOUBLED.sub(r"\1", word)   # "naoo", "conn": a key held down
+        if single != word and single in frequency:
+            word = single
+        elif (len(word) >= 3 and word not in frequency and _VOWEL.search(word)   # "hcm", "gd4": abbreviations
                 and not _SYLLABLE.fullmatch(word)):
             near = process.extract(word, frequency.keys(), scorer=OSA.distance, score_cutoff=1, limit=None)
             if near:
@@ -291,6 +309,9 @@ class Faq:
                        for texts, entry in zip(by_entry, entries)]
         self._vocabulary = frozenset().union(*self._words)
         self._frequency = Counter(" ".join([*phrasings, *answers]).split())
+        # The words a word typed together may split into: also those the shorthand rewrites ("nguyen").
+        self._joinable = self._vocabulary | frozenset(
+            " ".join(_plain(text) for texts in by_entry for text in texts).split())
         # The second opinion: a classifier of the same character n-grams, trained on every
         # phrasing and example labelled with its entry (`Ranking.probabilities`).
         labels = [index for index, texts in enumerate(by_entry) for _ in texts]
@@ -300,7 +321,8 @@ class Faq:
     def fold(self, question: str) -> str:
         """`question` as it is compared: normalized, words typed together split on the FAQ's
         words, mistyped words (`correct_typos`) corrected."""
-        return correct_typos(split_joined(normalize(question), self._vocabulary), self._frequency)
+        # Split and corrected words may make shorthand ("tunguyen" -> "tu nguyen" -> "tn"): applied again.
+        return _abbreviated(correct_typos(split_joined(normalize(question), self._joinable), self._frequency))
 
     @classmethod
     def from_csv(cls, path: str | os.PathLike[str], examples: str | os.PathLike[str] | None = None) -> Faq:
