@@ -189,18 +189,19 @@ def test_the_bench_never_scores_a_question_against_itself():
 
 
 def test_held_out_figures_with_the_shipped_examples_do_not_fall_below_their_measured_ones():
-    # Measured once for this design (`python bench/faq.py --tune`, look 3, /work/notes/s5/look3.log):
-    # the held-out halves of rounds 1-4 and 7, 391 questions: 7 wrong (1.8%), 115 of 118
-    # unanswerable to staff, 185 of 273 answerable auto-answered (67.8%; rounds 1-4's halves alone
-    # 156 of 220, 70.9%). Held out whole: round 5: 0 wrong, all 52 to staff, 102 of 108; round 6:
-    # 1 wrong, all 39 to staff, 74 of 82; round 8: 4 wrong (2.7%), 49 of 50 to staff, 66 of 100;
-    # round 9: 2 wrong, 49 of 50 to staff, 43 of 100. Rounds 7-9 were written by writers who never
-    # saw the FAQ's wording: the 70% target is MISSED on them. Floors a little under the
-    # measurement, against a silent regression; not a claim that the targets are met.
+    # Measured once for this design (`python bench/faq.py --tune`, look 4, /work/notes/s5/look4.log):
+    # the held-out halves of rounds 1-4, 7 and 9, 462 questions: 4 wrong (0.9%), 141 of 144
+    # unanswerable to staff, 217 of 318 answerable auto-answered (68.2%; rounds 1-4's halves alone
+    # 160 of 220, 72.7%). Held out whole: round 5: 0 wrong, all 52 to staff, 103 of 108; round 6:
+    # 2 wrong, 38 of 39 to staff, 73 of 82; round 8: 4 wrong (2.7%), 49 of 50 to staff, 69 of 100;
+    # round 10 (a new writer in six regional voices, never seen): 1 wrong, 49 of 50 to staff, 26
+    # of 100. Rounds 7-10 were written by writers who never saw the FAQ's wording: the 70% target
+    # is MISSED on them. Floors a little under the measurement, against a silent regression; not
+    # a claim that the targets are met.
     bench = _bench()
     plain = Faq.from_csv(FIXTURES / "faq.csv")
     faq = Faq(list(plain.entries), read_examples(FIXTURES / "examples.csv", plain.entries))
-    whole = ("questions-round5.csv", "questions-round6.csv", "questions-round8.csv", "questions-round9.csv")
+    whole = ("questions-round5.csv", "questions-round6.csv", "questions-round8.csv", "questions-round10.csv")
 
     def held_out(*names: str):
         questions = [item for path in sorted(FIXTURES.glob("questions*.csv"))
@@ -210,8 +211,8 @@ def test_held_out_figures_with_the_shipped_examples_do_not_fall_below_their_meas
 
     halves, *rounds = held_out(), *(held_out(name) for name in whole)
     assert [(figures.questions, figures.answerable) for figures in (halves, *rounds)] == [
-        (391, 273), (160, 108), (121, 82), (150, 100), (150, 100)]
-    for figures, wrong, to_staff, answered in zip((halves, *rounds), (7, 0, 1, 4, 2), (115, 52, 39, 49, 49),
-                                                  (182, 100, 72, 64, 41)):
+        (462, 318), (160, 108), (121, 82), (150, 100), (150, 100)]
+    for figures, wrong, to_staff, answered in zip((halves, *rounds), (4, 0, 2, 4, 1), (141, 52, 38, 49, 49),
+                                                  (213, 101, 71, 66, 24)):
         assert (figures.wrong <= wrong and figures.to_staff >= to_staff
                 and figures.auto_answered >= answered), (figures, wrong, to_staff, answered)
