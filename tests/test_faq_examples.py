@@ -195,13 +195,15 @@ def test_held_out_figures_with_the_shipped_examples_do_not_fall_below_their_meas
     # 160 of 220, 72.7%). Held out whole: round 5: 0 wrong, all 52 to staff, 103 of 108; round 6:
     # 2 wrong, 38 of 39 to staff, 73 of 82; round 8: 4 wrong (2.7%), 49 of 50 to staff, 69 of 100;
     # round 10 (a new writer in six regional voices, never seen): 1 wrong, 49 of 50 to staff, 26
-    # of 100. Rounds 7-10 were written by writers who never saw the FAQ's wording: the 70% target
+    # of 100; round 11 (six more voices, /work/notes/s5/look4-round11.log): 2 wrong, 48 of 50 to
+    # staff, 27 of 100. Rounds 7-11 were written by writers who never saw the FAQ's wording: the 70% target
     # is MISSED on them. Floors a little under the measurement, against a silent regression; not
     # a claim that the targets are met.
     bench = _bench()
     plain = Faq.from_csv(FIXTURES / "faq.csv")
     faq = Faq(list(plain.entries), read_examples(FIXTURES / "examples.csv", plain.entries))
-    whole = ("questions-round5.csv", "questions-round6.csv", "questions-round8.csv", "questions-round10.csv")
+    whole = ("questions-round5.csv", "questions-round6.csv", "questions-round8.csv", "questions-round10.csv",
+             "questions-round11.csv")
 
     def held_out(*names: str):
         questions = [item for path in sorted(FIXTURES.glob("questions*.csv"))
@@ -211,8 +213,8 @@ def test_held_out_figures_with_the_shipped_examples_do_not_fall_below_their_meas
 
     halves, *rounds = held_out(), *(held_out(name) for name in whole)
     assert [(figures.questions, figures.answerable) for figures in (halves, *rounds)] == [
-        (462, 318), (160, 108), (121, 82), (150, 100), (150, 100)]
-    for figures, wrong, to_staff, answered in zip((halves, *rounds), (4, 0, 2, 4, 1), (141, 52, 38, 49, 49),
-                                                  (213, 101, 71, 66, 24)):
+        (462, 318), (160, 108), (121, 82), (150, 100), (150, 100), (150, 100)]
+    for figures, wrong, to_staff, answered in zip((halves, *rounds), (4, 0, 2, 4, 1, 2), (141, 52, 38, 49, 49, 48),
+                                                  (213, 101, 71, 66, 24, 25)):
         assert (figures.wrong <= wrong and figures.to_staff >= to_staff
                 and figures.auto_answered >= answered), (figures, wrong, to_staff, answered)
