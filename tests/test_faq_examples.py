@@ -188,6 +188,21 @@ def test_the_bench_never_scores_a_question_against_itself():
     assert ranking.decide().unknown == ("noi", "que") and not ranking.decide().confident
 
 
+def test_the_strict_folds_drop_the_phrasings_written_from_a_question_but_keep_the_titles():
+    bench = _bench()
+    copied = "the bhyt cua ong noi em o que het han gia han o dau"
+    renewal = FaqEntry("gia-han", RENEWAL.question + " | " + copied, RENEWAL.answer)
+    faq = Faq([renewal, LOST], [FaqExample("gia-han", GRANDFATHER)])
+    question = faq_module.LabelledQuestion(GRANDFATHER, "gia-han", "tune")
+    [(_, strict)] = bench.rank_strict(faq, [question])
+    [(_, left_out)] = bench.rank_left_out(faq, [question])
+    assert left_out.scores[0] > 0.85 and left_out.unknown[0] == ()   # the copied phrasing answers it
+    assert strict.scores[0] < 0.8 and strict.unknown[0] == ("noi", "que")   # gone, with its words
+    titles_only = Faq([RENEWAL, LOST])   # a question word for word the entry's title: the title stays
+    [(_, titles)] = bench.rank_strict(titles_only, [faq_module.LabelledQuestion(RENEWAL.question, "gia-han", "tune")])
+    assert titles.scores[0] == pytest.approx(titles_only.rank(RENEWAL.question).scores[0])
+
+
 def test_held_out_figures_with_the_shipped_examples_do_not_fall_below_their_measured_ones():
     # Measured once for this design (`python bench/faq.py --tune`, look 4, /work/notes/s5/look4.log):
     # the held-out halves of rounds 1-4, 7 and 9, 462 questions: 4 wrong (0.9%), 141 of 144
