@@ -313,8 +313,10 @@ class Faq:
         # Every word each entry uses, in its phrasings, its examples or its answer (`unknown_words`).
         self._words = [set(" ".join(map(normalize, (*texts, entry.answer))).split())
                        for texts, entry in zip(by_entry, entries)]
-        self._vocabulary = frozenset().union(*self._words)
+        # How often the FAQ uses each of its words (`correct_typos` prefers the commonest); its keys
+        # are every word of every entry, the union of `_words`.
         self._frequency = Counter(" ".join([*phrasings, *answers]).split())
+        self._vocabulary = frozenset(self._frequency)
         # The words a word typed together may split into: also those the shorthand rewrites ("nguyen").
         self._joinable = self._vocabulary | frozenset(
             " ".join(_plain(text) for texts in by_entry for text in texts).split())
