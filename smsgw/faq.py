@@ -81,6 +81,12 @@ MAX_ASIDE = 1         # ... not counting up to this many that no entry uses at a
 EXAMPLE_WEIGHT = 0.85   # an example's similarity counts this much against a hand-written phrasing's
 AGREE_MIN_SCORE = 0.52        # ... or this close when the classifier agrees (see bench/faq.py --tune)
 AGREE_MIN_PROBABILITY = 0.6   # the classifier's probability of that entry, its first choice
+# The classifier's firm agreement (see bench/faq.py --tune): the closest entry is also its first
+# choice, with at least this probability, and at least this close. It answers even when the
+# question has words the entry never uses: they are the asker's own ("que", "Quang Trach").
+FIRM_MIN_SCORE = 0.55
+FIRM_MIN_PROBABILITY = 0.65
+FIRM_MAX_UNKNOWN = 3     # ... at most this many of them: more is another question ("giao vien mam non")
 CLASSIFIER_C = 10.0           # inverse regularisation of the classifier (scikit-learn's C)
 SUGGEST_MIN_SCORE = 0.2   # below this an entry has nothing to do with the question: not shown to staff
 
@@ -111,10 +117,14 @@ SHORTHAND = {
     "zay": "vay", "rui": "roi", "coi": "xem", "xai": "dung", "chung nao": "khi nao",
     "quen mk": "quen mat khau", "doi mk": "doi mat khau", "mk vssid": "mat khau vssid", "mk": "minh",
     "h": "gio", "bik": "biet", "ms": "moi", "kq": "ket qua", "kqua": "ket qua", "check": "kiem tra",
+    "dzay": "vay", "dzo": "vao", "nhiu": "nhieu", "het hang": "het han", "gia hang": "gia han",
+    # Kin named by side and sex ("con trai", "ba ngoai"): the person is what counts, not the side.
+    "con trai": "con", "con gai": "con", "em trai": "em", "em gai": "em", "anh trai": "anh", "chi gai": "chi",
+    "ba noi": "ba", "ba ngoai": "ba", "ong noi": "ong", "ong ngoai": "ong", "chau noi": "chau", "chau ngoai": "chau",
 }
 # Greetings and courtesy words that say nothing about the question.
 FILLER = ("cho em hoi", "cho toi hoi", "cho minh hoi", "cho hoi", "ad oi", "a c oi", "ac oi",
-          "admin", "ad", "alo", "xin hoi", "vay a", "a", "oi", "nhe", "voi", "giup", "em", "e", "toi", "tui", "minh", "ak")
+          "admin", "ad", "alo", "xin hoi", "vay a", "a", "oi", "nhe", "voi", "giup", "em", "e", "toi", "tui", "minh", "ak", "c")
 # Words that carry no topic (question words, particles, pronouns, common verbs): a question's
 # other words must all be known to an entry for it to answer at once (see `Faq.match`).
 FUNCTION_WORDS = frozenset("""
@@ -123,6 +133,7 @@ FUNCTION_WORDS = frozenset("""
     sau truoc ra vao bi nhung cac moi mot cai lau sao cung con cach can den lay ve xem thay khac
     me bo be ba ong chau tien phi che do thu tuc tham gia thang nam ngay
     theo luc them vua xong ha luon nua rat vi tai nen thoi van cu nhanh it nhat het voi tuan hom hong
+    tau eng hi ni chu dem dua qua di bua te
     xa huyen tinh phuong quan
     hiem nguoi phantram
 """.split())
@@ -190,8 +201,8 @@ def correct_typos(folded: str, frequency: Counter[str]) -> str:
     none. A real word the FAQ does not use ("rang", "chuot") is a syllable and stays unknown."""
     words = []
     for word in folded.split():
-        single = _DOUBLED.sub(r"\1", word)   # "naoo", "conn": a key held down
-        if single != word and single in frequency:
+        single = _DOUBLED.sub(r"\1", word)   # "naoo", "conn": a key held down ("buu", "cuu" are words)
+        if single != word and word not in frequency and single in frequency:
             word = single
         elif (len(word) >= 3 and word not in frequency and _VOWEL.search(word)   # "hcm", "gd4": abbreviations
                 and not _SYLLABLE.fullmatch(word)):
@@ -293,15 +304,24 @@ class Faq:
         self.entries = tuple(entries)
         self.examples = tuple(examples)
         index = {entry.id: position for position, entry in enumerate(entries)}
-        by_entry: list[list[str]] = [list(entry.phrasings) for entry in entries]
+        answers = [normalize(entry.answer) for entry in entries]
+        # How often the FAQ's own text (its phrasings and answers, spelled as the agency spells)
+        # uses each word: what `correct_typos` corrects to, preferring the commonest. Citizens'
+        # examples are not in it: their misspellings ("huog") are no words to keep or correct to.
+        own = [normalize(text) for entry in entries for text in entry.phrasings]
+        self._frequency = Counter(" ".join([*own, *answers]).split())
+        # The words a word typed together may split into: also those the shorthand rewrites ("nguyen").
+        self._joinable = frozenset(self._frequency) | frozenset(
+            " ".join(_plain(text) for entry in entries for text in entry.phrasings).split())
+        # Each entry's phrasings, then its examples, folded as a question is (`fold`).
+        by_entry: list[list[str]] = [[normalize(text) for text in entry.phrasings] for entry in entries]
         for example in self.examples:
             if example.id not in index:
                 raise ValueError(f"example of an unknown entry: {example.id!r}")
-            by_entry[index[example.id]].append(example.question)
+            by_entry[index[example.id]].append(self.fold(example.question))
         self._vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True,
                                            lowercase=False, dtype=np.float64)
-        phrasings = [normalize(text) for texts in by_entry for text in texts]
-        answers = [normalize(entry.answer) for entry in entries]
+        phrasings = [text for texts in by_entry for text in texts]
         self._vectorizer.fit(phrasings + answers)
         self._phrasings = self._vectorizer.transform(phrasings).T.tocsr()
         self._phrasing_texts = phrasings
@@ -310,16 +330,10 @@ class Faq:
         self._starts = np.cumsum([0] + [len(texts) for texts in by_entry[:-1]])
         self._weights = np.array([1.0 if k < len(entry.phrasings) else EXAMPLE_WEIGHT
                                   for texts, entry in zip(by_entry, entries) for k in range(len(texts))])
-        # Every word each entry uses, in its phrasings, its examples or its answer (`unknown_words`).
-        self._words = [set(" ".join(map(normalize, (*texts, entry.answer))).split())
-                       for texts, entry in zip(by_entry, entries)]
-        # How often the FAQ uses each of its words (`correct_typos` prefers the commonest); its keys
-        # are every word of every entry, the union of `_words`.
-        self._frequency = Counter(" ".join([*phrasings, *answers]).split())
-        self._vocabulary = frozenset(self._frequency)
-        # The words a word typed together may split into: also those the shorthand rewrites ("nguyen").
-        self._joinable = self._vocabulary | frozenset(
-            " ".join(_plain(text) for texts in by_entry for text in texts).split())
+        # Every word each entry uses, in its phrasings, its examples or its answer (`unknown_words`),
+        # and every word of any entry (`rank`: a word none uses is the asker's own).
+        self._words = [set(" ".join((*texts, answer)).split()) for texts, answer in zip(by_entry, answers)]
+        self._vocabulary = frozenset().union(*self._words)
         # The second opinion: a classifier of the same character n-grams, trained on every
         # phrasing and example labelled with its entry (`Ranking.probabilities`).
         labels = [index for index, texts in enumerate(by_entry) for _ in texts]
@@ -384,12 +398,15 @@ class Faq:
 
     def match(self, question: str, *, min_score: float = MIN_SCORE, min_margin: float = MIN_MARGIN,
               max_unknown: int = MAX_UNKNOWN, agree_score: float = AGREE_MIN_SCORE,
-              agree_probability: float = AGREE_MIN_PROBABILITY) -> Match:
+              agree_probability: float = AGREE_MIN_PROBABILITY, firm_score: float = FIRM_MIN_SCORE,
+              firm_probability: float = FIRM_MIN_PROBABILITY, firm_unknown: int = FIRM_MAX_UNKNOWN) -> Match:
         """The best entry for `question`, confident when it may be sent without a person reading it:
         close enough, clearly ahead of the runner-up, and asking about nothing the entry does not
-        speak of (at most `max_unknown` such words)."""
+        speak of (at most `max_unknown` such words); or the classifier's firm choice (`Ranking.decide`)."""
         return self.rank(question).decide(min_score=min_score, min_margin=min_margin, max_unknown=max_unknown,
-                                          agree_score=agree_score, agree_probability=agree_probability)
+                                          agree_score=agree_score, agree_probability=agree_probability,
+                                          firm_score=firm_score, firm_probability=firm_probability,
+                                          firm_unknown=firm_unknown)
 
     def rank(self, question: str) -> Ranking:
         """`question` against every entry: what `match` decides from, for any thresholds."""
@@ -425,25 +442,33 @@ class Ranking:
 
     def decide(self, *, min_score: float = MIN_SCORE, min_margin: float = MIN_MARGIN,
                max_unknown: int = MAX_UNKNOWN, agree_score: float = AGREE_MIN_SCORE,
-               agree_probability: float = AGREE_MIN_PROBABILITY) -> Match:
+               agree_probability: float = AGREE_MIN_PROBABILITY, firm_score: float = FIRM_MIN_SCORE,
+               firm_probability: float = FIRM_MIN_PROBABILITY, firm_unknown: int = FIRM_MAX_UNKNOWN) -> Match:
         """The `Match` these thresholds give (see `Faq.match`)."""
         scores = self.scores
         order = np.argsort(-scores, kind="stable")
-        if scores[order[0]] <= 0.0:
+        top = int(order[0])
+        if scores[top] <= 0.0:
             return Match(None, 0.0, False)
+        # The closest entry, the classifier's firm first choice: its words the entry never uses
+        # are the asker's own (FIRM_MIN_SCORE).
+        firm = (int(np.argmax(self.probabilities)) == top and self.probabilities[top] >= firm_probability
+                and scores[top] >= firm_score and len(self.unknown[top]) <= firm_unknown)
         # The entries that speak of everything the question asks, closest first: the best of
         # them answers when close enough and clearly ahead of the next one.
         covering = [int(i) for i in order if scores[i] > 0.0 and len(self.unknown[i]) <= max_unknown]
         if not covering:
-            top = int(order[0])
-            return Match(self.entries[top], float(scores[top]), False, self.unknown[top])
+            return Match(self.entries[top], float(scores[top]), firm, self.unknown[top])
         best = float(scores[covering[0]])
         runner_up = float(scores[covering[1]]) if len(covering) > 1 else 0.0
         chosen = covering[0]
         agreed = (int(np.argmax(self.probabilities)) == chosen and self.probabilities[chosen] >= agree_probability
                   and best >= agree_score)
-        confident = (best >= min_score and best - runner_up >= min_margin) or agreed
-        return Match(self.entries[chosen], best, confident, self.unknown[chosen])
+        if (best >= min_score and best - runner_up >= min_margin) or agreed:
+            return Match(self.entries[chosen], best, True, self.unknown[chosen])
+        if firm:
+            return Match(self.entries[top], float(scores[top]), True, self.unknown[top])
+        return Match(self.entries[chosen], best, False, self.unknown[chosen])
 
 
 # -- the labelled questions ---------------------------------------------------------------

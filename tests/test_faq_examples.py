@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -23,9 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures" / "faq"
 RENEWAL = FaqEntry("gia-han", "Gia hạn thẻ BHYT hộ gia đình ở đâu?", "Tại đại lý thu BHXH hoặc qua VssID.")
 LOST = FaqEntry("mat-the", "Mất thẻ BHYT thì làm thế nào?", "Nộp tờ khai TK1-TS tại cơ quan BHXH.")
-# "ông nội ở quê" (grandfather, in the home village): words neither entry uses, as citizens write
+# "ở quê làm ruộng" (farming in the home village): words neither entry uses, as citizens write
 # them (two of them: one alone would be forgiven as the asker's own detail, MAX_ASIDE).
-GRANDFATHER = "the bhyt cua ong noi em o que het han thi gia han o dau"
+GRANDFATHER = "the bhyt cua ong em o que lam ruong het han thi gia han o dau"
 
 
 def _bench():
@@ -40,13 +41,13 @@ def _bench():
 
 def test_an_example_teaches_its_entry_a_word_citizens_use():
     plain = Faq([RENEWAL, LOST]).match(GRANDFATHER)
-    assert (plain.entry.id, plain.confident, plain.unknown) == ("gia-han", False, ("noi", "que"))
-    taught = Faq([RENEWAL, LOST], [FaqExample("gia-han", "the bhyt cua ong noi o que het han gia han o dau")])
+    assert (plain.entry.id, plain.confident, plain.unknown) == ("gia-han", False, ("que", "ruong"))
+    taught = Faq([RENEWAL, LOST], [FaqExample("gia-han", "the bhyt cua ong o que lam ruong het han gia han o dau")])
     match = taught.match(GRANDFATHER)
     assert (match.entry.id, match.confident, match.unknown) == ("gia-han", True, ())
     assert taught.unknown_words(GRANDFATHER, 0) == ()
     # The word is that entry's only: the other entry still does not speak of it.
-    assert taught.unknown_words("ong noi mat the bhyt", 1) == ("noi",)
+    assert taught.unknown_words("ong o que mat the bhyt", 1) == ("que",)
 
 
 def test_a_hand_written_phrasing_outweighs_a_mislabelled_example(monkeypatch):
@@ -183,42 +184,40 @@ def test_the_bench_never_scores_a_question_against_itself():
     bench = _bench()
     taught = Faq([RENEWAL, LOST], [FaqExample("gia-han", GRANDFATHER.upper() + "?")])
     question = faq_module.LabelledQuestion(GRANDFATHER, "gia-han", "tune")
-    assert taught.match(GRANDFATHER).confident   # its own example teaches it "noi"
+    assert taught.match(GRANDFATHER).confident   # its own example teaches it "que" and "ruong"
     [(_, ranking)] = bench.rank_left_out(taught, [question])
-    assert ranking.decide().unknown == ("noi", "que") and not ranking.decide().confident
+    assert ranking.decide().unknown == ("que", "ruong") and not ranking.decide().confident
 
 
 def test_the_strict_folds_drop_the_phrasings_written_from_a_question_but_keep_the_titles():
     bench = _bench()
-    copied = "the bhyt cua ong noi em o que het han gia han o dau"
+    copied = "the bhyt cua ong em o que lam ruong het han gia han o dau"
     renewal = FaqEntry("gia-han", RENEWAL.question + " | " + copied, RENEWAL.answer)
     faq = Faq([renewal, LOST], [FaqExample("gia-han", GRANDFATHER)])
     question = faq_module.LabelledQuestion(GRANDFATHER, "gia-han", "tune")
     [(_, strict)] = bench.rank_strict(faq, [question])
     [(_, left_out)] = bench.rank_left_out(faq, [question])
     assert left_out.scores[0] > 0.85 and left_out.unknown[0] == ()   # the copied phrasing answers it
-    assert strict.scores[0] < 0.8 and strict.unknown[0] == ("noi", "que")   # gone, with its words
+    assert strict.scores[0] < 0.8 and strict.unknown[0] == ("que", "ruong")   # gone, with its words
     titles_only = Faq([RENEWAL, LOST])   # a question word for word the entry's title: the title stays
     [(_, titles)] = bench.rank_strict(titles_only, [faq_module.LabelledQuestion(RENEWAL.question, "gia-han", "tune")])
     assert titles.scores[0] == pytest.approx(titles_only.rank(RENEWAL.question).scores[0])
 
 
 def test_held_out_figures_with_the_shipped_examples_do_not_fall_below_their_measured_ones():
-    # Measured once for this design (`python bench/faq.py --tune`, look 4, /work/notes/s5/look4.log):
-    # the held-out halves of rounds 1-4, 7 and 9, 462 questions: 4 wrong (0.9%), 141 of 144
-    # unanswerable to staff, 217 of 318 answerable auto-answered (68.2%; rounds 1-4's halves alone
-    # 160 of 220, 72.7%). Held out whole: round 5: 0 wrong, all 52 to staff, 103 of 108; round 6:
-    # 2 wrong, 38 of 39 to staff, 73 of 82; round 8: 4 wrong (2.7%), 49 of 50 to staff, 69 of 100;
-    # round 10 (a new writer in six regional voices, never seen): 1 wrong, 49 of 50 to staff, 26
-    # of 100; round 11 (six more voices, /work/notes/s5/look4-round11.log): 2 wrong, 48 of 50 to
-    # staff, 27 of 100. Rounds 7-11 were written by writers who never saw the FAQ's wording: the 70% target
-    # is MISSED on them. Floors a little under the measurement, against a silent regression; not
-    # a claim that the targets are met.
+    # Measured once for this design (`python bench/faq.py --tune --strict`, look 6,
+    # /work/notes/s6/look6.log). The held-out halves of rounds 1-4, 7, 9, 10 and 11, 602
+    # questions: 11 wrong (1.8%), 179 of 188 unanswerable to staff (95.2%), 292 of 414 answerable
+    # auto-answered (70.5%). Held out whole: round 5: 2 wrong, 50 of 52 to staff, 105 of 108;
+    # round 6: 3 wrong (2.5%), 37 of 39 to staff, 79 of 82; round 8: 5 wrong (3.3%), 48 of 50 to
+    # staff, 81 of 100; round 12 (a new writer in a national mix of voices, first looked at with
+    # this design): 2 wrong, 48 of 50 to staff, 68 of 100. Floors at the measurement, against a
+    # silent regression; not a claim that every target is met on every set (rounds 6 and 8 go
+    # over 2% wrong, round 12 under 70% answered).
     bench = _bench()
     plain = Faq.from_csv(FIXTURES / "faq.csv")
     faq = Faq(list(plain.entries), read_examples(FIXTURES / "examples.csv", plain.entries))
-    whole = ("questions-round5.csv", "questions-round6.csv", "questions-round8.csv", "questions-round10.csv",
-             "questions-round11.csv")
+    whole = ("questions-round5.csv", "questions-round6.csv", "questions-round8.csv", "questions-round12.csv")
 
     def held_out(*names: str):
         questions = [item for path in sorted(FIXTURES.glob("questions*.csv"))
@@ -228,8 +227,43 @@ def test_held_out_figures_with_the_shipped_examples_do_not_fall_below_their_meas
 
     halves, *rounds = held_out(), *(held_out(name) for name in whole)
     assert [(figures.questions, figures.answerable) for figures in (halves, *rounds)] == [
-        (462, 318), (160, 108), (121, 82), (150, 100), (150, 100), (150, 100)]
-    for figures, wrong, to_staff, answered in zip((halves, *rounds), (4, 0, 2, 4, 1, 2), (141, 52, 38, 49, 49, 48),
-                                                  (213, 101, 71, 66, 24, 25)):
+        (602, 414), (160, 108), (121, 82), (150, 100), (150, 100)]
+    for figures, wrong, to_staff, answered in zip((halves, *rounds), (11, 2, 3, 5, 2), (179, 50, 37, 48, 48),
+                                                  (292, 105, 79, 81, 68)):
         assert (figures.wrong <= wrong and figures.to_staff >= to_staff
                 and figures.auto_answered >= answered), (figures, wrong, to_staff, answered)
+
+
+def test_the_tuning_halves_in_folds_meet_the_targets_with_the_shipped_examples():
+    # Each of 10 folds of the tuning halves matched without the examples of its own questions
+    # (`rank_folds`), look 6: 317 of 417 answerable auto-answered (76.0%), 5 wrong (0.8%), 196 of
+    # 200 unanswerable to staff (98.0%).
+    bench = _bench()
+    faq = Faq.from_csv(FIXTURES / "faq.csv", FIXTURES / "examples.csv")
+    tuning = [item for path in sorted(FIXTURES.glob("questions*.csv"))
+              for item in read_labelled(path, faq) if item.half == "tune"]
+    figures = faq_module.evaluate_ranked(bench.rank_folds(faq, tuning))
+    assert figures.meets_targets, figures
+    assert (figures.questions, figures.wrong <= 5, figures.to_staff >= 196, figures.auto_answered >= 317) == (
+        617, True, True, True), figures
+
+
+def test_the_firm_thresholds_are_the_best_worth_with_a_wrong_answer_costing_ten():
+    bench = _bench()
+    entries = (RENEWAL, LOST)
+
+    def ranked(expected: str | None, probability: float, score: float):
+        question = faq_module.LabelledQuestion("q", expected, "tune")
+        ranking = faq_module.Ranking(entries, np.array([score, 0.1]), (("que",), ()),
+                                     np.array([probability, 1 - probability]))
+        return question, ranking
+
+    # An answerable question the firm rule answers from p = 0.9; an unanswerable one it answers
+    # (wrongly) from p = 0.7: the strictest pair answering the first and not the second is chosen.
+    rankings = [ranked("gia-han", 0.9, 0.8), ranked(None, 0.7, 0.8)]
+    chosen, [found] = bench.tune_firm(rankings)
+    assert chosen == {"firm_score": 0.7, "firm_probability": 0.9, "firm_unknown": 1}
+    assert (found.auto_answered, found.wrong) == (1, 0)
+    # Nothing to gain but a wrong answer: the firm rule stays out.
+    chosen, _ = bench.tune_firm([ranked(None, 0.95, 0.9)])
+    assert chosen["firm_score"] == bench.NEVER
