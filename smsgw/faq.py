@@ -84,8 +84,8 @@ AGREE_MIN_PROBABILITY = 0.6   # the classifier's probability of that entry, its 
 # The classifier's firm agreement (see bench/faq.py --tune): the closest entry is also its first
 # choice, with at least this probability, and at least this close. It answers even when the
 # question has words the entry never uses: they are the asker's own ("que", "Quang Trach").
-FIRM_MIN_SCORE = 0.55
-FIRM_MIN_PROBABILITY = 0.65
+FIRM_MIN_SCORE = 0.6
+FIRM_MIN_PROBABILITY = 0.85
 FIRM_MAX_UNKNOWN = 3     # ... at most this many of them: more is another question ("giao vien mam non")
 CLASSIFIER_C = 10.0           # inverse regularisation of the classifier (scikit-learn's C)
 SUGGEST_MIN_SCORE = 0.2   # below this an entry has nothing to do with the question: not shown to staff

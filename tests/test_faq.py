@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -215,18 +216,26 @@ def test_the_classifiers_agreement_never_answers_a_question_with_a_word_the_entr
 
 
 def test_the_classifiers_firm_choice_answers_despite_a_few_words_of_the_askers_own(faq):
-    # Where they work and where they live ("hcm", "que", "noi"): words the unemployment entry never
-    # uses, but the closest entry is also the classifier's firm first choice (p ~ 0.82).
-    question = "e lam o hcm nghi viec ve que ha noi thi nop ho so tctn o dau"
-    ranking = faq.rank(question)
-    match = ranking.decide()
-    assert (match.entry.id, match.confident, match.unknown) == ("that-nghiep-thu-tuc", True, ("hcm", "que", "noi"))
-    assert ranking.probabilities.max() >= faq_module.FIRM_MIN_PROBABILITY
-    assert not ranking.decide(firm_score=2.0).confident   # without the firm rule: staff
-    assert not ranking.decide(firm_unknown=2).confident
-    # Four such words are more than the asker's own details (FIRM_MAX_UNKNOWN): staff.
-    four = faq.match("toi lam o hcm, nghi viec ve que o nghe an thi nop ho so tro cap that nghiep o dau")
-    assert (four.entry.id, four.confident, len(four.unknown)) == ("that-nghiep-thu-tuc", False, 4)
+    # Where they work and where they live ("hcm", "que"): words the closest entry never uses. It
+    # answers only as the classifier's firm first choice: p >= FIRM_MIN_PROBABILITY, score >=
+    # FIRM_MIN_SCORE, at most FIRM_MAX_UNKNOWN such words.
+    entries = faq.entries[:2]
+
+    def decide(score: float, probability: float, unknown: tuple[str, ...], **thresholds):
+        ranking = faq_module.Ranking(entries, np.array([score, 0.2]), (unknown, ()),
+                                     np.array([probability, 1 - probability]))
+        return ranking.decide(**thresholds)
+
+    firm = decide(0.66, 0.9, ("hcm", "que"))
+    assert (firm.entry, firm.confident, firm.unknown) == (entries[0], True, ("hcm", "que"))
+    assert not decide(0.66, 0.9, ("hcm", "que"), firm_score=2.0).confident   # the rule left out: staff
+    assert not decide(0.66, faq_module.FIRM_MIN_PROBABILITY - 0.01, ("hcm", "que")).confident
+    assert not decide(faq_module.FIRM_MIN_SCORE - 0.01, 0.9, ("hcm", "que")).confident
+    assert not decide(0.66, 0.9, ("giao", "vien", "mam", "non")).confident   # more than the asker's own
+    assert not decide(0.66, 0.1, ("hcm",)).confident   # the classifier's first choice is another entry
+    # On the shipped FAQ: the closest entry, 4 words it never uses, the classifier fairly sure: staff.
+    four = faq.match("dieu kien nhan luong huu cua nu giao vien mam non")
+    assert (four.entry.id, four.confident, len(four.unknown)) == ("huu-tri-dieu-kien", False, 4)
 
 
 def test_mistyped_words_are_corrected_to_the_faqs_word_and_real_words_are_left_alone(faq):
