@@ -336,11 +336,11 @@ def test_a_labelled_file_without_halves_gets_them_by_hash_and_a_bad_half_is_refu
 
 
 def test_held_out_halves_do_not_fall_below_their_measured_figures(faq):
-    # The FAQ's phrasings alone (no examples), measured at look 6 (/work/notes/s6/floors.log). The
-    # held-out halves of rounds 1-4, 7, 9, 10 and 11, 602 questions: 9 wrong answers (1.5%, target
-    # <= 2%), 183 of 188 unanswerable ones to staff (97.3%, target >= 95%), 234 of 414 answerable
-    # ones auto-answered (56.5%: the coverage target of 70% is MISSED without the examples).
-    # Round 5, held out whole: 2 wrong, 50 of 52 to staff, 94 of 108. These floors keep a change
+    # The FAQ's phrasings alone (no examples), measured at look 8 (/work/notes/s6/floors8.log). The
+    # held-out halves of rounds 1-4, 7, 9, 10 and 11, 602 questions: 7 wrong answers (1.2%, target
+    # <= 2%), 185 of 188 unanswerable ones to staff (98.4%, target >= 95%), 222 of 414 answerable
+    # ones auto-answered (53.6%: the coverage target of 70% is MISSED without the examples).
+    # Round 5, held out whole: 0 wrong, all 52 to staff, 93 of 108. These floors keep a change
     # to the matcher from making any figure worse unnoticed; they do not claim the targets
     # (tests/test_faq_examples.py holds the figures with the shipped examples).
     def held_out(round_5: bool):
@@ -350,9 +350,9 @@ def test_held_out_halves_do_not_fall_below_their_measured_figures(faq):
 
     earlier, round_5 = held_out(False), held_out(True)
     assert (earlier.questions, earlier.answerable, round_5.questions, round_5.answerable) == (602, 414, 160, 108)
-    assert earlier.wrong <= 9 and round_5.wrong <= 2
-    assert earlier.to_staff >= 183 and round_5.to_staff >= 50
-    assert earlier.auto_answered >= 230 and round_5.auto_answered >= 92
+    assert earlier.wrong <= 7 and round_5.wrong == 0
+    assert earlier.to_staff >= 185 and round_5.to_staff >= 52
+    assert earlier.auto_answered >= 222 and round_5.auto_answered >= 93
 
 
 # -- arbitrary text -----------------------------------------------------------------------

@@ -205,19 +205,20 @@ def test_the_strict_folds_drop_the_phrasings_written_from_a_question_but_keep_th
 
 
 def test_held_out_figures_with_the_shipped_examples_do_not_fall_below_their_measured_ones():
-    # Measured once for this design (`python bench/faq.py --tune --strict`, look 6,
-    # /work/notes/s6/look6.log). The held-out halves of rounds 1-4, 7, 9, 10 and 11, 602
-    # questions: 11 wrong (1.8%), 179 of 188 unanswerable to staff (95.2%), 292 of 414 answerable
-    # auto-answered (70.5%). Held out whole: round 5: 2 wrong, 50 of 52 to staff, 105 of 108;
-    # round 6: 3 wrong (2.5%), 37 of 39 to staff, 79 of 82; round 8: 5 wrong (3.3%), 48 of 50 to
-    # staff, 81 of 100; round 12 (a new writer in a national mix of voices, first looked at with
-    # this design): 2 wrong, 48 of 50 to staff, 68 of 100. Floors at the measurement, against a
-    # silent regression; not a claim that every target is met on every set (rounds 6 and 8 go
-    # over 2% wrong, round 12 under 70% answered).
+    # Measured once for this design (`python bench/faq.py --tune --strict`, look 8,
+    # /work/notes/s6/look8-final.log). The held-out halves of rounds 1-4, 7, 9, 10 and 11, 602
+    # questions: 9 wrong (1.5%), 181 of 188 unanswerable to staff (96.3%), 271 of 414 answerable
+    # auto-answered (65.5%). Held out whole: round 5: 1 wrong, 51 of 52 to staff, 104 of 108;
+    # round 6: 3 wrong (2.5%), 37 of 39 to staff, 78 of 82; round 8: 5 wrong (3.3%), 48 of 50 to
+    # staff, 74 of 100; round 12 (a new writer, a national mix of voices): 1 wrong, 49 of 50 to
+    # staff, 58 of 100; round 13 (another new writer, close calls among the unanswerable): 4
+    # wrong (2.7%), 46 of 50 to staff, 52 of 100. Floors at the measurement, against a silent
+    # regression; not a claim that every target is met on every set.
     bench = _bench()
     plain = Faq.from_csv(FIXTURES / "faq.csv")
     faq = Faq(list(plain.entries), read_examples(FIXTURES / "examples.csv", plain.entries))
-    whole = ("questions-round5.csv", "questions-round6.csv", "questions-round8.csv", "questions-round12.csv")
+    whole = ("questions-round5.csv", "questions-round6.csv", "questions-round8.csv", "questions-round12.csv",
+             "questions-round13.csv")
 
     def held_out(*names: str):
         questions = [item for path in sorted(FIXTURES.glob("questions*.csv"))
@@ -227,24 +228,24 @@ def test_held_out_figures_with_the_shipped_examples_do_not_fall_below_their_meas
 
     halves, *rounds = held_out(), *(held_out(name) for name in whole)
     assert [(figures.questions, figures.answerable) for figures in (halves, *rounds)] == [
-        (602, 414), (160, 108), (121, 82), (150, 100), (150, 100)]
-    for figures, wrong, to_staff, answered in zip((halves, *rounds), (11, 2, 3, 5, 2), (179, 50, 37, 48, 48),
-                                                  (292, 105, 79, 81, 68)):
+        (602, 414), (160, 108), (121, 82), (150, 100), (150, 100), (150, 100)]
+    for figures, wrong, to_staff, answered in zip((halves, *rounds), (9, 1, 3, 5, 1, 4), (181, 51, 37, 48, 49, 46),
+                                                  (271, 104, 78, 74, 58, 52)):
         assert (figures.wrong <= wrong and figures.to_staff >= to_staff
                 and figures.auto_answered >= answered), (figures, wrong, to_staff, answered)
 
 
 def test_the_tuning_halves_in_folds_meet_the_targets_with_the_shipped_examples():
     # Each of 10 folds of the tuning halves matched without the examples of its own questions
-    # (`rank_folds`), look 6: 317 of 417 answerable auto-answered (76.0%), 5 wrong (0.8%), 196 of
-    # 200 unanswerable to staff (98.0%).
+    # (`rank_folds`), look 8: 298 of 417 answerable auto-answered (71.5%), 3 wrong (0.5%), 198 of
+    # 200 unanswerable to staff (99.0%).
     bench = _bench()
     faq = Faq.from_csv(FIXTURES / "faq.csv", FIXTURES / "examples.csv")
     tuning = [item for path in sorted(FIXTURES.glob("questions*.csv"))
               for item in read_labelled(path, faq) if item.half == "tune"]
     figures = faq_module.evaluate_ranked(bench.rank_folds(faq, tuning))
     assert figures.meets_targets, figures
-    assert (figures.questions, figures.wrong <= 5, figures.to_staff >= 196, figures.auto_answered >= 317) == (
+    assert (figures.questions, figures.wrong <= 3, figures.to_staff >= 198, figures.auto_answered >= 298) == (
         617, True, True, True), figures
 
 
