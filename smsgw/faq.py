@@ -450,10 +450,10 @@ class Ranking:
         top = int(order[0])
         if scores[top] <= 0.0:
             return Match(None, 0.0, False)
-        # The closest entry, the classifier's firm first choice: its words the entry never uses
-        # are the asker's own (FIRM_MIN_SCORE).
-        firm = (int(np.argmax(self.probabilities)) == top and self.probabilities[top] >= firm_probability
-                and scores[top] >= firm_score and len(self.unknown[top]) <= firm_unknown)
+        # The closest entry, the classifier's firm first choice: a few words the entry never uses
+        # are the asker's own (FIRM_MIN_PROBABILITY).
+        firm = bool(int(np.argmax(self.probabilities)) == top and self.probabilities[top] >= firm_probability
+                    and scores[top] >= firm_score and len(self.unknown[top]) <= firm_unknown)
         # The entries that speak of everything the question asks, closest first: the best of
         # them answers when close enough and clearly ahead of the next one.
         covering = [int(i) for i in order if scores[i] > 0.0 and len(self.unknown[i]) <= max_unknown]
