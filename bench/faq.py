@@ -185,38 +185,34 @@ def _fold_of(item: LabelledQuestion) -> int:
     return int.from_bytes(hashlib.sha256(same_text(item.question).encode()).digest()[:4], "big") % STRICT_FOLDS
 
 
-def rank_folds(faq: Faq, tuning: list[LabelledQuestion]) -> list[tuple[LabelledQuestion, Ranking]]:
+def rank_folds(faq: Faq, tuning: list[LabelledQuestion], near: float | None = None) -> list[tuple[LabelledQuestion, Ranking]]:
     """The tuning questions ranked in STRICT_FOLDS folds (grouped by text), each fold by the FAQ
-    without the examples of its questions' texts (its phrasings all kept): how a new question of a
-    voice already among the examples fares."""
-    ranked = []
-    for fold in range(STRICT_FOLDS):
-        questions = [item for item in tuning if _fold_of(item) == fold]
-        texts = {same_text(item.question) for item in questions}
-        without = Faq(list(faq.entries), [example for example in faq.examples if same_text(example.question) not in texts])
-        ranked += [(item, without.rank(item.question)) for item in questions]
-    return ranked
-
-
-def rank_strict(faq: Faq, tuning: list[LabelledQuestion]) -> list[tuple[LabelledQuestion, Ranking]]:
-    """The tuning questions ranked in STRICT_FOLDS folds (grouped by text), each fold by the FAQ
-    without the examples of its questions' texts and without the phrasings (titles kept) within
-    STRICT_NEAR of one of its questions. Leave-one-out flatters the tuning halves, since phrasings
-    were written from their misses; this behaves more like new questions (at a6e89c7: 62.3% of
-    the tuning halves answered, where leave-one-out gives 76.0% and the held-out halves 68.2%)."""
+    without the examples of its questions' texts: how a new question of a voice already among the
+    examples fares. With `near`, also without the phrasings (titles kept) within `near` of one of
+    the fold's questions (`rank_strict`)."""
     ranked = []
     for fold in range(STRICT_FOLDS):
         questions = [item for item in tuning if _fold_of(item) == fold]
         if not questions:
             continue
         texts = {same_text(item.question) for item in questions}
-        near = {(entry_id, text) for entry_id, text, _ in leaking_phrasings(faq, questions, STRICT_NEAR)}
-        entries = [FaqEntry(entry.id, " | ".join(text for position, text in enumerate(entry.phrasings)
-                                                 if position == 0 or (entry.id, text) not in near), entry.answer)
-                   for entry in faq.entries]
+        entries = list(faq.entries)
+        if near is not None:
+            close = {(entry_id, text) for entry_id, text, _ in leaking_phrasings(faq, questions, near)}
+            entries = [FaqEntry(entry.id, " | ".join(text for position, text in enumerate(entry.phrasings)
+                                                     if position == 0 or (entry.id, text) not in close), entry.answer)
+                       for entry in entries]
         without = Faq(entries, [example for example in faq.examples if same_text(example.question) not in texts])
         ranked += [(item, without.rank(item.question)) for item in questions]
     return ranked
+
+
+def rank_strict(faq: Faq, tuning: list[LabelledQuestion]) -> list[tuple[LabelledQuestion, Ranking]]:
+    """`rank_folds` without the phrasings within STRICT_NEAR of a fold's question. Leave-one-out
+    flatters the tuning halves, since phrasings were written from their misses; this behaves more
+    like new questions (at a6e89c7: 62.3% of the tuning halves answered, where leave-one-out gives
+    76.0% and the held-out halves 68.2%)."""
+    return rank_folds(faq, tuning, near=STRICT_NEAR)
 
 
 def main() -> None:

@@ -305,16 +305,15 @@ class Faq:
         self.examples = tuple(examples)
         index = {entry.id: position for position, entry in enumerate(entries)}
         answers = [normalize(entry.answer) for entry in entries]
+        plain = [[_plain(text) for text in entry.phrasings] for entry in entries]
+        # Each entry's phrasings (normalized), then below its examples, folded as a question is (`fold`).
+        by_entry: list[list[str]] = [[_abbreviated(text) for text in texts] for texts in plain]
         # How often the FAQ's own text (its phrasings and answers, spelled as the agency spells)
         # uses each word: what `correct_typos` corrects to, preferring the commonest. Citizens'
         # examples are not in it: their misspellings ("huog") are no words to keep or correct to.
-        own = [normalize(text) for entry in entries for text in entry.phrasings]
-        self._frequency = Counter(" ".join([*own, *answers]).split())
+        self._frequency = Counter(" ".join([*(text for texts in by_entry for text in texts), *answers]).split())
         # The words a word typed together may split into: also those the shorthand rewrites ("nguyen").
-        self._joinable = frozenset(self._frequency) | frozenset(
-            " ".join(_plain(text) for entry in entries for text in entry.phrasings).split())
-        # Each entry's phrasings, then its examples, folded as a question is (`fold`).
-        by_entry: list[list[str]] = [[normalize(text) for text in entry.phrasings] for entry in entries]
+        self._joinable = frozenset(self._frequency) | frozenset(" ".join(text for texts in plain for text in texts).split())
         for example in self.examples:
             if example.id not in index:
                 raise ValueError(f"example of an unknown entry: {example.id!r}")
@@ -450,9 +449,10 @@ class Ranking:
         top = int(order[0])
         if scores[top] <= 0.0:
             return Match(None, 0.0, False)
+        first_choice = int(np.argmax(self.probabilities))   # the classifier's
         # The closest entry, the classifier's firm first choice: a few words the entry never uses
         # are the asker's own (FIRM_MIN_PROBABILITY).
-        firm = bool(int(np.argmax(self.probabilities)) == top and self.probabilities[top] >= firm_probability
+        firm = bool(first_choice == top and self.probabilities[top] >= firm_probability
                     and scores[top] >= firm_score and len(self.unknown[top]) <= firm_unknown)
         # The entries that speak of everything the question asks, closest first: the best of
         # them answers when close enough and clearly ahead of the next one.
@@ -462,7 +462,7 @@ class Ranking:
         best = float(scores[covering[0]])
         runner_up = float(scores[covering[1]]) if len(covering) > 1 else 0.0
         chosen = covering[0]
-        agreed = (int(np.argmax(self.probabilities)) == chosen and self.probabilities[chosen] >= agree_probability
+        agreed = (first_choice == chosen and self.probabilities[chosen] >= agree_probability
                   and best >= agree_score)
         if (best >= min_score and best - runner_up >= min_margin) or agreed:
             return Match(self.entries[chosen], best, True, self.unknown[chosen])
