@@ -213,14 +213,16 @@ def test_held_out_figures_with_the_shipped_examples_do_not_fall_below_their_meas
     # staff, 74 of 100; round 12 (a new writer, a national mix of voices): 1 wrong, 49 of 50 to
     # staff, 58 of 100; round 13 (another new writer, close calls among the unanswerable): 4
     # wrong (2.7%), 46 of 50 to staff, 52 of 100; round 14 (a third new writer, measured once on
-    # this design, /work/notes/s6/r14-look8.log): 4 wrong (2.7%), 46 of 50 to staff, 50 of 100.
+    # this design, /work/notes/s6/r14-look8.log): 4 wrong (2.7%), 46 of 50 to staff, 50 of 100;
+    # round 15 (a fourth new writer, 36 close calls among the unanswerable, measured once on this
+    # design): 7 wrong (4.7%), 45 of 50 to staff, 59 of 100.
     # Floors at the measurement, against a silent regression; not a claim that every target is
     # met on every set.
     bench = _bench()
     plain = Faq.from_csv(FIXTURES / "faq.csv")
     faq = Faq(list(plain.entries), read_examples(FIXTURES / "examples.csv", plain.entries))
     whole = ("questions-round5.csv", "questions-round6.csv", "questions-round8.csv", "questions-round12.csv",
-             "questions-round13.csv", "questions-round14.csv")
+             "questions-round13.csv", "questions-round14.csv", "questions-round15.csv")
 
     def held_out(*names: str):
         questions = [item for path in sorted(FIXTURES.glob("questions*.csv"))
@@ -230,9 +232,9 @@ def test_held_out_figures_with_the_shipped_examples_do_not_fall_below_their_meas
 
     halves, *rounds = held_out(), *(held_out(name) for name in whole)
     assert [(figures.questions, figures.answerable) for figures in (halves, *rounds)] == [
-        (602, 414), (160, 108), (121, 82), (150, 100), (150, 100), (150, 100), (150, 100)]
-    for figures, wrong, to_staff, answered in zip((halves, *rounds), (9, 1, 3, 5, 1, 4, 4), (181, 51, 37, 48, 49, 46, 46),
-                                                  (271, 104, 78, 74, 58, 52, 50)):
+        (602, 414), (160, 108), (121, 82), (150, 100), (150, 100), (150, 100), (150, 100), (150, 100)]
+    for figures, wrong, to_staff, answered in zip((halves, *rounds), (9, 1, 3, 5, 1, 4, 4, 7), (181, 51, 37, 48, 49, 46, 46, 45),
+                                                  (271, 104, 78, 74, 58, 52, 50, 59)):
         assert (figures.wrong <= wrong and figures.to_staff >= to_staff
                 and figures.auto_answered >= answered), (figures, wrong, to_staff, answered)
 
