@@ -6,11 +6,11 @@
     python bench/faq.py --strict   # also: the tuning halves without the phrasings written from them
 
 Matches every question of the labelled sets (fixtures/faq/questions*.csv: questions.csv, the
-first set, then questions-round2..15.csv, each written before the matcher change it judged;
-rounds 5, 6, 8 and 12-15 are held out whole; rounds 7-15 were written by writers who never saw
+first set, then questions-round2..16.csv, each written before the matcher change it judged;
+rounds 5, 6, 8 and 12-15 are held out whole; rounds 7-16 were written by writers who never saw
 the FAQ's phrasings, the other rounds or the matcher, round 7 from the entries' titles, rounds
-8-11 from the titles and a summary of each answer, rounds 12-15 from the titles and the
-answers; rounds 7, 9, 10 and 11 were split after their first look)
+8-11 from the titles and a summary of each answer, rounds 12-16 from the titles and the
+answers; rounds 7, 9, 10, 11 and 16 were split after their first look)
 against fixtures/faq/faq.csv and prints, for each set and for all of them together, the tuning
 half, the test half (held out: the honest figures; each question's half is stored in its file)
 and both: wrong
@@ -23,7 +23,7 @@ tuning halves, each labelled with its entry; `--no-examples` for the FAQ's phras
 question that is also an example is matched without the examples of its text (leave-one-out):
 the tuning rows are not flattered by the examples, and a held-out question repeated among the tuning questions is
 no free answer. The rows "held out, by kind" give the held-out halves of the split sets (rounds
-1-4, 7, 9, 10 and 11) and the sets held out whole (rounds 5, 6, 8 and 12-15), with and without such
+1-4, 7, 9, 10, 11 and 16) and the sets held out whole (rounds 5, 6, 8 and 12-15), with and without such
 repeats.
 
 `--tune` searches MIN_SCORE (0.50-0.80) x MIN_MARGIN x MAX_UNKNOWN on the tuning halves only: the thresholds
@@ -232,7 +232,7 @@ def main() -> None:
     plain = Faq.from_csv(args.faq)
     examples = [] if args.no_examples else read_examples(args.examples, plain.entries)
     faq = Faq(list(plain.entries), examples)
-    paths = sorted(FIXTURES.glob("questions*.csv"),   # questions.csv, then round 2, 3, ... 15
+    paths = sorted(FIXTURES.glob("questions*.csv"),   # questions.csv, then round 2, 3, ... 16
                    key=lambda path: int(path.stem.removeprefix("questions-round")) if "-round" in path.stem else 1)
     sets = {path.stem: read_labelled(path, faq) for path in paths}
     labelled = [item for questions in sets.values() for item in questions]

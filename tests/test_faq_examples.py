@@ -205,17 +205,14 @@ def test_the_strict_folds_drop_the_phrasings_written_from_a_question_but_keep_th
 
 
 def test_held_out_figures_with_the_shipped_examples_do_not_fall_below_their_measured_ones():
-    # Measured once for this design (`python bench/faq.py --tune --strict`, look 8,
-    # /work/notes/s6/look8-final.log). The held-out halves of rounds 1-4, 7, 9, 10 and 11, 602
-    # questions: 9 wrong (1.5%), 181 of 188 unanswerable to staff (96.3%), 271 of 414 answerable
-    # auto-answered (65.5%). Held out whole: round 5: 1 wrong, 51 of 52 to staff, 104 of 108;
-    # round 6: 3 wrong (2.5%), 37 of 39 to staff, 78 of 82; round 8: 5 wrong (3.3%), 48 of 50 to
-    # staff, 74 of 100; round 12 (a new writer, a national mix of voices): 1 wrong, 49 of 50 to
-    # staff, 58 of 100; round 13 (another new writer, close calls among the unanswerable): 4
-    # wrong (2.7%), 46 of 50 to staff, 52 of 100; round 14 (a third new writer, measured once on
-    # this design, /work/notes/s6/r14-look8.log): 4 wrong (2.7%), 46 of 50 to staff, 50 of 100;
-    # round 15 (a fourth new writer, 36 close calls among the unanswerable, measured once on this
-    # design): 7 wrong (4.7%), 45 of 50 to staff, 59 of 100.
+    # Measured on look 8 with round 16's tuning half among the examples (/work/notes/s7/
+    # halves-look8-r16.log). The held-out halves of rounds 1-4, 7, 9, 10, 11 and 16, 681
+    # questions: 12 wrong (1.8%), 203 of 213 unanswerable to staff (95.3%), 301 of 468 answerable
+    # auto-answered (64.3%). Held out whole: round 5: 1 wrong, 51 of 52 to staff, 104 of 108;
+    # round 6: 4 wrong (3.3%), 36 of 39 to staff, 77 of 82; round 8: 5 wrong (3.3%), 48 of 50 to
+    # staff, 77 of 100; rounds 12-15, each by a writer new to the FAQ (12: a national mix of
+    # voices; 13: close calls among the unanswerable; 14: a provincial office's inbox; 15: 36
+    # close calls): 2, 5, 4 and 6 wrong, 48, 45, 46 and 45 of 50 to staff, 59, 57, 51 and 63 of 100.
     # Floors at the measurement, against a silent regression; not a claim that every target is
     # met on every set.
     bench = _bench()
@@ -232,9 +229,9 @@ def test_held_out_figures_with_the_shipped_examples_do_not_fall_below_their_meas
 
     halves, *rounds = held_out(), *(held_out(name) for name in whole)
     assert [(figures.questions, figures.answerable) for figures in (halves, *rounds)] == [
-        (602, 414), (160, 108), (121, 82), (150, 100), (150, 100), (150, 100), (150, 100), (150, 100)]
-    for figures, wrong, to_staff, answered in zip((halves, *rounds), (9, 1, 3, 5, 1, 4, 4, 7), (181, 51, 37, 48, 49, 46, 46, 45),
-                                                  (271, 104, 78, 74, 58, 52, 50, 59)):
+        (681, 468), (160, 108), (121, 82), (150, 100), (150, 100), (150, 100), (150, 100), (150, 100)]
+    for figures, wrong, to_staff, answered in zip((halves, *rounds), (12, 1, 4, 5, 2, 5, 4, 6), (203, 51, 36, 48, 48, 45, 46, 45),
+                                                  (301, 104, 77, 77, 59, 57, 51, 63)):
         assert (figures.wrong <= wrong and figures.to_staff >= to_staff
                 and figures.auto_answered >= answered), (figures, wrong, to_staff, answered)
 
@@ -242,15 +239,16 @@ def test_held_out_figures_with_the_shipped_examples_do_not_fall_below_their_meas
 def test_the_tuning_halves_in_folds_meet_the_targets_with_the_shipped_examples():
     # Each of 10 folds of the tuning halves matched without the examples of its own questions
     # (`rank_folds`), look 8: 298 of 417 answerable auto-answered (71.5%), 3 wrong (0.5%), 198 of
-    # 200 unanswerable to staff (99.0%).
+    # 200 unanswerable to staff (99.0%); with round 16's tuning half (close calls only among its
+    # unanswerable): 332 of 463 (71.7%), 8 wrong (1.2%), 219 of 225 to staff (97.3%).
     bench = _bench()
     faq = Faq.from_csv(FIXTURES / "faq.csv", FIXTURES / "examples.csv")
     tuning = [item for path in sorted(FIXTURES.glob("questions*.csv"))
               for item in read_labelled(path, faq) if item.half == "tune"]
     figures = faq_module.evaluate_ranked(bench.rank_folds(faq, tuning))
     assert figures.meets_targets, figures
-    assert (figures.questions, figures.wrong <= 3, figures.to_staff >= 198, figures.auto_answered >= 298) == (
-        617, True, True, True), figures
+    assert (figures.questions, figures.wrong <= 8, figures.to_staff >= 219, figures.auto_answered >= 332) == (
+        688, True, True, True), figures
 
 
 def test_the_firm_thresholds_are_the_best_worth_with_a_wrong_answer_costing_ten():
