@@ -217,8 +217,8 @@ def test_the_classifiers_agreement_never_answers_a_question_with_a_word_the_entr
     assert ranking.probabilities.max() >= faq_module.AGREE_MIN_PROBABILITY
 
 
-def test_the_classifiers_firm_choice_answers_despite_a_few_words_of_the_askers_own(faq):
-    # Where they work and where they live ("hcm", "que"): words the closest entry never uses. It
+def test_the_classifiers_firm_choice_answers_despite_a_word_of_the_askers_own(faq):
+    # Where they work ("hcm"): a word the closest entry never uses. It
     # answers only as the classifier's firm first choice: p >= FIRM_MIN_PROBABILITY, score >=
     # FIRM_MIN_SCORE, at most FIRM_MAX_UNKNOWN such words.
     entries = faq.entries[:2]
@@ -228,11 +228,13 @@ def test_the_classifiers_firm_choice_answers_despite_a_few_words_of_the_askers_o
                                      np.array([probability, 1 - probability]))
         return ranking.decide(**thresholds)
 
-    firm = decide(0.66, 0.9, ("hcm", "que"))
-    assert (firm.entry, firm.confident, firm.unknown) == (entries[0], True, ("hcm", "que"))
-    assert not decide(0.66, 0.9, ("hcm", "que"), firm_score=2.0).confident   # the rule left out: staff
-    assert not decide(0.66, faq_module.FIRM_MIN_PROBABILITY - 0.01, ("hcm", "que")).confident
-    assert not decide(faq_module.FIRM_MIN_SCORE - 0.01, 0.9, ("hcm", "que")).confident
+    firm = decide(0.66, 0.9, ("hcm",))
+    assert (firm.entry, firm.confident, firm.unknown) == (entries[0], True, ("hcm",))
+    assert not decide(0.66, 0.9, ("hcm",), firm_score=2.0).confident   # the rule left out: staff
+    assert not decide(0.66, faq_module.FIRM_MIN_PROBABILITY - 0.01, ("hcm",)).confident
+    assert not decide(faq_module.FIRM_MIN_SCORE - 0.01, 0.9, ("hcm",)).confident
+    assert not decide(0.66, 0.9, ("hcm", "que")).confident   # more than FIRM_MAX_UNKNOWN (1)
+    assert decide(0.66, 0.9, ("hcm", "que"), firm_unknown=2).confident
     assert not decide(0.66, 0.9, ("giao", "vien", "mam", "non")).confident   # more than the asker's own
     assert not decide(0.66, 0.1, ("hcm",)).confident   # the classifier's first choice is another entry
     # On the shipped FAQ: the closest entry, 4 words it never uses, the classifier fairly sure: staff.
@@ -244,9 +246,9 @@ def test_mistyped_words_are_corrected_to_the_faqs_word_and_real_words_are_left_a
     # A typo that makes a non-word is one edit from the word meant: swapped letters first.
     assert faq.fold("nghi omm co dc bh tra luong ko") == "nghi om co duoc bhxh tra luong khong"
     assert faq.fold("sinh doi thi nghi thai sna may thang") == "sinh doi thi nghi thai san bao nhieu thang"
-    # A real syllable the FAQ lacks ("rang": teeth) and an abbreviation ("hcm") stay as typed:
+    # A real syllable the FAQ lacks ("chuot": a mouse) and an abbreviation ("hcm") stay as typed:
     # corrected, they would become a topic the FAQ knows.
-    assert faq.fold("lam rang su o hcm") == "lam rang su o hcm"
+    assert faq.fold("chuot can o hcm") == "chuot can o hcm"
     # A real word is never split into two FAQ words ("trach" is not "tra ch").
     assert faq.fold("trach nhiem cua cty") == "trach nhiem cua cty"
     assert faq.fold("gopso bhxh") == "gop so bhxh"
@@ -291,6 +293,39 @@ def test_southern_spellings_and_kin_by_side_are_read_as_meant():
     # "con trai", "ba ngoai": the person, not the side; "trai" alone stays (kham trai tuyen).
     assert normalize("con trai em, ba ngoai em") == "con ba"
     assert normalize("kham trai tuyen") == "kcb trai tuyen"
+
+
+def test_central_speech_is_read_as_meant_and_teeth_stay_a_topic(faq):
+    # "ở mô": where; "răng": how (a function word); "tốn": costs; southern "sanh": sinh.
+    assert normalize("gia han the bhyt o mo, lam rang, co ton tien khong") == \
+        "gia han the bhyt o dau lam rang co ton tien khong"
+    assert normalize("sanh con") == "sinh con"
+    renewal = [entry.id for entry in faq.entries].index("gia-han-the-bhyt-hgd")
+    assert faq.unknown_words("gia han the bhyt o mo rang", renewal) == ()
+    # "mổ" (surgery) is no "mô": it stays the asker's topic.
+    assert "mo" in faq.unknown_words("bhyt co tra tien mo ruot thua khong", renewal)
+    # Teeth, named by their phrases, are dentistry: a topic no entry speaks of, and a question
+    # on braces goes to staff.
+    assert normalize("nieng rang, lam rang su, nho rang khon") == "nhakhoa lam nhakhoa nhakhoa khon"
+    braces = "bhyt co chi tra tien nieng rang cho con khong"
+    benefit = [entry.id for entry in faq.entries].index("muc-huong-bhyt")
+    assert "nhakhoa" in faq.unknown_words(braces, benefit) and not faq.match(braces).confident
+
+
+def test_a_question_about_the_askers_own_case_goes_to_staff(faq):
+    # Asking why something happened to them, or naming their BHXH number, phone or card code:
+    # no FAQ answer knows their case, however close its words.
+    for question in ("tai sao tien tro cap that nghiep thang nay cua toi bi cat",
+                     "Vì sao thẻ BHYT của con em không dùng được?",
+                     "ho so rut bhxh 1 lan bi tra ve, ly do la gi",
+                     "tinh giup e rut bhxh 1 lan dc bao nhieu, ma so bhxh 7912345678",
+                     "the HC4010110129425 con han khong"):
+        ranking = faq.rank(question)
+        assert ranking.own_case and not faq.match(question).confident, question
+        assert not ranking.decide(min_score=0.0, min_margin=0.0, max_unknown=9).confident   # whatever the thresholds
+    # The same words without the asker's case are answered.
+    assert not faq.rank("tro cap that nghiep duoc huong bao nhieu").own_case
+    assert faq.match("rut bhxh 1 lan duoc bao nhieu tien").confident
 
 
 def test_e_is_the_pronoun_em(faq):
@@ -343,7 +378,7 @@ def test_held_out_halves_do_not_fall_below_their_measured_figures(faq):
     # <= 2%), 185 of 188 unanswerable ones to staff (98.4%, target >= 95%), 222 of 414 answerable
     # ones auto-answered (53.6%: the coverage target of 70% is MISSED without the examples).
     # With round 16's held-out half (close calls only among its unanswerable), 681 questions: 9
-    # wrong (1.3%), 208 of 213 to staff (97.7%), 249 of 468 (53.2%).
+    # wrong (1.3%), 208 of 213 to staff (97.7%), 249 of 468 (53.2%); look 9: 250 of 468.
     # Round 5, held out whole: 0 wrong, all 52 to staff, 93 of 108. These floors keep a change
     # to the matcher from making any figure worse unnoticed; they do not claim the targets
     # (tests/test_faq_examples.py holds the figures with the shipped examples).
@@ -356,7 +391,7 @@ def test_held_out_halves_do_not_fall_below_their_measured_figures(faq):
     assert (earlier.questions, earlier.answerable, round_5.questions, round_5.answerable) == (681, 468, 160, 108)
     assert earlier.wrong <= 9 and round_5.wrong == 0
     assert earlier.to_staff >= 208 and round_5.to_staff >= 52
-    assert earlier.auto_answered >= 249 and round_5.auto_answered >= 93
+    assert earlier.auto_answered >= 250 and round_5.auto_answered >= 93
 
 
 # -- arbitrary text -----------------------------------------------------------------------

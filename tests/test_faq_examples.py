@@ -26,7 +26,7 @@ RENEWAL = FaqEntry("gia-han", "Gia hạn thẻ BHYT hộ gia đình ở đâu?",
 LOST = FaqEntry("mat-the", "Mất thẻ BHYT thì làm thế nào?", "Nộp tờ khai TK1-TS tại cơ quan BHXH.")
 # "ở quê làm ruộng" (farming in the home village): words neither entry uses, as citizens write
 # them (two of them: one alone would be forgiven as the asker's own detail, MAX_ASIDE).
-GRANDFATHER = "the bhyt cua ong em o que lam ruong het han thi gia han o dau"
+GRANDFATHER = "the bhyt cua ong em o hue lam ruong het han thi gia han o dau"
 
 
 def _bench():
@@ -41,13 +41,13 @@ def _bench():
 
 def test_an_example_teaches_its_entry_a_word_citizens_use():
     plain = Faq([RENEWAL, LOST]).match(GRANDFATHER)
-    assert (plain.entry.id, plain.confident, plain.unknown) == ("gia-han", False, ("que", "ruong"))
-    taught = Faq([RENEWAL, LOST], [FaqExample("gia-han", "the bhyt cua ong o que lam ruong het han gia han o dau")])
+    assert (plain.entry.id, plain.confident, plain.unknown) == ("gia-han", False, ("hue", "ruong"))
+    taught = Faq([RENEWAL, LOST], [FaqExample("gia-han", "the bhyt cua ong o hue lam ruong het han gia han o dau")])
     match = taught.match(GRANDFATHER)
     assert (match.entry.id, match.confident, match.unknown) == ("gia-han", True, ())
     assert taught.unknown_words(GRANDFATHER, 0) == ()
     # The word is that entry's only: the other entry still does not speak of it.
-    assert taught.unknown_words("ong o que mat the bhyt", 1) == ("que",)
+    assert taught.unknown_words("ong o hue mat the bhyt", 1) == ("hue",)
 
 
 def test_a_hand_written_phrasing_outweighs_a_mislabelled_example(monkeypatch):
@@ -184,37 +184,37 @@ def test_the_bench_never_scores_a_question_against_itself():
     bench = _bench()
     taught = Faq([RENEWAL, LOST], [FaqExample("gia-han", GRANDFATHER.upper() + "?")])
     question = faq_module.LabelledQuestion(GRANDFATHER, "gia-han", "tune")
-    assert taught.match(GRANDFATHER).confident   # its own example teaches it "que" and "ruong"
+    assert taught.match(GRANDFATHER).confident   # its own example teaches it "hue" and "ruong"
     [(_, ranking)] = bench.rank_left_out(taught, [question])
-    assert ranking.decide().unknown == ("que", "ruong") and not ranking.decide().confident
+    assert ranking.decide().unknown == ("hue", "ruong") and not ranking.decide().confident
 
 
 def test_the_strict_folds_drop_the_phrasings_written_from_a_question_but_keep_the_titles():
     bench = _bench()
-    copied = "the bhyt cua ong em o que lam ruong het han gia han o dau"
+    copied = "the bhyt cua ong em o hue lam ruong het han gia han o dau"
     renewal = FaqEntry("gia-han", RENEWAL.question + " | " + copied, RENEWAL.answer)
     faq = Faq([renewal, LOST], [FaqExample("gia-han", GRANDFATHER)])
     question = faq_module.LabelledQuestion(GRANDFATHER, "gia-han", "tune")
     [(_, strict)] = bench.rank_strict(faq, [question])
     [(_, left_out)] = bench.rank_left_out(faq, [question])
     assert left_out.scores[0] > 0.85 and left_out.unknown[0] == ()   # the copied phrasing answers it
-    assert strict.scores[0] < 0.8 and strict.unknown[0] == ("que", "ruong")   # gone, with its words
+    assert strict.scores[0] < 0.8 and strict.unknown[0] == ("hue", "ruong")   # gone, with its words
     titles_only = Faq([RENEWAL, LOST])   # a question word for word the entry's title: the title stays
     [(_, titles)] = bench.rank_strict(titles_only, [faq_module.LabelledQuestion(RENEWAL.question, "gia-han", "tune")])
     assert titles.scores[0] == pytest.approx(titles_only.rank(RENEWAL.question).scores[0])
 
 
 def test_held_out_figures_with_the_shipped_examples_do_not_fall_below_their_measured_ones():
-    # Measured on look 8 with round 16's tuning half among the examples (/work/notes/s7/
-    # halves-look8-r16.log). The held-out halves of rounds 1-4, 7, 9, 10, 11 and 16, 681
-    # questions: 12 wrong (1.8%), 203 of 213 unanswerable to staff (95.3%), 301 of 468 answerable
+    # Measured once for this design (`python bench/faq.py --tune --strict`, look 9,
+    # /work/notes/s7/look9.log). The held-out halves of rounds 1-4, 7, 9, 10, 11 and 16, 681
+    # questions: 10 wrong (1.5%), 205 of 213 unanswerable to staff (96.2%), 301 of 468 answerable
     # auto-answered (64.3%). Held out whole: round 5: 1 wrong, 51 of 52 to staff, 104 of 108;
-    # round 6: 4 wrong (3.3%), 36 of 39 to staff, 77 of 82; round 8: 5 wrong (3.3%), 48 of 50 to
+    # round 6: 4 wrong (3.3%), 36 of 39 to staff, 77 of 82; round 8: 4 wrong (2.7%), 49 of 50 to
     # staff, 77 of 100; rounds 12-15, each by a writer new to the FAQ (12: a national mix of
     # voices; 13: close calls among the unanswerable; 14: a provincial office's inbox; 15: 36
-    # close calls): 2, 5, 4 and 6 wrong, 48, 45, 46 and 45 of 50 to staff, 59, 57, 51 and 63 of 100.
+    # close calls): 2, 5, 4 and 6 wrong, 48, 45, 46 and 45 of 50 to staff, 61, 56, 51 and 61 of 100.
     # Floors at the measurement, against a silent regression; not a claim that every target is
-    # met on every set.
+    # met on every set (they are not: BENCHMARKS.md section 8).
     bench = _bench()
     plain = Faq.from_csv(FIXTURES / "faq.csv")
     faq = Faq(list(plain.entries), read_examples(FIXTURES / "examples.csv", plain.entries))
@@ -230,8 +230,8 @@ def test_held_out_figures_with_the_shipped_examples_do_not_fall_below_their_meas
     halves, *rounds = held_out(), *(held_out(name) for name in whole)
     assert [(figures.questions, figures.answerable) for figures in (halves, *rounds)] == [
         (681, 468), (160, 108), (121, 82), (150, 100), (150, 100), (150, 100), (150, 100), (150, 100)]
-    for figures, wrong, to_staff, answered in zip((halves, *rounds), (12, 1, 4, 5, 2, 5, 4, 6), (203, 51, 36, 48, 48, 45, 46, 45),
-                                                  (301, 104, 77, 77, 59, 57, 51, 63)):
+    for figures, wrong, to_staff, answered in zip((halves, *rounds), (10, 1, 4, 4, 2, 5, 4, 6), (205, 51, 36, 49, 48, 45, 46, 45),
+                                                  (301, 104, 77, 77, 61, 56, 51, 61)):
         assert (figures.wrong <= wrong and figures.to_staff >= to_staff
                 and figures.auto_answered >= answered), (figures, wrong, to_staff, answered)
 
@@ -240,14 +240,16 @@ def test_the_tuning_halves_in_folds_meet_the_targets_with_the_shipped_examples()
     # Each of 10 folds of the tuning halves matched without the examples of its own questions
     # (`rank_folds`), look 8: 298 of 417 answerable auto-answered (71.5%), 3 wrong (0.5%), 198 of
     # 200 unanswerable to staff (99.0%); with round 16's tuning half (close calls only among its
-    # unanswerable): 332 of 463 (71.7%), 8 wrong (1.2%), 219 of 225 to staff (97.3%).
+    # unanswerable): 332 of 463 (71.7%), 8 wrong (1.2%), 219 of 225 to staff (97.3%); look 9
+    # (central speech, the asker's own case to staff, the firm rule re-tuned): 336 of 463 (72.6%),
+    # 5 wrong (0.7%), 222 of 225 to staff (98.7%).
     bench = _bench()
     faq = Faq.from_csv(FIXTURES / "faq.csv", FIXTURES / "examples.csv")
     tuning = [item for path in sorted(FIXTURES.glob("questions*.csv"))
               for item in read_labelled(path, faq) if item.half == "tune"]
     figures = faq_module.evaluate_ranked(bench.rank_folds(faq, tuning))
     assert figures.meets_targets, figures
-    assert (figures.questions, figures.wrong <= 8, figures.to_staff >= 219, figures.auto_answered >= 332) == (
+    assert (figures.questions, figures.wrong <= 5, figures.to_staff >= 222, figures.auto_answered >= 336) == (
         688, True, True, True), figures
 
 
@@ -257,7 +259,7 @@ def test_the_firm_thresholds_are_the_best_worth_with_a_wrong_answer_costing_ten(
 
     def ranked(expected: str | None, probability: float, score: float):
         question = faq_module.LabelledQuestion("q", expected, "tune")
-        ranking = faq_module.Ranking(entries, np.array([score, 0.1]), (("que",), ()),
+        ranking = faq_module.Ranking(entries, np.array([score, 0.1]), (("hue",), ()),
                                      np.array([probability, 1 - probability]))
         return question, ranking
 
