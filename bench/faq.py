@@ -4,6 +4,7 @@
     python bench/faq.py --tune     # also: the thresholds the tuning halves alone would choose
     python bench/faq.py --leakage  # also: phrasings too close to a held-out question
     python bench/faq.py --strict   # also: the tuning halves without the phrasings written from them
+    python bench/faq.py --curve    # also: new writers' questions with a quarter, half, ... of the examples
 
 Matches every question of the labelled sets (fixtures/faq/questions*.csv: questions.csv, the
 first set, then questions-round2..16.csv, each written before the matcher change it judged;
@@ -44,6 +45,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import itertools
+import random
 import statistics
 import time
 from pathlib import Path
@@ -215,6 +217,27 @@ def rank_strict(faq: Faq, tuning: list[LabelledQuestion]) -> list[tuple[Labelled
     return rank_folds(faq, tuning, near=STRICT_NEAR)
 
 
+CURVE_SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)
+CURVE_SEEDS = (1, 2, 3)
+
+
+def learning_curve(faq: Faq, questions: list[LabelledQuestion]) -> list[tuple[int, Figures]]:
+    """How `questions` fare as staff label more questions: matched with a random CURVE_SHARES
+    share of `faq`'s examples (each share drawn with each of CURVE_SEEDS; the run whose coverage
+    is the median is kept), a question that is also an example without it. (number of examples,
+    figures), fewest first."""
+    plain = Faq(list(faq.entries))
+    curve = []
+    for share in CURVE_SHARES:
+        count = round(share * len(faq.examples))
+        seeds = CURVE_SEEDS if 0 < count < len(faq.examples) else CURVE_SEEDS[:1]
+        runs = sorted((evaluate_ranked(rank_left_out(
+            Faq(list(plain.entries), random.Random(seed).sample(faq.examples, count)) if count else plain, questions))
+            for seed in seeds), key=lambda figures: figures.coverage)
+        curve.append((count, runs[len(runs) // 2]))
+    return curve
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="timing runs over the whole set (median)")
@@ -225,6 +248,9 @@ def main() -> None:
     parser.add_argument("--no-examples", action="store_true", help="match with the FAQ's own phrasings only")
     parser.add_argument("--strict", action="store_true",
                         help=f"also: the tuning halves in {STRICT_FOLDS} folds without the phrasings written from them")
+    parser.add_argument("--curve", action="store_true",
+                        help="also: the held-out questions of writers new to the FAQ (rounds 12 on) with a "
+                             "share of the examples")
     parser.add_argument("--leakage", action="store_true",
                         help=f"list the FAQ's phrasings with a similarity >= {LEAKAGE} to a held-out question")
     args = parser.parse_args()
@@ -294,6 +320,15 @@ def main() -> None:
         print("  " + _row("tune, strict", strict))
     elif args.strict:
         print("  " + _row("tune, strict", evaluate_ranked(rank_strict(faq, halves["tune"]))))
+
+    if args.curve:
+        newer = [q for name, questions in sets.items()
+                 if name.startswith("questions-round") and int(name.removeprefix("questions-round")) >= 12
+                 for q in questions if q.half == "test"]
+        print(f"learning curve: the {len(newer)} held-out questions of rounds 12 on (writers new to the FAQ), "
+              f"with a share of the examples (median of {len(CURVE_SEEDS)} draws):")
+        for count, found in learning_curve(faq, newer):
+            print("  " + _row(f"{count} examples", found))
 
     if args.leakage:
         leaks = leaking_phrasings(faq, halves["test"])

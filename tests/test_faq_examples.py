@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures" / "faq"
 RENEWAL = FaqEntry("gia-han", "Gia hạn thẻ BHYT hộ gia đình ở đâu?", "Tại đại lý thu BHXH hoặc qua VssID.")
 LOST = FaqEntry("mat-the", "Mất thẻ BHYT thì làm thế nào?", "Nộp tờ khai TK1-TS tại cơ quan BHXH.")
-# "ở quê làm ruộng" (farming in the home village): words neither entry uses, as citizens write
+# "ở Huế làm ruộng" (farming in Huế): words neither entry uses, as citizens write
 # them (two of them: one alone would be forgiven as the asker's own detail, MAX_ASIDE).
 GRANDFATHER = "the bhyt cua ong em o hue lam ruong het han thi gia han o dau"
 
@@ -202,6 +202,19 @@ def test_the_strict_folds_drop_the_phrasings_written_from_a_question_but_keep_th
     titles_only = Faq([RENEWAL, LOST])   # a question word for word the entry's title: the title stays
     [(_, titles)] = bench.rank_strict(titles_only, [faq_module.LabelledQuestion(RENEWAL.question, "gia-han", "tune")])
     assert titles.scores[0] == pytest.approx(titles_only.rank(RENEWAL.question).scores[0])
+
+
+def test_the_learning_curve_matches_with_more_of_the_examples_at_each_step():
+    bench = _bench()
+    examples = [FaqExample("gia-han", GRANDFATHER), FaqExample("gia-han", "ong o hue lam ruong gia han the o dau"),
+                FaqExample("mat-the", "ong lam mat the bhyt roi"), FaqExample("mat-the", "the bhyt bi mat lam lai o dau")]
+    faq = Faq([RENEWAL, LOST], examples)
+    question = faq_module.LabelledQuestion("ba o hue lam ruong, the bhyt het han thi gia han o dau", "gia-han", "test")
+    curve = bench.learning_curve(faq, [question])
+    assert [count for count, _ in curve] == [0, 1, 2, 3, 4]
+    # Without examples "hue" and "ruong" are no entry's words: staff. With all of them, answered.
+    assert (curve[0][1].auto_answered, curve[0][1].wrong) == (0, 0)
+    assert (curve[-1][1].auto_answered, curve[-1][1].wrong) == (1, 0)
 
 
 def test_held_out_figures_with_the_shipped_examples_do_not_fall_below_their_measured_ones():
