@@ -217,6 +217,11 @@ def rank_strict(faq: Faq, tuning: list[LabelledQuestion]) -> list[tuple[Labelled
     return rank_folds(faq, tuning, near=STRICT_NEAR)
 
 
+def round_of(stem: str) -> int:
+    """The round of a labelled set by its file's stem: questions.csv is round 1, questions-roundN.csv round N."""
+    return int(stem.removeprefix("questions-round")) if "-round" in stem else 1
+
+
 CURVE_SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)
 CURVE_SEEDS = (1, 2, 3)
 
@@ -232,7 +237,7 @@ def learning_curve(faq: Faq, questions: list[LabelledQuestion]) -> list[tuple[in
         count = round(share * len(faq.examples))
         seeds = CURVE_SEEDS if 0 < count < len(faq.examples) else CURVE_SEEDS[:1]
         runs = sorted((evaluate_ranked(rank_left_out(
-            Faq(list(plain.entries), random.Random(seed).sample(faq.examples, count)) if count else plain, questions))
+            Faq(list(faq.entries), random.Random(seed).sample(faq.examples, count)) if count else plain, questions))
             for seed in seeds), key=lambda figures: figures.coverage)
         curve.append((count, runs[len(runs) // 2]))
     return curve
@@ -258,8 +263,7 @@ def main() -> None:
     plain = Faq.from_csv(args.faq)
     examples = [] if args.no_examples else read_examples(args.examples, plain.entries)
     faq = Faq(list(plain.entries), examples)
-    paths = sorted(FIXTURES.glob("questions*.csv"),   # questions.csv, then round 2, 3, ... 16
-                   key=lambda path: int(path.stem.removeprefix("questions-round")) if "-round" in path.stem else 1)
+    paths = sorted(FIXTURES.glob("questions*.csv"), key=lambda path: round_of(path.stem))   # round 1, 2, ... 16
     sets = {path.stem: read_labelled(path, faq) for path in paths}
     labelled = [item for questions in sets.values() for item in questions]
     held_out = {same_text(q.question) for q in labelled if q.half == "test"}
@@ -322,9 +326,7 @@ def main() -> None:
         print("  " + _row("tune, strict", evaluate_ranked(rank_strict(faq, halves["tune"]))))
 
     if args.curve:
-        newer = [q for name, questions in sets.items()
-                 if name.startswith("questions-round") and int(name.removeprefix("questions-round")) >= 12
-                 for q in questions if q.half == "test"]
+        newer = [q for name, questions in sets.items() if round_of(name) >= 12 for q in questions if q.half == "test"]
         print(f"learning curve: the {len(newer)} held-out questions of rounds 12 on (writers new to the FAQ), "
               f"with a share of the examples (median of {len(CURVE_SEEDS)} draws):")
         for count, found in learning_curve(faq, newer):

@@ -88,7 +88,7 @@ AGREE_MIN_SCORE = 0.52        # ... or this close when the classifier agrees (se
 AGREE_MIN_PROBABILITY = 0.6   # the classifier's probability of that entry, its first choice
 # The classifier's firm agreement (see bench/faq.py --tune): the closest entry is also its first
 # choice, with at least this probability, and at least this close. It answers even when the
-# question has words the entry never uses: they are the asker's own ("que", "Quang Trach").
+# question has a word the entry never uses: it is the asker's own ("hcm", "trach").
 FIRM_MIN_SCORE = 0.6
 FIRM_MIN_PROBABILITY = 0.9
 FIRM_MAX_UNKNOWN = 1     # ... at most this many of them: more is another question ("giao vien mam non")
