@@ -378,7 +378,10 @@ def test_held_out_halves_do_not_fall_below_their_measured_figures(faq):
     # <= 2%), 185 of 188 unanswerable ones to staff (98.4%, target >= 95%), 222 of 414 answerable
     # ones auto-answered (53.6%: the coverage target of 70% is MISSED without the examples).
     # With round 16's held-out half (close calls only among its unanswerable), 681 questions: 9
-    # wrong (1.3%), 208 of 213 to staff (97.7%), 249 of 468 (53.2%); look 9: 250 of 468.
+    # wrong (1.3%), 208 of 213 to staff (97.7%), 249 of 468 (53.2%); look 9: 250 of 468. With
+    # the held-out halves of rounds 17 and 18 (writers new to the FAQ; young parents, gig workers,
+    # highland villagers; pensioners, teen-code, the Mekong delta), 828 questions, look 9: 14
+    # wrong (1.7%), 245 of 254 to staff (96.5%), 293 of 574 (51.0%).
     # Round 5, held out whole: 0 wrong, all 52 to staff, 93 of 108. These floors keep a change
     # to the matcher from making any figure worse unnoticed; they do not claim the targets
     # (tests/test_faq_examples.py holds the figures with the shipped examples).
@@ -388,10 +391,10 @@ def test_held_out_halves_do_not_fall_below_their_measured_figures(faq):
                               for item in read_labelled(path, faq) if item.half == "test"])
 
     earlier, round_5 = held_out(False), held_out(True)
-    assert (earlier.questions, earlier.answerable, round_5.questions, round_5.answerable) == (681, 468, 160, 108)
-    assert earlier.wrong <= 9 and round_5.wrong == 0
-    assert earlier.to_staff >= 208 and round_5.to_staff >= 52
-    assert earlier.auto_answered >= 250 and round_5.auto_answered >= 93
+    assert (earlier.questions, earlier.answerable, round_5.questions, round_5.answerable) == (828, 574, 160, 108)
+    assert earlier.wrong <= 14 and round_5.wrong == 0
+    assert earlier.to_staff >= 245 and round_5.to_staff >= 52
+    assert earlier.auto_answered >= 293 and round_5.auto_answered >= 93
 
 
 # -- arbitrary text -----------------------------------------------------------------------
