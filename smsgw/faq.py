@@ -49,7 +49,9 @@ are split (`tunguyen` -> `tu nguyen` -> `tn`).
 
 A question about the asker's own case, asking why something happened to them (`tại sao`, `vì
 sao`, `lý do`) or naming their BHXH number, phone or card code, is never answered at once
-(`Ranking.own_case`): no FAQ answer knows their case, however close its words.
+(`Ranking.own_case`): no FAQ answer knows their case, however close its words. Nor is a question
+asking for a sum of money or a length of time (`ASKS`) answered by an entry that no phrasing or
+example has asked it of: that entry gives a rate or a rule, not the figure.
 
 The thresholds were chosen on the tuning halves of fixtures/faq/questions*.csv only (each
 question's half is stored in the file) by `python bench/faq.py --tune`; since round 9's tuning
@@ -122,7 +124,7 @@ SHORTHAND = {
     "zay": "vay", "rui": "roi", "coi": "xem", "xai": "dung", "chung nao": "khi nao",
     "quen mk": "quen mat khau", "doi mk": "doi mat khau", "mk vssid": "mat khau vssid", "mk": "minh",
     "h": "gio", "bik": "biet", "ms": "moi", "kq": "ket qua", "kqua": "ket qua", "check": "kiem tra",
-    "dzay": "vay", "dzo": "vao", "nhiu": "nhieu", "het hang": "het han", "gia hang": "gia han", "sanh": "sinh",
+    "dzay": "vay", "dzo": "vao", "mn": "moi nguoi", "v": "vay", "lun": "luon", "vk": "vo", "nhiu": "nhieu", "het hang": "het han", "gia hang": "gia han", "sanh": "sinh",
     "an luong": "nhan luong",   # "ăn lương": draws a wage or a pension
     # Central speech: "ở mô" is "ở đâu" ("mổ", surgery, stays a topic); "răng" is "sao" (a function
     # word), so teeth are named by their phrases, as dentistry: a topic no entry speaks of.
@@ -147,7 +149,7 @@ FUNCTION_WORDS = frozenset("""
     theo luc them vua xong ha luon nua rat vi tai nen thoi van cu nhanh it nhat het voi tuan hom hong
     tau eng hi ni chu dem dua qua di bua te rang ton
     xa huyen tinh phuong quan que
-    hiem nguoi phantram
+    hiem nguoi phantram ai nop
 """.split())
 
 # A question asking why something happened ("tại sao", "vì sao", "lý do"), or naming a person's
@@ -155,6 +157,15 @@ FUNCTION_WORDS = frozenset("""
 # case, which no FAQ answer knows: staff reads it (`Ranking.own_case`). No entry's phrasing and
 # no labelled tuning question that an entry answers asks why; 13 unanswerable ones do.
 _OWN_CASE = re.compile(r"\b(tai sao|vi sao|sao lai|ly do|[0-9]{10}|[a-z]{2}[0-9]{13})\b")
+# What a question asks for, when an entry must have been asked it before to answer it: a sum of
+# money ("het bao nhieu tien", "tong cong") or a length of time ("bao lau", "may ngay"). An entry
+# whose phrasings and examples never ask it gives a rule or a rate, not that figure: for it, the
+# question's words asking it count as a topic word it never uses (`Faq.rank`). Its close calls
+# ("4 nguoi tong cong het bao nhieu tien", "bao lau moi nhan duoc the") go to staff.
+ASKS = {
+    "money": re.compile(r"\b(bao nhieu tien|het bao nhieu|bao nhieu (ngan|nghin|trieu|dong)|tong cong|tong(?! dai))\b"),
+    "duration": re.compile(r"\b(bao lau|bao nhieu (ngay|thang|tuan))\b"),
+}
 _PUNCTUATION = re.compile(r"[^0-9a-z]+")
 _NUMBER_THEN_WORD = re.compile(r"(?<=[0-9])(?=[a-z])")   # "1lan", "3thang": a number typed onto its word
 _SHORTHAND = re.compile(r"\b(" + "|".join(sorted(map(re.escape, SHORTHAND), key=len, reverse=True)) + r")\b")
@@ -350,6 +361,9 @@ class Faq:
         # and every word of any entry (`rank`: a word none uses is the asker's own).
         self._words = [set(" ".join((*texts, answer)).split()) for texts, answer in zip(by_entry, answers)]
         self._vocabulary = frozenset().union(*self._words)
+        # What each entry has been asked for (`ASKS`), by its phrasings or examples (not its answer).
+        self._asked = [{kind for kind, pattern in ASKS.items() if any(pattern.search(text) for text in texts)}
+                       for texts in by_entry]
         # The second opinion: a classifier of the same character n-grams, trained on every
         # phrasing and example labelled with its entry (`Ranking.probabilities`).
         labels = [index for index, texts in enumerate(by_entry) for _ in texts]
@@ -434,11 +448,14 @@ class Faq:
         aside = [word for word in topic if word not in self._vocabulary]
         if len(aside) <= MAX_ASIDE:
             topic = [word for word in topic if word in self._vocabulary]
+        asks = {kind: found.group(0) for kind, pattern in ASKS.items() if (found := pattern.search(folded))}
         vector = self._vectorizer.transform([folded])
         probabilities = (self._classifier.predict_proba(vector)[0] if self._classifier is not None and folded
                          else np.zeros(len(self.entries)))
         return Ranking(self.entries, self._scored(folded, vector),
-                       tuple(self._unknown(topic, index) for index in range(len(self.entries))), probabilities,
+                       tuple(self._unknown(topic, index) + tuple(words for kind, words in asks.items()
+                                                                 if kind not in self._asked[index])
+                             for index in range(len(self.entries))), probabilities,
                        own_case=bool(_OWN_CASE.search(folded)))
 
     def suggest(self, question: str, k: int = 3) -> list[tuple[FaqEntry, float]]:

@@ -229,6 +229,12 @@ def test_held_out_figures_with_the_shipped_examples_do_not_fall_below_their_meas
     # office's inbox; 15: 36 close calls): 2, 5, 3 and 5 wrong, 48, 45, 47 and 45 of 50 to staff,
     # 63, 58, 52 and 61 of 100. Floors at the measurement, against a silent regression; not a
     # claim that every target is met on every set (they are not: BENCHMARKS.md section 8).
+    # Look 10 (an entry never asked for a sum or a length of time gives none; teen-code "mn",
+    # "v", "lun", "vk"; "ai" and "nop" function words; /work/notes/s8/look10.log): halves 18
+    # wrong (2.2%), 239 to staff (94.1%), 373 answered (65.0%); round 5: 2 wrong, 50 to staff,
+    # 106; round 6: 4, 36, 77; round 8: 5, 49, 81; rounds 12-15: 2, 4, 3 and 4 wrong, 48, 46, 47
+    # and 46 to staff, 62, 57, 52 and 62 answered. All 1,859 held-out: 42 wrong (2.3%), 870 of
+    # 1,264 answered (68.8%), 561 of 595 to staff (94.3%); at look 9, 45, 867 and 558.
     bench = _bench()
     plain = Faq.from_csv(FIXTURES / "faq.csv")
     faq = Faq(list(plain.entries), read_examples(FIXTURES / "examples.csv", plain.entries))
@@ -244,8 +250,8 @@ def test_held_out_figures_with_the_shipped_examples_do_not_fall_below_their_meas
     halves, *rounds = held_out(), *(held_out(name) for name in whole)
     assert [(figures.questions, figures.answerable) for figures in (halves, *rounds)] == [
         (828, 574), (160, 108), (121, 82), (150, 100), (150, 100), (150, 100), (150, 100), (150, 100)]
-    for figures, wrong, to_staff, answered in zip((halves, *rounds), (20, 1, 4, 5, 2, 5, 3, 5), (237, 51, 36, 49, 48, 45, 47, 45),
-                                                  (369, 106, 77, 81, 63, 58, 52, 61)):
+    for figures, wrong, to_staff, answered in zip((halves, *rounds), (18, 2, 4, 5, 2, 4, 3, 4), (239, 50, 36, 49, 48, 46, 47, 46),
+                                                  (373, 106, 77, 81, 62, 57, 52, 62)):
         assert (figures.wrong <= wrong and figures.to_staff >= to_staff
                 and figures.auto_answered >= answered), (figures, wrong, to_staff, answered)
 
@@ -259,13 +265,14 @@ def test_the_tuning_halves_in_folds_do_not_fall_below_their_measured_figures():
     # 5 wrong (0.7%), 222 of 225 to staff (98.7%): the targets met. With rounds 17 and 18's
     # tuning halves (153 questions: 38 of their 94 answerable ones answered and 9 wrong before their
     # examples were in), look 9: 378 of 557 (67.9%), 17 wrong (2.0%), 271 of 284 to staff
-    # (95.4%): the coverage target missed, on the tuning data too.
+    # (95.4%): the coverage target missed, on the tuning data too. Look 10: 380 of 557 (68.2%),
+    # 14 wrong (1.7%), 273 of 284 to staff (96.1%).
     bench = _bench()
     faq = Faq.from_csv(FIXTURES / "faq.csv", FIXTURES / "examples.csv")
     tuning = [item for path in sorted(FIXTURES.glob("questions*.csv"))
               for item in read_labelled(path, faq) if item.half == "tune"]
     figures = faq_module.evaluate_ranked(bench.rank_folds(faq, tuning))
-    assert (figures.questions, figures.wrong <= 17, figures.to_staff >= 271, figures.auto_answered >= 378) == (
+    assert (figures.questions, figures.wrong <= 14, figures.to_staff >= 273, figures.auto_answered >= 380) == (
         841, True, True, True), figures
 
 
