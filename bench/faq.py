@@ -7,10 +7,10 @@
     python bench/faq.py --curve    # also: new writers' questions with a quarter, half, ... of the examples
 
 Matches every question of the labelled sets (fixtures/faq/questions*.csv: questions.csv, the
-first set, then questions-round2..18.csv, each written before the matcher change it judged;
-rounds 5, 6, 8 and 12-15 are held out whole; rounds 7-18 were written by writers who never saw
+first set, then questions-round2..20.csv, each written before the matcher change it judged;
+rounds 5, 6, 8, 12-15, 19 and 20 are held out whole; rounds 7-20 were written by writers who never saw
 the FAQ's phrasings, the other rounds or the matcher, round 7 from the entries' titles, rounds
-8-11 from the titles and a summary of each answer, rounds 12-18 from the titles and the
+8-11 from the titles and a summary of each answer, rounds 12-20 from the titles and the
 answers; rounds 7, 9, 10, 11 and 16-18 were split after their first look)
 against fixtures/faq/faq.csv and prints, for each set and for all of them together, the tuning
 half, the test half (held out: the honest figures; each question's half is stored in its file)
@@ -24,7 +24,7 @@ tuning halves, each labelled with its entry; `--no-examples` for the FAQ's phras
 question that is also an example is matched without the examples of its text (leave-one-out):
 the tuning rows are not flattered by the examples, and a held-out question repeated among the tuning questions is
 no free answer. The rows "held out, by kind" give the held-out halves of the split sets (rounds
-1-4, 7, 9, 10, 11 and 16-18) and the sets held out whole (rounds 5, 6, 8 and 12-15), with and without such
+1-4, 7, 9, 10, 11 and 16-18) and the sets held out whole (rounds 5, 6, 8, 12-15, 19 and 20), with and without such
 repeats.
 
 `--tune` searches MIN_SCORE (0.50-0.80) x MIN_MARGIN x MAX_UNKNOWN on the tuning halves only: the thresholds

@@ -234,12 +234,17 @@ def test_held_out_figures_with_the_shipped_examples_do_not_fall_below_their_meas
     # wrong (2.2%), 239 to staff (94.1%), 373 answered (65.0%); round 5: 2 wrong, 50 to staff,
     # 106; round 6: 4, 36, 77; round 8: 5, 49, 81; rounds 12-15: 2, 4, 3 and 4 wrong, 48, 46, 47
     # and 46 to staff, 62, 57, 52 and 62 answered. All 1,859 held-out: 42 wrong (2.3%), 870 of
-    # 1,264 answered (68.8%), 561 of 595 to staff (94.3%); at look 9, 45, 867 and 558.
+    # 1,264 answered (68.8%), 561 of 595 to staff (94.3%); at look 9, 45, 867 and 558. Rounds 19
+    # and 20, held out whole (writers new to the FAQ: the central coast's fishermen, builders,
+    # teachers and nurses, Khmer families; Red River farmers, veterans' families, factory workers,
+    # families of workers abroad), first look on look 10: 3 and 1 wrong, 47 and 49 of 50 to
+    # staff, 51 and 54 of 100 answered.
     bench = _bench()
     plain = Faq.from_csv(FIXTURES / "faq.csv")
     faq = Faq(list(plain.entries), read_examples(FIXTURES / "examples.csv", plain.entries))
     whole = ("questions-round5.csv", "questions-round6.csv", "questions-round8.csv", "questions-round12.csv",
-             "questions-round13.csv", "questions-round14.csv", "questions-round15.csv")
+             "questions-round13.csv", "questions-round14.csv", "questions-round15.csv",
+             "questions-round19.csv", "questions-round20.csv")
 
     def held_out(*names: str):
         questions = [item for path in sorted(FIXTURES.glob("questions*.csv"))
@@ -249,9 +254,10 @@ def test_held_out_figures_with_the_shipped_examples_do_not_fall_below_their_meas
 
     halves, *rounds = held_out(), *(held_out(name) for name in whole)
     assert [(figures.questions, figures.answerable) for figures in (halves, *rounds)] == [
-        (828, 574), (160, 108), (121, 82), (150, 100), (150, 100), (150, 100), (150, 100), (150, 100)]
-    for figures, wrong, to_staff, answered in zip((halves, *rounds), (18, 2, 4, 5, 2, 4, 3, 4), (239, 50, 36, 49, 48, 46, 47, 46),
-                                                  (373, 106, 77, 81, 62, 57, 52, 62)):
+        (828, 574), (160, 108), (121, 82), (150, 100), (150, 100), (150, 100), (150, 100), (150, 100), (150, 100), (150, 100)]
+    for figures, wrong, to_staff, answered in zip((halves, *rounds), (18, 2, 4, 5, 2, 4, 3, 4, 3, 1),
+                                                  (239, 50, 36, 49, 48, 46, 47, 46, 47, 49),
+                                                  (373, 106, 77, 81, 62, 57, 52, 62, 51, 54)):
         assert (figures.wrong <= wrong and figures.to_staff >= to_staff
                 and figures.auto_answered >= answered), (figures, wrong, to_staff, answered)
 
