@@ -50,8 +50,8 @@ are split (`tunguyen` -> `tu nguyen` -> `tn`).
 A question about the asker's own case, asking why something happened to them (`tại sao`, `vì
 sao`, `lý do`) or naming their BHXH number, phone or card code, is never answered at once
 (`Ranking.own_case`): no FAQ answer knows their case, however close its words. Nor is a question
-asking for a sum of money or a length of time (`ASKS`) answered by an entry that no phrasing or
-example has asked it of: that entry gives a rate or a rule, not the figure.
+asking for a sum of money, a length of time or an exact figure (`ASKS`) answered by an entry
+that no phrasing or example has asked it of: that entry gives a rate or a rule, not the figure.
 
 The thresholds were chosen on the tuning halves of fixtures/faq/questions*.csv only (each
 question's half is stored in the file) by `python bench/faq.py --tune`; since round 9's tuning
@@ -158,13 +158,17 @@ FUNCTION_WORDS = frozenset("""
 # no labelled tuning question that an entry answers asks why; 13 unanswerable ones do.
 _OWN_CASE = re.compile(r"\b(tai sao|vi sao|sao lai|ly do|[0-9]{10}|[a-z]{2}[0-9]{13})\b")
 # What a question asks for, when an entry must have been asked it before to answer it: a sum of
-# money ("het bao nhieu tien", "tong cong") or a length of time ("bao lau", "may ngay"). An entry
+# money ("het bao nhieu tien", "tong cong"), a length of time ("bao lau", "may ngay") or an exact
+# figure or the cap ("cu the", "muc tran"). An entry
 # whose phrasings and examples never ask it gives a rule or a rate, not that figure: for it, the
 # question's words asking it count as a topic word it never uses (`Faq.rank`). Its close calls
 # ("4 nguoi tong cong het bao nhieu tien", "bao lau moi nhan duoc the") go to staff.
 ASKS = {
     "money": re.compile(r"\b(bao nhieu tien|het bao nhieu|bao nhieu (ngan|nghin|trieu|dong)|tong cong|tong(?! dai))\b"),
     "duration": re.compile(r"\b(bao lau|bao nhieu (ngay|thang|tuan))\b"),
+    # An exact figure or the cap: "cu the bao nhieu", "chinh xac", "muc tran". ("Tối đa", the
+    # maximum, folds to "toi da", as "tôi đã", I have, does: "toi" is a courtesy word, gone.)
+    "precise": re.compile(r"\b(cu the|chinh xac|muc tran)\b"),
 }
 _PUNCTUATION = re.compile(r"[^0-9a-z]+")
 _NUMBER_THEN_WORD = re.compile(r"(?<=[0-9])(?=[a-z])")   # "1lan", "3thang": a number typed onto its word

@@ -333,6 +333,9 @@ def test_an_entry_never_asked_for_a_sum_or_a_length_of_time_does_not_answer_for_
     # Once staff label a question asking it as the entry's, the entry has been asked it.
     taught = Faq([rate, validity], [FaqExample("muc-dong", "ca nha 3 nguoi mua bhyt het bao nhieu tien")])
     assert taught.rank(total).unknown[0] == () and taught.rank(total).decide(**loose).entry.id == "muc-dong"
+    # An exact figure or the cap ("cu the", "chinh xac", "muc tran") likewise.
+    assert Faq([rate, validity]).rank("muc dong bhyt ho gia dinh cu the la").unknown[0] == ("cu the",)
+    assert Faq([rate, validity]).rank("muc tran dong bhyt ho gia dinh").unknown[0] == ("muc tran",)
     # The switchboard ("tong dai") is no total: its words are topic words, not a sum asked for.
     assert Faq([rate, validity]).rank("so tong dai bhyt ho gia dinh").unknown[0] == ("tong", "dai")
 

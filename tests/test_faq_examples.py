@@ -238,7 +238,10 @@ def test_held_out_figures_with_the_shipped_examples_do_not_fall_below_their_meas
     # and 20, held out whole (writers new to the FAQ: the central coast's fishermen, builders,
     # teachers and nurses, Khmer families; Red River farmers, veterans' families, factory workers,
     # families of workers abroad), first look on look 10: 3 and 1 wrong, 47 and 49 of 50 to
-    # staff, 51 and 54 of 100 answered.
+    # staff, 51 and 54 of 100 answered. Look 11 (an exact figure or a cap asked for too:
+    # /work/notes/s8/firstlook-r19r20-look11.log): halves 17 wrong, 240 to staff, 373 answered;
+    # rounds 13, 14 and 19: 3, 2 and 2 wrong, 47, 48 and 48 to staff; the others as at look 10.
+    # All 2,159 held-out: 42 wrong (1.9%), 975 of 1,464 answered (66.6%), 661 of 695 to staff (95.1%).
     bench = _bench()
     plain = Faq.from_csv(FIXTURES / "faq.csv")
     faq = Faq(list(plain.entries), read_examples(FIXTURES / "examples.csv", plain.entries))
@@ -255,8 +258,8 @@ def test_held_out_figures_with_the_shipped_examples_do_not_fall_below_their_meas
     halves, *rounds = held_out(), *(held_out(name) for name in whole)
     assert [(figures.questions, figures.answerable) for figures in (halves, *rounds)] == [
         (828, 574), (160, 108), (121, 82), (150, 100), (150, 100), (150, 100), (150, 100), (150, 100), (150, 100), (150, 100)]
-    for figures, wrong, to_staff, answered in zip((halves, *rounds), (18, 2, 4, 5, 2, 4, 3, 4, 3, 1),
-                                                  (239, 50, 36, 49, 48, 46, 47, 46, 47, 49),
+    for figures, wrong, to_staff, answered in zip((halves, *rounds), (17, 2, 4, 5, 2, 3, 2, 4, 2, 1),
+                                                  (240, 50, 36, 49, 48, 47, 48, 46, 48, 49),
                                                   (373, 106, 77, 81, 62, 57, 52, 62, 51, 54)):
         assert (figures.wrong <= wrong and figures.to_staff >= to_staff
                 and figures.auto_answered >= answered), (figures, wrong, to_staff, answered)
@@ -272,13 +275,13 @@ def test_the_tuning_halves_in_folds_do_not_fall_below_their_measured_figures():
     # tuning halves (153 questions: 38 of their 94 answerable ones answered and 9 wrong before their
     # examples were in), look 9: 378 of 557 (67.9%), 17 wrong (2.0%), 271 of 284 to staff
     # (95.4%): the coverage target missed, on the tuning data too. Look 10: 380 of 557 (68.2%),
-    # 14 wrong (1.7%), 273 of 284 to staff (96.1%).
+    # 14 wrong (1.7%), 273 of 284 to staff (96.1%); look 11: 380, 12 wrong (1.4%), 275 (96.8%).
     bench = _bench()
     faq = Faq.from_csv(FIXTURES / "faq.csv", FIXTURES / "examples.csv")
     tuning = [item for path in sorted(FIXTURES.glob("questions*.csv"))
               for item in read_labelled(path, faq) if item.half == "tune"]
     figures = faq_module.evaluate_ranked(bench.rank_folds(faq, tuning))
-    assert (figures.questions, figures.wrong <= 14, figures.to_staff >= 273, figures.auto_answered >= 380) == (
+    assert (figures.questions, figures.wrong <= 12, figures.to_staff >= 275, figures.auto_answered >= 380) == (
         841, True, True, True), figures
 
 
