@@ -124,7 +124,8 @@ SHORTHAND = {
     "zay": "vay", "rui": "roi", "coi": "xem", "xai": "dung", "chung nao": "khi nao",
     "quen mk": "quen mat khau", "doi mk": "doi mat khau", "mk vssid": "mat khau vssid", "mk": "minh",
     "h": "gio", "bik": "biet", "ms": "moi", "kq": "ket qua", "kqua": "ket qua", "check": "kiem tra",
-    "dzay": "vay", "dzo": "vao", "mn": "moi nguoi", "v": "vay", "lun": "luon", "vk": "vo", "nhiu": "nhieu", "het hang": "het han", "gia hang": "gia han", "sanh": "sinh",
+    "dzay": "vay", "dzo": "vao", "nhiu": "nhieu", "het hang": "het han", "gia hang": "gia han", "sanh": "sinh",
+    "mn": "moi nguoi", "v": "vay", "lun": "luon", "vk": "vo",   # teen-code: everyone, so, always, a wife
     "an luong": "nhan luong",   # "ăn lương": draws a wage or a pension
     # Central speech: "ở mô" is "ở đâu" ("mổ", surgery, stays a topic); "răng" is "sao" (a function
     # word), so teeth are named by their phrases, as dentistry: a topic no entry speaks of.
@@ -159,10 +160,10 @@ FUNCTION_WORDS = frozenset("""
 _OWN_CASE = re.compile(r"\b(tai sao|vi sao|sao lai|ly do|[0-9]{10}|[a-z]{2}[0-9]{13})\b")
 # What a question asks for, when an entry must have been asked it before to answer it: a sum of
 # money ("het bao nhieu tien", "tong cong"), a length of time ("bao lau", "may ngay") or an exact
-# figure or the cap ("cu the", "muc tran"). An entry
-# whose phrasings and examples never ask it gives a rule or a rate, not that figure: for it, the
-# question's words asking it count as a topic word it never uses (`Faq.rank`). Its close calls
-# ("4 nguoi tong cong het bao nhieu tien", "bao lau moi nhan duoc the") go to staff.
+# figure or the cap ("cu the", "muc tran"). An entry whose phrasings and examples never ask it
+# gives a rule or a rate, not that figure: for it, the question's words asking it count as a topic
+# word it never uses (`Faq.rank`). Its close calls ("4 nguoi tong cong het bao nhieu tien", "bao
+# lau moi nhan duoc the") go to staff.
 ASKS = {
     "money": re.compile(r"\b(bao nhieu tien|het bao nhieu|bao nhieu (ngan|nghin|trieu|dong)|tong cong|tong(?! dai))\b"),
     "duration": re.compile(r"\b(bao lau|bao nhieu (ngay|thang|tuan))\b"),
