@@ -322,22 +322,23 @@ def test_an_entry_never_asked_for_a_sum_or_a_length_of_time_does_not_answer_for_
     rate = FaqEntry("muc-dong", "Mức đóng BHYT hộ gia đình là bao nhiêu?",
                     "Người thứ nhất đóng 4,5% mức lương cơ sở; người thứ hai 70% mức người thứ nhất.")
     validity = FaqEntry("the-moi", "Thẻ BHYT mới mua bao lâu thì dùng được?", "Sau 30 ngày kể từ ngày đóng tiền.")
+    two = Faq([rate, validity])
     loose = dict(min_score=0.0, min_margin=0.0, max_unknown=0, firm_score=2.0)
     total = "muc dong bhyt ho gia dinh 4 nguoi het bao nhieu tien"
-    ranking = Faq([rate, validity]).rank(total)
+    ranking = two.rank(total)
     assert ranking.unknown[0] == ("het bao nhieu",) and not ranking.decide(**loose).confident
     # "How long" of the entry on rates: the same. Of the entry that was asked it: answered.
-    assert Faq([rate, validity]).rank("muc dong bhyt ho gia dinh bao lau").unknown[0] == ("bao lau",)
-    answered = Faq([rate, validity]).rank("the bhyt moi mua bao lau thi dung duoc")
+    assert two.rank("muc dong bhyt ho gia dinh bao lau").unknown[0] == ("bao lau",)
+    answered = two.rank("the bhyt moi mua bao lau thi dung duoc")
     assert answered.unknown[1] == () and answered.decide(**loose).entry.id == "the-moi"
     # Once staff label a question asking it as the entry's, the entry has been asked it.
     taught = Faq([rate, validity], [FaqExample("muc-dong", "ca nha 3 nguoi mua bhyt het bao nhieu tien")])
     assert taught.rank(total).unknown[0] == () and taught.rank(total).decide(**loose).entry.id == "muc-dong"
     # An exact figure or the cap ("cu the", "chinh xac", "muc tran") likewise.
-    assert Faq([rate, validity]).rank("muc dong bhyt ho gia dinh cu the la").unknown[0] == ("cu the",)
-    assert Faq([rate, validity]).rank("muc tran dong bhyt ho gia dinh").unknown[0] == ("muc tran",)
+    assert two.rank("muc dong bhyt ho gia dinh cu the la").unknown[0] == ("cu the",)
+    assert two.rank("muc tran dong bhyt ho gia dinh").unknown[0] == ("muc tran",)
     # The switchboard ("tong dai") is no total: its words are topic words, not a sum asked for.
-    assert Faq([rate, validity]).rank("so tong dai bhyt ho gia dinh").unknown[0] == ("tong", "dai")
+    assert two.rank("so tong dai bhyt ho gia dinh").unknown[0] == ("tong", "dai")
 
 
 def test_teen_code_and_question_words_carry_no_topic(faq):
