@@ -5,13 +5,15 @@
     python bench/faq.py --leakage  # also: phrasings too close to a held-out question
     python bench/faq.py --strict   # also: the tuning halves without the phrasings written from them
     python bench/faq.py --curve    # also: new writers' questions with a quarter, half, ... of the examples
+    python bench/faq.py --by-round # also: each round's tuning questions without any example from its round
 
 Matches every question of the labelled sets (fixtures/faq/questions*.csv: questions.csv, the
-first set, then questions-round2..20.csv, each written before the matcher change it judged;
-rounds 5, 6, 8, 12-15, 19 and 20 are held out whole; rounds 7-20 were written by writers who never saw
-the FAQ's phrasings, the other rounds or the matcher, round 7 from the entries' titles, rounds
-8-11 from the titles and a summary of each answer, rounds 12-20 from the titles and the
-answers; rounds 7, 9, 10, 11 and 16-18 were split after their first look)
+first set, then questions-round2..26.csv, each written before the matcher change it judged;
+rounds 5, 6, 8, 12-15, 19, 20, 25 and 26 are held out whole; rounds 7-26 were written by writers
+who never saw the FAQ's phrasings, the other rounds or the matcher, round 7 from the entries'
+titles, rounds 8-11 from the titles and a summary of each answer, rounds 12-26 from the titles
+and the answers; rounds 7, 9, 10, 11 and 16-18 were split after their first look; rounds 21-24
+were written to be labelled, as staff label the HOI log, and are tuning data whole)
 against fixtures/faq/faq.csv and prints, for each set and for all of them together, the tuning
 half, the test half (held out: the honest figures; each question's half is stored in its file)
 and both: wrong
@@ -19,13 +21,19 @@ auto-answers as a share of all questions, the share of answerable questions auto
 share of unanswerable ones sent to staff, each beside its target (issue 17); then the median
 time of one `match` (µs, over the whole set, `--runs` times).
 
-With examples (`--examples`, default fixtures/faq/examples.csv: the answerable questions of the
-tuning halves, each labelled with its entry; `--no-examples` for the FAQ's phrasings alone), a
-question that is also an example is matched without the examples of its text (leave-one-out):
-the tuning rows are not flattered by the examples, and a held-out question repeated among the tuning questions is
-no free answer. The rows "held out, by kind" give the held-out halves of the split sets (rounds
-1-4, 7, 9, 10, 11 and 16-18) and the sets held out whole (rounds 5, 6, 8, 12-15, 19 and 20), with and without such
-repeats.
+With examples (`--examples`, default fixtures/faq/examples.csv: the questions of the tuning
+halves, each answerable one labelled with its entry, the others with none (id empty);
+`--no-examples` for the FAQ's phrasings alone), the tuning questions are matched in 10 folds,
+each without the examples of its fold (`rank_folds`), and a held-out question repeated among the
+tuning questions without the examples of its text (leave-one-out): the tuning rows are not
+flattered by the examples, and a repeated held-out question is no free answer. The rows "held out, by kind" give the held-out halves of the split sets (rounds
+1-4, 7, 9, 10, 11 and 16-18) and the sets held out whole (rounds 5, 6, 8, 12-15, 19, 20, 25 and
+26), with and without such repeats.
+
+`--by-round` ranks each round's tuning questions with no example from that round (`rank_by_round`):
+a writer whose voice the examples have never seen, as a new one is. MAX_UNANSWERED,
+FIRM_MIN_PROBABILITY, FIRM_MAX_UNKNOWN and AGREE_MIN_PROBABILITY were chosen on it and on the
+folds (BENCHMARKS.md section 8, look 12).
 
 `--tune` searches MIN_SCORE (0.50-0.80) x MIN_MARGIN x MAX_UNKNOWN on the tuning halves only: the thresholds
 that auto-answer the most answerable questions with no wrong auto-answer, none either with
@@ -106,7 +114,7 @@ NEVER = 2.0   # a score no entry reaches: the classifier's agreement alone never
 CONSTANTS = {"min_score": "MIN_SCORE", "min_margin": "MIN_MARGIN", "max_unknown": "MAX_UNKNOWN",
              "agree_score": "AGREE_MIN_SCORE", "agree_probability": "AGREE_MIN_PROBABILITY",
              "firm_score": "FIRM_MIN_SCORE", "firm_probability": "FIRM_MIN_PROBABILITY",
-             "firm_unknown": "FIRM_MAX_UNKNOWN"}   # smsgw/faq.py's names
+             "firm_unknown": "FIRM_MAX_UNKNOWN", "max_unanswered": "MAX_UNANSWERED"}   # smsgw/faq.py's names
 
 
 def tune_firm(*rankings: list[tuple[LabelledQuestion, Ranking]]) -> tuple[dict[str, float], list[Figures]]:
@@ -135,23 +143,13 @@ def same_text(question: str) -> str:
 
 
 def rank_left_out(faq: Faq, questions: list[LabelledQuestion]) -> list[tuple[LabelledQuestion, Ranking]]:
-    """Each question ranked by `faq` without the examples of the same text (leave-one-out): a
-    question that is also an example must not be scored against itself. Without examples in
-    `faq`, its plain ranking."""
-    by_text: dict[str, list[FaqExample]] = {}
-    for example in faq.examples:
-        by_text.setdefault(same_text(example.question), []).append(example)
-    without: dict[str, Faq] = {}
-    ranked = []
-    for item in questions:
-        key = same_text(item.question)
-        if key not in by_text:
-            ranked.append((item, faq.rank(item.question)))
-            continue
-        if key not in without:
-            without[key] = Faq(list(faq.entries), [ex for ex in faq.examples if same_text(ex.question) != key])
-        ranked.append((item, without[key].rank(item.question)))
-    return ranked
+    """Each question ranked by `faq` without the examples that have the text of any of `questions`
+    (one matcher built for all of them): a question that is also an example is never scored
+    against itself. Without such examples, by `faq` itself."""
+    texts = {same_text(item.question) for item in questions}
+    kept = [example for example in faq.examples if same_text(example.question) not in texts]
+    without = faq if len(kept) == len(faq.examples) else Faq(list(faq.entries), kept)
+    return [(item, without.rank(item.question)) for item in questions]
 
 
 def examples_from(tuning: list[LabelledQuestion]) -> list[FaqExample]:
@@ -217,6 +215,21 @@ def rank_strict(faq: Faq, tuning: list[LabelledQuestion]) -> list[tuple[Labelled
     return rank_folds(faq, tuning, near=STRICT_NEAR)
 
 
+def rank_by_round(faq: Faq, rounds: dict[int, list[LabelledQuestion]]) -> list[tuple[LabelledQuestion, Ranking]]:
+    """Each round's tuning questions (`rounds`: round -> its tuning questions) ranked by the FAQ
+    with only the examples of the other rounds' tuning questions (none of the same text): how a
+    writer the examples have never heard fares."""
+    ranked = []
+    for number, questions in rounds.items():
+        texts = {same_text(item.question) for item in questions}
+        others = {(item.expected_id or "", item.question) for other, items in rounds.items() if other != number
+                  for item in items if same_text(item.question) not in texts}
+        without = Faq(list(faq.entries), [example for example in faq.examples
+                                          if (example.id, example.question) in others])
+        ranked += [(item, without.rank(item.question)) for item in questions]
+    return ranked
+
+
 def round_of(stem: str) -> int:
     """The round of a labelled set by its file's stem: questions.csv is round 1, questions-roundN.csv round N."""
     return int(stem.removeprefix("questions-round")) if "-round" in stem else 1
@@ -256,6 +269,8 @@ def main() -> None:
     parser.add_argument("--curve", action="store_true",
                         help="also: the held-out questions of writers new to the FAQ (rounds 12 on) with a "
                              "share of the examples")
+    parser.add_argument("--by-round", action="store_true",
+                        help="also: each round's tuning questions without the examples of its round")
     parser.add_argument("--leakage", action="store_true",
                         help=f"list the FAQ's phrasings with a similarity >= {LEAKAGE} to a held-out question")
     args = parser.parse_args()
@@ -273,8 +288,11 @@ def main() -> None:
     if leaked:
         print(f"{leaked} examples have the text of a held-out question (the labelled sets repeat some questions): "
               f"such a question is matched without them")
-    # Every question ranked once; one that is also an example without that example (leave-one-out).
-    ranked = dict(zip(map(id, labelled), (ranking for _, ranking in rank_left_out(faq, labelled))))
+    # Every question ranked once: a held-out one that is also an example without that example
+    # (leave-one-out), the tuning ones in folds, each without the examples of its fold (`rank_folds`:
+    # ten matchers built, where leave-one-out would build one per example).
+    ranked = {id(item): ranking for item, ranking in rank_left_out(faq, [q for q in labelled if q.half == "test"])}
+    ranked.update((id(item), ranking) for item, ranking in rank_folds(faq, [q for q in labelled if q.half == "tune"]))
 
     def figures(questions: list[LabelledQuestion]) -> Figures:
         return evaluate_ranked([(q, ranked[id(q)]) for q in questions])
@@ -283,10 +301,11 @@ def main() -> None:
         print(f"{set_name}:")
         for half in ("tune", "test"):
             in_half = [q for q in questions if q.half == half]
-            print("  " + (_row(half, figures(in_half)) if in_half else f"{half:15}    0 questions (the set is held out whole)"))
+            print("  " + (_row(half, figures(in_half)) if in_half else
+                          f"{half:15}    0 questions (the set is {'held out' if half == 'tune' else 'tuning data'} whole)"))
     halves = {"tune": [q for q in labelled if q.half == "tune"],
               "test": [q for q in labelled if q.half == "test"], "all": labelled}
-    print("all sets" + (" (a tuning question that is an example is matched without it):" if examples else ":"))
+    print("all sets (the tuning halves in folds, without the examples of their fold):")
     for name, questions in halves.items():
         print("  " + _row(name, figures(questions)))
     split = {id(q) for questions in sets.values() if any(q.half == "tune" for q in questions) for q in questions}
@@ -324,6 +343,10 @@ def main() -> None:
         print("  " + _row("tune, strict", strict))
     elif args.strict:
         print("  " + _row("tune, strict", evaluate_ranked(rank_strict(faq, halves["tune"]))))
+
+    if args.by_round:
+        rounds = {round_of(name): [q for q in questions if q.half == "tune"] for name, questions in sets.items()}
+        print("  " + _row("tune, by round", evaluate_ranked(rank_by_round(faq, {n: qs for n, qs in rounds.items() if qs}))))
 
     if args.curve:
         newer = [q for name, questions in sets.items() if round_of(name) >= 12 for q in questions if q.half == "test"]

@@ -23,14 +23,20 @@ Examples (`FaqExample`, `smsgw faq import --examples`): citizens' questions that
 with the entry answering them. Each is one more phrasing of its entry for both rankings, weighed
 `EXAMPLE_WEIGHT` (a written phrasing outweighs a mislabelled example), and its words are the
 entry's own for the topic-word rule: how citizens actually write becomes what the entry knows.
+An example with no entry (id empty) is a question staff said no entry answers: it teaches the
+classifier below what the FAQ's close calls look like, and no entry its words.
 
 A second opinion (`AGREE_MIN_SCORE`, `AGREE_MIN_PROBABILITY`): scikit-learn's logistic
-regression over the same character n-grams, trained on every phrasing and example labelled with
-its entry, gives each entry a probability. When its first choice is the entry the similarity
-ranks first among those knowing every topic word, with probability at least
-`AGREE_MIN_PROBABILITY`, a lower similarity (`AGREE_MIN_SCORE`) is enough to answer: two rankers
-of different kinds agreeing is a confidence the similarity alone does not show. The topic-word
-rule still applies to every answer.
+regression over the same character n-grams and over words and word pairs, trained on every
+phrasing and example labelled with its entry and on the questions no entry answers as a class
+of their own, gives each entry a probability, and that class one (`Ranking.unanswered`). When
+its first choice is the entry the similarity ranks first among those knowing every topic word,
+with probability at least `AGREE_MIN_PROBABILITY`, a lower similarity (`AGREE_MIN_SCORE`) is
+enough to answer: two rankers of different kinds agreeing is a confidence the similarity alone
+does not show. The topic-word rule still applies to every answer. A question the classifier
+finds at least `MAX_UNANSWERED` likely to be one no entry answers goes to staff, however close
+an entry: the words that made a close call of the labelled ones ("ngoai tru" against the entry
+on care out of the registered hospital, which gives no out-patient rate) make one of it.
 
 Before ranking, `Faq.fold` also writes a number typed onto its word apart ("1lan"), a word the
 FAQ lacks that is no Vietnamese syllable but two of its words typed together ("giahan",
@@ -56,8 +62,10 @@ that no phrasing or example has asked it of: that entry gives a rate or a rule, 
 The thresholds were chosen on the tuning halves of fixtures/faq/questions*.csv only (each
 question's half is stored in the file) by `python bench/faq.py --tune`; since round 9's tuning
 half was added, no thresholds there give no wrong answer (three questions no threshold
-separates, BENCHMARKS.md section 8) and those chosen before were kept. `python bench/faq.py`
-reports the held-out halves and sets as the honest figures.
+separates, BENCHMARKS.md section 8) and those chosen before were kept. `MAX_UNANSWERED` and the
+firm and agreement probabilities were chosen with the questions no entry answers, on the tuning
+data in folds and round by round (`--by-round`). `python bench/faq.py` reports the held-out
+halves and sets as the honest figures.
 """
 
 from __future__ import annotations
@@ -74,6 +82,7 @@ import numpy as np
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import OSA
 from sklearn.feature_extraction.text import TfidfVectorizer
+from scipy.sparse import hstack
 from sklearn.linear_model import LogisticRegression
 
 from .gsm import fold
@@ -87,13 +96,16 @@ MAX_UNKNOWN = 0       # topic words of the question that the best entry may leav
 MAX_ASIDE = 1         # ... not counting up to this many that no entry uses at all (`Faq.rank`)
 EXAMPLE_WEIGHT = 0.85   # an example's similarity counts this much against a hand-written phrasing's
 AGREE_MIN_SCORE = 0.52        # ... or this close when the classifier agrees (see bench/faq.py --tune)
-AGREE_MIN_PROBABILITY = 0.6   # the classifier's probability of that entry, its first choice
+AGREE_MIN_PROBABILITY = 0.5   # the classifier's probability of that entry, its first choice
 # The classifier's firm agreement (see bench/faq.py --tune): the closest entry is also its first
 # choice, with at least this probability, and at least this close. It answers even when the
 # question has a word the entry never uses: it is the asker's own ("hcm", "trach").
 FIRM_MIN_SCORE = 0.6
-FIRM_MIN_PROBABILITY = 0.9
-FIRM_MAX_UNKNOWN = 1     # ... at most this many of them: more is another question ("giao vien mam non")
+FIRM_MIN_PROBABILITY = 0.8
+FIRM_MAX_UNKNOWN = 2     # ... at most this many of them: more is another question
+# The classifier's probability that the question is one of those staff said no entry answers
+# (`FaqExample.unanswered`): from this on, staff answers it, however close an entry is.
+MAX_UNANSWERED = 0.3
 CLASSIFIER_C = 10.0           # inverse regularisation of the classifier (scikit-learn's C)
 SUGGEST_MIN_SCORE = 0.2   # below this an entry has nothing to do with the question: not shown to staff
 
@@ -265,10 +277,16 @@ class FaqEntry:
 
 @dataclass(frozen=True)
 class FaqExample:
-    """A citizen's question that staff said entry `id` answers (from the HOI log): one more way
-    people ask it. It ranks like the entry's phrasings and its words count as the entry's own."""
+    """A citizen's question that staff labelled (from the HOI log): entry `id` answers it, one
+    more way people ask it (it ranks like the entry's phrasings and its words count as the
+    entry's own); or, `id` empty, no entry does (`unanswered`: staff answered it themselves). The
+    classifier learns both (`Ranking.unanswered`)."""
     id: str
     question: str
+
+    @property
+    def unanswered(self) -> bool:
+        return not self.id
 
 
 @dataclass(frozen=True)
@@ -296,23 +314,23 @@ _FAQ_FILE = CsvFile("faq.csv", ("id", "question", "answer"), _entry, (
 
 
 def _example(fields: dict[str, str]) -> tuple:
-    return tuple(text(fields[name], name, required=True) for name in ("id", "question"))
+    return text(fields["id"], "id", required=False), text(fields["question"], "question", required=True)
 
 
 _EXAMPLES_FILE = CsvFile("examples.csv", ("id", "question"), _example, ())
 
 
 def read_examples(path: str | os.PathLike[str], entries: Sequence[FaqEntry]) -> list[FaqExample]:
-    """The examples of `path` (CSV `id,question`), every `id` an entry of `entries`;
-    FaqImportError on the first bad line."""
+    """The examples of `path` (CSV `id,question`), every `id` an entry of `entries` or empty (a
+    question no entry answers); FaqImportError on the first bad line."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FaqImportError(path, None, "no such file")
     known = {entry.id for entry in entries}
     rows, lines = _read(path, _EXAMPLES_FILE)
     for (entry_id, _), line in zip(rows, lines):
-        if entry_id not in known:
-            raise FaqImportError(path, line, f"id {entry_id!r} is not an entry of the FAQ")
+        if entry_id and entry_id not in known:
+            raise FaqImportError(path, line, f"id {entry_id!r} is not an entry of the FAQ (empty: no entry answers it)")
     return [FaqExample(*row) for row in rows]
 
 
@@ -347,10 +365,14 @@ class Faq:
         self._frequency = Counter(" ".join([*(text for texts in by_entry for text in texts), *answers]).split())
         # The words a word typed together may split into: also those the shorthand rewrites ("nguyen").
         self._joinable = frozenset(self._frequency) | frozenset(" ".join(text for texts in plain for text in texts).split())
+        unanswered = []   # the questions staff said no entry answers, folded
         for example in self.examples:
-            if example.id not in index:
+            if example.unanswered:
+                unanswered.append(self.fold(example.question))
+            elif example.id not in index:
                 raise ValueError(f"example of an unknown entry: {example.id!r}")
-            by_entry[index[example.id]].append(self.fold(example.question))
+            else:
+                by_entry[index[example.id]].append(self.fold(example.question))
         self._vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True,
                                            lowercase=False, dtype=np.float64)
         phrasings = [text for texts in by_entry for text in texts]
@@ -369,11 +391,21 @@ class Faq:
         # What each entry has been asked for (`ASKS`), by its phrasings or examples (not its answer).
         self._asked = [{kind for kind, pattern in ASKS.items() if any(pattern.search(text) for text in texts)}
                        for texts in by_entry]
-        # The second opinion: a classifier of the same character n-grams, trained on every
-        # phrasing and example labelled with its entry (`Ranking.probabilities`).
-        labels = [index for index, texts in enumerate(by_entry) for _ in texts]
+        # The second opinion: a classifier of the same character n-grams and of the words and
+        # word pairs, trained on every phrasing and example labelled with its entry and, as one
+        # class more, the questions no entry answers (`Ranking.probabilities`, `.unanswered`).
+        trained = phrasings + unanswered
+        self._word_vectorizer = TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True,
+                                                lowercase=False, token_pattern=r"\S+", dtype=np.float64)
+        self._word_vectorizer.fit(trained)
+        labels = [index for index, texts in enumerate(by_entry) for _ in texts] + [len(entries)] * len(unanswered)
         self._classifier = (LogisticRegression(C=CLASSIFIER_C, max_iter=3000).fit(
-            self._vectorizer.transform(phrasings), labels) if len(entries) > 1 else None)
+            self._features(self._vectorizer.transform(trained), trained), labels) if len(set(labels)) > 1 else None)
+
+    def _features(self, characters, texts: list[str]):
+        """The classifier's features of folded `texts`: their character n-grams (`characters`,
+        already computed) beside their words and word pairs."""
+        return hstack([characters, self._word_vectorizer.transform(texts)], format="csr")
 
     def fold(self, question: str) -> str:
         """`question` as it is compared: normalized, words typed together split on the FAQ's
@@ -434,14 +466,15 @@ class Faq:
     def match(self, question: str, *, min_score: float = MIN_SCORE, min_margin: float = MIN_MARGIN,
               max_unknown: int = MAX_UNKNOWN, agree_score: float = AGREE_MIN_SCORE,
               agree_probability: float = AGREE_MIN_PROBABILITY, firm_score: float = FIRM_MIN_SCORE,
-              firm_probability: float = FIRM_MIN_PROBABILITY, firm_unknown: int = FIRM_MAX_UNKNOWN) -> Match:
+              firm_probability: float = FIRM_MIN_PROBABILITY, firm_unknown: int = FIRM_MAX_UNKNOWN,
+              max_unanswered: float = MAX_UNANSWERED) -> Match:
         """The best entry for `question`, confident when it may be sent without a person reading it:
         close enough, clearly ahead of the runner-up, and asking about nothing the entry does not
         speak of (at most `max_unknown` such words); or the classifier's firm choice (`Ranking.decide`)."""
         return self.rank(question).decide(min_score=min_score, min_margin=min_margin, max_unknown=max_unknown,
                                           agree_score=agree_score, agree_probability=agree_probability,
                                           firm_score=firm_score, firm_probability=firm_probability,
-                                          firm_unknown=firm_unknown)
+                                          firm_unknown=firm_unknown, max_unanswered=max_unanswered)
 
     def rank(self, question: str) -> Ranking:
         """`question` against every entry: what `match` decides from, for any thresholds."""
@@ -455,13 +488,14 @@ class Faq:
             topic = [word for word in topic if word in self._vocabulary]
         asks = {kind: found.group(0) for kind, pattern in ASKS.items() if (found := pattern.search(folded))}
         vector = self._vectorizer.transform([folded])
-        probabilities = (self._classifier.predict_proba(vector)[0] if self._classifier is not None and folded
-                         else np.zeros(len(self.entries)))
+        probabilities = (self._classifier.predict_proba(self._features(vector, [folded]))[0]
+                         if self._classifier is not None and folded else np.zeros(len(self.entries) + 1))
         return Ranking(self.entries, self._scored(folded, vector),
                        tuple(self._unknown(topic, index) + tuple(words for kind, words in asks.items()
                                                                  if kind not in self._asked[index])
-                             for index in range(len(self.entries))), probabilities,
-                       own_case=bool(_OWN_CASE.search(folded)))
+                             for index in range(len(self.entries))), probabilities[:len(self.entries)],
+                       own_case=bool(_OWN_CASE.search(folded)),
+                       unanswered=float(probabilities[len(self.entries)]) if len(probabilities) > len(self.entries) else 0.0)
 
     def suggest(self, question: str, k: int = 3) -> list[tuple[FaqEntry, float]]:
         """Up to `k` entries closest to `question`, best first, for a staff member to pick from
@@ -479,22 +513,28 @@ class Ranking:
     unknown: tuple[tuple[str, ...], ...]   # per entry, in entry order
     probabilities: np.ndarray   # per entry: the classifier's probability that it answers the question
     own_case: bool = False      # it asks why, or names a person's number: never answered at once (`_OWN_CASE`)
+    unanswered: float = 0.0     # the classifier's probability that no entry answers it (`FaqExample.unanswered`)
 
     def decide(self, *, min_score: float = MIN_SCORE, min_margin: float = MIN_MARGIN,
                max_unknown: int = MAX_UNKNOWN, agree_score: float = AGREE_MIN_SCORE,
                agree_probability: float = AGREE_MIN_PROBABILITY, firm_score: float = FIRM_MIN_SCORE,
-               firm_probability: float = FIRM_MIN_PROBABILITY, firm_unknown: int = FIRM_MAX_UNKNOWN) -> Match:
+               firm_probability: float = FIRM_MIN_PROBABILITY, firm_unknown: int = FIRM_MAX_UNKNOWN,
+               max_unanswered: float = MAX_UNANSWERED) -> Match:
         """The `Match` these thresholds give (see `Faq.match`)."""
         scores = self.scores
         order = np.argsort(-scores, kind="stable")
         top = int(order[0])
         if scores[top] <= 0.0:
             return Match(None, 0.0, False)
-        first_choice = int(np.argmax(self.probabilities))   # the classifier's
+        # The classifier's first choice: an entry, or none (-1) when a question no entry answers is likelier.
+        first_choice = int(np.argmax(self.probabilities)) if self.probabilities.max() > self.unanswered else -1
+        # Never at once: a question about the asker's own case, or one the classifier finds as
+        # likely as `max_unanswered` to be one of those staff said no entry answers.
+        held = self.own_case or self.unanswered >= max_unanswered
         # The closest entry, the classifier's firm first choice: a few words the entry never uses
         # are the asker's own (FIRM_MIN_PROBABILITY).
         firm = bool(first_choice == top and self.probabilities[top] >= firm_probability
-                    and scores[top] >= firm_score and len(self.unknown[top]) <= firm_unknown and not self.own_case)
+                    and scores[top] >= firm_score and len(self.unknown[top]) <= firm_unknown and not held)
         # The entries that speak of everything the question asks, closest first: the best of
         # them answers when close enough and clearly ahead of the next one.
         covering = [int(i) for i in order if scores[i] > 0.0 and len(self.unknown[i]) <= max_unknown]
@@ -505,7 +545,7 @@ class Ranking:
         chosen = covering[0]
         agreed = (first_choice == chosen and self.probabilities[chosen] >= agree_probability
                   and best >= agree_score)
-        if ((best >= min_score and best - runner_up >= min_margin) or agreed) and not self.own_case:
+        if ((best >= min_score and best - runner_up >= min_margin) or agreed) and not held:
             return Match(self.entries[chosen], best, True, self.unknown[chosen])
         if firm:
             return Match(self.entries[top], float(scores[top]), True, self.unknown[top])

@@ -329,7 +329,7 @@ def test_staff_answer_a_question_and_the_sms_arrives_at_the_carrier(served, sink
 def test_staff_answer_with_an_faq_suggestion_and_the_question_becomes_its_example(served, served_db, sink, browser):
     from selenium.webdriver.common.by import By
 
-    asked = "Mẹ tôi muốn mua bảo hiểm cho cả nhà thì cần những gì?"
+    asked = "Mẹ tôi muốn mua bảo hiểm cho cả nhà thì tổng cộng hết bao nhiêu tiền?"
     before, number = asked_and_opened(served, sink, browser, "hoi-faq", asked)
     browser.find_element(By.CSS_SELECTOR, f"#question-{number} details summary").click()
     suggestion = browser.find_element(By.CSS_SELECTOR, f'button[data-fill="answer-{number}"]')

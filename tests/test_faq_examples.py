@@ -50,6 +50,58 @@ def test_an_example_teaches_its_entry_a_word_citizens_use():
     assert taught.unknown_words("ong o hue mat the bhyt", 1) == ("hue",)
 
 
+# A close call: the entry on care outside the registered hospital says the rate "depends on the
+# level and on in- or out-patient care"; the asker wants the out-patient figure, which it never gives.
+OUT_PATIENT = "kham ngoai tru trai tuyen o benh vien tinh thi bhyt tra may phan tram vay"
+NO_ENTRY_ANSWERS = ("kham ngoai tru trai tuyen o bv tinh thi bhyt co tra ko",
+                    "di kham ngoai tru trai tuyen tuyen tinh duoc huong bao nhieu phan tram",
+                    "ngoai tru trai tuyen benh vien tinh co duoc bhyt thanh toan khong a")
+
+
+def test_questions_staff_said_no_entry_answers_send_a_close_call_to_staff():
+    plain = Faq.from_csv(FIXTURES / "faq.csv")
+    before = plain.rank(OUT_PATIENT)
+    assert (plain.match(OUT_PATIENT).entry.id, plain.match(OUT_PATIENT).confident, before.unanswered) == (
+        "kcb-trai-tuyen", True, 0.0)
+    # Three such questions, none of them this one, labelled with no entry (id empty).
+    taught = Faq(list(plain.entries), [FaqExample("", question) for question in NO_ENTRY_ANSWERS])
+    after = taught.rank(OUT_PATIENT)
+    assert after.unanswered >= faq_module.MAX_UNANSWERED
+    assert (taught.match(OUT_PATIENT).entry.id, taught.match(OUT_PATIENT).confident) == ("kcb-trai-tuyen", False)
+    assert after.decide(max_unanswered=1.0).confident   # the guard left out: answered, wrongly
+    # What the entry does answer still is: an emergency in another hospital, another entry's question.
+    for question, entry_id in (("cap cuu o benh vien khac noi dang ky co dc bhyt tra ko", "kcb-trai-tuyen"),
+                               ("mat the bhyt thi lam lai o dau", "cap-lai-the-bhyt-mat")):
+        match = taught.match(question)
+        assert (match.entry.id, match.confident) == (entry_id, True)
+        assert taught.rank(question).unanswered < faq_module.MAX_UNANSWERED
+    assert taught.examples[0].unanswered and not FaqExample("mat-the", "x").unanswered
+
+
+def test_a_question_no_entry_answers_teaches_no_entry_its_words():
+    taught = Faq([RENEWAL, LOST], [FaqExample("", GRANDFATHER)])
+    assert taught.unknown_words(GRANDFATHER, 0) == ("hue", "ruong")
+    assert taught.rank(GRANDFATHER).unanswered > 0.5   # the classifier's class of its own
+    assert not taught.match(GRANDFATHER).confident
+
+
+def test_the_classifiers_likeliest_none_is_no_agreement():
+    entries = (RENEWAL, LOST)
+
+    def decide(probability: float, unanswered: float, **thresholds):
+        ranking = faq_module.Ranking(entries, np.array([0.6, 0.1]), ((), ()),
+                                     np.array([probability, 1 - probability - unanswered]), unanswered=unanswered)
+        return ranking.decide(**thresholds)
+
+    # 0.6: under MIN_SCORE, answered only when the classifier agrees (AGREE_MIN_PROBABILITY 0.5).
+    assert decide(0.55, 0.0).confident
+    assert not decide(0.55, faq_module.MAX_UNANSWERED).confident   # held: likely no entry's
+    assert decide(0.55, 0.29).confident
+    # Without the guard, and agreement from p 0.3: none likelier than the entry is no agreement.
+    assert not decide(0.4, 0.45, max_unanswered=1.0, agree_probability=0.3).confident
+    assert decide(0.45, 0.4, max_unanswered=1.0, agree_probability=0.3).confident
+
+
 def test_a_hand_written_phrasing_outweighs_a_mislabelled_example(monkeypatch):
     # The example (labelled with the expiry entry) has the same text as the lost-card entry's own
     # phrasing: the phrasing wins, since an example weighs EXAMPLE_WEIGHT (< 1) of a phrasing.
@@ -79,7 +131,6 @@ def test_an_example_of_an_unknown_entry_is_refused():
     ("id,question,answer\n", 1, "unknown column 'answer'"),
     ("id,question\nmat-the,mat the roi\nkhong-co,hoi gi\n", 3, "id 'khong-co' is not an entry of the FAQ"),
     ("id,question\nmat-the,\n", 2, "question is empty"),
-    ("id,question\n,mat the roi\n", 2, "id is empty"),
     ("id,question\nmat-the\n", 2, "expected 2 fields, found 1"),
     ("", 1, "empty file"),
 ])
@@ -103,7 +154,7 @@ def test_any_examples_file_loads_or_is_refused_with_a_line(tmp_path, content):
     except FaqImportError as refused:
         assert str(refused).startswith(f"{examples}:") and refused.reason
     else:
-        assert all(example.id == "mat-the" and example.question for example in faq.examples)
+        assert all(example.id in ("mat-the", "") and example.question for example in faq.examples)
 
 
 def test_a_missing_examples_file_is_refused(tmp_path):
@@ -111,16 +162,16 @@ def test_a_missing_examples_file_is_refused(tmp_path):
         Faq.from_csv(write(tmp_path, HEADER + LOST_CARD), tmp_path / "absent.csv")
 
 
-def test_the_shipped_examples_are_the_answerable_tuning_half_questions_only():
-    # Held-out questions must never be examples: the held-out figures of bench/faq.py count.
+def test_the_shipped_examples_are_the_tuning_half_questions_only():
+    # Held-out questions must never be examples: the held-out figures of bench/faq.py count. The
+    # answerable ones are examples of their entry, the others examples of no entry (id empty).
     faq = Faq.from_csv(FIXTURES / "faq.csv")
     examples = read_examples(FIXTURES / "examples.csv", faq.entries)
     labelled = [item for path in sorted(FIXTURES.glob("questions*.csv")) for item in read_labelled(path, faq)]
     # Each once: two writers may type the same question (rounds 16 and 17 share two).
-    tuning = sorted({(item.expected_id, item.question) for item in labelled
-                     if item.half == "tune" and item.expected_id is not None})
+    tuning = sorted({(item.expected_id or "", item.question) for item in labelled if item.half == "tune"})
     assert sorted((example.id, example.question) for example in examples) == tuning
-    assert len(examples) >= 200
+    assert sum(example.unanswered for example in examples) >= 400 and len(examples) >= 1200
 
 
 # -- stored with the FAQ ----------------------------------------------------------------
@@ -133,13 +184,14 @@ def faq_import(path: Path, db: str, capsys, examples: Path | None = None) -> tup
 
 def test_examples_are_stored_and_replaced_with_the_faq(db, tmp_path, capsys):
     faq_file = write(tmp_path, HEADER + PENSION + LOST_CARD)
-    examples = write(tmp_path, "id,question\nmat-the,the bhyt cua ong noi bi mat\nluong-huu,may tuoi dc nhan luong huu\n",
-                     "examples.csv")
+    examples = write(tmp_path, "id,question\nmat-the,the bhyt cua ong noi bi mat\nluong-huu,may tuoi dc nhan luong huu\n"
+                               ",luong huu cua ong em thang nay sao chua ve\n", "examples.csv")
     code, err = faq_import(faq_file, db, capsys, examples)
-    assert (code, "2 FAQ entries, 2 examples" in err) == (0, True), err
+    assert (code, "2 FAQ entries, 3 examples" in err) == (0, True), err
     loaded = run(load_faq(db))
     assert loaded.examples == (FaqExample("mat-the", "the bhyt cua ong noi bi mat"),
-                               FaqExample("luong-huu", "may tuoi dc nhan luong huu"))
+                               FaqExample("luong-huu", "may tuoi dc nhan luong huu"),
+                               FaqExample("", "luong huu cua ong em thang nay sao chua ve"))
     assert loaded.match("ong noi em mat the bhyt").entry.id == "mat-the"
     assert loaded.unknown_words("ong noi em mat the bhyt", 1) == ()
 
@@ -147,14 +199,14 @@ def test_examples_are_stored_and_replaced_with_the_faq(db, tmp_path, capsys):
     bad = write(tmp_path, "id,question\nmat-the,lam lai the\nthe-tre-em,tre em\n", "bad.csv")
     code, err = faq_import(write(tmp_path, HEADER + LOST_CARD, "other.csv"), db, capsys, bad)
     assert (code, err) == (1, f"smsgw: import refused, nothing loaded: {bad}:3: "
-                              "id 'the-tre-em' is not an entry of the FAQ\n")
+                              "id 'the-tre-em' is not an entry of the FAQ (empty: no entry answers it)\n")
     assert run(load_faq(db)).examples == loaded.examples and len(run(load_faq(db)).entries) == 2
 
     # An import without --examples keeps the examples of its entries (tests/test_faq_labelling.py);
     # with --replace-examples none are left.
     code, err = faq_import(faq_file, db, capsys)
-    assert (code, "2 FAQ entries, 2 examples" in err) == (0, True), err
-    assert run(load_faq(db)).examples == loaded.examples
+    assert (code, "2 FAQ entries, 3 examples" in err) == (0, True), err
+    assert run(load_faq(db)).examples == loaded.examples   # the one of no entry kept too
     assert main(["faq", "import", str(faq_file), "--db", db, "--replace-examples"]) == 0
     assert "2 FAQ entries, 0 examples (the previous FAQ and its examples replaced)" in capsys.readouterr().err
     assert run(load_faq(db)).examples == ()
@@ -188,6 +240,19 @@ def test_the_bench_never_scores_a_question_against_itself():
     assert taught.match(GRANDFATHER).confident   # its own example teaches it "hue" and "ruong"
     [(_, ranking)] = bench.rank_left_out(taught, [question])
     assert ranking.decide().unknown == ("hue", "ruong") and not ranking.decide().confident
+
+
+def test_by_round_a_question_is_matched_without_the_examples_of_its_round():
+    bench = _bench()
+    other = "ong o hue lam ruong gia han the o dau"
+    taught = Faq([RENEWAL, LOST], [FaqExample("gia-han", GRANDFATHER), FaqExample("gia-han", other)])
+    first, second = (faq_module.LabelledQuestion(text, "gia-han", "tune") for text in (GRANDFATHER, other))
+    # One round: neither example teaches the other's question "hue" and "ruong".
+    [(_, ranking), _] = bench.rank_by_round(taught, {21: [first, second]})
+    assert ranking.unknown[0] == ("hue", "ruong") and not ranking.decide().confident
+    # Two rounds: each is taught by the other round's example.
+    [(_, ranking), _] = bench.rank_by_round(taught, {21: [first], 22: [second]})
+    assert ranking.unknown[0] == ()
 
 
 def test_the_strict_folds_drop_the_phrasings_written_from_a_question_but_keep_the_titles():
@@ -242,25 +307,46 @@ def test_held_out_figures_with_the_shipped_examples_do_not_fall_below_their_meas
     # /work/notes/s8/firstlook-r19r20-look11.log): halves 17 wrong, 240 to staff, 373 answered;
     # rounds 13, 14 and 19: 3, 2 and 2 wrong, 47, 48 and 48 to staff; the others as at look 10.
     # All 2,159 held-out: 42 wrong (1.9%), 975 of 1,464 answered (66.6%), 661 of 695 to staff (95.1%).
+    # Rounds 25 and 26, held out whole (Quang Ninh's miners, Hai Phong's dockers, seafarers, Nghe
+    # An and Ha Tinh speech; Da Nang and Hue office workers, Hue speech), first look on look 11:
+    # 3 and 7 wrong, 48 and 44 to staff, 49 and 57 answered. With the 394 examples of rounds
+    # 21-24 (written to be labelled, tuning data whole; 949 examples in all;
+    # /work/notes/s9/look11-newex.log): halves 20 wrong, 237 to staff, 417 answered; rounds 5,
+    # 6, 8, 12-15, 19, 20, 25, 26 as below. All 2,459 held-out: 70 wrong (2.8%), 1,218 of 1,664
+    # answered (73.2%), 735 of 795 to staff (92.5%): labelling buys coverage, and costs wrong answers.
+    # Look 12 (the classifier reads words too, and the 481 unanswerable tuning questions are
+    # examples of no entry: a question likely one of them goes to staff; firm and agreement
+    # thresholds lower; chosen on the tuning data alone): halves 8 wrong, 249 to staff, 434
+    # answered; the whole rounds as below but 74, 82, 68 and 69 answered in rounds 12, 15, 19 and
+    # 25, 5 wrong in round 8. All 2,459 held-out: 29 wrong (1.2%), 1,273 of 1,664 answered
+    # (76.5%), 777 of 795 to staff (97.7%) (/work/notes/s9/look12.log: each held-out question
+    # that is also an example matched without the examples of its own text, one matcher built
+    # per text). Since each is matched by one matcher without the examples of any held-out text
+    # (`rank_left_out`, one build for all; /work/notes/s9/look12-floors.log): halves 8 wrong,
+    # 249 to staff, 429 answered; all 2,459: 28 wrong (1.1%), 1,264 answered (76.0%), 777 to
+    # staff (97.7%): the targets met.
     bench = _bench()
     plain = Faq.from_csv(FIXTURES / "faq.csv")
     faq = Faq(list(plain.entries), read_examples(FIXTURES / "examples.csv", plain.entries))
     whole = ("questions-round5.csv", "questions-round6.csv", "questions-round8.csv", "questions-round12.csv",
              "questions-round13.csv", "questions-round14.csv", "questions-round15.csv",
-             "questions-round19.csv", "questions-round20.csv")
+             "questions-round19.csv", "questions-round20.csv", "questions-round25.csv", "questions-round26.csv")
 
-    def held_out(*names: str):
-        questions = [item for path in sorted(FIXTURES.glob("questions*.csv"))
-                     if (path.name in names if names else path.name not in whole)
-                     for item in read_labelled(path, faq) if item.half == "test"]
-        return faq_module.evaluate_ranked(bench.rank_left_out(faq, questions))
+    # Every held-out question ranked once, by the FAQ without the examples of any held-out text.
+    names, questions = zip(*[(path.name, item) for path in sorted(FIXTURES.glob("questions*.csv"))
+                             for item in read_labelled(path, faq) if item.half == "test"])
+    ranked = bench.rank_left_out(faq, list(questions))
+
+    def held_out(*wanted: str):
+        return faq_module.evaluate_ranked([pair for name, pair in zip(names, ranked)
+                                           if (name in wanted if wanted else name not in whole)])
 
     halves, *rounds = held_out(), *(held_out(name) for name in whole)
     assert [(figures.questions, figures.answerable) for figures in (halves, *rounds)] == [
-        (828, 574), (160, 108), (121, 82), (150, 100), (150, 100), (150, 100), (150, 100), (150, 100), (150, 100), (150, 100)]
-    for figures, wrong, to_staff, answered in zip((halves, *rounds), (17, 2, 4, 5, 2, 3, 2, 4, 2, 1),
-                                                  (240, 50, 36, 49, 48, 47, 48, 46, 48, 49),
-                                                  (373, 106, 77, 81, 62, 57, 52, 62, 51, 54)):
+        (828, 574), (160, 108), (121, 82), *[(150, 100)] * 9]
+    for figures, wrong, to_staff, answered in zip((halves, *rounds), (8, 1, 3, 4, 1, 0, 3, 0, 2, 0, 2, 4),
+                                                  (249, 51, 37, 50, 49, 50, 48, 50, 48, 50, 48, 47),
+                                                  (429, 103, 78, 81, 73, 69, 67, 81, 67, 71, 68, 77)):
         assert (figures.wrong <= wrong and figures.to_staff >= to_staff
                 and figures.auto_answered >= answered), (figures, wrong, to_staff, answered)
 
@@ -276,13 +362,17 @@ def test_the_tuning_halves_in_folds_do_not_fall_below_their_measured_figures():
     # examples were in), look 9: 378 of 557 (67.9%), 17 wrong (2.0%), 271 of 284 to staff
     # (95.4%): the coverage target missed, on the tuning data too. Look 10: 380 of 557 (68.2%),
     # 14 wrong (1.7%), 273 of 284 to staff (96.1%); look 11: 380, 12 wrong (1.4%), 275 (96.8%).
+    # With rounds 21-24 (600 questions written to be labelled, tuning data whole), look 11: 666
+    # of 957 (69.6%), 37 wrong (2.6%), 450 of 484 to staff (93.0%); look 12 (questions no entry
+    # answers as examples too, the classifier's class of their own): 708 (74.0%), 9 wrong
+    # (0.6%), 478 (98.8%) (/work/notes/s9/look12-folds.log).
     bench = _bench()
     faq = Faq.from_csv(FIXTURES / "faq.csv", FIXTURES / "examples.csv")
     tuning = [item for path in sorted(FIXTURES.glob("questions*.csv"))
               for item in read_labelled(path, faq) if item.half == "tune"]
     figures = faq_module.evaluate_ranked(bench.rank_folds(faq, tuning))
-    assert (figures.questions, figures.wrong <= 12, figures.to_staff >= 275, figures.auto_answered >= 380) == (
-        841, True, True, True), figures
+    assert (figures.questions, figures.wrong <= 9, figures.to_staff >= 478, figures.auto_answered >= 708) == (
+        1441, True, True, True), figures
 
 
 def test_the_firm_thresholds_are_the_best_worth_with_a_wrong_answer_costing_ten():

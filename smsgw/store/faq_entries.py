@@ -2,7 +2,7 @@
 
 One row per entry, in the order of the imported file (`position`, from 0): `id`, `question` (its
 phrasings separated by `|`, as in the file) and `answer`; one row per example (`--examples`): the
-entry's `id` and a citizen's `question` it answers. Both are checked by the caller (smsgw/faq.py)
+entry's `id` and a citizen's `question` it answers, or an empty `id` for a question no entry answers. Both are checked by the caller (smsgw/faq.py)
 before they get here. An import replaces the whole FAQ in one transaction, and with it the
 examples: by default the stored examples whose entry id is still in the new FAQ are kept (staff
 labelled them, `smsgw questions answer --faq`) and the file's are added after them, one already
@@ -46,9 +46,9 @@ class ExamplesKept:
 
 def merged_examples(stored: Sequence[ExampleRow], examples: Sequence[ExampleRow], ids: set[str],
                     keep: bool) -> tuple[list[ExampleRow], ExamplesKept]:
-    """The examples an import leaves: the stored ones of entries in `ids` (when `keep`), then
-    those of `examples` not among them."""
-    kept = [tuple(row) for row in stored if row[0] in ids] if keep else []
+    """The examples an import leaves: the stored ones of entries in `ids` and those of no entry
+    (id empty: a question no entry answers) when `keep`, then those of `examples` not among them."""
+    kept = [tuple(row) for row in stored if row[0] in ids or not row[0]] if keep else []
     seen = set(kept)
     added = []
     for row in examples:
