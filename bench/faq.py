@@ -24,11 +24,12 @@ time of one `match` (µs, over the whole set, `--runs` times).
 With examples (`--examples`, default fixtures/faq/examples.csv: the questions of the tuning
 halves, each answerable one labelled with its entry, the others with none (id empty);
 `--no-examples` for the FAQ's phrasings alone), the tuning questions are matched in 10 folds,
-each without the examples of its fold (`rank_folds`), and a held-out question repeated among the
-tuning questions without the examples of its text (leave-one-out): the tuning rows are not
-flattered by the examples, and a repeated held-out question is no free answer. The rows "held out, by kind" give the held-out halves of the split sets (rounds
-1-4, 7, 9, 10, 11 and 16-18) and the sets held out whole (rounds 5, 6, 8, 12-15, 19, 20, 25 and
-26), with and without such repeats.
+each without the examples of its fold (`rank_folds`), and the held-out questions by one matcher
+without the examples that repeat a held-out question's text (`rank_left_out`): the tuning rows
+are not flattered by the examples, and a repeated held-out question is no free answer. The rows
+"held out, by kind" give the held-out halves of the split sets (rounds 1-4, 7, 9, 10, 11 and
+16-18) and the sets held out whole (rounds 5, 6, 8, 12-15, 19, 20, 25 and 26), with and without
+such repeats.
 
 `--by-round` ranks each round's tuning questions with no example from that round (`rank_by_round`):
 a writer whose voice the examples have never seen, as a new one is. MAX_UNANSWERED,
@@ -301,8 +302,9 @@ def main() -> None:
         print(f"{set_name}:")
         for half in ("tune", "test"):
             in_half = [q for q in questions if q.half == half]
+            whole = "held out" if half == "tune" else "tuning data"
             print("  " + (_row(half, figures(in_half)) if in_half else
-                          f"{half:15}    0 questions (the set is {'held out' if half == 'tune' else 'tuning data'} whole)"))
+                          f"{half:15}    0 questions (the set is {whole} whole)"))
     halves = {"tune": [q for q in labelled if q.half == "tune"],
               "test": [q for q in labelled if q.half == "test"], "all": labelled}
     print("all sets (the tuning halves in folds, without the examples of their fold):")
@@ -346,7 +348,8 @@ def main() -> None:
 
     if args.by_round:
         rounds = {round_of(name): [q for q in questions if q.half == "tune"] for name, questions in sets.items()}
-        print("  " + _row("tune, by round", evaluate_ranked(rank_by_round(faq, {n: qs for n, qs in rounds.items() if qs}))))
+        by_round = rank_by_round(faq, {number: questions for number, questions in rounds.items() if questions})
+        print("  " + _row("tune, by round", evaluate_ranked(by_round)))
 
     if args.curve:
         newer = [q for name, questions in sets.items() if round_of(name) >= 12 for q in questions if q.half == "test"]

@@ -81,8 +81,8 @@ from typing import Literal
 import numpy as np
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import OSA
-from sklearn.feature_extraction.text import TfidfVectorizer
 from scipy.sparse import hstack
+from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from .gsm import fold
@@ -489,13 +489,14 @@ class Faq:
         asks = {kind: found.group(0) for kind, pattern in ASKS.items() if (found := pattern.search(folded))}
         vector = self._vectorizer.transform([folded])
         probabilities = (self._classifier.predict_proba(self._features(vector, [folded]))[0]
-                         if self._classifier is not None and folded else np.zeros(len(self.entries) + 1))
+                         if self._classifier is not None and folded else np.zeros(len(self.entries)))
+        entries = len(self.entries)   # a class more, when some example is of no entry
         return Ranking(self.entries, self._scored(folded, vector),
                        tuple(self._unknown(topic, index) + tuple(words for kind, words in asks.items()
                                                                  if kind not in self._asked[index])
-                             for index in range(len(self.entries))), probabilities[:len(self.entries)],
+                             for index in range(entries)), probabilities[:entries],
                        own_case=bool(_OWN_CASE.search(folded)),
-                       unanswered=float(probabilities[len(self.entries)]) if len(probabilities) > len(self.entries) else 0.0)
+                       unanswered=float(probabilities[entries]) if len(probabilities) > entries else 0.0)
 
     def suggest(self, question: str, k: int = 3) -> list[tuple[FaqEntry, float]]:
         """Up to `k` entries closest to `question`, best first, for a staff member to pick from

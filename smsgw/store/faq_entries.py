@@ -2,11 +2,12 @@
 
 One row per entry, in the order of the imported file (`position`, from 0): `id`, `question` (its
 phrasings separated by `|`, as in the file) and `answer`; one row per example (`--examples`): the
-entry's `id` and a citizen's `question` it answers, or an empty `id` for a question no entry answers. Both are checked by the caller (smsgw/faq.py)
-before they get here. An import replaces the whole FAQ in one transaction, and with it the
-examples: by default the stored examples whose entry id is still in the new FAQ are kept (staff
-labelled them, `smsgw questions answer --faq`) and the file's are added after them, one already
-stored (same id and text) not twice; `keep=False` drops every stored one. A reader sees the old
+entry's `id` and a citizen's `question` it answers, or an empty `id` for a question no entry
+answers. Both are checked by the caller (smsgw/faq.py) before they get here. An import replaces
+the whole FAQ in one transaction, and with it the examples: by default the stored examples whose
+entry id is still in the new FAQ, and those of no entry, are kept (staff labelled them, `smsgw
+questions answer --faq`) and the file's are added after them, one already stored (same id and
+text) not twice; `keep=False` drops every stored one. A reader sees the old
 FAQ or the new one, never a mix. A staff answer with an entry (`questions answer --faq`) appends
 one in its own transaction (`sqlite_append_example`, `pg_append_example`). The tables are made by the schema steps `FAQ_STEP` and
 `FAQ_EXAMPLES_STEP`; the caller migrates first.
