@@ -55,8 +55,9 @@ def _built(rows, examples) -> Faq | None:
 
 
 async def load_faq(db: str) -> Faq | None:
-    """The FAQ stored in `db` (`--db`), ready to match; None when none was imported."""
-    return _built(*await read_faq_entries(db))
+    """The FAQ stored in `db` (`--db`), ready to match; None when none was imported. Built in a
+    thread, as a reload is: with a thousand examples its classifier takes seconds to train."""
+    return await asyncio.to_thread(_built, *await read_faq_entries(db))
 
 
 async def keep_faq_fresh(db: str, swap: Callable[[Faq | None], None], stop: asyncio.Event, *,
